@@ -1,0 +1,162 @@
+//! The command line: one file per subcommand (an `Args` struct and `run`), shared
+//! argument groups here. Arguments become plain config structs (`Filter`) before work.
+
+pub mod check;
+pub mod docs;
+pub mod print;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::filter::{now_ms, Filter};
+use crate::glob::Glob;
+use crate::rdb::ValueType;
+
+/// Exit codes, as scripts rely on them.
+pub const EXIT_OK: i32 = 0;
+/// The job ran but found or caused problems (`check` found damage).
+pub const EXIT_PROBLEMS: i32 = 1;
+/// The job could not be done (usage, I/O, unreadable input).
+pub const EXIT_FAILED: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "redis-migration",
+    version,
+    about = "Move, print and check Redis data: RDB snapshots decoded exactly, every version and encoding",
+    long_about = "Move, print and check Redis data.\n\nReads Redis RDB snapshots of every version \
+(REDIS0001 to REDIS0013, Redis 2.x to 8.x) and Valkey's VALKEY080, every encoding, streams with \
+consumer groups, modules, functions and hash-field TTLs.\n\nExit codes: 0 success; 1 the job ran \
+but found problems (check: damage); 2 the job could not be done.",
+    after_help = "The original tool's flags -rdb and -aof (single dash) are accepted where they make sense."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    Check(check::Args),
+    Print(print::Args),
+    Man(docs::ManArgs),
+    Completions(docs::CompletionArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Check(a) => check::run(a),
+        Command::Print(a) => print::run(a),
+        Command::Man(a) => docs::run_man(a),
+        Command::Completions(a) => docs::run_completions(a),
+    }
+}
+
+/// The original tool's single-dash flags, rewritten to their double-dash forms.
+const SEED_FLAGS: [&str; 9] = [
+    "-sip", "-sport", "-sauth", "-dip", "-dport", "-dauth", "-rdb", "-aof", "-client",
+];
+
+pub fn normalize_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Vec<std::ffi::OsString> {
+    args.into_iter()
+        .map(|a| match a.to_str() {
+            Some(s) if SEED_FLAGS.contains(&s) => format!("-{s}").into(),
+            _ => a,
+        })
+        .collect()
+}
+
+/// Where the input comes from.
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// RDB files to read (`-` for stdin); a directory stands for the .rdb files in it
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// An RDB file (the original tool's -rdb flag)
+    #[arg(long = "rdb", value_name = "FILE")]
+    pub rdb: Vec<PathBuf>,
+    /// Read files into memory instead of mapping them (for files that may change while read)
+    #[arg(long)]
+    pub no_mmap: bool,
+}
+
+impl InputArgs {
+    pub fn paths(&self) -> anyhow::Result<Vec<PathBuf>> {
+        let all: Vec<PathBuf> = self.files.iter().chain(self.rdb.iter()).cloned().collect();
+        if all.is_empty() {
+            anyhow::bail!("no input: give one or more RDB files (or -rdb FILE)");
+        }
+        Ok(crate::source::expand_inputs(&all)?)
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeArg {
+    String,
+    List,
+    Set,
+    Zset,
+    Hash,
+    Stream,
+    Module,
+}
+
+impl From<TypeArg> for ValueType {
+    fn from(t: TypeArg) -> ValueType {
+        match t {
+            TypeArg::String => ValueType::String,
+            TypeArg::List => ValueType::List,
+            TypeArg::Set => ValueType::Set,
+            TypeArg::Zset => ValueType::ZSet,
+            TypeArg::Hash => ValueType::Hash,
+            TypeArg::Stream => ValueType::Stream,
+            TypeArg::Module => ValueType::Module,
+        }
+    }
+}
+
+/// Which keys a job takes; the same on every subcommand.
+#[derive(Args, Debug, Clone)]
+pub struct FilterArgs {
+    /// Only keys of these databases (repeat or comma-separate)
+    #[arg(long, value_name = "N", value_delimiter = ',')]
+    pub db: Vec<u64>,
+    /// Only keys matching this glob, with Redis's rules (* ? [a-z] [^x] \x); repeatable
+    #[arg(long = "match", value_name = "GLOB")]
+    pub patterns: Vec<String>,
+    /// Only keys matching this regular expression (over the key's bytes)
+    #[arg(long, value_name = "REGEX")]
+    pub regex: Option<String>,
+    /// Only keys of these types (repeat or comma-separate)
+    #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
+    pub types: Vec<TypeArg>,
+    /// Keep keys whose expiry time has passed (they are left out by default, as Redis drops them on load)
+    #[arg(long)]
+    pub keep_expired: bool,
+}
+
+impl FilterArgs {
+    pub fn to_filter(&self) -> anyhow::Result<Filter> {
+        let regex = match &self.regex {
+            Some(r) => Some(regex::bytes::Regex::new(r).map_err(|e| {
+                anyhow::anyhow!("--regex {r:?} is not a valid regular expression: {e}")
+            })?),
+            None => None,
+        };
+        Ok(Filter {
+            dbs: self.db.clone(),
+            globs: self
+                .patterns
+                .iter()
+                .map(|p| Glob::new(p.as_bytes()))
+                .collect(),
+            regex,
+            types: self.types.iter().map(|&t| t.into()).collect(),
+            keep_expired: self.keep_expired,
+            now_ms: now_ms(),
+        })
+    }
+}

@@ -1,0 +1,57 @@
+//! Which records a job takes: `--db`, `--match` (Redis glob, bytes), `--regex`, `--type`,
+//! and expiry (expired keys are left out unless `--keep-expired`). Plain data, built by
+//! the CLI from its arguments before any work starts.
+
+use crate::glob::Glob;
+use crate::rdb::{Record, ValueType};
+
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only these databases (empty: all).
+    pub dbs: Vec<u64>,
+    /// Keys matching any of these globs (empty: all).
+    pub globs: Vec<Glob>,
+    pub regex: Option<regex::bytes::Regex>,
+    /// Only these types (empty: all).
+    pub types: Vec<ValueType>,
+    pub keep_expired: bool,
+    /// "Now" for expiry decisions, fixed once per job.
+    pub now_ms: i64,
+}
+
+impl Filter {
+    /// True when no key filter is set (db, glob, regex, type).
+    pub fn selects_everything(&self) -> bool {
+        self.dbs.is_empty()
+            && self.globs.is_empty()
+            && self.regex.is_none()
+            && self.types.is_empty()
+    }
+
+    pub fn accepts_db(&self, db: u64) -> bool {
+        self.dbs.is_empty() || self.dbs.contains(&db)
+    }
+
+    pub fn accepts_key(&self, key: &[u8]) -> bool {
+        (self.globs.is_empty() || self.globs.iter().any(|g| g.is_match(key)))
+            && self.regex.as_ref().is_none_or(|r| r.is_match(key))
+    }
+
+    pub fn is_expired(&self, rec: &Record<'_>) -> bool {
+        rec.expire_at_ms.is_some_and(|t| t <= self.now_ms)
+    }
+
+    pub fn accepts(&self, rec: &Record<'_>) -> bool {
+        self.accepts_db(rec.db)
+            && (self.types.is_empty() || self.types.contains(&rec.value.value_type()))
+            && (self.keep_expired || !self.is_expired(rec))
+            && self.accepts_key(&rec.key.bytes())
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,368 @@
+//! JSON lines as DESIGN.md specifies: one object per key,
+//! `{"db":0,"key":K,"type":"hash","expire_at_ms":null,"value":V}`. Byte strings are JSON
+//! strings when valid UTF-8, else `{"base64":"…"}`; scores JSON cannot hold and stream
+//! IDs are strings. Written by hand into one buffer: no intermediate tree, no allocation
+//! per field.
+
+use base64::Engine;
+
+use crate::rdb::{ConsumerGroup, Function, Record, Str, Stream, StreamId, Value};
+
+pub fn write_record(out: &mut Vec<u8>, rec: &Record<'_>) {
+    out.extend_from_slice(b"{\"db\":");
+    write_u64(out, rec.db);
+    out.extend_from_slice(b",\"key\":");
+    write_str(out, &rec.key);
+    out.extend_from_slice(b",\"type\":\"");
+    out.extend_from_slice(rec.value.value_type().name().as_bytes());
+    out.extend_from_slice(b"\",\"expire_at_ms\":");
+    write_opt_i64(out, rec.expire_at_ms);
+    if let Some(idle) = rec.idle_s {
+        out.extend_from_slice(b",\"idle_s\":");
+        write_u64(out, idle);
+    }
+    if let Some(freq) = rec.freq {
+        out.extend_from_slice(b",\"freq\":");
+        write_u64(out, freq as u64);
+    }
+    out.extend_from_slice(b",\"value\":");
+    write_value(out, &rec.value);
+    out.extend_from_slice(b"}\n");
+}
+
+/// A function library (or pre-GA function) line: `{"function":{...}}`.
+pub fn write_function(out: &mut Vec<u8>, f: &Function<'_>) {
+    out.extend_from_slice(b"{\"function\":{");
+    match f {
+        Function::Library { code } => {
+            out.extend_from_slice(b"\"code\":");
+            write_str(out, code);
+        }
+        Function::PreGa {
+            name,
+            engine,
+            description,
+            code,
+        } => {
+            out.extend_from_slice(b"\"name\":");
+            write_str(out, name);
+            out.extend_from_slice(b",\"engine\":");
+            write_str(out, engine);
+            out.extend_from_slice(b",\"description\":");
+            match description {
+                Some(d) => write_str(out, d),
+                None => out.extend_from_slice(b"null"),
+            }
+            out.extend_from_slice(b",\"code\":");
+            write_str(out, code);
+        }
+    }
+    out.extend_from_slice(b"}}\n");
+}
+
+/// A Lua script from the `lua` AUX field (Redis 5.0–6.2 script cache): `{"script":"…"}`.
+pub fn write_script(out: &mut Vec<u8>, body: &Str<'_>) {
+    out.extend_from_slice(b"{\"script\":");
+    write_str(out, body);
+    out.extend_from_slice(b"}\n");
+}
+
+fn write_value(out: &mut Vec<u8>, v: &Value<'_>) {
+    match v {
+        Value::String(s) => write_str(out, s),
+        Value::List(items) | Value::Set(items) => {
+            out.push(b'[');
+            for (i, s) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_str(out, s);
+            }
+            out.push(b']');
+        }
+        Value::ZSet(items) => {
+            out.push(b'[');
+            for (i, (m, score)) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'[');
+                write_str(out, m);
+                out.push(b',');
+                write_score(out, *score);
+                out.push(b']');
+            }
+            out.push(b']');
+        }
+        Value::Hash(fields) => {
+            out.push(b'[');
+            for (i, f) in fields.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'[');
+                write_str(out, &f.field);
+                out.push(b',');
+                write_str(out, &f.value);
+                if let Some(t) = f.expire_at_ms {
+                    out.push(b',');
+                    write_i64(out, t);
+                }
+                out.push(b']');
+            }
+            out.push(b']');
+        }
+        Value::Stream(s) => write_stream(out, s),
+        Value::Module(m) => {
+            out.extend_from_slice(b"{\"module\":");
+            write_text(out, m.name.as_bytes());
+            out.extend_from_slice(b",\"encver\":");
+            write_u64(out, m.encver);
+            out.extend_from_slice(b",\"raw\":\"");
+            write_base64(out, m.raw);
+            out.extend_from_slice(b"\"}");
+        }
+    }
+}
+
+fn write_stream(out: &mut Vec<u8>, s: &Stream<'_>) {
+    out.extend_from_slice(b"{\"entries\":[");
+    for (i, e) in s.entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"id\":");
+        write_id(out, e.id);
+        out.extend_from_slice(b",\"fields\":[");
+        for (k, (f, v)) in e.fields.iter().enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            out.push(b'[');
+            write_str(out, f);
+            out.push(b',');
+            write_str(out, v);
+            out.push(b']');
+        }
+        out.extend_from_slice(b"]}");
+    }
+    out.extend_from_slice(b"],\"length\":");
+    write_u64(out, s.length);
+    out.extend_from_slice(b",\"last_id\":");
+    write_id(out, s.last_id);
+    out.extend_from_slice(b",\"first_id\":");
+    write_opt_id(out, s.first_id);
+    out.extend_from_slice(b",\"max_deleted_id\":");
+    write_opt_id(out, s.max_deleted_id);
+    out.extend_from_slice(b",\"entries_added\":");
+    write_opt_u64(out, s.entries_added);
+    out.extend_from_slice(b",\"groups\":[");
+    for (i, g) in s.groups.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_group(out, g);
+    }
+    out.push(b']');
+    if let Some(idmp) = &s.idmp {
+        out.extend_from_slice(b",\"idmp\":{\"duration_s\":");
+        write_u64(out, idmp.duration_s);
+        out.extend_from_slice(b",\"max_entries\":");
+        write_u64(out, idmp.max_entries);
+        out.extend_from_slice(b",\"producers\":[");
+        for (i, (pid, iids)) in idmp.producers.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"producer\":");
+            write_str(out, pid);
+            out.extend_from_slice(b",\"iids\":[");
+            for (k, (iid, id)) in iids.iter().enumerate() {
+                if k > 0 {
+                    out.push(b',');
+                }
+                out.push(b'[');
+                write_str(out, iid);
+                out.push(b',');
+                write_id(out, *id);
+                out.push(b']');
+            }
+            out.extend_from_slice(b"]}");
+        }
+        out.extend_from_slice(b"],\"iids_added\":");
+        write_u64(out, idmp.iids_added);
+        out.extend_from_slice(b",\"iids_duplicates\":");
+        write_u64(out, idmp.iids_duplicates);
+        out.push(b'}');
+    }
+    out.push(b'}');
+}
+
+fn write_group(out: &mut Vec<u8>, g: &ConsumerGroup<'_>) {
+    out.extend_from_slice(b"{\"name\":");
+    write_str(out, &g.name);
+    out.extend_from_slice(b",\"last_delivered_id\":");
+    write_id(out, g.last_delivered_id);
+    out.extend_from_slice(b",\"entries_read\":");
+    write_opt_u64(out, g.entries_read);
+    out.extend_from_slice(b",\"pending\":[");
+    for (i, p) in g.pending.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"id\":");
+        write_id(out, p.id);
+        out.extend_from_slice(b",\"consumer\":");
+        match g.consumers.iter().find(|c| c.pending.contains(&p.id)) {
+            Some(c) => write_str(out, &c.name),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"delivery_time_ms\":");
+        write_i64(out, p.delivery_time_ms);
+        out.extend_from_slice(b",\"delivery_count\":");
+        write_u64(out, p.delivery_count);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"],\"consumers\":[");
+    for (i, c) in g.consumers.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"name\":");
+        write_str(out, &c.name);
+        out.extend_from_slice(b",\"seen_time_ms\":");
+        write_i64(out, c.seen_time_ms);
+        out.extend_from_slice(b",\"active_time_ms\":");
+        write_opt_i64(out, c.active_time_ms);
+        out.extend_from_slice(b",\"pending\":[");
+        for (k, id) in c.pending.iter().enumerate() {
+            if k > 0 {
+                out.push(b',');
+            }
+            write_id(out, *id);
+        }
+        out.extend_from_slice(b"]}");
+    }
+    out.extend_from_slice(b"]}");
+}
+
+/// A Redis string: JSON text if valid UTF-8, else `{"base64":"…"}`.
+#[inline]
+pub fn write_str(out: &mut Vec<u8>, s: &Str<'_>) {
+    match s {
+        Str::Borrowed(b) => write_bytes(out, b),
+        Str::Owned(v) => write_bytes(out, v),
+        Str::Int(i) => {
+            out.push(b'"');
+            out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes());
+            out.push(b'"');
+        }
+    }
+}
+
+#[inline]
+pub fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    if std::str::from_utf8(b).is_ok() {
+        write_text(out, b);
+    } else {
+        out.extend_from_slice(b"{\"base64\":\"");
+        write_base64(out, b);
+        out.extend_from_slice(b"\"}");
+    }
+}
+
+fn write_base64(out: &mut Vec<u8>, b: &[u8]) {
+    let start = out.len();
+    let n = base64::encoded_len(b.len(), true).unwrap_or(0);
+    out.resize(start + n, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(b, &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
+}
+
+/// Writes valid UTF-8 as a JSON string, escaping what JSON requires.
+fn write_text(out: &mut Vec<u8>, b: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(b.len() + 2);
+    out.push(b'"');
+    let mut run = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let esc: &[u8] = match c {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&b[run..i]);
+        if esc.is_empty() {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(c >> 4) as usize],
+                HEX[(c & 15) as usize],
+            ]);
+        } else {
+            out.extend_from_slice(esc);
+        }
+        run = i + 1;
+    }
+    out.extend_from_slice(&b[run..]);
+    out.push(b'"');
+}
+
+/// A score: the shortest decimal that reads back as the same double; `inf`, `-inf`,
+/// `nan` as strings.
+pub fn write_score(out: &mut Vec<u8>, v: f64) {
+    if v.is_finite() {
+        out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+    } else if v.is_nan() {
+        out.extend_from_slice(b"\"nan\"");
+    } else if v > 0.0 {
+        out.extend_from_slice(b"\"inf\"");
+    } else {
+        out.extend_from_slice(b"\"-inf\"");
+    }
+}
+
+fn write_id(out: &mut Vec<u8>, id: StreamId) {
+    out.push(b'"');
+    out.extend_from_slice(itoa::Buffer::new().format(id.ms).as_bytes());
+    out.push(b'-');
+    out.extend_from_slice(itoa::Buffer::new().format(id.seq).as_bytes());
+    out.push(b'"');
+}
+
+fn write_opt_id(out: &mut Vec<u8>, id: Option<StreamId>) {
+    match id {
+        Some(id) => write_id(out, id),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn write_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+fn write_i64(out: &mut Vec<u8>, v: i64) {
+    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+fn write_opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
+    match v {
+        Some(v) => write_u64(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}
+
+fn write_opt_i64(out: &mut Vec<u8>, v: Option<i64>) {
+    match v {
+        Some(v) => write_i64(out, v),
+        None => out.extend_from_slice(b"null"),
+    }
+}

@@ -1,0 +1,140 @@
+//! A panic-free reader over untrusted bytes: every read returns a `Result`, nothing
+//! indexes a slice unchecked, and no length taken from the input is trusted before it is
+//! compared with what remains.
+
+use super::error::{Error, Result};
+
+#[derive(Clone)]
+pub struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+    /// Offset of `data[0]` in the file, for error messages.
+    base: u64,
+}
+
+impl<'a> Cursor<'a> {
+    pub fn new(data: &'a [u8]) -> Cursor<'a> {
+        Cursor {
+            data,
+            pos: 0,
+            base: 0,
+        }
+    }
+
+    pub fn with_base(data: &'a [u8], base: u64) -> Cursor<'a> {
+        Cursor { data, pos: 0, base }
+    }
+
+    #[inline]
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// Absolute offset (file offset) of the next byte.
+    #[inline]
+    pub fn offset(&self) -> u64 {
+        self.base + self.pos as u64
+    }
+
+    #[inline]
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    #[inline]
+    pub fn remaining(&self) -> usize {
+        self.data.len() - self.pos
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+
+    #[inline]
+    pub fn peek_u8(&self) -> Option<u8> {
+        self.data.get(self.pos).copied()
+    }
+
+    #[inline]
+    pub fn read_u8(&mut self, what: &'static str) -> Result<u8> {
+        match self.data.get(self.pos) {
+            Some(&b) => {
+                self.pos += 1;
+                Ok(b)
+            }
+            None => Err(Error::truncated(self.offset(), what)),
+        }
+    }
+
+    /// Takes `n` bytes; fails (without allocating) if fewer remain.
+    #[inline]
+    pub fn read_bytes(&mut self, n: u64, what: &'static str) -> Result<&'a [u8]> {
+        if n > self.remaining() as u64 {
+            return Err(Error::truncated(self.offset(), what));
+        }
+        let start = self.pos;
+        self.pos += n as usize;
+        Ok(&self.data[start..self.pos])
+    }
+
+    #[inline]
+    pub fn skip(&mut self, n: u64, what: &'static str) -> Result<()> {
+        self.read_bytes(n, what).map(|_| ())
+    }
+
+    #[inline]
+    pub fn read_array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N]> {
+        let b = self.read_bytes(N as u64, what)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(b);
+        Ok(out)
+    }
+
+    pub fn read_u16_le(&mut self, what: &'static str) -> Result<u16> {
+        Ok(u16::from_le_bytes(self.read_array(what)?))
+    }
+
+    pub fn read_u32_le(&mut self, what: &'static str) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.read_array(what)?))
+    }
+
+    pub fn read_i32_le(&mut self, what: &'static str) -> Result<i32> {
+        Ok(i32::from_le_bytes(self.read_array(what)?))
+    }
+
+    pub fn read_u32_be(&mut self, what: &'static str) -> Result<u32> {
+        Ok(u32::from_be_bytes(self.read_array(what)?))
+    }
+
+    pub fn read_u64_le(&mut self, what: &'static str) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.read_array(what)?))
+    }
+
+    pub fn read_i64_le(&mut self, what: &'static str) -> Result<i64> {
+        Ok(i64::from_le_bytes(self.read_array(what)?))
+    }
+
+    pub fn read_u64_be(&mut self, what: &'static str) -> Result<u64> {
+        Ok(u64::from_be_bytes(self.read_array(what)?))
+    }
+
+    pub fn read_f64_le(&mut self, what: &'static str) -> Result<f64> {
+        Ok(f64::from_le_bytes(self.read_array(what)?))
+    }
+
+    pub fn read_f32_le(&mut self, what: &'static str) -> Result<f32> {
+        Ok(f32::from_le_bytes(self.read_array(what)?))
+    }
+}
+
+/// Capacity to reserve up front for `declared` items when each needs at least
+/// `min_item_bytes` of input: never more than the input could hold, and never more than
+/// a few thousand items; past that the vector grows with the items actually decoded, so
+/// a hostile count cannot size an allocation by itself.
+#[inline]
+pub fn bounded_capacity(declared: u64, remaining: usize, min_item_bytes: usize) -> usize {
+    const MAX_RESERVE: u64 = 1024;
+    let limit = (remaining / min_item_bytes.max(1)) as u64;
+    declared.min(limit).min(MAX_RESERVE) as usize
+}

@@ -1,0 +1,178 @@
+//! Listpack (RDB types 16, 17, 20, 23, 25, quicklist-2 packed nodes, stream nodes):
+//! `total u32, count u16`, entries of `encoding+data, backlen`, and an `0xFF` end byte.
+//! Every entry's backlen is decoded and checked, as Redis's deep sanitization does.
+
+use super::container::{le_bytes, ContainerError, ContainerResult, Entry};
+
+const LP_EOF: u8 = 0xFF;
+const HEADER_SIZE: usize = 6;
+
+/// Calls `f` for every entry, in order; returns the number of entries.
+pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
+    if blob.len() < HEADER_SIZE + 1 {
+        return Err(ContainerError::new(
+            0,
+            format!(
+                "listpack of {} bytes is shorter than its header",
+                blob.len()
+            ),
+        ));
+    }
+    let total = u32::from_le_bytes(le_bytes(blob, 0, "listpack size")?) as usize;
+    let declared = u16::from_le_bytes(le_bytes(blob, 4, "listpack count")?);
+    if total != blob.len() {
+        return Err(ContainerError::new(
+            0,
+            format!(
+                "listpack header says {total} bytes, blob has {}",
+                blob.len()
+            ),
+        ));
+    }
+    let mut pos = HEADER_SIZE;
+    let mut count = 0usize;
+    loop {
+        let enc = *blob
+            .get(pos)
+            .ok_or_else(|| ContainerError::new(pos, "listpack has no 0xFF end byte"))?;
+        if enc == LP_EOF {
+            break;
+        }
+        let start = pos;
+        let (entry, size) = read_entry(blob, pos, enc)?;
+        pos += size;
+        // backlen: the entry size in 7-bit groups, most significant first, every byte
+        // but the first with the high bit set.
+        let blen = backlen_size(size);
+        let back = blob
+            .get(pos..pos + blen)
+            .ok_or_else(|| ContainerError::new(pos, "listpack backlen runs past the end"))?;
+        let mut value = 0usize;
+        for (k, &b) in back.iter().rev().enumerate() {
+            value |= ((b & 0x7f) as usize) << (7 * k);
+        }
+        if value != size {
+            return Err(ContainerError::new(
+                pos,
+                format!("listpack backlen says {value}, entry is {size} bytes"),
+            ));
+        }
+        pos += blen;
+        count += 1;
+        let _ = start;
+        f(entry);
+    }
+    if pos != blob.len() - 1 {
+        return Err(ContainerError::new(
+            pos,
+            "listpack end byte 0xFF before the end of the blob",
+        ));
+    }
+    if declared != u16::MAX && declared as usize != count {
+        return Err(ContainerError::new(
+            4,
+            format!("listpack header counts {declared} entries, found {count}"),
+        ));
+    }
+    Ok(count)
+}
+
+fn backlen_size(l: usize) -> usize {
+    match l {
+        0..=127 => 1,
+        128..=16382 => 2,
+        16383..=2097150 => 3,
+        2097151..=268435454 => 4,
+        _ => 5,
+    }
+}
+
+/// Reads one entry's encoding and data at `pos`; returns it and its size (without backlen).
+fn read_entry(blob: &[u8], pos: usize, enc: u8) -> ContainerResult<(Entry, usize)> {
+    let str_entry = |hdr: usize, len: usize| -> ContainerResult<(Entry, usize)> {
+        let start = pos + hdr;
+        match start.checked_add(len) {
+            Some(end) if end < blob.len() => Ok((Entry::Bytes(start..end), hdr + len)),
+            _ => Err(ContainerError::new(
+                pos,
+                format!("listpack string of {len} bytes runs past the end"),
+            )),
+        }
+    };
+    if enc & 0x80 == 0 {
+        return Ok((Entry::Int((enc & 0x7f) as i64), 1));
+    }
+    if enc & 0xC0 == 0x80 {
+        return str_entry(1, (enc & 0x3f) as usize);
+    }
+    if enc & 0xE0 == 0xC0 {
+        let b1 = *blob
+            .get(pos + 1)
+            .ok_or_else(|| ContainerError::new(pos, "13-bit int past the end"))?;
+        let raw = (((enc & 0x1f) as i64) << 8) | b1 as i64;
+        let v = if raw >= 1 << 12 { raw - (1 << 13) } else { raw };
+        return Ok((Entry::Int(v), 2));
+    }
+    if enc & 0xF0 == 0xE0 {
+        let b1 = *blob
+            .get(pos + 1)
+            .ok_or_else(|| ContainerError::new(pos, "12-bit length past the end"))?;
+        return str_entry(2, (((enc & 0x0f) as usize) << 8) | b1 as usize);
+    }
+    match enc {
+        0xF0 => {
+            let len = u32::from_le_bytes(le_bytes(blob, pos + 1, "32-bit length")?) as usize;
+            str_entry(5, len)
+        }
+        0xF1 => Ok((
+            Entry::Int(i16::from_le_bytes(le_bytes(blob, pos + 1, "int16")?) as i64),
+            3,
+        )),
+        0xF2 => {
+            let b: [u8; 3] = le_bytes(blob, pos + 1, "int24")?;
+            Ok((
+                Entry::Int((i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as i64),
+                4,
+            ))
+        }
+        0xF3 => Ok((
+            Entry::Int(i32::from_le_bytes(le_bytes(blob, pos + 1, "int32")?) as i64),
+            5,
+        )),
+        0xF4 => Ok((
+            Entry::Int(i64::from_le_bytes(le_bytes(blob, pos + 1, "int64")?)),
+            9,
+        )),
+        _ => Err(ContainerError::new(
+            pos,
+            format!("listpack encoding byte {enc:#04x} is not valid"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(blob: &[u8]) -> ContainerResult<Vec<Entry>> {
+        let mut v = Vec::new();
+        parse(blob, |e| v.push(e))?;
+        Ok(v)
+    }
+
+    #[test]
+    fn small_listpack() {
+        // total 15, count 3: int 5, "ab", 13-bit -1.
+        let blob = [
+            15, 0, 0, 0, 3, 0, 0x05, 0x01, 0x82, b'a', b'b', 0x03, 0xDF, 0xFF, 0x02, 0xFF,
+        ];
+        let mut blob = blob.to_vec();
+        blob[0] = blob.len() as u8;
+        assert_eq!(
+            collect(&blob).unwrap(),
+            vec![Entry::Int(5), Entry::Bytes(9..11), Entry::Int(-1)]
+        );
+        blob[7] = 0x02; // wrong backlen
+        assert!(collect(&blob).is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! LZF decompression (the format of liblzf, which Redis uses for strings longer than 20
+//! bytes). Bounded: output never grows past the declared length, and every back-reference
+//! is checked against what has been produced. Written from the format description, not
+//! from liblzf's code.
+
+/// Why a compressed block could not be expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LzfError {
+    /// A literal run or back-reference reads past the end of the input.
+    InputTruncated { at: usize },
+    /// A back-reference points before the start of the output.
+    BadBackReference { at: usize },
+    /// The output would exceed (or, at the end, not reach) the declared length.
+    LengthMismatch { produced: usize, declared: usize },
+}
+
+impl std::fmt::Display for LzfError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LzfError::InputTruncated { at } => {
+                write!(f, "LZF data ends inside an instruction at +{at}")
+            }
+            LzfError::BadBackReference { at } => {
+                write!(
+                    f,
+                    "LZF back-reference before the start of the output at +{at}"
+                )
+            }
+            LzfError::LengthMismatch { produced, declared } => write!(
+                f,
+                "LZF data expands to {produced} bytes, the header declared {declared}"
+            ),
+        }
+    }
+}
+
+/// Expands `input` into `out` (cleared first); the result must be exactly `declared`
+/// bytes. `out` grows with the output actually produced, so a hostile declared length
+/// does not reserve memory by itself.
+pub fn decompress_into(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Result<(), LzfError> {
+    out.clear();
+    // Reserve what the input can plausibly expand to, never the declared length blindly.
+    out.reserve(declared.min(input.len().saturating_mul(4)).max(16));
+    let mut i = 0usize;
+    while i < input.len() {
+        let ctrl = input[i] as usize;
+        let at = i;
+        i += 1;
+        if ctrl < 32 {
+            // Literal run of ctrl + 1 bytes.
+            let run = ctrl + 1;
+            let lit = input
+                .get(i..i + run)
+                .ok_or(LzfError::InputTruncated { at })?;
+            if out.len() + run > declared {
+                return Err(LzfError::LengthMismatch {
+                    produced: out.len() + run,
+                    declared,
+                });
+            }
+            out.extend_from_slice(lit);
+            i += run;
+        } else {
+            let mut len = ctrl >> 5;
+            if len == 7 {
+                len += *input.get(i).ok_or(LzfError::InputTruncated { at })? as usize;
+                i += 1;
+            }
+            let low = *input.get(i).ok_or(LzfError::InputTruncated { at })? as usize;
+            i += 1;
+            let back = ((ctrl & 0x1f) << 8) + low + 1;
+            let copy = len + 2;
+            if back > out.len() {
+                return Err(LzfError::BadBackReference { at });
+            }
+            if out.len() + copy > declared {
+                return Err(LzfError::LengthMismatch {
+                    produced: out.len() + copy,
+                    declared,
+                });
+            }
+            let start = out.len() - back;
+            if back >= copy {
+                out.extend_from_within(start..start + copy);
+            } else {
+                // Overlapping copy: each byte may be one this copy just wrote.
+                for k in 0..copy {
+                    let b = out[start + k];
+                    out.push(b);
+                }
+            }
+        }
+    }
+    if out.len() != declared {
+        return Err(LzfError::LengthMismatch {
+            produced: out.len(),
+            declared,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_then_overlapping_reference() {
+        // "abc" literal, then copy 6 bytes from 3 back: "abcabcabc".
+        let input = [2, b'a', b'b', b'c', (4 << 5), 2];
+        let mut out = Vec::new();
+        decompress_into(&input, 9, &mut out).unwrap();
+        assert_eq!(out, b"abcabcabc");
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let mut out = Vec::new();
+        assert!(matches!(
+            decompress_into(&[5, b'a'], 6, &mut out),
+            Err(LzfError::InputTruncated { .. })
+        ));
+        assert!(matches!(
+            decompress_into(&[0, b'a', 0x20, 5], 4, &mut out),
+            Err(LzfError::BadBackReference { .. })
+        ));
+        assert!(matches!(
+            decompress_into(&[0, b'a'], 1 << 40, &mut out),
+            Err(LzfError::LengthMismatch { .. })
+        ));
+        assert!(out.capacity() < 1 << 20);
+    }
+}

@@ -1,0 +1,57 @@
+//! RDB decoding (FORMAT.md §1–§11, §14): the header, the opcode loop, and one decoder per
+//! value family. Pure: no threads, no I/O beyond the byte slice it is given. Records
+//! borrow from that slice (usually an mmapped file) wherever the encoding allows.
+
+pub mod container;
+pub mod cursor;
+pub mod error;
+pub mod intset;
+pub mod listpack;
+pub mod lzf;
+pub mod module;
+pub mod stream;
+pub mod string;
+pub mod types;
+pub mod value;
+pub mod ziplist;
+pub mod zipmap;
+
+mod parser;
+
+pub use error::{Error, ErrorKind, Result};
+pub use parser::{parse_header, Header, Parser, Vendor};
+pub use types::*;
+
+/// Highest Redis RDB version this reader knows (Redis 8.6).
+pub const RDB_VERSION_MAX: u32 = 13;
+/// Valkey 9's RDB version (`VALKEY080`).
+pub const VALKEY_RDB_VERSION: u32 = 80;
+
+/// CRC-64/Jones as Redis computes it ("123456789" → 0xe9c6d914c4b8d9ca).
+pub const CRC64: crc::Crc<u64, crc::Table<16>> =
+    crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS);
+
+/// Key bytes as printable text for messages: printable ASCII as is, the rest as `\xHH`.
+pub fn escape_key(key: &[u8]) -> String {
+    let mut s = String::with_capacity(key.len().min(64));
+    for &b in key.iter().take(200) {
+        match b {
+            b'"' => s.push_str("\\\""),
+            b'\\' => s.push_str("\\\\"),
+            0x20..=0x7e => s.push(b as char),
+            _ => s.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    if key.len() > 200 {
+        s.push('…');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn crc64_is_jones() {
+        assert_eq!(super::CRC64.checksum(b"123456789"), 0xe9c6d914c4b8d9ca);
+    }
+}

@@ -1,0 +1,292 @@
+//! Streams (types 15, 19, 21, 26; FORMAT.md §11): listpack nodes keyed by a master ID,
+//! the stream metadata, consumer groups with their PEL and consumers, and (v4) the
+//! idempotent-producer state.
+
+use super::container::{parse_canonical_i64, Entry};
+use super::cursor::{bounded_capacity, Cursor};
+use super::error::{Error, Result};
+use super::string::{read_blob, read_len, read_str, Blob};
+use super::types::{
+    Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId, StreamIdmp,
+};
+use super::value::{
+    collect_listpack_entries, RDB_TYPE_STREAM_LISTPACKS_2, RDB_TYPE_STREAM_LISTPACKS_3,
+};
+
+const STREAM_ITEM_FLAG_DELETED: i64 = 1;
+const STREAM_ITEM_FLAG_SAMEFIELDS: i64 = 2;
+
+pub fn read_stream<'a>(cur: &mut Cursor<'a>, t: u8) -> Result<Stream<'a>> {
+    let version = match t {
+        RDB_TYPE_STREAM_LISTPACKS_2 => 2,
+        RDB_TYPE_STREAM_LISTPACKS_3 => 3,
+        26 => 4,
+        _ => 1,
+    };
+    let nodes = read_len(cur, "stream node count")?;
+    let mut entries = Vec::new();
+    for _ in 0..nodes {
+        let at = cur.offset();
+        let node_key = read_str(cur)?;
+        let node_key = node_key.bytes();
+        if node_key.len() != 16 {
+            return Err(Error::corrupt(
+                at,
+                format!(
+                    "stream node key of {} bytes, expected a 16-byte ID",
+                    node_key.len()
+                ),
+            ));
+        }
+        let master = raw_id(&node_key);
+        let blob = read_blob(cur, "stream listpack")?;
+        read_node(&blob, master, &mut entries)?;
+    }
+    let length = read_len(cur, "stream length")?;
+    let last_id = read_id(cur)?;
+    let (first_id, max_deleted_id, entries_added) = if version >= 2 {
+        let first = read_id(cur)?;
+        let max_deleted = read_id(cur)?;
+        let added = read_len(cur, "stream entries-added")?;
+        (Some(first), Some(max_deleted), Some(added))
+    } else {
+        (None, None, None)
+    };
+    let ngroups = read_len(cur, "consumer group count")?;
+    let mut groups = Vec::with_capacity(bounded_capacity(ngroups, cur.remaining(), 4));
+    for _ in 0..ngroups {
+        groups.push(read_group(cur, version)?);
+    }
+    let idmp = if version >= 4 {
+        Some(read_idmp(cur)?)
+    } else {
+        None
+    };
+    Ok(Stream {
+        entries,
+        length,
+        last_id,
+        first_id,
+        max_deleted_id,
+        entries_added,
+        groups,
+        idmp,
+    })
+}
+
+fn raw_id(b: &[u8]) -> StreamId {
+    let mut ms = [0u8; 8];
+    let mut seq = [0u8; 8];
+    ms.copy_from_slice(&b[..8]);
+    seq.copy_from_slice(&b[8..16]);
+    StreamId {
+        ms: u64::from_be_bytes(ms),
+        seq: u64::from_be_bytes(seq),
+    }
+}
+
+fn read_raw_id(cur: &mut Cursor<'_>) -> Result<StreamId> {
+    Ok(raw_id(cur.read_bytes(16, "a 16-byte stream ID")?))
+}
+
+fn read_id(cur: &mut Cursor<'_>) -> Result<StreamId> {
+    let ms = read_len(cur, "a stream ID (ms)")?;
+    let seq = read_len(cur, "a stream ID (seq)")?;
+    Ok(StreamId { ms, seq })
+}
+
+/// Walks one node's listpack: the master entry, then entries relative to it.
+fn read_node<'a>(blob: &Blob<'a>, master: StreamId, out: &mut Vec<StreamEntry<'a>>) -> Result<()> {
+    let lp = collect_listpack_entries(blob)?;
+    if lp.is_empty() {
+        return Err(blob.error("stream listpack", 0, "empty listpack inside a stream"));
+    }
+    let data = &blob.data;
+    let int_at = |i: usize, what: &str| -> Result<i64> {
+        match lp.get(i) {
+            Some(Entry::Int(v)) => Ok(*v),
+            Some(Entry::Bytes(r)) => parse_canonical_i64(&data[r.clone()]).ok_or_else(|| {
+                blob.error(
+                    "stream listpack",
+                    0,
+                    &format!("{what} (element {i}) is not an integer"),
+                )
+            }),
+            None => Err(blob.error(
+                "stream listpack",
+                0,
+                &format!("ends before {what} (element {i})"),
+            )),
+        }
+    };
+    let count_at = |i: usize, what: &str| -> Result<usize> {
+        let v = int_at(i, what)?;
+        usize::try_from(v)
+            .ok()
+            .filter(|&v| v <= lp.len())
+            .ok_or_else(|| blob.error("stream listpack", 0, &format!("{what} {v} is out of range")))
+    };
+    let elem = |i: usize| -> Result<&Entry> {
+        lp.get(i).ok_or_else(|| {
+            blob.error(
+                "stream listpack",
+                0,
+                &format!("ends inside an entry (element {i})"),
+            )
+        })
+    };
+    // Master entry: live count, deleted count, master field count, fields, terminator 0.
+    let _live = count_at(0, "live entry count")?;
+    let _deleted = count_at(1, "deleted entry count")?;
+    let nmaster = count_at(2, "master field count")?;
+    let master_fields: Vec<usize> = (3..3 + nmaster).collect();
+    let mut i = 3 + nmaster;
+    if int_at(i, "master entry terminator")? != 0 {
+        return Err(blob.error("stream listpack", 0, "master entry terminator is not 0"));
+    }
+    i += 1;
+    while i < lp.len() {
+        let start = i;
+        let flags = int_at(i, "entry flags")?;
+        let ms_delta = int_at(i + 1, "entry ID ms delta")?;
+        let seq_delta = int_at(i + 2, "entry ID seq delta")?;
+        i += 3;
+        let id = StreamId {
+            ms: master
+                .ms
+                .checked_add_signed(ms_delta)
+                .ok_or_else(|| blob.error("stream listpack", 0, "entry ID overflows"))?,
+            seq: master
+                .seq
+                .checked_add_signed(seq_delta)
+                .ok_or_else(|| blob.error("stream listpack", 0, "entry ID overflows"))?,
+        };
+        let mut fields = Vec::new();
+        if flags & STREAM_ITEM_FLAG_SAMEFIELDS != 0 {
+            for (k, &fi) in master_fields.iter().enumerate() {
+                let v = elem(i + k)?.clone();
+                fields.push((fi, v));
+            }
+            i += nmaster;
+        } else {
+            let n = count_at(i, "entry field count")?;
+            i += 1;
+            for k in 0..n {
+                elem(i + 2 * k + 1)?;
+                fields.push((i + 2 * k, lp[i + 2 * k + 1].clone()));
+            }
+            i += 2 * n;
+        }
+        let lp_count = int_at(i, "entry element count")?;
+        i += 1;
+        // lp-count counts the entry's elements without itself (for backward walks).
+        if lp_count != (i - start - 1) as i64 {
+            return Err(blob.error(
+                "stream listpack",
+                0,
+                &format!(
+                    "entry lp-count {lp_count}, entry has {} elements",
+                    i - start - 1
+                ),
+            ));
+        }
+        if flags & STREAM_ITEM_FLAG_DELETED == 0 {
+            let fields = fields
+                .into_iter()
+                .map(|(fi, v)| (blob.lift(lp[fi].clone()), blob.lift(v)))
+                .collect();
+            out.push(StreamEntry { id, fields });
+        }
+    }
+    Ok(())
+}
+
+fn read_group<'a>(cur: &mut Cursor<'a>, version: u8) -> Result<ConsumerGroup<'a>> {
+    let name = read_str(cur)?;
+    let last_delivered_id = read_id(cur)?;
+    let entries_read = if version >= 2 {
+        // -1 ("unknown") is stored as the 64-bit length 0xFFFF_FFFF_FFFF_FFFF.
+        Some(read_len(cur, "group entries-read")?).filter(|&v| v != u64::MAX)
+    } else {
+        None
+    };
+    let npel = read_len(cur, "group PEL size")?;
+    let mut pending = Vec::with_capacity(bounded_capacity(npel, cur.remaining(), 25));
+    for _ in 0..npel {
+        let id = read_raw_id(cur)?;
+        let delivery_time_ms = cur.read_i64_le("a PEL delivery time")?;
+        let delivery_count = read_len(cur, "a PEL delivery count")?;
+        pending.push(PendingEntry {
+            id,
+            delivery_time_ms,
+            delivery_count,
+        });
+    }
+    let mut pel_ids: Vec<StreamId> = pending.iter().map(|p| p.id).collect();
+    pel_ids.sort_unstable();
+    let nconsumers = read_len(cur, "consumer count")?;
+    let mut consumers = Vec::with_capacity(bounded_capacity(nconsumers, cur.remaining(), 10));
+    for _ in 0..nconsumers {
+        let cname = read_str(cur)?;
+        let seen_time_ms = cur.read_i64_le("a consumer seen time")?;
+        let active_time_ms = if version >= 3 {
+            Some(cur.read_i64_le("a consumer active time")?)
+        } else {
+            None
+        };
+        let n = read_len(cur, "consumer PEL size")?;
+        let mut owned = Vec::with_capacity(bounded_capacity(n, cur.remaining(), 16));
+        for _ in 0..n {
+            let at = cur.offset();
+            let id = read_raw_id(cur)?;
+            // Redis refuses a consumer PEL entry that is not in the group PEL.
+            if pel_ids.binary_search(&id).is_err() {
+                return Err(Error::corrupt(
+                    at,
+                    format!("consumer PEL entry {id} is not in the group PEL"),
+                ));
+            }
+            owned.push(id);
+        }
+        consumers.push(Consumer {
+            name: cname,
+            seen_time_ms,
+            active_time_ms,
+            pending: owned,
+        });
+    }
+    Ok(ConsumerGroup {
+        name,
+        last_delivered_id,
+        entries_read,
+        pending,
+        consumers,
+    })
+}
+
+fn read_idmp<'a>(cur: &mut Cursor<'a>) -> Result<StreamIdmp<'a>> {
+    let duration_s = read_len(cur, "IDMP duration")?;
+    let max_entries = read_len(cur, "IDMP max entries")?;
+    let n = read_len(cur, "IDMP producer count")?;
+    let mut producers = Vec::with_capacity(bounded_capacity(n, cur.remaining(), 2));
+    for _ in 0..n {
+        let pid = read_str(cur)?;
+        let m = read_len(cur, "IDMP entry count")?;
+        let mut iids = Vec::with_capacity(bounded_capacity(m, cur.remaining(), 3));
+        for _ in 0..m {
+            let iid = read_str(cur)?;
+            let id = read_id(cur)?;
+            iids.push((iid, id));
+        }
+        producers.push((pid, iids));
+    }
+    let iids_added = read_len(cur, "IDMP iids added")?;
+    let iids_duplicates = read_len(cur, "IDMP iids duplicates")?;
+    Ok(StreamIdmp {
+        duration_s,
+        max_entries,
+        producers,
+        iids_added,
+        iids_duplicates,
+    })
+}

@@ -1,0 +1,212 @@
+//! RDB lengths and strings (FORMAT.md §4–§6): the length encoding, the three integer
+//! string forms, LZF-compressed strings, and the two double encodings.
+
+use std::borrow::Cow;
+
+use super::container::Entry;
+use super::cursor::Cursor;
+use super::error::{Error, Result};
+use super::lzf;
+use super::types::Str;
+
+pub const RDB_ENC_INT8: u8 = 0;
+pub const RDB_ENC_INT16: u8 = 1;
+pub const RDB_ENC_INT32: u8 = 2;
+pub const RDB_ENC_LZF: u8 = 3;
+
+/// A length, or the marker of a specially encoded string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Len {
+    Plain(u64),
+    Encoded(u8),
+}
+
+pub fn read_len_or_enc(cur: &mut Cursor<'_>) -> Result<Len> {
+    let at = cur.offset();
+    let b = cur.read_u8("a length")?;
+    Ok(match b >> 6 {
+        0 => Len::Plain((b & 0x3f) as u64),
+        1 => Len::Plain((((b & 0x3f) as u64) << 8) | cur.read_u8("a 14-bit length")? as u64),
+        2 => match b {
+            0x80 => Len::Plain(cur.read_u32_be("a 32-bit length")? as u64),
+            0x81 => Len::Plain(cur.read_u64_be("a 64-bit length")?),
+            _ => {
+                return Err(Error::corrupt(
+                    at,
+                    format!("length byte {b:#04x} is not a valid length encoding"),
+                ))
+            }
+        },
+        _ => Len::Encoded(b & 0x3f),
+    })
+}
+
+/// Reads a length; a string encoding marker here is corruption.
+pub fn read_len(cur: &mut Cursor<'_>, what: &'static str) -> Result<u64> {
+    let at = cur.offset();
+    match read_len_or_enc(cur)? {
+        Len::Plain(n) => Ok(n),
+        Len::Encoded(e) => Err(Error::corrupt(
+            at,
+            format!("expected {what} (a length), found string encoding {e}"),
+        )),
+    }
+}
+
+/// Reads an RDB string. Plain strings borrow from the input; LZF strings are expanded
+/// into an owned buffer of exactly the declared length.
+pub fn read_str<'a>(cur: &mut Cursor<'a>) -> Result<Str<'a>> {
+    let at = cur.offset();
+    match read_len_or_enc(cur)? {
+        Len::Plain(n) => Ok(Str::Borrowed(cur.read_bytes(n, "string data")?)),
+        Len::Encoded(RDB_ENC_INT8) => Ok(Str::Int(
+            cur.read_u8("an 8-bit integer string")? as i8 as i64
+        )),
+        Len::Encoded(RDB_ENC_INT16) => Ok(Str::Int(
+            cur.read_u16_le("a 16-bit integer string")? as i16 as i64
+        )),
+        Len::Encoded(RDB_ENC_INT32) => {
+            Ok(Str::Int(cur.read_i32_le("a 32-bit integer string")? as i64))
+        }
+        Len::Encoded(RDB_ENC_LZF) => Ok(Str::Owned(read_lzf(cur, at)?)),
+        Len::Encoded(e) => Err(Error::corrupt(at, format!("unknown string encoding {e}"))),
+    }
+}
+
+fn read_lzf(cur: &mut Cursor<'_>, at: u64) -> Result<Vec<u8>> {
+    let clen = read_len(cur, "LZF compressed length")?;
+    let ulen = read_len(cur, "LZF uncompressed length")?;
+    let data = cur.read_bytes(clen, "LZF compressed data")?;
+    // An LZF instruction of 3 bytes yields at most 264: anything claiming more than that
+    // ratio is damaged, and refusing it keeps hostile lengths from sizing allocations.
+    if ulen > clen.saturating_mul(88).saturating_add(8) {
+        return Err(Error::corrupt(
+            at,
+            format!("LZF string claims {ulen} bytes from {clen} compressed bytes"),
+        ));
+    }
+    let mut out = Vec::new();
+    lzf::decompress_into(data, ulen as usize, &mut out)
+        .map_err(|e| Error::corrupt(at, e.to_string()))?;
+    Ok(out)
+}
+
+/// Advances past a string without expanding it (for skims and skipped values).
+pub fn skip_str(cur: &mut Cursor<'_>) -> Result<()> {
+    let at = cur.offset();
+    match read_len_or_enc(cur)? {
+        Len::Plain(n) => cur.skip(n, "string data"),
+        Len::Encoded(RDB_ENC_INT8) => cur.skip(1, "an 8-bit integer string"),
+        Len::Encoded(RDB_ENC_INT16) => cur.skip(2, "a 16-bit integer string"),
+        Len::Encoded(RDB_ENC_INT32) => cur.skip(4, "a 32-bit integer string"),
+        Len::Encoded(RDB_ENC_LZF) => {
+            let clen = read_len(cur, "LZF compressed length")?;
+            read_len(cur, "LZF uncompressed length")?;
+            cur.skip(clen, "LZF compressed data")
+        }
+        Len::Encoded(e) => Err(Error::corrupt(at, format!("unknown string encoding {e}"))),
+    }
+}
+
+/// A container blob (ziplist, listpack, intset, zipmap) and where it came from, so
+/// errors inside it can be placed in the file.
+pub struct Blob<'a> {
+    pub data: Cow<'a, [u8]>,
+    /// File offset of the string header.
+    pub offset: u64,
+    /// File offset of the first data byte (meaningful when not compressed).
+    pub data_offset: u64,
+    pub compressed: bool,
+}
+
+impl<'a> Blob<'a> {
+    /// Turns a container entry into a string that borrows from the file when it can.
+    #[inline]
+    pub fn lift(&self, e: Entry) -> Str<'a> {
+        match (e, &self.data) {
+            (Entry::Int(i), _) => Str::Int(i),
+            (Entry::Bytes(r), Cow::Borrowed(b)) => Str::Borrowed(&b[r]),
+            (Entry::Bytes(r), Cow::Owned(v)) => Str::Owned(v[r].to_vec()),
+        }
+    }
+
+    /// Places an error found at `at` inside the blob.
+    pub fn error(&self, what: &str, at: usize, msg: &str) -> Error {
+        if self.compressed {
+            Error::corrupt(
+                self.offset,
+                format!("{what} (LZF-compressed, at +{at} after expansion): {msg}"),
+            )
+        } else {
+            Error::corrupt(self.data_offset + at as u64, format!("{what}: {msg}"))
+        }
+    }
+}
+
+pub fn read_blob<'a>(cur: &mut Cursor<'a>, what: &'static str) -> Result<Blob<'a>> {
+    let offset = cur.offset();
+    match read_len_or_enc(cur)? {
+        Len::Plain(n) => {
+            let data_offset = cur.offset();
+            Ok(Blob {
+                data: Cow::Borrowed(cur.read_bytes(n, what)?),
+                offset,
+                data_offset,
+                compressed: false,
+            })
+        }
+        Len::Encoded(RDB_ENC_LZF) => {
+            let data = read_lzf(cur, offset)?;
+            Ok(Blob {
+                data: Cow::Owned(data),
+                offset,
+                data_offset: offset,
+                compressed: true,
+            })
+        }
+        Len::Encoded(e) => Err(Error::corrupt(
+            offset,
+            format!("{what} stored with string encoding {e}, expected raw bytes"),
+        )),
+    }
+}
+
+/// A score in the old string form (ZSET type 3): a length byte, then ASCII; 253, 254
+/// and 255 stand for NaN, +inf and -inf.
+pub fn read_string_double(cur: &mut Cursor<'_>) -> Result<f64> {
+    let at = cur.offset();
+    let len = cur.read_u8("a score length")?;
+    match len {
+        253 => Ok(f64::NAN),
+        254 => Ok(f64::INFINITY),
+        255 => Ok(f64::NEG_INFINITY),
+        n => {
+            let text = cur.read_bytes(n as u64, "a score")?;
+            parse_score(text).ok_or_else(|| {
+                Error::corrupt(
+                    at,
+                    format!("score {:?} is not a number", String::from_utf8_lossy(text)),
+                )
+            })
+        }
+    }
+}
+
+/// Parses a score as Redis's strtod would accept it.
+pub fn parse_score(text: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(text).ok()?;
+    match s {
+        "inf" | "+inf" | "infinity" | "+infinity" => return Some(f64::INFINITY),
+        "-inf" | "-infinity" => return Some(f64::NEG_INFINITY),
+        _ => {}
+    }
+    s.parse::<f64>().ok()
+}
+
+/// Reads an RDB integer-as-string element's integer value, or parses a plain string.
+pub fn str_as_i64(s: &Str<'_>) -> Option<i64> {
+    match s {
+        Str::Int(i) => Some(*i),
+        other => super::container::parse_canonical_i64(&other.bytes()),
+    }
+}

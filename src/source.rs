@@ -1,0 +1,82 @@
+//! Getting a file's bytes: memory-mapped by default, read into a buffer with `--no-mmap`
+//! or for `-` (stdin). The one `unsafe` block of the project lives here.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub enum Source {
+    Mapped(memmap2::Mmap),
+    Buffer(Vec<u8>),
+}
+
+impl Source {
+    /// Opens `path` (`-` is stdin). I/O errors name the file.
+    pub fn open(path: &Path, no_mmap: bool) -> std::io::Result<Source> {
+        if path == Path::new("-") {
+            let mut buf = Vec::new();
+            std::io::stdin().lock().read_to_end(&mut buf)?;
+            return Ok(Source::Buffer(buf));
+        }
+        let mut file = File::open(path)?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(std::io::Error::other(
+                "is a directory, expected an RDB file",
+            ));
+        }
+        if no_mmap || meta.len() == 0 {
+            let mut buf = Vec::with_capacity(meta.len() as usize);
+            file.read_to_end(&mut buf)?;
+            return Ok(Source::Buffer(buf));
+        }
+        // SAFETY: the map is read-only and private to this process. If another process
+        // truncates the file while it is mapped, reading the lost pages raises SIGBUS and
+        // the process dies: we accept that (the input is a snapshot that nobody should
+        // rewrite in place; Redis itself writes RDBs to a temp file and renames it), and
+        // `--no-mmap` exists for inputs that may change under us. Writers that append
+        // (a growing AOF) do not invalidate pages already mapped.
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(Source::Mapped(map))
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Source::Mapped(m) => m,
+            Source::Buffer(b) => b,
+        }
+    }
+}
+
+/// A display name for a path (`-` shows as `<stdin>`).
+pub fn display_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        "<stdin>".into()
+    } else {
+        path.display().to_string()
+    }
+}
+
+/// Expands inputs: a directory stands for the RDB files directly inside it, in name order.
+pub fn expand_inputs(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "rdb"))
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(std::io::Error::other(format!(
+                    "{}: directory has no .rdb files",
+                    p.display()
+                )));
+            }
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}

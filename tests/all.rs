@@ -1,0 +1,7 @@
+//! The one integration-test binary: real servers, the real binary, real fixtures.
+
+mod util;
+
+mod bad_input;
+mod cli;
+mod oracle;

