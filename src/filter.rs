@@ -22,10 +22,7 @@ pub struct Filter {
 impl Filter {
     /// True when no key filter is set (db, glob, regex, type).
     pub fn selects_everything(&self) -> bool {
-        self.dbs.is_empty()
-            && self.globs.is_empty()
-            && self.regex.is_none()
-            && self.types.is_empty()
+        self.dbs.is_empty() && self.globs.is_empty() && self.regex.is_none() && self.types.is_empty()
     }
 
     pub fn accepts_db(&self, db: u64) -> bool {
@@ -50,8 +47,5 @@ impl Filter {
 }
 
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -4,10 +4,14 @@
 //! - [`filter`] selects records by db, key pattern, type and expiry.
 //! - [`output`] renders records as JSON lines or text.
 //! - [`glob`] is Redis's own glob matcher, over bytes.
+//! - [`translate`] turns records into the commands that recreate them (RESP).
+//! - [`resp`] encodes RESP.
 
 pub mod cli;
 pub mod filter;
 pub mod glob;
 pub mod output;
 pub mod rdb;
+pub mod resp;
 pub mod source;
+pub mod translate;

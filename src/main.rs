@@ -9,11 +9,7 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            std::process::exit(if e.use_stderr() {
-                cli::EXIT_FAILED
-            } else {
-                cli::EXIT_OK
-            });
+            std::process::exit(if e.use_stderr() { cli::EXIT_FAILED } else { cli::EXIT_OK });
         }
     };
     match cli::run(cli) {

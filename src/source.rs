@@ -21,9 +21,7 @@ impl Source {
         let mut file = File::open(path)?;
         let meta = file.metadata()?;
         if meta.is_dir() {
-            return Err(std::io::Error::other(
-                "is a directory, expected an RDB file",
-            ));
+            return Err(std::io::Error::other("is a directory, expected an RDB file"));
         }
         if no_mmap || meta.len() == 0 {
             let mut buf = Vec::with_capacity(meta.len() as usize);
@@ -68,10 +66,7 @@ pub fn expand_inputs(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
                 .collect();
             files.sort();
             if files.is_empty() {
-                return Err(std::io::Error::other(format!(
-                    "{}: directory has no .rdb files",
-                    p.display()
-                )));
+                return Err(std::io::Error::other(format!("{}: directory has no .rdb files", p.display())));
             }
             out.extend(files);
         } else {

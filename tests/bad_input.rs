@@ -57,16 +57,9 @@ fn truncation_at_every_offset_is_an_error_with_an_offset() {
                 for cut in 0..data.len() {
                     let (r, largest) = deep_walk(&data[..cut]);
                     let e = r.expect_err(&format!("{file} cut at {cut} was accepted"));
-                    assert!(
-                        e.offset <= cut as u64,
-                        "{file} cut at {cut}: error offset {} past the end",
-                        e.offset
-                    );
+                    assert!(e.offset <= cut as u64, "{file} cut at {cut}: error offset {} past the end", e.offset);
                     assert!(e.is_damage(), "{file} cut at {cut}: {e}");
-                    assert!(
-                        largest <= budget(cut),
-                        "{file} cut at {cut}: allocated {largest} bytes"
-                    );
+                    assert!(largest <= budget(cut), "{file} cut at {cut}: allocated {largest} bytes");
                 }
             });
         }
@@ -95,10 +88,7 @@ fn byte_flips_are_all_caught() {
                     // Every fixture has a CRC-64: any changed byte is damage `check` must see.
                     let e = r.expect_err(&format!("{file}: byte {at} ^ {x:#04x} went unnoticed"));
                     assert!(!e.to_string().is_empty());
-                    assert!(
-                        largest <= budget(copy.len()),
-                        "{file}: flip at {at}: allocated {largest} bytes"
-                    );
+                    assert!(largest <= budget(copy.len()), "{file}: flip at {at}: allocated {largest} bytes");
                 }
             });
         }
@@ -119,25 +109,18 @@ fn hostile_lengths_do_not_allocate() {
     cases.push(("list count", huge_list));
     // An LZF string claiming a 4 GB expansion of 3 bytes.
     let mut lzf = b"REDIS0009".to_vec();
-    lzf.extend_from_slice(&[
-        0x00, 0x01, b'k', 0xC3, 0x03, 0x80, 0xff, 0xff, 0xff, 0xff, 0x00, b'a', 0x20,
-    ]);
+    lzf.extend_from_slice(&[0x00, 0x01, b'k', 0xC3, 0x03, 0x80, 0xff, 0xff, 0xff, 0xff, 0x00, b'a', 0x20]);
     cases.push(("LZF expansion", lzf));
     // A stream claiming 2^60 consumer groups.
     let mut groups = b"REDIS0010".to_vec();
-    groups.extend_from_slice(&[
-        19, 0x01, b's', 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-    ]);
+    groups.extend_from_slice(&[19, 0x01, b's', 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]);
     groups.extend_from_slice(&[0x81, 0x10, 0, 0, 0, 0, 0, 0, 0]);
     cases.push(("stream groups", groups));
     for (what, data) in cases {
         let (r, largest) = deep_walk(&data);
         let e = r.expect_err(what);
         assert!(e.is_damage(), "{what}: {e}");
-        assert!(
-            largest <= budget(data.len()),
-            "{what}: allocated {largest} bytes"
-        );
+        assert!(largest <= budget(data.len()), "{what}: allocated {largest} bytes");
     }
 }
 
@@ -145,9 +128,7 @@ fn hostile_lengths_do_not_allocate() {
 /// `fuzz/regressions/`): each must now give a clean result.
 #[test]
 fn fuzz_regressions_replay_cleanly() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz")
-        .join("regressions");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz").join("regressions");
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let data = std::fs::read(entry.unwrap().path()).unwrap();
@@ -180,13 +161,7 @@ fn key_meta_hand_made() {
     }
     assert_eq!(
         metas,
-        vec![
-            (
-                b"k".to_vec(),
-                Some(vec![0x01, 0xAA, 0xBB, 0xCC, 0xDD, 0x02, 0x07, 0x00])
-            ),
-            (b"j".to_vec(), None)
-        ]
+        vec![(b"k".to_vec(), Some(vec![0x01, 0xAA, 0xBB, 0xCC, 0xDD, 0x02, 0x07, 0x00])), (b"j".to_vec(), None)]
     );
     // The same opcode in a Valkey file is SLOT_IMPORT, not KEY_META.
     let mut valkey = b"VALKEY080".to_vec();

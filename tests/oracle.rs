@@ -9,42 +9,42 @@ use serde_json::Value as J;
 
 use crate::util::{json_bytes, run, testdata, RedisServer, FIXTURES};
 
-type Bytes = Vec<u8>;
+pub(crate) type Bytes = Vec<u8>;
 /// (db, key) → (value, expiry).
-type KeyMap = BTreeMap<(u64, Bytes), (KeyView, Option<i64>)>;
+pub(crate) type KeyMap = BTreeMap<(u64, Bytes), (KeyView, Option<i64>)>;
 
 #[derive(Debug, PartialEq)]
-struct StreamView {
-    entries: Vec<(String, Vec<Bytes>)>,
-    length: u64,
-    last_id: String,
+pub(crate) struct StreamView {
+    pub(crate) entries: Vec<(String, Vec<Bytes>)>,
+    pub(crate) length: u64,
+    pub(crate) last_id: String,
     /// Only compared where the server reports them (7.0+).
-    max_deleted_id: Option<String>,
-    entries_added: Option<u64>,
-    first_id: Option<String>,
-    groups: Vec<GroupView>,
+    pub(crate) max_deleted_id: Option<String>,
+    pub(crate) entries_added: Option<u64>,
+    pub(crate) first_id: Option<String>,
+    pub(crate) groups: Vec<GroupView>,
 }
 
 #[derive(Debug, PartialEq)]
-struct GroupView {
-    name: Bytes,
-    last_delivered_id: String,
-    entries_read: Option<Option<u64>>,
+pub(crate) struct GroupView {
+    pub(crate) name: Bytes,
+    pub(crate) last_delivered_id: String,
+    pub(crate) entries_read: Option<Option<u64>>,
     /// (id, consumer, delivery time, delivery count)
-    pending: Vec<(String, Bytes, i64, u64)>,
-    consumers: Vec<ConsumerView>,
+    pub(crate) pending: Vec<(String, Bytes, i64, u64)>,
+    pub(crate) consumers: Vec<ConsumerView>,
 }
 
 #[derive(Debug, PartialEq)]
-struct ConsumerView {
-    name: Bytes,
-    seen_time: i64,
-    active_time: Option<i64>,
-    pending: Vec<String>,
+pub(crate) struct ConsumerView {
+    pub(crate) name: Bytes,
+    pub(crate) seen_time: i64,
+    pub(crate) active_time: Option<i64>,
+    pub(crate) pending: Vec<String>,
 }
 
 #[derive(Debug, PartialEq)]
-enum KeyView {
+pub(crate) enum KeyView {
     String(Bytes),
     List(Vec<Bytes>),
     Set(BTreeSet<Bytes>),
@@ -69,18 +69,8 @@ fn parse_score_text(s: &str) -> f64 {
 
 /// Our side: `print --format json` of the fixture, keyed by (db, key).
 fn ours(file: &str, server_version: (u32, u32)) -> (KeyMap, Vec<J>) {
-    let out = run(&[
-        "print",
-        "--format",
-        "json",
-        "-q",
-        testdata(file).to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "print failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run(&["print", "--format", "json", "-q", testdata(file).to_str().unwrap()]);
+    assert!(out.status.success(), "print failed: {}", String::from_utf8_lossy(&out.stderr));
     let mut keys = BTreeMap::new();
     let mut extras = Vec::new();
     for line in out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
@@ -130,11 +120,7 @@ fn ours(file: &str, server_version: (u32, u32)) -> (KeyMap, Vec<J>) {
             "module" => KeyView::Module(v["module"].as_str().unwrap().to_string()),
             t => panic!("unknown type {t}"),
         };
-        assert!(
-            keys.insert((db, key), (view, j["expire_at_ms"].as_i64()))
-                .is_none(),
-            "a key printed twice"
-        );
+        assert!(keys.insert((db, key), (view, j["expire_at_ms"].as_i64())).is_none(), "a key printed twice");
     }
     (keys, extras)
 }
@@ -190,11 +176,7 @@ fn stream_from_json(v: &J, ver: (u32, u32)) -> StreamView {
                     .map(|c| ConsumerView {
                         name: json_bytes(&c["name"]),
                         seen_time: c["seen_time_ms"].as_i64().unwrap(),
-                        active_time: if ver >= (7, 2) {
-                            c["active_time_ms"].as_i64()
-                        } else {
-                            None
-                        },
+                        active_time: if ver >= (7, 2) { c["active_time_ms"].as_i64() } else { None },
                         pending: c["pending"].as_array().unwrap().iter().map(s).collect(),
                     })
                     .collect(),
@@ -235,15 +217,8 @@ fn fields(v: &R) -> BTreeMap<String, &R> {
     arr(v).chunks(2).map(|p| (text(&p[0]), &p[1])).collect()
 }
 
-fn stream_from_server(con: &mut redis::Connection, key: &[u8], ver: (u32, u32)) -> StreamView {
-    let info: R = redis::cmd("XINFO")
-        .arg("STREAM")
-        .arg(key)
-        .arg("FULL")
-        .arg("COUNT")
-        .arg(0)
-        .query(con)
-        .unwrap();
+pub(crate) fn stream_from_server(con: &mut redis::Connection, key: &[u8], ver: (u32, u32)) -> StreamView {
+    let info: R = redis::cmd("XINFO").arg("STREAM").arg(key).arg("FULL").arg("COUNT").arg(0).query(con).unwrap();
     let f = fields(&info);
     let seven = ver >= (7, 0);
     let opt_id = |name: &str| f.get(name).map(|v| text(v));
@@ -257,21 +232,9 @@ fn stream_from_server(con: &mut redis::Connection, key: &[u8], ver: (u32, u32)) 
             .collect(),
         length: int(f["length"]) as u64,
         last_id: text(f["last-generated-id"]),
-        max_deleted_id: if seven {
-            opt_id("max-deleted-entry-id")
-        } else {
-            None
-        },
-        entries_added: if seven {
-            f.get("entries-added").map(|v| int(v) as u64)
-        } else {
-            None
-        },
-        first_id: if seven {
-            opt_id("recorded-first-entry-id")
-        } else {
-            None
-        },
+        max_deleted_id: if seven { opt_id("max-deleted-entry-id") } else { None },
+        entries_added: if seven { f.get("entries-added").map(|v| int(v) as u64) } else { None },
+        first_id: if seven { opt_id("recorded-first-entry-id") } else { None },
         groups: arr(f["groups"])
             .iter()
             .map(|g| {
@@ -301,15 +264,8 @@ fn stream_from_server(con: &mut redis::Connection, key: &[u8], ver: (u32, u32)) 
                             ConsumerView {
                                 name: bulk(c["name"]),
                                 seen_time: int(c["seen-time"]),
-                                active_time: if ver >= (7, 2) {
-                                    Some(int(c["active-time"]))
-                                } else {
-                                    None
-                                },
-                                pending: arr(c["pending"])
-                                    .iter()
-                                    .map(|p| text(&arr(p)[0]))
-                                    .collect(),
+                                active_time: if ver >= (7, 2) { Some(int(c["active-time"])) } else { None },
+                                pending: arr(c["pending"]).iter().map(|p| text(&arr(p)[0])).collect(),
                             }
                         })
                         .collect(),
@@ -319,35 +275,17 @@ fn stream_from_server(con: &mut redis::Connection, key: &[u8], ver: (u32, u32)) 
     }
 }
 
-fn server_key(con: &mut redis::Connection, key: &[u8], ver: (u32, u32)) -> KeyView {
+pub(crate) fn server_key(con: &mut redis::Connection, key: &[u8], ver: (u32, u32)) -> KeyView {
     let t: String = redis::cmd("TYPE").arg(key).query(con).unwrap();
     match t.as_str() {
         "string" => KeyView::String(redis::cmd("GET").arg(key).query(con).unwrap()),
-        "list" => KeyView::List(
-            redis::cmd("LRANGE")
-                .arg(key)
-                .arg(0)
-                .arg(-1)
-                .query(con)
-                .unwrap(),
-        ),
+        "list" => KeyView::List(redis::cmd("LRANGE").arg(key).arg(0).arg(-1).query(con).unwrap()),
         "set" => KeyView::Set(redis::cmd("SMEMBERS").arg(key).query(con).unwrap()),
         "zset" => {
-            let flat: Vec<Bytes> = redis::cmd("ZRANGE")
-                .arg(key)
-                .arg(0)
-                .arg(-1)
-                .arg("WITHSCORES")
-                .query(con)
-                .unwrap();
+            let flat: Vec<Bytes> = redis::cmd("ZRANGE").arg(key).arg(0).arg(-1).arg("WITHSCORES").query(con).unwrap();
             let mut z: Vec<(Bytes, u64)> = flat
                 .chunks(2)
-                .map(|p| {
-                    (
-                        p[0].clone(),
-                        score_bits(parse_score_text(std::str::from_utf8(&p[1]).unwrap())),
-                    )
-                })
+                .map(|p| (p[0].clone(), score_bits(parse_score_text(std::str::from_utf8(&p[1]).unwrap()))))
                 .collect();
             z.sort();
             KeyView::ZSet(z)
@@ -357,13 +295,8 @@ fn server_key(con: &mut redis::Connection, key: &[u8], ver: (u32, u32)) -> KeyVi
             let mut out = BTreeMap::new();
             for p in flat.chunks(2) {
                 let ttl = if ver >= (7, 4) {
-                    let r: Vec<i64> = redis::cmd("HPEXPIRETIME")
-                        .arg(key)
-                        .arg("FIELDS")
-                        .arg(1)
-                        .arg(&p[0])
-                        .query(con)
-                        .unwrap();
+                    let r: Vec<i64> =
+                        redis::cmd("HPEXPIRETIME").arg(key).arg("FIELDS").arg(1).arg(&p[0]).query(con).unwrap();
                     Some(r[0])
                 } else {
                     None
@@ -377,49 +310,30 @@ fn server_key(con: &mut redis::Connection, key: &[u8], ver: (u32, u32)) -> KeyVi
     }
 }
 
-fn server_version(con: &mut redis::Connection) -> (u32, u32) {
+pub(crate) fn server_version(con: &mut redis::Connection) -> (u32, u32) {
     let info: String = redis::cmd("INFO").arg("server").query(con).unwrap();
-    let v = info
-        .lines()
-        .find_map(|l| l.strip_prefix("redis_version:"))
-        .unwrap();
+    let v = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap();
     let mut it = v.trim().split('.').map(|x| x.parse::<u32>().unwrap());
     (it.next().unwrap(), it.next().unwrap())
 }
 
-fn check_fixture(file: &str, version: &str) {
-    let module = crate::util::falkordb_module();
-    let extra: Vec<&str> = if file.contains("module") {
-        vec!["--loadmodule", module.to_str().unwrap()]
-    } else {
-        vec![]
-    };
-    let server = RedisServer::start(version, Some(&testdata(file)), &extra);
-    let mut con = server.conn();
-    let ver = server_version(&mut con);
-    let (ours, extras) = ours(file, ver);
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+/// Every key of every db of a live server, read back with plain commands.
+pub(crate) fn dump_server(con: &mut redis::Connection, ver: (u32, u32)) -> KeyMap {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let mut theirs = BTreeMap::new();
     for db in 0..16u64 {
-        redis::cmd("SELECT").arg(db).query::<()>(&mut con).unwrap();
+        redis::cmd("SELECT").arg(db).query::<()>(con).unwrap();
         let mut cursor = 0u64;
         loop {
-            let (next, keys): (u64, Vec<Bytes>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(1000)
-                .query(&mut con)
-                .unwrap();
+            let (next, keys): (u64, Vec<Bytes>) =
+                redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(1000).query(con).unwrap();
             for key in keys {
-                let view = server_key(&mut con, &key, ver);
+                let view = server_key(con, &key, ver);
                 let expire = if ver >= (7, 0) {
-                    let t: i64 = redis::cmd("PEXPIRETIME").arg(&key).query(&mut con).unwrap();
+                    let t: i64 = redis::cmd("PEXPIRETIME").arg(&key).query(con).unwrap();
                     (t >= 0).then_some(t)
                 } else {
-                    let t: i64 = redis::cmd("PTTL").arg(&key).query(&mut con).unwrap();
+                    let t: i64 = redis::cmd("PTTL").arg(&key).query(con).unwrap();
                     (t >= 0).then_some(now_ms + t)
                 };
                 theirs.insert((db, key), (view, expire));
@@ -430,26 +344,27 @@ fn check_fixture(file: &str, version: &str) {
             }
         }
     }
+    theirs
+}
+
+fn check_fixture(file: &str, version: &str) {
+    let module = crate::util::falkordb_module();
+    let extra: Vec<&str> =
+        if file.contains("module") { vec!["--loadmodule", module.to_str().unwrap()] } else { vec![] };
+    let server = RedisServer::start(version, Some(&testdata(file)), &extra);
+    let mut con = server.conn();
+    let ver = server_version(&mut con);
+    let (ours, extras) = ours(file, ver);
+    let theirs = dump_server(&mut con, ver);
     assert!(!theirs.is_empty(), "{file}: the server loaded no keys");
     let our_keys: BTreeSet<_> = ours.keys().collect();
     let their_keys: BTreeSet<_> = theirs.keys().collect();
     assert_eq!(our_keys, their_keys, "{file}: key sets differ");
     for (k, (view, expire)) in &ours {
         let (tview, texpire) = &theirs[k];
-        assert_eq!(
-            view,
-            tview,
-            "{file}: db {} key {:?}",
-            k.0,
-            String::from_utf8_lossy(&k.1)
-        );
+        assert_eq!(view, tview, "{file}: db {} key {:?}", k.0, String::from_utf8_lossy(&k.1));
         match (expire, texpire, ver >= (7, 0)) {
-            (a, b, true) => assert_eq!(
-                a,
-                b,
-                "{file}: expiry of {:?}",
-                String::from_utf8_lossy(&k.1)
-            ),
+            (a, b, true) => assert_eq!(a, b, "{file}: expiry of {:?}", String::from_utf8_lossy(&k.1)),
             // 6.2 has no PEXPIRETIME: PTTL is relative, compare within a few seconds.
             (Some(a), Some(b), false) => assert!((a - b).abs() < 5000, "{file}: expiry {a} vs {b}"),
             (a, b, false) => assert_eq!(a.is_some(), b.is_some(), "{file}: expiry presence"),
@@ -457,48 +372,22 @@ fn check_fixture(file: &str, version: &str) {
     }
     // Functions (7.0+): the same libraries, code for code.
     if ver >= (7, 0) {
-        let list: R = redis::cmd("FUNCTION")
-            .arg("LIST")
-            .arg("WITHCODE")
-            .query(&mut con)
-            .unwrap();
-        let theirs: BTreeSet<Bytes> = arr(&list)
-            .iter()
-            .map(|l| bulk(fields(l)["library_code"]))
-            .collect();
-        let ours: BTreeSet<Bytes> = extras
-            .iter()
-            .filter_map(|e| e.get("function"))
-            .map(|f| json_bytes(&f["code"]))
-            .collect();
+        let list: R = redis::cmd("FUNCTION").arg("LIST").arg("WITHCODE").query(&mut con).unwrap();
+        let theirs: BTreeSet<Bytes> = arr(&list).iter().map(|l| bulk(fields(l)["library_code"])).collect();
+        let ours: BTreeSet<Bytes> =
+            extras.iter().filter_map(|e| e.get("function")).map(|f| json_bytes(&f["code"])).collect();
         assert_eq!(ours, theirs, "{file}: function libraries");
     }
     // Lua scripts from the `lua` AUX field: each one we print is in the server's cache.
-    let scripts: Vec<Bytes> = extras
-        .iter()
-        .filter_map(|e| e.get("script"))
-        .map(json_bytes)
-        .collect();
+    let scripts: Vec<Bytes> = extras.iter().filter_map(|e| e.get("script")).map(json_bytes).collect();
     if file == "redis-6.2.rdb" {
         assert_eq!(scripts.len(), 2, "{file}: the fixture saved two scripts");
     }
     for body in scripts {
-        let sha: String = redis::cmd("EVAL")
-            .arg("return redis.sha1hex(ARGV[1])")
-            .arg(0)
-            .arg(&body)
-            .query(&mut con)
-            .unwrap();
-        let exists: Vec<i64> = redis::cmd("SCRIPT")
-            .arg("EXISTS")
-            .arg(&sha)
-            .query(&mut con)
-            .unwrap();
-        assert_eq!(
-            exists,
-            vec![1],
-            "{file}: script {sha} not in the server's cache"
-        );
+        let sha: String =
+            redis::cmd("EVAL").arg("return redis.sha1hex(ARGV[1])").arg(0).arg(&body).query(&mut con).unwrap();
+        let exists: Vec<i64> = redis::cmd("SCRIPT").arg("EXISTS").arg(&sha).query(&mut con).unwrap();
+        assert_eq!(exists, vec![1], "{file}: script {sha} not in the server's cache");
     }
 }
 

@@ -12,10 +12,8 @@ use crate::source::{display_name, Source};
 
 /// Check the integrity of RDB files and summarize their contents
 #[derive(clap::Args, Debug)]
-#[command(
-    after_help = "Exit status: 0 every file is healthy, 1 damage found (file, byte offset and what was \
-expected are printed), 2 a file could not be read."
-)]
+#[command(after_help = "Exit status: 0 every file is healthy, 1 damage found (file, byte offset and what was \
+expected are printed), 2 a file could not be read.")]
 pub struct Args {
     #[command(flatten)]
     pub input: super::InputArgs,
@@ -94,13 +92,11 @@ pub fn walk(data: &[u8], s: &mut Summary) -> rdb::Result<()> {
                 if k == "lua" {
                     s.scripts += 1;
                 } else {
-                    s.aux
-                        .push((k, String::from_utf8_lossy(&value.bytes()).into_owned()));
+                    s.aux.push((k, String::from_utf8_lossy(&value.bytes()).into_owned()));
                 }
             }
             Item::Record(rec) => {
-                check_unique(&rec)
-                    .map_err(|msg| rdb::Error::corrupt(parser.offset(), msg).with_key_text(&rec))?;
+                check_unique(&rec).map_err(|msg| rdb::Error::corrupt(parser.offset(), msg).with_key_text(&rec))?;
                 let e = s.dbs.entry(rec.db).or_default();
                 e.0 += 1;
                 if let Some(t) = rec.expire_at_ms {
@@ -109,9 +105,7 @@ pub fn walk(data: &[u8], s: &mut Summary) -> rdb::Result<()> {
                         e.2 += 1;
                     }
                 }
-                *s.encodings
-                    .entry(rdb::value::type_name(h.vendor, rec.rdb_type).unwrap_or("?"))
-                    .or_default() += 1;
+                *s.encodings.entry(rdb::value::type_name(h.vendor, rec.rdb_type).unwrap_or("?")).or_default() += 1;
                 if let Value::Module(m) = &rec.value {
                     *s.modules.entry(m.name.clone()).or_default() += 1;
                 }
@@ -132,10 +126,7 @@ pub fn walk(data: &[u8], s: &mut Summary) -> rdb::Result<()> {
 
 /// Redis refuses sets, hashes and zsets with a member twice; so does `check`.
 fn check_unique(rec: &Record<'_>) -> Result<(), String> {
-    fn dup<'s, I: Iterator<Item = std::borrow::Cow<'s, [u8]>>>(
-        it: I,
-        what: &str,
-    ) -> Result<(), String> {
+    fn dup<'s, I: Iterator<Item = std::borrow::Cow<'s, [u8]>>>(it: I, what: &str) -> Result<(), String> {
         let mut seen = HashSet::new();
         for m in it {
             if !seen.insert(m.clone()) {
@@ -165,10 +156,7 @@ pub fn function_name(f: &Function<'_>) -> String {
                 .map(str::to_string)
                 .unwrap_or_else(|| "(unnamed library)".into())
         }
-        Function::PreGa { name, .. } => format!(
-            "{} (7.0-rc function)",
-            String::from_utf8_lossy(&name.bytes())
-        ),
+        Function::PreGa { name, .. } => format!("{} (7.0-rc function)", String::from_utf8_lossy(&name.bytes())),
     }
 }
 
@@ -185,28 +173,16 @@ fn report(name: &str, s: &Summary) -> String {
     let total: u64 = s.dbs.values().map(|d| d.0).sum();
     let _ = writeln!(o, "keys: {total}");
     for (db, (keys, with_ttl, expired)) in &s.dbs {
-        let _ = writeln!(
-            o,
-            "  db {db}: {keys} keys, {with_ttl} with expiry, {expired} already expired"
-        );
+        let _ = writeln!(o, "  db {db}: {keys} keys, {with_ttl} with expiry, {expired} already expired");
     }
     for (enc, n) in &s.encodings {
         let _ = writeln!(o, "  type {enc}: {n}");
     }
     if s.empty_keys > 0 {
-        let _ = writeln!(
-            o,
-            "empty keys (skipped, as Redis skips them): {}",
-            s.empty_keys
-        );
+        let _ = writeln!(o, "empty keys (skipped, as Redis skips them): {}", s.empty_keys);
     }
     if !s.functions.is_empty() {
-        let _ = writeln!(
-            o,
-            "functions: {} ({})",
-            s.functions.len(),
-            s.functions.join(", ")
-        );
+        let _ = writeln!(o, "functions: {} ({})", s.functions.len(), s.functions.join(", "));
     }
     if s.scripts > 0 {
         let _ = writeln!(o, "lua scripts (aux): {}", s.scripts);
@@ -225,10 +201,7 @@ fn report(name: &str, s: &Summary) -> String {
             let _ = writeln!(o, "checksum: ok ({c:#018x})");
         }
         Some(Checksum::Disabled) => {
-            let _ = writeln!(
-                o,
-                "checksum: disabled (stored as 0: saved with rdbchecksum no)"
-            );
+            let _ = writeln!(o, "checksum: disabled (stored as 0: saved with rdbchecksum no)");
         }
         Some(Checksum::Absent) => {
             let _ = writeln!(o, "checksum: none (RDB versions before 5 have none)");

@@ -56,11 +56,6 @@ pub fn run_man(args: ManArgs) -> anyhow::Result<i32> {
 
 pub fn run_completions(args: CompletionArgs) -> anyhow::Result<i32> {
     let mut cmd = super::Cli::command();
-    clap_complete::generate(
-        args.shell,
-        &mut cmd,
-        "redis-migration",
-        &mut std::io::stdout(),
-    );
+    clap_complete::generate(args.shell, &mut cmd, "redis-migration", &mut std::io::stdout());
     Ok(super::EXIT_OK)
 }

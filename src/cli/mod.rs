@@ -5,6 +5,7 @@ pub mod check;
 pub mod docs;
 pub mod print;
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -54,13 +55,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 }
 
 /// The original tool's single-dash flags, rewritten to their double-dash forms.
-const SEED_FLAGS: [&str; 9] = [
-    "-sip", "-sport", "-sauth", "-dip", "-dport", "-dauth", "-rdb", "-aof", "-client",
-];
+const SEED_FLAGS: [&str; 9] = ["-sip", "-sport", "-sauth", "-dip", "-dport", "-dauth", "-rdb", "-aof", "-client"];
 
-pub fn normalize_args(
-    args: impl IntoIterator<Item = std::ffi::OsString>,
-) -> Vec<std::ffi::OsString> {
+pub fn normalize_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
     args.into_iter()
         .map(|a| match a.to_str() {
             Some(s) if SEED_FLAGS.contains(&s) => format!("-{s}").into(),
@@ -125,8 +122,8 @@ pub struct FilterArgs {
     #[arg(long, value_name = "N", value_delimiter = ',')]
     pub db: Vec<u64>,
     /// Only keys matching this glob, with Redis's rules (* ? [a-z] [^x] \x); repeatable
-    #[arg(long = "match", value_name = "GLOB")]
-    pub patterns: Vec<String>,
+    #[arg(long = "match", value_name = "GLOB", value_parser = clap::value_parser!(std::ffi::OsString))]
+    pub patterns: Vec<std::ffi::OsString>,
     /// Only keys matching this regular expression (over the key's bytes)
     #[arg(long, value_name = "REGEX")]
     pub regex: Option<String>,
@@ -141,18 +138,16 @@ pub struct FilterArgs {
 impl FilterArgs {
     pub fn to_filter(&self) -> anyhow::Result<Filter> {
         let regex = match &self.regex {
-            Some(r) => Some(regex::bytes::Regex::new(r).map_err(|e| {
-                anyhow::anyhow!("--regex {r:?} is not a valid regular expression: {e}")
-            })?),
+            Some(r) => Some(
+                regex::bytes::Regex::new(r)
+                    .map_err(|e| anyhow::anyhow!("--regex {r:?} is not a valid regular expression: {e}"))?,
+            ),
             None => None,
         };
         Ok(Filter {
             dbs: self.db.clone(),
-            globs: self
-                .patterns
-                .iter()
-                .map(|p| Glob::new(p.as_bytes()))
-                .collect(),
+            // Key patterns are bytes: the argument's bytes as they are, UTF-8 or not.
+            globs: self.patterns.iter().map(|p| Glob::new(p.as_bytes())).collect(),
             regex,
             types: self.types.iter().map(|&t| t.into()).collect(),
             keep_expired: self.keep_expired,

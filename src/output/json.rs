@@ -38,12 +38,7 @@ pub fn write_function(out: &mut Vec<u8>, f: &Function<'_>) {
             out.extend_from_slice(b"\"code\":");
             write_str(out, code);
         }
-        Function::PreGa {
-            name,
-            engine,
-            description,
-            code,
-        } => {
+        Function::PreGa { name, engine, description, code } => {
             out.extend_from_slice(b"\"name\":");
             write_str(out, name);
             out.extend_from_slice(b",\"engine\":");
@@ -275,9 +270,7 @@ fn write_base64(out: &mut Vec<u8>, b: &[u8]) {
     let start = out.len();
     let n = base64::encoded_len(b.len(), true).unwrap_or(0);
     out.resize(start + n, 0);
-    let written = base64::engine::general_purpose::STANDARD
-        .encode_slice(b, &mut out[start..])
-        .unwrap_or(0);
+    let written = base64::engine::general_purpose::STANDARD.encode_slice(b, &mut out[start..]).unwrap_or(0);
     out.truncate(start + written);
 }
 
@@ -299,14 +292,7 @@ fn write_text(out: &mut Vec<u8>, b: &[u8]) {
         };
         out.extend_from_slice(&b[run..i]);
         if esc.is_empty() {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[(c >> 4) as usize],
-                HEX[(c & 15) as usize],
-            ]);
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(c >> 4) as usize], HEX[(c & 15) as usize]]);
         } else {
             out.extend_from_slice(esc);
         }

@@ -49,25 +49,12 @@ pub fn write_record(out: &mut Vec<u8>, rec: &Record<'_>) {
         }
         Value::Stream(s) => {
             out.extend_from_slice(
-                format!(
-                    "stream of {} entries, last id {}, {} groups",
-                    s.entries.len(),
-                    s.last_id,
-                    s.groups.len()
-                )
-                .as_bytes(),
+                format!("stream of {} entries, last id {}, {} groups", s.entries.len(), s.last_id, s.groups.len())
+                    .as_bytes(),
             );
         }
         Value::Module(m) => {
-            out.extend_from_slice(
-                format!(
-                    "module {} (encver {}, {} bytes)",
-                    m.name,
-                    m.encver,
-                    m.raw.len()
-                )
-                .as_bytes(),
-            );
+            out.extend_from_slice(format!("module {} (encver {}, {} bytes)", m.name, m.encver, m.raw.len()).as_bytes());
         }
     }
     out.push(b'\n');
@@ -107,12 +94,7 @@ pub fn write_quoted(out: &mut Vec<u8>, b: &[u8]) {
             b'\r' => out.extend_from_slice(b"\\r"),
             b'\t' => out.extend_from_slice(b"\\t"),
             0x20..=0x7e => out.push(c),
-            _ => out.extend_from_slice(&[
-                b'\\',
-                b'x',
-                HEX[(c >> 4) as usize],
-                HEX[(c & 15) as usize],
-            ]),
+            _ => out.extend_from_slice(&[b'\\', b'x', HEX[(c >> 4) as usize], HEX[(c & 15) as usize]]),
         }
     }
     out.push(b'"');

@@ -20,21 +20,14 @@ pub struct ContainerError {
 
 impl ContainerError {
     pub fn new(at: usize, msg: impl Into<String>) -> ContainerError {
-        ContainerError {
-            at,
-            msg: msg.into(),
-        }
+        ContainerError { at, msg: msg.into() }
     }
 }
 
 pub type ContainerResult<T> = Result<T, ContainerError>;
 
 #[inline]
-pub(crate) fn le_bytes<const N: usize>(
-    blob: &[u8],
-    at: usize,
-    what: &str,
-) -> ContainerResult<[u8; N]> {
+pub(crate) fn le_bytes<const N: usize>(blob: &[u8], at: usize, what: &str) -> ContainerResult<[u8; N]> {
     let s = blob
         .get(at..at.saturating_add(N))
         .ok_or_else(|| ContainerError::new(at, format!("{what} runs past the end of the blob")))?;
@@ -49,11 +42,7 @@ pub fn parse_canonical_i64(s: &[u8]) -> Option<i64> {
     if s.is_empty() || s.len() > 20 {
         return None;
     }
-    let (neg, digits) = if s[0] == b'-' {
-        (true, &s[1..])
-    } else {
-        (false, s)
-    };
+    let (neg, digits) = if s[0] == b'-' { (true, &s[1..]) } else { (false, s) };
     if digits.is_empty() || (digits[0] == b'0' && (digits.len() > 1 || neg)) {
         return None;
     }
@@ -63,11 +52,7 @@ pub fn parse_canonical_i64(s: &[u8]) -> Option<i64> {
             return None;
         }
         let d = (d - b'0') as i64;
-        v = if neg {
-            v.checked_mul(10)?.checked_sub(d)?
-        } else {
-            v.checked_mul(10)?.checked_add(d)?
-        };
+        v = if neg { v.checked_mul(10)?.checked_sub(d)? } else { v.checked_mul(10)?.checked_add(d)? };
     }
     Some(v)
 }

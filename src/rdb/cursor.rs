@@ -14,11 +14,7 @@ pub struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     pub fn new(data: &'a [u8]) -> Cursor<'a> {
-        Cursor {
-            data,
-            pos: 0,
-            base: 0,
-        }
+        Cursor { data, pos: 0, base: 0 }
     }
 
     pub fn with_base(data: &'a [u8], base: u64) -> Cursor<'a> {

@@ -28,27 +28,15 @@ pub struct Error {
 
 impl Error {
     pub fn truncated(offset: u64, what: &'static str) -> Error {
-        Error {
-            offset,
-            kind: ErrorKind::Truncated { what },
-            key: None,
-        }
+        Error { offset, kind: ErrorKind::Truncated { what }, key: None }
     }
 
     pub fn corrupt(offset: u64, msg: impl Into<String>) -> Error {
-        Error {
-            offset,
-            kind: ErrorKind::Corrupt(msg.into()),
-            key: None,
-        }
+        Error { offset, kind: ErrorKind::Corrupt(msg.into()), key: None }
     }
 
     pub fn unsupported(offset: u64, msg: impl Into<String>) -> Error {
-        Error {
-            offset,
-            kind: ErrorKind::Unsupported(msg.into()),
-            key: None,
-        }
+        Error { offset, kind: ErrorKind::Unsupported(msg.into()), key: None }
     }
 
     /// True when the input is damaged (as opposed to valid but unsupported).
@@ -79,10 +67,9 @@ impl fmt::Display for Error {
             ErrorKind::Truncated { what } => write!(f, ": file ends while reading {what}"),
             ErrorKind::Corrupt(msg) => write!(f, ": {msg}"),
             ErrorKind::Unsupported(msg) => write!(f, ": unsupported: {msg}"),
-            ErrorKind::Checksum { stored, computed } => write!(
-                f,
-                ": CRC-64 mismatch: file says {stored:#018x}, contents give {computed:#018x}"
-            ),
+            ErrorKind::Checksum { stored, computed } => {
+                write!(f, ": CRC-64 mismatch: file says {stored:#018x}, contents give {computed:#018x}")
+            }
         }
     }
 }

@@ -7,18 +7,12 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(i64)) -> ContainerResult<usize> {
     let width = u32::from_le_bytes(le_bytes(blob, 0, "intset encoding")?) as usize;
     let len = u32::from_le_bytes(le_bytes(blob, 4, "intset length")?) as usize;
     if !matches!(width, 2 | 4 | 8) {
-        return Err(ContainerError::new(
-            0,
-            format!("intset element width {width}, expected 2, 4 or 8"),
-        ));
+        return Err(ContainerError::new(0, format!("intset element width {width}, expected 2, 4 or 8")));
     }
     if (len as u64) * (width as u64) + 8 != blob.len() as u64 {
         return Err(ContainerError::new(
             4,
-            format!(
-                "intset of {len} × {width} bytes does not fill its {} byte blob",
-                blob.len()
-            ),
+            format!("intset of {len} × {width} bytes does not fill its {} byte blob", blob.len()),
         ));
     }
     let mut prev: Option<i64> = None;
@@ -30,10 +24,7 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(i64)) -> ContainerResult<usize> {
             _ => i64::from_le_bytes(le_bytes(blob, at, "intset element")?),
         };
         if prev.is_some_and(|p| p >= v) {
-            return Err(ContainerError::new(
-                at,
-                "intset elements are not strictly ascending",
-            ));
+            return Err(ContainerError::new(at, "intset elements are not strictly ascending"));
         }
         prev = Some(v);
         f(v);

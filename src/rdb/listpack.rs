@@ -10,31 +10,17 @@ const HEADER_SIZE: usize = 6;
 /// Calls `f` for every entry, in order; returns the number of entries.
 pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
     if blob.len() < HEADER_SIZE + 1 {
-        return Err(ContainerError::new(
-            0,
-            format!(
-                "listpack of {} bytes is shorter than its header",
-                blob.len()
-            ),
-        ));
+        return Err(ContainerError::new(0, format!("listpack of {} bytes is shorter than its header", blob.len())));
     }
     let total = u32::from_le_bytes(le_bytes(blob, 0, "listpack size")?) as usize;
     let declared = u16::from_le_bytes(le_bytes(blob, 4, "listpack count")?);
     if total != blob.len() {
-        return Err(ContainerError::new(
-            0,
-            format!(
-                "listpack header says {total} bytes, blob has {}",
-                blob.len()
-            ),
-        ));
+        return Err(ContainerError::new(0, format!("listpack header says {total} bytes, blob has {}", blob.len())));
     }
     let mut pos = HEADER_SIZE;
     let mut count = 0usize;
     loop {
-        let enc = *blob
-            .get(pos)
-            .ok_or_else(|| ContainerError::new(pos, "listpack has no 0xFF end byte"))?;
+        let enc = *blob.get(pos).ok_or_else(|| ContainerError::new(pos, "listpack has no 0xFF end byte"))?;
         if enc == LP_EOF {
             break;
         }
@@ -44,18 +30,14 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
         // backlen: the entry size in 7-bit groups, most significant first, every byte
         // but the first with the high bit set.
         let blen = backlen_size(size);
-        let back = blob
-            .get(pos..pos + blen)
-            .ok_or_else(|| ContainerError::new(pos, "listpack backlen runs past the end"))?;
+        let back =
+            blob.get(pos..pos + blen).ok_or_else(|| ContainerError::new(pos, "listpack backlen runs past the end"))?;
         let mut value = 0usize;
         for (k, &b) in back.iter().rev().enumerate() {
             value |= ((b & 0x7f) as usize) << (7 * k);
         }
         if value != size {
-            return Err(ContainerError::new(
-                pos,
-                format!("listpack backlen says {value}, entry is {size} bytes"),
-            ));
+            return Err(ContainerError::new(pos, format!("listpack backlen says {value}, entry is {size} bytes")));
         }
         pos += blen;
         count += 1;
@@ -63,16 +45,10 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
         f(entry);
     }
     if pos != blob.len() - 1 {
-        return Err(ContainerError::new(
-            pos,
-            "listpack end byte 0xFF before the end of the blob",
-        ));
+        return Err(ContainerError::new(pos, "listpack end byte 0xFF before the end of the blob"));
     }
     if declared != u16::MAX && declared as usize != count {
-        return Err(ContainerError::new(
-            4,
-            format!("listpack header counts {declared} entries, found {count}"),
-        ));
+        return Err(ContainerError::new(4, format!("listpack header counts {declared} entries, found {count}")));
     }
     Ok(count)
 }
@@ -93,10 +69,7 @@ fn read_entry(blob: &[u8], pos: usize, enc: u8) -> ContainerResult<(Entry, usize
         let start = pos + hdr;
         match start.checked_add(len) {
             Some(end) if end < blob.len() => Ok((Entry::Bytes(start..end), hdr + len)),
-            _ => Err(ContainerError::new(
-                pos,
-                format!("listpack string of {len} bytes runs past the end"),
-            )),
+            _ => Err(ContainerError::new(pos, format!("listpack string of {len} bytes runs past the end"))),
         }
     };
     if enc & 0x80 == 0 {
@@ -106,17 +79,13 @@ fn read_entry(blob: &[u8], pos: usize, enc: u8) -> ContainerResult<(Entry, usize
         return str_entry(1, (enc & 0x3f) as usize);
     }
     if enc & 0xE0 == 0xC0 {
-        let b1 = *blob
-            .get(pos + 1)
-            .ok_or_else(|| ContainerError::new(pos, "13-bit int past the end"))?;
+        let b1 = *blob.get(pos + 1).ok_or_else(|| ContainerError::new(pos, "13-bit int past the end"))?;
         let raw = (((enc & 0x1f) as i64) << 8) | b1 as i64;
         let v = if raw >= 1 << 12 { raw - (1 << 13) } else { raw };
         return Ok((Entry::Int(v), 2));
     }
     if enc & 0xF0 == 0xE0 {
-        let b1 = *blob
-            .get(pos + 1)
-            .ok_or_else(|| ContainerError::new(pos, "12-bit length past the end"))?;
+        let b1 = *blob.get(pos + 1).ok_or_else(|| ContainerError::new(pos, "12-bit length past the end"))?;
         return str_entry(2, (((enc & 0x0f) as usize) << 8) | b1 as usize);
     }
     match enc {
@@ -124,29 +93,14 @@ fn read_entry(blob: &[u8], pos: usize, enc: u8) -> ContainerResult<(Entry, usize
             let len = u32::from_le_bytes(le_bytes(blob, pos + 1, "32-bit length")?) as usize;
             str_entry(5, len)
         }
-        0xF1 => Ok((
-            Entry::Int(i16::from_le_bytes(le_bytes(blob, pos + 1, "int16")?) as i64),
-            3,
-        )),
+        0xF1 => Ok((Entry::Int(i16::from_le_bytes(le_bytes(blob, pos + 1, "int16")?) as i64), 3)),
         0xF2 => {
             let b: [u8; 3] = le_bytes(blob, pos + 1, "int24")?;
-            Ok((
-                Entry::Int((i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as i64),
-                4,
-            ))
+            Ok((Entry::Int((i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8) as i64), 4))
         }
-        0xF3 => Ok((
-            Entry::Int(i32::from_le_bytes(le_bytes(blob, pos + 1, "int32")?) as i64),
-            5,
-        )),
-        0xF4 => Ok((
-            Entry::Int(i64::from_le_bytes(le_bytes(blob, pos + 1, "int64")?)),
-            9,
-        )),
-        _ => Err(ContainerError::new(
-            pos,
-            format!("listpack encoding byte {enc:#04x} is not valid"),
-        )),
+        0xF3 => Ok((Entry::Int(i32::from_le_bytes(le_bytes(blob, pos + 1, "int32")?) as i64), 5)),
+        0xF4 => Ok((Entry::Int(i64::from_le_bytes(le_bytes(blob, pos + 1, "int64")?)), 9)),
+        _ => Err(ContainerError::new(pos, format!("listpack encoding byte {enc:#04x} is not valid"))),
     }
 }
 
@@ -163,15 +117,10 @@ mod tests {
     #[test]
     fn small_listpack() {
         // total 15, count 3: int 5, "ab", 13-bit -1.
-        let blob = [
-            15, 0, 0, 0, 3, 0, 0x05, 0x01, 0x82, b'a', b'b', 0x03, 0xDF, 0xFF, 0x02, 0xFF,
-        ];
+        let blob = [15, 0, 0, 0, 3, 0, 0x05, 0x01, 0x82, b'a', b'b', 0x03, 0xDF, 0xFF, 0x02, 0xFF];
         let mut blob = blob.to_vec();
         blob[0] = blob.len() as u8;
-        assert_eq!(
-            collect(&blob).unwrap(),
-            vec![Entry::Int(5), Entry::Bytes(9..11), Entry::Int(-1)]
-        );
+        assert_eq!(collect(&blob).unwrap(), vec![Entry::Int(5), Entry::Bytes(9..11), Entry::Int(-1)]);
         blob[7] = 0x02; // wrong backlen
         assert!(collect(&blob).is_err());
     }

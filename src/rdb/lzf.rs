@@ -21,15 +21,11 @@ impl std::fmt::Display for LzfError {
                 write!(f, "LZF data ends inside an instruction at +{at}")
             }
             LzfError::BadBackReference { at } => {
-                write!(
-                    f,
-                    "LZF back-reference before the start of the output at +{at}"
-                )
+                write!(f, "LZF back-reference before the start of the output at +{at}")
             }
-            LzfError::LengthMismatch { produced, declared } => write!(
-                f,
-                "LZF data expands to {produced} bytes, the header declared {declared}"
-            ),
+            LzfError::LengthMismatch { produced, declared } => {
+                write!(f, "LZF data expands to {produced} bytes, the header declared {declared}")
+            }
         }
     }
 }
@@ -49,14 +45,9 @@ pub fn decompress_into(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Resu
         if ctrl < 32 {
             // Literal run of ctrl + 1 bytes.
             let run = ctrl + 1;
-            let lit = input
-                .get(i..i + run)
-                .ok_or(LzfError::InputTruncated { at })?;
+            let lit = input.get(i..i + run).ok_or(LzfError::InputTruncated { at })?;
             if out.len() + run > declared {
-                return Err(LzfError::LengthMismatch {
-                    produced: out.len() + run,
-                    declared,
-                });
+                return Err(LzfError::LengthMismatch { produced: out.len() + run, declared });
             }
             out.extend_from_slice(lit);
             i += run;
@@ -74,10 +65,7 @@ pub fn decompress_into(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Resu
                 return Err(LzfError::BadBackReference { at });
             }
             if out.len() + copy > declared {
-                return Err(LzfError::LengthMismatch {
-                    produced: out.len() + copy,
-                    declared,
-                });
+                return Err(LzfError::LengthMismatch { produced: out.len() + copy, declared });
             }
             let start = out.len() - back;
             if back >= copy {
@@ -92,10 +80,7 @@ pub fn decompress_into(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Resu
         }
     }
     if out.len() != declared {
-        return Err(LzfError::LengthMismatch {
-            produced: out.len(),
-            declared,
-        });
+        return Err(LzfError::LengthMismatch { produced: out.len(), declared });
     }
     Ok(())
 }
@@ -116,18 +101,9 @@ mod tests {
     #[test]
     fn rejects_bad_input() {
         let mut out = Vec::new();
-        assert!(matches!(
-            decompress_into(&[5, b'a'], 6, &mut out),
-            Err(LzfError::InputTruncated { .. })
-        ));
-        assert!(matches!(
-            decompress_into(&[0, b'a', 0x20, 5], 4, &mut out),
-            Err(LzfError::BadBackReference { .. })
-        ));
-        assert!(matches!(
-            decompress_into(&[0, b'a'], 1 << 40, &mut out),
-            Err(LzfError::LengthMismatch { .. })
-        ));
+        assert!(matches!(decompress_into(&[5, b'a'], 6, &mut out), Err(LzfError::InputTruncated { .. })));
+        assert!(matches!(decompress_into(&[0, b'a', 0x20, 5], 4, &mut out), Err(LzfError::BadBackReference { .. })));
+        assert!(matches!(decompress_into(&[0, b'a'], 1 << 40, &mut out), Err(LzfError::LengthMismatch { .. })));
         assert!(out.capacity() < 1 << 20);
     }
 }

@@ -28,8 +28,7 @@ pub const RDB_VERSION_MAX: u32 = 13;
 pub const VALKEY_RDB_VERSION: u32 = 80;
 
 /// CRC-64/Jones as Redis computes it ("123456789" → 0xe9c6d914c4b8d9ca).
-pub const CRC64: crc::Crc<u64, crc::Table<16>> =
-    crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS);
+pub const CRC64: crc::Crc<u64, crc::Table<16>> = crc::Crc::<u64, crc::Table<16>>::new(&crc::CRC_64_REDIS);
 
 /// Key bytes as printable text for messages: printable ASCII as is, the rest as `\xHH`.
 pub fn escape_key(key: &[u8]) -> String {

@@ -14,14 +14,11 @@ pub const RDB_MODULE_OPCODE_FLOAT: u64 = 3;
 pub const RDB_MODULE_OPCODE_DOUBLE: u64 = 4;
 pub const RDB_MODULE_OPCODE_STRING: u64 = 5;
 
-const MODULE_CHARSET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+const MODULE_CHARSET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// The 9-character type name and the encoding version packed in a module type id.
 pub fn module_name(id: u64) -> (String, u64) {
-    let name = (0..9)
-        .map(|j| MODULE_CHARSET[((id >> (64 - 6 * (j + 1))) & 63) as usize] as char)
-        .collect();
+    let name = (0..9).map(|j| MODULE_CHARSET[((id >> (64 - 6 * (j + 1))) & 63) as usize] as char).collect();
     (name, id & 1023)
 }
 
@@ -37,12 +34,7 @@ pub fn skip_items(cur: &mut Cursor<'_>) -> Result<()> {
             RDB_MODULE_OPCODE_FLOAT => cur.skip(4, "a module float")?,
             RDB_MODULE_OPCODE_DOUBLE => cur.skip(8, "a module double")?,
             RDB_MODULE_OPCODE_STRING => skip_str(cur)?,
-            op => {
-                return Err(Error::corrupt(
-                    at,
-                    format!("module item tag {op}, expected 0-5"),
-                ))
-            }
+            op => return Err(Error::corrupt(at, format!("module item tag {op}, expected 0-5"))),
         }
     }
 }
@@ -53,11 +45,7 @@ pub fn read_module_value<'a>(cur: &mut Cursor<'a>) -> Result<ModuleValue<'a>> {
     let id = read_len(cur, "a module type id")?;
     let (name, encver) = module_name(id);
     skip_items(cur)?;
-    Ok(ModuleValue {
-        name,
-        encver,
-        raw: &data[start..cur.pos()],
-    })
+    Ok(ModuleValue { name, encver, raw: &data[start..cur.pos()] })
 }
 
 #[cfg(test)]

@@ -58,10 +58,7 @@ pub fn parse_header(data: &[u8]) -> Result<Header> {
         {
             Error::truncated(data.len() as u64, "the 9-byte RDB header")
         } else {
-            Error::corrupt(
-                0,
-                "not an RDB file: expected \"REDIS\" or \"VALKEY\" at the start",
-            )
+            Error::corrupt(0, "not an RDB file: expected \"REDIS\" or \"VALKEY\" at the start")
         }
     })?;
     let (vendor, digits) = if head.starts_with(b"REDIS") {
@@ -69,19 +66,10 @@ pub fn parse_header(data: &[u8]) -> Result<Header> {
     } else if head.starts_with(b"VALKEY") {
         (Vendor::Valkey, &head[6..])
     } else {
-        return Err(Error::corrupt(
-            0,
-            "not an RDB file: expected \"REDIS\" or \"VALKEY\" at the start",
-        ));
+        return Err(Error::corrupt(0, "not an RDB file: expected \"REDIS\" or \"VALKEY\" at the start"));
     };
     if !digits.iter().all(u8::is_ascii_digit) {
-        return Err(Error::corrupt(
-            0,
-            format!(
-                "RDB version {:?} is not a number",
-                String::from_utf8_lossy(digits)
-            ),
-        ));
+        return Err(Error::corrupt(0, format!("RDB version {:?} is not a number", String::from_utf8_lossy(digits))));
     }
     let version: u32 = digits.iter().fold(0, |v, d| v * 10 + (d - b'0') as u32);
     let known = match vendor {
@@ -151,9 +139,7 @@ impl<'a> Parser<'a> {
         }
         loop {
             let at = self.cur.offset();
-            let op = self
-                .cur
-                .read_u8("an opcode or type byte (the file has no EOF opcode)")?;
+            let op = self.cur.read_u8("an opcode or type byte (the file has no EOF opcode)")?;
             match op {
                 RDB_OPCODE_EOF => {
                     self.done = true;
@@ -164,8 +150,7 @@ impl<'a> Parser<'a> {
                     return Ok(Some(Item::SelectDb(self.db)));
                 }
                 RDB_OPCODE_EXPIRETIME => {
-                    self.expire_at_ms =
-                        Some(self.cur.read_i32_le("an expiry time (seconds)")? as i64 * 1000);
+                    self.expire_at_ms = Some(self.cur.read_i32_le("an expiry time (seconds)")? as i64 * 1000);
                 }
                 RDB_OPCODE_EXPIRETIME_MS => {
                     self.expire_at_ms = Some(self.cur.read_i64_le("an expiry time (ms)")?);
@@ -173,10 +158,7 @@ impl<'a> Parser<'a> {
                 RDB_OPCODE_RESIZEDB => {
                     let db_size = read_len(&mut self.cur, "a RESIZEDB size")?;
                     let expires_size = read_len(&mut self.cur, "a RESIZEDB size")?;
-                    return Ok(Some(Item::ResizeDb {
-                        db_size,
-                        expires_size,
-                    }));
+                    return Ok(Some(Item::ResizeDb { db_size, expires_size }));
                 }
                 RDB_OPCODE_AUX => {
                     let key = read_str(&mut self.cur)?;
@@ -189,18 +171,12 @@ impl<'a> Parser<'a> {
                 RDB_OPCODE_FUNCTION_PRE_GA => {
                     let name = read_str(&mut self.cur)?;
                     let engine = read_str(&mut self.cur)?;
-                    let description = match read_len(&mut self.cur, "a function description flag")?
-                    {
+                    let description = match read_len(&mut self.cur, "a function description flag")? {
                         0 => None,
                         _ => Some(read_str(&mut self.cur)?),
                     };
                     let code = read_str(&mut self.cur)?;
-                    return Ok(Some(Item::Function(Function::PreGa {
-                        name,
-                        engine,
-                        description,
-                        code,
-                    })));
+                    return Ok(Some(Item::Function(Function::PreGa { name, engine, description, code })));
                 }
                 RDB_OPCODE_FUNCTION2 => {
                     let code = read_str(&mut self.cur)?;
@@ -210,20 +186,12 @@ impl<'a> Parser<'a> {
                     let slot = read_len(&mut self.cur, "a slot number")?;
                     let size = read_len(&mut self.cur, "a slot size")?;
                     let expires_size = read_len(&mut self.cur, "a slot expires size")?;
-                    return Ok(Some(Item::SlotInfo {
-                        slot,
-                        size,
-                        expires_size,
-                    }));
+                    return Ok(Some(Item::SlotInfo { slot, size, expires_size }));
                 }
                 RDB_OPCODE_SLOT_IMPORT if self.header.vendor == super::Vendor::Valkey => {
                     let job = read_str(&mut self.cur)?;
                     let n = read_len(&mut self.cur, "a slot range count")?;
-                    let mut ranges = Vec::with_capacity(super::cursor::bounded_capacity(
-                        n,
-                        self.cur.remaining(),
-                        2,
-                    ));
+                    let mut ranges = Vec::with_capacity(super::cursor::bounded_capacity(n, self.cur.remaining(), 2));
                     for _ in 0..n {
                         let start = read_len(&mut self.cur, "a slot range start")?;
                         let end = read_len(&mut self.cur, "a slot range end")?;
@@ -235,10 +203,7 @@ impl<'a> Parser<'a> {
                     let start = self.cur.pos();
                     let n = read_len(&mut self.cur, "a key metadata class count")?;
                     if n > 7 {
-                        return Err(Error::corrupt(
-                            at,
-                            format!("{n} key metadata classes, at most 7 exist"),
-                        ));
+                        return Err(Error::corrupt(at, format!("{n} key metadata classes, at most 7 exist")));
                     }
                     for _ in 0..n {
                         self.cur.skip(4, "a key metadata class spec")?;
@@ -254,15 +219,11 @@ impl<'a> Parser<'a> {
     fn read_record(&mut self, at: u64, t: u8) -> Result<Item<'a>> {
         if type_name(self.header.vendor, t).is_none() {
             let what = if t >= 0xF2 { "opcode" } else { "value type" };
-            return Err(Error::unsupported(
-                at,
-                format!("{what} {t} (not a type or opcode this reader knows)"),
-            ));
+            return Err(Error::unsupported(at, format!("{what} {t} (not a type or opcode this reader knows)")));
         }
         let key = read_str(&mut self.cur)?;
         let start = self.cur.pos();
-        let value = read_value(&mut self.cur, self.header.vendor, t)
-            .map_err(|e| e.with_key(&key.bytes()))?;
+        let value = read_value(&mut self.cur, self.header.vendor, t).map_err(|e| e.with_key(&key.bytes()))?;
         let raw_value = &self.cur.data()[start..self.cur.pos()];
         let expire_at_ms = self.expire_at_ms.take();
         let idle_s = self.idle_s.take();
@@ -280,11 +241,7 @@ impl<'a> Parser<'a> {
                 raw_value,
                 key_meta,
             }),
-            None => Item::EmptyKey {
-                db: self.db,
-                key,
-                rdb_type: t,
-            },
+            None => Item::EmptyKey { db: self.db, key, rdb_type: t },
         })
     }
 
@@ -295,19 +252,11 @@ impl<'a> Parser<'a> {
         let at = self.cur.offset();
         let when_op = read_len(&mut self.cur, "a module aux 'when' tag")?;
         if when_op != super::module::RDB_MODULE_OPCODE_UINT {
-            return Err(Error::corrupt(
-                at,
-                format!("module aux 'when' tag {when_op}, expected 2 (unsigned integer)"),
-            ));
+            return Err(Error::corrupt(at, format!("module aux 'when' tag {when_op}, expected 2 (unsigned integer)")));
         }
         let when = read_len(&mut self.cur, "a module aux 'when'")?;
         skip_items(&mut self.cur)?;
-        Ok(Item::ModuleAux {
-            name,
-            encver,
-            when,
-            raw: &self.cur.data()[start..self.cur.pos()],
-        })
+        Ok(Item::ModuleAux { name, encver, when, raw: &self.cur.data()[start..self.cur.pos()] })
     }
 
     fn read_trailer(&mut self) -> Result<Item<'a>> {
@@ -315,9 +264,7 @@ impl<'a> Parser<'a> {
         let checksum = if self.header.version < 5 {
             Checksum::Absent
         } else {
-            let stored = self
-                .cur
-                .read_u64_le("the 8-byte CRC-64 after the EOF opcode")?;
+            let stored = self.cur.read_u64_le("the 8-byte CRC-64 after the EOF opcode")?;
             if stored == 0 {
                 Checksum::Disabled
             } else if !self.verify_checksum {
@@ -334,9 +281,6 @@ impl<'a> Parser<'a> {
                 Checksum::Ok(stored)
             }
         };
-        Ok(Item::End {
-            checksum,
-            trailing: self.cur.remaining(),
-        })
+        Ok(Item::End { checksum, trailing: self.cur.remaining() })
     }
 }

@@ -6,12 +6,8 @@ use super::container::{parse_canonical_i64, Entry};
 use super::cursor::{bounded_capacity, Cursor};
 use super::error::{Error, Result};
 use super::string::{read_blob, read_len, read_str, Blob};
-use super::types::{
-    Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId, StreamIdmp,
-};
-use super::value::{
-    collect_listpack_entries, RDB_TYPE_STREAM_LISTPACKS_2, RDB_TYPE_STREAM_LISTPACKS_3,
-};
+use super::types::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId, StreamIdmp};
+use super::value::{collect_listpack_entries, RDB_TYPE_STREAM_LISTPACKS_2, RDB_TYPE_STREAM_LISTPACKS_3};
 
 const STREAM_ITEM_FLAG_DELETED: i64 = 1;
 const STREAM_ITEM_FLAG_SAMEFIELDS: i64 = 2;
@@ -32,10 +28,7 @@ pub fn read_stream<'a>(cur: &mut Cursor<'a>, t: u8) -> Result<Stream<'a>> {
         if node_key.len() != 16 {
             return Err(Error::corrupt(
                 at,
-                format!(
-                    "stream node key of {} bytes, expected a 16-byte ID",
-                    node_key.len()
-                ),
+                format!("stream node key of {} bytes, expected a 16-byte ID", node_key.len()),
             ));
         }
         let master = raw_id(&node_key);
@@ -57,21 +50,8 @@ pub fn read_stream<'a>(cur: &mut Cursor<'a>, t: u8) -> Result<Stream<'a>> {
     for _ in 0..ngroups {
         groups.push(read_group(cur, version)?);
     }
-    let idmp = if version >= 4 {
-        Some(read_idmp(cur)?)
-    } else {
-        None
-    };
-    Ok(Stream {
-        entries,
-        length,
-        last_id,
-        first_id,
-        max_deleted_id,
-        entries_added,
-        groups,
-        idmp,
-    })
+    let idmp = if version >= 4 { Some(read_idmp(cur)?) } else { None };
+    Ok(Stream { entries, length, last_id, first_id, max_deleted_id, entries_added, groups, idmp })
 }
 
 fn raw_id(b: &[u8]) -> StreamId {
@@ -79,10 +59,7 @@ fn raw_id(b: &[u8]) -> StreamId {
     let mut seq = [0u8; 8];
     ms.copy_from_slice(&b[..8]);
     seq.copy_from_slice(&b[8..16]);
-    StreamId {
-        ms: u64::from_be_bytes(ms),
-        seq: u64::from_be_bytes(seq),
-    }
+    StreamId { ms: u64::from_be_bytes(ms), seq: u64::from_be_bytes(seq) }
 }
 
 fn read_raw_id(cur: &mut Cursor<'_>) -> Result<StreamId> {
@@ -105,18 +82,9 @@ fn read_node<'a>(blob: &Blob<'a>, master: StreamId, out: &mut Vec<StreamEntry<'a
     let int_at = |i: usize, what: &str| -> Result<i64> {
         match lp.get(i) {
             Some(Entry::Int(v)) => Ok(*v),
-            Some(Entry::Bytes(r)) => parse_canonical_i64(&data[r.clone()]).ok_or_else(|| {
-                blob.error(
-                    "stream listpack",
-                    0,
-                    &format!("{what} (element {i}) is not an integer"),
-                )
-            }),
-            None => Err(blob.error(
-                "stream listpack",
-                0,
-                &format!("ends before {what} (element {i})"),
-            )),
+            Some(Entry::Bytes(r)) => parse_canonical_i64(&data[r.clone()])
+                .ok_or_else(|| blob.error("stream listpack", 0, &format!("{what} (element {i}) is not an integer"))),
+            None => Err(blob.error("stream listpack", 0, &format!("ends before {what} (element {i})"))),
         }
     };
     let count_at = |i: usize, what: &str| -> Result<usize> {
@@ -127,13 +95,7 @@ fn read_node<'a>(blob: &Blob<'a>, master: StreamId, out: &mut Vec<StreamEntry<'a
             .ok_or_else(|| blob.error("stream listpack", 0, &format!("{what} {v} is out of range")))
     };
     let elem = |i: usize| -> Result<&Entry> {
-        lp.get(i).ok_or_else(|| {
-            blob.error(
-                "stream listpack",
-                0,
-                &format!("ends inside an entry (element {i})"),
-            )
-        })
+        lp.get(i).ok_or_else(|| blob.error("stream listpack", 0, &format!("ends inside an entry (element {i})")))
     };
     // Master entry: live count, deleted count, master field count, fields, terminator 0.
     let _live = count_at(0, "live entry count")?;
@@ -184,17 +146,11 @@ fn read_node<'a>(blob: &Blob<'a>, master: StreamId, out: &mut Vec<StreamEntry<'a
             return Err(blob.error(
                 "stream listpack",
                 0,
-                &format!(
-                    "entry lp-count {lp_count}, entry has {} elements",
-                    i - start - 1
-                ),
+                &format!("entry lp-count {lp_count}, entry has {} elements", i - start - 1),
             ));
         }
         if flags & STREAM_ITEM_FLAG_DELETED == 0 {
-            let fields = fields
-                .into_iter()
-                .map(|(fi, v)| (blob.lift(lp[fi].clone()), blob.lift(v)))
-                .collect();
+            let fields = fields.into_iter().map(|(fi, v)| (blob.lift(lp[fi].clone()), blob.lift(v))).collect();
             out.push(StreamEntry { id, fields });
         }
     }
@@ -216,11 +172,7 @@ fn read_group<'a>(cur: &mut Cursor<'a>, version: u8) -> Result<ConsumerGroup<'a>
         let id = read_raw_id(cur)?;
         let delivery_time_ms = cur.read_i64_le("a PEL delivery time")?;
         let delivery_count = read_len(cur, "a PEL delivery count")?;
-        pending.push(PendingEntry {
-            id,
-            delivery_time_ms,
-            delivery_count,
-        });
+        pending.push(PendingEntry { id, delivery_time_ms, delivery_count });
     }
     let mut pel_ids: Vec<StreamId> = pending.iter().map(|p| p.id).collect();
     pel_ids.sort_unstable();
@@ -229,11 +181,7 @@ fn read_group<'a>(cur: &mut Cursor<'a>, version: u8) -> Result<ConsumerGroup<'a>
     for _ in 0..nconsumers {
         let cname = read_str(cur)?;
         let seen_time_ms = cur.read_i64_le("a consumer seen time")?;
-        let active_time_ms = if version >= 3 {
-            Some(cur.read_i64_le("a consumer active time")?)
-        } else {
-            None
-        };
+        let active_time_ms = if version >= 3 { Some(cur.read_i64_le("a consumer active time")?) } else { None };
         let n = read_len(cur, "consumer PEL size")?;
         let mut owned = Vec::with_capacity(bounded_capacity(n, cur.remaining(), 16));
         for _ in 0..n {
@@ -241,27 +189,13 @@ fn read_group<'a>(cur: &mut Cursor<'a>, version: u8) -> Result<ConsumerGroup<'a>
             let id = read_raw_id(cur)?;
             // Redis refuses a consumer PEL entry that is not in the group PEL.
             if pel_ids.binary_search(&id).is_err() {
-                return Err(Error::corrupt(
-                    at,
-                    format!("consumer PEL entry {id} is not in the group PEL"),
-                ));
+                return Err(Error::corrupt(at, format!("consumer PEL entry {id} is not in the group PEL")));
             }
             owned.push(id);
         }
-        consumers.push(Consumer {
-            name: cname,
-            seen_time_ms,
-            active_time_ms,
-            pending: owned,
-        });
+        consumers.push(Consumer { name: cname, seen_time_ms, active_time_ms, pending: owned });
     }
-    Ok(ConsumerGroup {
-        name,
-        last_delivered_id,
-        entries_read,
-        pending,
-        consumers,
-    })
+    Ok(ConsumerGroup { name, last_delivered_id, entries_read, pending, consumers })
 }
 
 fn read_idmp<'a>(cur: &mut Cursor<'a>) -> Result<StreamIdmp<'a>> {
@@ -282,11 +216,5 @@ fn read_idmp<'a>(cur: &mut Cursor<'a>) -> Result<StreamIdmp<'a>> {
     }
     let iids_added = read_len(cur, "IDMP iids added")?;
     let iids_duplicates = read_len(cur, "IDMP iids duplicates")?;
-    Ok(StreamIdmp {
-        duration_s,
-        max_entries,
-        producers,
-        iids_added,
-        iids_duplicates,
-    })
+    Ok(StreamIdmp { duration_s, max_entries, producers, iids_added, iids_duplicates })
 }

@@ -30,12 +30,7 @@ pub fn read_len_or_enc(cur: &mut Cursor<'_>) -> Result<Len> {
         2 => match b {
             0x80 => Len::Plain(cur.read_u32_be("a 32-bit length")? as u64),
             0x81 => Len::Plain(cur.read_u64_be("a 64-bit length")?),
-            _ => {
-                return Err(Error::corrupt(
-                    at,
-                    format!("length byte {b:#04x} is not a valid length encoding"),
-                ))
-            }
+            _ => return Err(Error::corrupt(at, format!("length byte {b:#04x} is not a valid length encoding"))),
         },
         _ => Len::Encoded(b & 0x3f),
     })
@@ -46,10 +41,7 @@ pub fn read_len(cur: &mut Cursor<'_>, what: &'static str) -> Result<u64> {
     let at = cur.offset();
     match read_len_or_enc(cur)? {
         Len::Plain(n) => Ok(n),
-        Len::Encoded(e) => Err(Error::corrupt(
-            at,
-            format!("expected {what} (a length), found string encoding {e}"),
-        )),
+        Len::Encoded(e) => Err(Error::corrupt(at, format!("expected {what} (a length), found string encoding {e}"))),
     }
 }
 
@@ -59,15 +51,9 @@ pub fn read_str<'a>(cur: &mut Cursor<'a>) -> Result<Str<'a>> {
     let at = cur.offset();
     match read_len_or_enc(cur)? {
         Len::Plain(n) => Ok(Str::Borrowed(cur.read_bytes(n, "string data")?)),
-        Len::Encoded(RDB_ENC_INT8) => Ok(Str::Int(
-            cur.read_u8("an 8-bit integer string")? as i8 as i64
-        )),
-        Len::Encoded(RDB_ENC_INT16) => Ok(Str::Int(
-            cur.read_u16_le("a 16-bit integer string")? as i16 as i64
-        )),
-        Len::Encoded(RDB_ENC_INT32) => {
-            Ok(Str::Int(cur.read_i32_le("a 32-bit integer string")? as i64))
-        }
+        Len::Encoded(RDB_ENC_INT8) => Ok(Str::Int(cur.read_u8("an 8-bit integer string")? as i8 as i64)),
+        Len::Encoded(RDB_ENC_INT16) => Ok(Str::Int(cur.read_u16_le("a 16-bit integer string")? as i16 as i64)),
+        Len::Encoded(RDB_ENC_INT32) => Ok(Str::Int(cur.read_i32_le("a 32-bit integer string")? as i64)),
         Len::Encoded(RDB_ENC_LZF) => Ok(Str::Owned(read_lzf(cur, at)?)),
         Len::Encoded(e) => Err(Error::corrupt(at, format!("unknown string encoding {e}"))),
     }
@@ -80,14 +66,10 @@ fn read_lzf(cur: &mut Cursor<'_>, at: u64) -> Result<Vec<u8>> {
     // An LZF instruction of 3 bytes yields at most 264: anything claiming more than that
     // ratio is damaged, and refusing it keeps hostile lengths from sizing allocations.
     if ulen > clen.saturating_mul(88).saturating_add(8) {
-        return Err(Error::corrupt(
-            at,
-            format!("LZF string claims {ulen} bytes from {clen} compressed bytes"),
-        ));
+        return Err(Error::corrupt(at, format!("LZF string claims {ulen} bytes from {clen} compressed bytes")));
     }
     let mut out = Vec::new();
-    lzf::decompress_into(data, ulen as usize, &mut out)
-        .map_err(|e| Error::corrupt(at, e.to_string()))?;
+    lzf::decompress_into(data, ulen as usize, &mut out).map_err(|e| Error::corrupt(at, e.to_string()))?;
     Ok(out)
 }
 
@@ -133,10 +115,7 @@ impl<'a> Blob<'a> {
     /// Places an error found at `at` inside the blob.
     pub fn error(&self, what: &str, at: usize, msg: &str) -> Error {
         if self.compressed {
-            Error::corrupt(
-                self.offset,
-                format!("{what} (LZF-compressed, at +{at} after expansion): {msg}"),
-            )
+            Error::corrupt(self.offset, format!("{what} (LZF-compressed, at +{at} after expansion): {msg}"))
         } else {
             Error::corrupt(self.data_offset + at as u64, format!("{what}: {msg}"))
         }
@@ -148,26 +127,15 @@ pub fn read_blob<'a>(cur: &mut Cursor<'a>, what: &'static str) -> Result<Blob<'a
     match read_len_or_enc(cur)? {
         Len::Plain(n) => {
             let data_offset = cur.offset();
-            Ok(Blob {
-                data: Cow::Borrowed(cur.read_bytes(n, what)?),
-                offset,
-                data_offset,
-                compressed: false,
-            })
+            Ok(Blob { data: Cow::Borrowed(cur.read_bytes(n, what)?), offset, data_offset, compressed: false })
         }
         Len::Encoded(RDB_ENC_LZF) => {
             let data = read_lzf(cur, offset)?;
-            Ok(Blob {
-                data: Cow::Owned(data),
-                offset,
-                data_offset: offset,
-                compressed: true,
-            })
+            Ok(Blob { data: Cow::Owned(data), offset, data_offset: offset, compressed: true })
         }
-        Len::Encoded(e) => Err(Error::corrupt(
-            offset,
-            format!("{what} stored with string encoding {e}, expected raw bytes"),
-        )),
+        Len::Encoded(e) => {
+            Err(Error::corrupt(offset, format!("{what} stored with string encoding {e}, expected raw bytes")))
+        }
     }
 }
 
@@ -182,12 +150,8 @@ pub fn read_string_double(cur: &mut Cursor<'_>) -> Result<f64> {
         255 => Ok(f64::NEG_INFINITY),
         n => {
             let text = cur.read_bytes(n as u64, "a score")?;
-            parse_score(text).ok_or_else(|| {
-                Error::corrupt(
-                    at,
-                    format!("score {:?} is not a number", String::from_utf8_lossy(text)),
-                )
-            })
+            parse_score(text)
+                .ok_or_else(|| Error::corrupt(at, format!("score {:?} is not a number", String::from_utf8_lossy(text))))
         }
     }
 }

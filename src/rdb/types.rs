@@ -54,7 +54,7 @@ impl<'a> Str<'a> {
 }
 
 /// A stream ID `ms-seq`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct StreamId {
     pub ms: u64,
     pub seq: u64,
@@ -240,15 +240,8 @@ pub struct Record<'a> {
 /// A function library (FUNCTION2) or a 7.0-rc single function (FUNCTION_PRE_GA).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Function<'a> {
-    Library {
-        code: Str<'a>,
-    },
-    PreGa {
-        name: Str<'a>,
-        engine: Str<'a>,
-        description: Option<Str<'a>>,
-        code: Str<'a>,
-    },
+    Library { code: Str<'a> },
+    PreGa { name: Str<'a>, engine: Str<'a>, description: Option<Str<'a>>, code: Str<'a> },
 }
 
 /// How the trailer's checksum turned out.

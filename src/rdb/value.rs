@@ -44,9 +44,7 @@ pub const QUICKLIST_NODE_CONTAINER_PACKED: u64 = 2;
 /// The encoding a type byte stands for, as `check` reports it.
 pub fn type_name(vendor: Vendor, t: u8) -> Option<&'static str> {
     Some(match (vendor, t) {
-        (Vendor::Valkey, VALKEY_RDB_TYPE_HASH_2) => {
-            "hash (hashtable with field TTLs, Valkey HASH_2)"
-        }
+        (Vendor::Valkey, VALKEY_RDB_TYPE_HASH_2) => "hash (hashtable with field TTLs, Valkey HASH_2)",
         (_, RDB_TYPE_STRING) => "string",
         (_, RDB_TYPE_LIST) => "list (linked list)",
         (_, RDB_TYPE_SET) => "set (hashtable)",
@@ -68,12 +66,8 @@ pub fn type_name(vendor: Vendor, t: u8) -> Option<&'static str> {
         (_, RDB_TYPE_STREAM_LISTPACKS_2) => "stream (v2)",
         (_, RDB_TYPE_SET_LISTPACK) => "set (listpack)",
         (_, RDB_TYPE_STREAM_LISTPACKS_3) => "stream (v3)",
-        (Vendor::Redis, RDB_TYPE_HASH_METADATA_PRE_GA) => {
-            "hash (hashtable with field TTLs, 7.4-rc)"
-        }
-        (Vendor::Redis, RDB_TYPE_HASH_LISTPACK_EX_PRE_GA) => {
-            "hash (listpack with field TTLs, 7.4-rc)"
-        }
+        (Vendor::Redis, RDB_TYPE_HASH_METADATA_PRE_GA) => "hash (hashtable with field TTLs, 7.4-rc)",
+        (Vendor::Redis, RDB_TYPE_HASH_LISTPACK_EX_PRE_GA) => "hash (listpack with field TTLs, 7.4-rc)",
         (Vendor::Redis, RDB_TYPE_HASH_METADATA) => "hash (hashtable with field TTLs)",
         (Vendor::Redis, RDB_TYPE_HASH_LISTPACK_EX) => "hash (listpack with field TTLs)",
         (Vendor::Redis, RDB_TYPE_STREAM_LISTPACKS_4) => "stream (v4)",
@@ -99,12 +93,10 @@ pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8) -> Result<Opt
             }
             Value::Hash(out)
         }
-        (_, RDB_TYPE_MODULE_PRE_GA) => {
-            return Err(Error::unsupported(
-                cur.offset(),
-                "module value in the pre-GA format (type 6): it has no item tags, so it cannot be read without the module",
-            ))
-        }
+        (_, RDB_TYPE_MODULE_PRE_GA) => return Err(Error::unsupported(
+            cur.offset(),
+            "module value in the pre-GA format (type 6): it has no item tags, so it cannot be read without the module",
+        )),
         (_, RDB_TYPE_MODULE_2) => Value::Module(module::read_module_value(cur)?),
         (_, RDB_TYPE_HASH_ZIPMAP) => {
             let blob = read_blob(cur, "zipmap")?;
@@ -153,7 +145,12 @@ pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8) -> Result<Opt
                         let blob = read_blob(cur, "quicklist listpack node")?;
                         out.extend(collect_listpack(&blob)?);
                     }
-                    c => return Err(Error::corrupt(at, format!("quicklist node container {c}, expected 1 (plain) or 2 (packed)"))),
+                    c => {
+                        return Err(Error::corrupt(
+                            at,
+                            format!("quicklist node container {c}, expected 1 (plain) or 2 (packed)"),
+                        ))
+                    }
                 }
             }
             Value::List(out)
@@ -215,7 +212,11 @@ pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8) -> Result<Opt
             let blob = read_blob(cur, "listpack")?;
             let entries = collect_listpack(&blob)?;
             if entries.len() % 3 != 0 {
-                return Err(blob.error("listpack", 0, &format!("{} elements, expected field/value/expiry triplets", entries.len())));
+                return Err(blob.error(
+                    "listpack",
+                    0,
+                    &format!("{} elements, expected field/value/expiry triplets", entries.len()),
+                ));
             }
             let mut out = Vec::with_capacity(entries.len() / 3);
             let mut it = entries.into_iter();
@@ -239,10 +240,7 @@ fn field_expiry(at: u64, ttl: u64) -> Result<Option<i64>> {
     match ttl {
         0 => Ok(None),
         v if v <= EB_EXPIRE_TIME_MAX as u64 => Ok(Some(v as i64)),
-        v => Err(Error::corrupt(
-            at,
-            format!("field expiry {v} is out of range"),
-        )),
+        v => Err(Error::corrupt(at, format!("field expiry {v} is out of range"))),
     }
 }
 
@@ -270,11 +268,7 @@ fn read_zset<'a>(cur: &mut Cursor<'a>, binary: bool) -> Result<Vec<(Str<'a>, f64
     for _ in 0..n {
         let member = read_str(cur)?;
         let at = cur.offset();
-        let score = if binary {
-            cur.read_f64_le("a binary score")?
-        } else {
-            read_string_double(cur)?
-        };
+        let score = if binary { cur.read_f64_le("a binary score")? } else { read_string_double(cur)? };
         if score.is_nan() {
             // Redis refuses NaN scores when loading.
             return Err(Error::corrupt(at, "zset score is NaN"));
@@ -292,63 +286,44 @@ fn read_valkey_hash_2<'a>(cur: &mut Cursor<'a>) -> Result<Vec<HashField<'a>>> {
         let value = read_str(cur)?;
         let expire = cur.read_i64_le("a field expiry")?;
         // -1 means no expiry; 0 is a real (past) time.
-        out.push(HashField {
-            field,
-            value,
-            expire_at_ms: (expire != -1).then_some(expire),
-        });
+        out.push(HashField { field, value, expire_at_ms: (expire != -1).then_some(expire) });
     }
     Ok(out)
 }
 
 fn collect_ziplist<'a>(blob: &Blob<'a>) -> Result<Vec<Str<'a>>> {
     let mut out = Vec::new();
-    ziplist::parse(&blob.data, |e| out.push(blob.lift(e)))
-        .map_err(|e| blob.error("ziplist", e.at, &e.msg))?;
+    ziplist::parse(&blob.data, |e| out.push(blob.lift(e))).map_err(|e| blob.error("ziplist", e.at, &e.msg))?;
     Ok(out)
 }
 
 pub(crate) fn collect_listpack<'a>(blob: &Blob<'a>) -> Result<Vec<Str<'a>>> {
     let mut out = Vec::new();
-    listpack::parse(&blob.data, |e| out.push(blob.lift(e)))
-        .map_err(|e| blob.error("listpack", e.at, &e.msg))?;
+    listpack::parse(&blob.data, |e| out.push(blob.lift(e))).map_err(|e| blob.error("listpack", e.at, &e.msg))?;
     Ok(out)
 }
 
 pub(crate) fn collect_listpack_entries(blob: &Blob<'_>) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
-    listpack::parse(&blob.data, |e| out.push(e))
-        .map_err(|e: ContainerError| blob.error("listpack", e.at, &e.msg))?;
+    listpack::parse(&blob.data, |e| out.push(e)).map_err(|e: ContainerError| blob.error("listpack", e.at, &e.msg))?;
     Ok(out)
 }
 
 fn hash_pairs<'a>(blob: &Blob<'a>, elems: Vec<Str<'a>>) -> Result<Vec<HashField<'a>>> {
     if elems.len() % 2 != 0 {
-        return Err(blob.error(
-            "hash",
-            0,
-            &format!("{} elements, expected field/value pairs", elems.len()),
-        ));
+        return Err(blob.error("hash", 0, &format!("{} elements, expected field/value pairs", elems.len())));
     }
     let mut out = Vec::with_capacity(elems.len() / 2);
     let mut it = elems.into_iter();
     while let (Some(field), Some(value)) = (it.next(), it.next()) {
-        out.push(HashField {
-            field,
-            value,
-            expire_at_ms: None,
-        });
+        out.push(HashField { field, value, expire_at_ms: None });
     }
     Ok(out)
 }
 
 fn zset_pairs<'a>(blob: &Blob<'a>, elems: Vec<Str<'a>>) -> Result<Vec<(Str<'a>, f64)>> {
     if elems.len() % 2 != 0 {
-        return Err(blob.error(
-            "zset",
-            0,
-            &format!("{} elements, expected member/score pairs", elems.len()),
-        ));
+        return Err(blob.error("zset", 0, &format!("{} elements, expected member/score pairs", elems.len())));
     }
     let mut out = Vec::with_capacity(elems.len() / 2);
     let mut it = elems.into_iter();

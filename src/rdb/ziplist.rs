@@ -11,28 +11,16 @@ const HEADER_SIZE: usize = 10;
 /// Calls `f` for every entry, in order; returns the number of entries.
 pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
     if blob.len() < HEADER_SIZE + 1 {
-        return Err(ContainerError::new(
-            0,
-            format!("ziplist of {} bytes is shorter than its header", blob.len()),
-        ));
+        return Err(ContainerError::new(0, format!("ziplist of {} bytes is shorter than its header", blob.len())));
     }
     let zlbytes = u32::from_le_bytes(le_bytes(blob, 0, "zlbytes")?) as usize;
     let zltail = u32::from_le_bytes(le_bytes(blob, 4, "zltail")?) as usize;
     let zllen = u16::from_le_bytes(le_bytes(blob, 8, "zllen")?);
     if zlbytes != blob.len() {
-        return Err(ContainerError::new(
-            0,
-            format!(
-                "ziplist header says {zlbytes} bytes, blob has {}",
-                blob.len()
-            ),
-        ));
+        return Err(ContainerError::new(0, format!("ziplist header says {zlbytes} bytes, blob has {}", blob.len())));
     }
     if blob[blob.len() - 1] != ZIP_END {
-        return Err(ContainerError::new(
-            blob.len() - 1,
-            "ziplist does not end with 0xFF",
-        ));
+        return Err(ContainerError::new(blob.len() - 1, "ziplist does not end with 0xFF"));
     }
     let mut pos = HEADER_SIZE;
     let mut count = 0usize;
@@ -44,15 +32,9 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
         let (stored_prev, prevlen_size) = if blob[pos] < 0xFE {
             (blob[pos] as usize, 1)
         } else if blob[pos] == 0xFE {
-            (
-                u32::from_le_bytes(le_bytes(blob, pos + 1, "prevlen")?) as usize,
-                5,
-            )
+            (u32::from_le_bytes(le_bytes(blob, pos + 1, "prevlen")?) as usize, 5)
         } else {
-            return Err(ContainerError::new(
-                pos,
-                "ziplist prevlen byte 0xFF inside the list",
-            ));
+            return Err(ContainerError::new(pos, "ziplist prevlen byte 0xFF inside the list"));
         };
         if stored_prev != prev_len {
             return Err(ContainerError::new(
@@ -61,9 +43,7 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
             ));
         }
         pos += prevlen_size;
-        let enc = *blob
-            .get(pos)
-            .ok_or_else(|| ContainerError::new(pos, "ziplist entry encoding past the end"))?;
+        let enc = *blob.get(pos).ok_or_else(|| ContainerError::new(pos, "ziplist entry encoding past the end"))?;
         let entry = match enc >> 6 {
             0 => {
                 let len = (enc & 0x3f) as usize;
@@ -71,9 +51,8 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
                 string_entry(blob, pos, len)?
             }
             1 => {
-                let b1 = *blob.get(pos + 1).ok_or_else(|| {
-                    ContainerError::new(pos, "ziplist 14-bit length past the end")
-                })?;
+                let b1 =
+                    *blob.get(pos + 1).ok_or_else(|| ContainerError::new(pos, "ziplist 14-bit length past the end"))?;
                 let len = (((enc & 0x3f) as usize) << 8) | b1 as usize;
                 pos += 2;
                 string_entry(blob, pos, len)?
@@ -85,8 +64,7 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
                         format!("ziplist string encoding byte {enc:#04x} is not valid"),
                     ));
                 }
-                let len =
-                    u32::from_be_bytes(le_bytes(blob, pos + 1, "ziplist 32-bit length")?) as usize;
+                let len = u32::from_be_bytes(le_bytes(blob, pos + 1, "ziplist 32-bit length")?) as usize;
                 pos += 5;
                 string_entry(blob, pos, len)?
             }
@@ -120,10 +98,7 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
         let (entry, data_len) = entry;
         pos += data_len;
         if pos >= blob.len() {
-            return Err(ContainerError::new(
-                start,
-                "ziplist entry runs into or past the end byte",
-            ));
+            return Err(ContainerError::new(start, "ziplist entry runs into or past the end byte"));
         }
         prev_len = pos - start;
         last_start = start;
@@ -131,32 +106,20 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
         f(entry);
     }
     if pos != blob.len() - 1 {
-        return Err(ContainerError::new(
-            pos,
-            "ziplist end byte 0xFF before the end of the blob",
-        ));
+        return Err(ContainerError::new(pos, "ziplist end byte 0xFF before the end of the blob"));
     }
     if zltail != last_start {
-        return Err(ContainerError::new(
-            4,
-            format!("ziplist tail offset {zltail}, last entry starts at {last_start}"),
-        ));
+        return Err(ContainerError::new(4, format!("ziplist tail offset {zltail}, last entry starts at {last_start}")));
     }
     if zllen != u16::MAX && zllen as usize != count {
-        return Err(ContainerError::new(
-            8,
-            format!("ziplist header counts {zllen} entries, found {count}"),
-        ));
+        return Err(ContainerError::new(8, format!("ziplist header counts {zllen} entries, found {count}")));
     }
     Ok(count)
 }
 
 fn string_entry(blob: &[u8], pos: usize, len: usize) -> ContainerResult<(Entry, usize)> {
     if pos.checked_add(len).is_none_or(|end| end > blob.len()) {
-        return Err(ContainerError::new(
-            pos,
-            format!("ziplist string of {len} bytes runs past the end"),
-        ));
+        return Err(ContainerError::new(pos, format!("ziplist string of {len} bytes runs past the end")));
     }
     Ok((Entry::Bytes(pos..pos + len), len))
 }

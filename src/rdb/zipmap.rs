@@ -8,15 +8,11 @@ const ZIPMAP_END: u8 = 0xFF;
 
 /// Calls `f(field, value)` for every pair; returns the number of pairs.
 pub fn parse(blob: &[u8], mut f: impl FnMut(Entry, Entry)) -> ContainerResult<usize> {
-    let zmlen = *blob
-        .first()
-        .ok_or_else(|| ContainerError::new(0, "empty zipmap"))?;
+    let zmlen = *blob.first().ok_or_else(|| ContainerError::new(0, "empty zipmap"))?;
     let mut pos = 1usize;
     let mut count = 0usize;
     loop {
-        let b = *blob
-            .get(pos)
-            .ok_or_else(|| ContainerError::new(pos, "zipmap has no 0xFF end byte"))?;
+        let b = *blob.get(pos).ok_or_else(|| ContainerError::new(pos, "zipmap has no 0xFF end byte"))?;
         if b == ZIPMAP_END {
             break;
         }
@@ -26,10 +22,7 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry, Entry)) -> ContainerResult<us
         pos += klen;
         let (vlen, n) = read_len(blob, pos)?;
         pos += n;
-        let free = *blob
-            .get(pos)
-            .ok_or_else(|| ContainerError::new(pos, "zipmap free byte past the end"))?
-            as usize;
+        let free = *blob.get(pos).ok_or_else(|| ContainerError::new(pos, "zipmap free byte past the end"))? as usize;
         pos += 1;
         let value = span(blob, pos, vlen)?;
         pos += vlen + free;
@@ -40,17 +33,11 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry, Entry)) -> ContainerResult<us
         f(key, value);
     }
     if pos != blob.len() - 1 {
-        return Err(ContainerError::new(
-            pos,
-            "zipmap end byte before the end of the blob",
-        ));
+        return Err(ContainerError::new(pos, "zipmap end byte before the end of the blob"));
     }
     // Redis accepts the count byte only when it is exact or the "count unknown" value 254.
     if zmlen != 254 && zmlen as usize != count {
-        return Err(ContainerError::new(
-            0,
-            format!("zipmap header counts {zmlen} pairs, found {count}"),
-        ));
+        return Err(ContainerError::new(0, format!("zipmap header counts {zmlen} pairs, found {count}")));
     }
     Ok(count)
 }
@@ -58,14 +45,8 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry, Entry)) -> ContainerResult<us
 fn read_len(blob: &[u8], pos: usize) -> ContainerResult<(usize, usize)> {
     match blob.get(pos) {
         Some(&b) if b < 254 => Ok((b as usize, 1)),
-        Some(&254) => Ok((
-            u32::from_le_bytes(le_bytes(blob, pos + 1, "zipmap length")?) as usize,
-            5,
-        )),
-        Some(_) => Err(ContainerError::new(
-            pos,
-            "zipmap length byte 0xFF inside an entry",
-        )),
+        Some(&254) => Ok((u32::from_le_bytes(le_bytes(blob, pos + 1, "zipmap length")?) as usize, 5)),
+        Some(_) => Err(ContainerError::new(pos, "zipmap length byte 0xFF inside an entry")),
         None => Err(ContainerError::new(pos, "zipmap length past the end")),
     }
 }
@@ -73,9 +54,6 @@ fn read_len(blob: &[u8], pos: usize) -> ContainerResult<(usize, usize)> {
 fn span(blob: &[u8], pos: usize, len: usize) -> ContainerResult<Entry> {
     match pos.checked_add(len) {
         Some(end) if end <= blob.len() => Ok(Entry::Bytes(pos..end)),
-        _ => Err(ContainerError::new(
-            pos,
-            format!("zipmap string of {len} bytes runs past the end"),
-        )),
+        _ => Err(ContainerError::new(pos, format!("zipmap string of {len} bytes runs past the end"))),
     }
 }

@@ -9,18 +9,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("testdata")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name)
 }
 
 /// The fixtures and the server version that wrote each.
-pub const FIXTURES: [(&str, &str); 4] = [
-    ("redis-6.2.rdb", "6.2"),
-    ("redis-7.0.rdb", "7.0"),
-    ("redis-8.2.rdb", "8.2"),
-    ("redis-8.2-module.rdb", "8.2"),
-];
+pub const FIXTURES: [(&str, &str); 4] =
+    [("redis-6.2.rdb", "6.2"), ("redis-7.0.rdb", "7.0"), ("redis-8.2.rdb", "8.2"), ("redis-8.2-module.rdb", "8.2")];
 
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_redis-migration"))
@@ -28,11 +22,7 @@ pub fn bin() -> Command {
 
 /// Runs the tool with `args`, returns its output.
 pub fn run(args: &[&str]) -> Output {
-    bin()
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run redis-migration")
+    bin().args(args).stdin(Stdio::null()).output().expect("run redis-migration")
 }
 
 /// Finds the redis-server binary of a version: `REDIS_SERVER_6_2` etc. override; else
@@ -75,11 +65,7 @@ pub fn falkordb_module() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A redis-server on 127.0.0.1, in its own temp dir; killed on drop.
@@ -98,16 +84,7 @@ impl RedisServer {
         }
         let port = free_port();
         let child = Command::new(server_bin(version))
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
             .args(["--dbfilename", "dump.rdb", "--dir"])
             .arg(dir.path())
             .args(["--logfile", "redis.log"])
@@ -125,12 +102,8 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                let log =
-                    std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
-                panic!(
-                    "redis-server exited ({status}) on port {}:\n{log}",
-                    self.port
-                );
+                let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+                panic!("redis-server exited ({status}) on port {}:\n{log}", self.port);
             }
             if let Ok(client) = redis::Client::open(self.url()) {
                 if let Ok(mut c) = client.get_connection() {
@@ -139,11 +112,7 @@ impl RedisServer {
                     }
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server on {} did not become ready",
-                self.port
-            );
+            assert!(Instant::now() < deadline, "redis-server on {} did not become ready", self.port);
             std::thread::sleep(Duration::from_millis(30));
         }
     }
@@ -153,10 +122,7 @@ impl RedisServer {
     }
 
     pub fn conn(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .unwrap()
-            .get_connection()
-            .unwrap()
+        redis::Client::open(self.url()).unwrap().get_connection().unwrap()
     }
 }
 

@@ -1,0 +1,584 @@
+//! Records → commands that leave a server holding exactly the snapshot (DESIGN.md, step 3).
+//!
+//! Two modes. `commands`: SET / RPUSH / SADD / ZADD / HSET / XADD … chunked by argument
+//! count and bytes; DEL before the first chunk; the key's TTL as PEXPIREAT after the last
+//! chunk (an expired deadline set earlier would delete the key and let later chunks
+//! recreate it without one); field TTLs as HPEXPIREAT; streams rebuilt with XSETID,
+//! XGROUP and XCLAIM the way Redis's own AOF rewrite does. `restore`: one RESTORE per key
+//! with the record's raw bytes as the DUMP payload, stamped with the destination's RDB
+//! version when it is older than the file's but knows the type.
+//!
+//! Output is RESP, appended to a caller's buffer; the translator counts what it could
+//! not carry over so the caller can report it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::rdb::value::*;
+use crate::rdb::{Function, HashField, Record, Str, Stream, StreamId, Value, Vendor, CRC64};
+use crate::resp::encode::{array_header, bulk, bulk_id, bulk_int, bulk_score, bulk_str, bulk_u64, command};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Commands,
+    Restore,
+}
+
+/// A Redis server version, `major.minor`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32);
+
+impl Version {
+    /// The newest version this translator knows.
+    pub const LATEST: Version = Version(8, 6);
+
+    pub fn parse(s: &str) -> Option<Version> {
+        let mut it = s.trim().split('.');
+        let major = it.next()?.parse().ok()?;
+        let minor = it.next().map_or(Some(0), |m| m.parse().ok())?;
+        Some(Version(major, minor))
+    }
+
+    /// The RDB version a server of this version writes (and the newest it accepts).
+    pub fn rdb_version(self) -> u32 {
+        match self {
+            v if v >= Version(8, 6) => 13,
+            v if v >= Version(7, 4) => 12,
+            v if v >= Version(7, 2) => 11,
+            v if v >= Version(7, 0) => 10,
+            v if v >= Version(5, 0) => 9,
+            v if v >= Version(4, 0) => 8,
+            v if v >= Version(3, 2) => 7,
+            _ => 6,
+        }
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
+
+/// The oldest RDB version that has type byte `t` (Redis layouts).
+pub fn type_min_rdb_version(t: u8) -> u32 {
+    match t {
+        RDB_TYPE_STRING..=RDB_TYPE_HASH => 1,
+        RDB_TYPE_ZSET_2 | RDB_TYPE_MODULE_2 => 8,
+        RDB_TYPE_HASH_ZIPMAP..=RDB_TYPE_ZSET_ZIPLIST => 2,
+        RDB_TYPE_HASH_ZIPLIST => 4,
+        RDB_TYPE_LIST_QUICKLIST => 7,
+        RDB_TYPE_STREAM_LISTPACKS => 9,
+        RDB_TYPE_HASH_LISTPACK..=RDB_TYPE_STREAM_LISTPACKS_2 => 10,
+        RDB_TYPE_SET_LISTPACK | RDB_TYPE_STREAM_LISTPACKS_3 => 11,
+        RDB_TYPE_HASH_METADATA_PRE_GA..=RDB_TYPE_HASH_LISTPACK_EX => 12,
+        _ => 13,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub target: Version,
+    /// Most elements (list items, members, field/value pairs…) in one command.
+    pub max_args: usize,
+    /// Most payload bytes in one command; longer strings go as SET then APPENDs.
+    pub max_bytes: usize,
+    /// Payloads larger than this go as commands instead of RESTORE.
+    pub restore_max_bytes: usize,
+    pub keep_expired: bool,
+    /// Keys expiring within this many ms of `now_ms` are skipped like expired ones.
+    pub expire_margin_ms: i64,
+    pub drop_field_ttl: bool,
+    pub now_ms: i64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            mode: Mode::Commands,
+            target: Version::LATEST,
+            max_args: 256,
+            max_bytes: 4 << 20,
+            restore_max_bytes: 64 << 20,
+            keep_expired: false,
+            expire_margin_ms: 0,
+            drop_field_ttl: false,
+            now_ms: 0,
+        }
+    }
+}
+
+/// Largest bulk string a Redis server accepts by default (`proto-max-bulk-len`).
+pub const PROTO_MAX_BULK_LEN: usize = 512 << 20;
+
+/// What the translation carried over and what it could not.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub keys: u64,
+    pub commands: u64,
+    pub restores: u64,
+    /// Keys that went as commands in restore mode (too big, or a type the target lacks).
+    pub restore_fallbacks: u64,
+    pub skipped_expired: u64,
+    pub skipped_modules: u64,
+    /// Keys refused: nothing was written for them.
+    pub refused: u64,
+    /// The first refused keys, with the reason.
+    pub refused_examples: Vec<(String, String)>,
+    pub field_ttls_dropped: u64,
+    /// Pending entries whose message was deleted: no command recreates them.
+    pub pel_deleted: u64,
+    /// Consumers whose seen/active times restart when recreated by commands.
+    pub consumer_times_reset: u64,
+    pub functions: u64,
+    pub functions_skipped: u64,
+    pub scripts: u64,
+}
+
+impl Stats {
+    fn refuse(&mut self, key: &Str<'_>, why: String) {
+        self.refused += 1;
+        if self.refused_examples.len() < 10 {
+            self.refused_examples.push((crate::rdb::escape_key(&key.bytes()), why));
+        }
+    }
+
+    /// The report, one line per non-zero count, for stderr.
+    pub fn report(&self) -> String {
+        let mut lines = vec![format!(
+            "{} keys as {} commands ({} RESTORE, {} fell back to commands)",
+            self.keys, self.commands, self.restores, self.restore_fallbacks
+        )];
+        let mut add = |n: u64, what: &str| {
+            if n > 0 {
+                lines.push(format!("{n} {what}"));
+            }
+        };
+        add(self.skipped_expired, "keys skipped: expired (or within --expire-margin); --keep-expired sends them");
+        add(self.skipped_modules, "module keys skipped: commands cannot carry module values (use --mode restore)");
+        add(self.field_ttls_dropped, "hash field TTLs dropped (--drop-field-ttl)");
+        add(
+            self.pel_deleted,
+            "pending entries not recreated: their messages were deleted (only restore mode keeps them)",
+        );
+        add(
+            self.consumer_times_reset,
+            "stream consumers recreated with fresh seen/active times (only restore mode keeps them)",
+        );
+        add(self.functions, "function libraries (FUNCTION LOAD REPLACE)");
+        add(self.functions_skipped, "functions skipped: 7.0-rc single functions or a destination older than 7.0");
+        add(self.scripts, "Lua scripts (SCRIPT LOAD)");
+        add(self.refused, "keys refused (nothing sent for them)");
+        for (k, why) in &self.refused_examples {
+            lines.push(format!("  refused \"{k}\": {why}"));
+        }
+        lines.join("\n")
+    }
+}
+
+pub struct Translator {
+    pub cfg: Config,
+    pub stats: Stats,
+    /// The file's vendor and RDB version (set per input).
+    pub vendor: Vendor,
+    pub file_rdb_version: u32,
+    /// The database the output stream has selected (`None`: track nothing, never SELECT).
+    selected: Option<u64>,
+    payload: Vec<u8>,
+}
+
+impl Translator {
+    /// A translator whose output starts on db 0 and SELECTs when the db changes.
+    pub fn new(cfg: Config) -> Translator {
+        Translator {
+            cfg,
+            stats: Stats::default(),
+            vendor: Vendor::Redis,
+            file_rdb_version: 0,
+            selected: Some(0),
+            payload: Vec::new(),
+        }
+    }
+
+    /// Sets the input file's vendor and version (for RESTORE payload versions).
+    pub fn set_source(&mut self, vendor: Vendor, rdb_version: u32) {
+        self.vendor = vendor;
+        self.file_rdb_version = rdb_version;
+    }
+
+    fn select(&mut self, db: u64, out: &mut Vec<u8>) {
+        if let Some(cur) = self.selected {
+            if cur != db {
+                array_header(out, 2);
+                bulk(out, b"SELECT");
+                bulk_u64(out, db);
+                self.stats.commands += 1;
+                self.selected = Some(db);
+            }
+        }
+    }
+
+    /// Appends the commands that recreate `rec`; returns false when the key was skipped
+    /// or refused (see `stats`).
+    pub fn record(&mut self, rec: &Record<'_>, out: &mut Vec<u8>) -> bool {
+        if let Some(t) = rec.expire_at_ms {
+            if !self.cfg.keep_expired && t <= self.cfg.now_ms.saturating_add(self.cfg.expire_margin_ms) {
+                self.stats.skipped_expired += 1;
+                return false;
+            }
+        }
+        if let Some(why) = self.unsendable(rec) {
+            self.stats.refuse(&rec.key, why);
+            return false;
+        }
+        let start = out.len();
+        let commands_before = self.stats.commands;
+        self.select(rec.db, out);
+        let ok = match self.cfg.mode {
+            Mode::Restore => match self.restore_version(rec) {
+                Some(ver) if rec.raw_value.len() + 11 <= self.cfg.restore_max_bytes => {
+                    self.restore(rec, ver, out);
+                    true
+                }
+                _ => {
+                    self.stats.restore_fallbacks += 1;
+                    self.commands(rec, out)
+                }
+            },
+            Mode::Commands => self.commands(rec, out),
+        };
+        if ok {
+            self.stats.keys += 1;
+        } else {
+            out.truncate(start);
+            self.stats.commands = commands_before;
+        }
+        ok
+    }
+
+    /// A reason the key cannot be sent at all: an element over the 512 MB bulk limit.
+    fn unsendable(&self, rec: &Record<'_>) -> Option<String> {
+        let too_big = |s: &Str<'_>| s.len() > PROTO_MAX_BULK_LEN;
+        let big = match &rec.value {
+            Value::String(_) => false, // strings are split into APPENDs
+            Value::List(v) | Value::Set(v) => v.iter().any(too_big),
+            Value::ZSet(v) => v.iter().any(|(m, _)| too_big(m)),
+            Value::Hash(v) => v.iter().any(|f| too_big(&f.field) || too_big(&f.value)),
+            Value::Stream(s) => s.entries.iter().any(|e| e.fields.iter().any(|(f, v)| too_big(f) || too_big(v))),
+            Value::Module(_) => false,
+        };
+        big.then(|| "an element is larger than the destination's 512 MB bulk limit".to_string())
+    }
+
+    /// The DUMP payload version to use, or `None` when the key must go as commands.
+    fn restore_version(&self, rec: &Record<'_>) -> Option<u32> {
+        let target = self.cfg.target.rdb_version();
+        if self.vendor == Vendor::Valkey && rec.rdb_type == VALKEY_RDB_TYPE_HASH_2 {
+            return None;
+        }
+        if rec.key_meta.is_some() && target < 13 {
+            return None;
+        }
+        let file = if self.vendor == Vendor::Valkey { target } else { self.file_rdb_version };
+        if file <= target {
+            Some(file)
+        } else if type_min_rdb_version(rec.rdb_type) <= target {
+            Some(target)
+        } else {
+            None
+        }
+    }
+
+    fn restore(&mut self, rec: &Record<'_>, version: u32, out: &mut Vec<u8>) {
+        let p = &mut self.payload;
+        p.clear();
+        p.push(rec.rdb_type);
+        p.extend_from_slice(rec.raw_value);
+        p.extend_from_slice(&(version as u16).to_le_bytes());
+        let crc = CRC64.checksum(p);
+        p.extend_from_slice(&crc.to_le_bytes());
+        let extra = if rec.idle_s.is_some() || rec.freq.is_some() { 2 } else { 0 };
+        array_header(out, 6 + extra);
+        bulk(out, b"RESTORE");
+        bulk_str(out, &rec.key);
+        bulk_int(out, rec.expire_at_ms.unwrap_or(0).max(0));
+        bulk(out, p);
+        bulk(out, b"REPLACE");
+        bulk(out, b"ABSTTL");
+        if let Some(idle) = rec.idle_s {
+            bulk(out, b"IDLETIME");
+            bulk_u64(out, idle);
+        } else if let Some(freq) = rec.freq {
+            bulk(out, b"FREQ");
+            bulk_u64(out, freq as u64);
+        }
+        self.stats.commands += 1;
+        self.stats.restores += 1;
+    }
+
+    fn commands(&mut self, rec: &Record<'_>, out: &mut Vec<u8>) -> bool {
+        let key = &rec.key;
+        match &rec.value {
+            Value::String(s) => self.string(key, s, out),
+            Value::List(items) => {
+                self.del(key, out);
+                self.chunked(b"RPUSH", key, items, 1, |s| s.len(), |o, s| bulk_str(o, s), out);
+            }
+            Value::Set(items) => {
+                self.del(key, out);
+                self.chunked(b"SADD", key, items, 1, |s| s.len(), |o, s| bulk_str(o, s), out);
+            }
+            Value::ZSet(items) => {
+                self.del(key, out);
+                let write = |o: &mut Vec<u8>, (m, score): &(Str<'_>, f64)| {
+                    bulk_score(o, *score);
+                    bulk_str(o, m);
+                };
+                self.chunked(b"ZADD", key, items, 2, |(m, _)| m.len() + 24, write, out);
+            }
+            Value::Hash(fields) => {
+                if !self.hash(key, fields, out) {
+                    return false;
+                }
+            }
+            Value::Stream(s) => self.stream(key, s, out),
+            Value::Module(_) => {
+                self.stats.skipped_modules += 1;
+                return false;
+            }
+        }
+        if let Some(t) = rec.expire_at_ms {
+            array_header(out, 3);
+            bulk(out, b"PEXPIREAT");
+            bulk_str(out, key);
+            bulk_int(out, t);
+            self.stats.commands += 1;
+        }
+        true
+    }
+
+    fn del(&mut self, key: &Str<'_>, out: &mut Vec<u8>) {
+        array_header(out, 2);
+        bulk(out, b"DEL");
+        bulk_str(out, key);
+        self.stats.commands += 1;
+    }
+
+    fn string(&mut self, key: &Str<'_>, s: &Str<'_>, out: &mut Vec<u8>) {
+        let bytes = s.bytes();
+        let step = self.cfg.max_bytes.max(1);
+        // SET replaces whatever the key held, type and TTL included: no DEL needed.
+        let mut chunks = bytes.chunks(step);
+        let first = chunks.next().unwrap_or(&[]);
+        command(out, &[b"SET", &key.bytes(), first]);
+        self.stats.commands += 1;
+        for c in chunks {
+            command(out, &[b"APPEND", &key.bytes(), c]);
+            self.stats.commands += 1;
+        }
+    }
+
+    /// Writes `cmd key item…` commands, each with at most `max_args` arguments and about
+    /// `max_bytes` of payload (at least one item per command).
+    #[allow(clippy::too_many_arguments)]
+    fn chunked<T>(
+        &mut self,
+        cmd: &[u8],
+        key: &Str<'_>,
+        items: &[T],
+        args_per_item: usize,
+        size: impl Fn(&T) -> usize,
+        write: impl Fn(&mut Vec<u8>, &T),
+        out: &mut Vec<u8>,
+    ) {
+        let max_items = (self.cfg.max_args / args_per_item).max(1);
+        let mut i = 0;
+        while i < items.len() {
+            let mut n = 0;
+            let mut bytes = 0;
+            while i + n < items.len() && n < max_items && (n == 0 || bytes + size(&items[i + n]) <= self.cfg.max_bytes)
+            {
+                bytes += size(&items[i + n]);
+                n += 1;
+            }
+            array_header(out, 2 + n * args_per_item);
+            bulk(out, cmd);
+            bulk_str(out, key);
+            for item in &items[i..i + n] {
+                write(out, item);
+            }
+            self.stats.commands += 1;
+            i += n;
+        }
+    }
+
+    fn hash(&mut self, key: &Str<'_>, fields: &[HashField<'_>], out: &mut Vec<u8>) -> bool {
+        let with_ttl = fields.iter().filter(|f| f.expire_at_ms.is_some()).count() as u64;
+        let ttls_ok = self.cfg.target >= Version(7, 4);
+        if with_ttl > 0 && !ttls_ok {
+            if !self.cfg.drop_field_ttl {
+                self.stats.refuse(
+                    key,
+                    format!("{with_ttl} hash fields have TTLs and Redis {} has no field TTLs (--drop-field-ttl sends them without)", self.cfg.target),
+                );
+                return false;
+            }
+            self.stats.field_ttls_dropped += with_ttl;
+        }
+        self.del(key, out);
+        let write = |o: &mut Vec<u8>, f: &HashField<'_>| {
+            bulk_str(o, &f.field);
+            bulk_str(o, &f.value);
+        };
+        self.chunked(b"HSET", key, fields, 2, |f| f.field.len() + f.value.len(), write, out);
+        if with_ttl > 0 && ttls_ok {
+            let mut by_time: BTreeMap<i64, Vec<&Str<'_>>> = BTreeMap::new();
+            for f in fields {
+                if let Some(t) = f.expire_at_ms {
+                    by_time.entry(t).or_default().push(&f.field);
+                }
+            }
+            for (t, names) in by_time {
+                for chunk in names.chunks(self.cfg.max_args.max(1)) {
+                    array_header(out, 5 + chunk.len());
+                    bulk(out, b"HPEXPIREAT");
+                    bulk_str(out, key);
+                    bulk_int(out, t);
+                    bulk(out, b"FIELDS");
+                    bulk_u64(out, chunk.len() as u64);
+                    for f in chunk {
+                        bulk_str(out, f);
+                    }
+                    self.stats.commands += 1;
+                }
+            }
+        }
+        true
+    }
+
+    fn stream(&mut self, key: &Str<'_>, s: &Stream<'_>, out: &mut Vec<u8>) {
+        let seven = self.cfg.target >= Version(7, 0);
+        self.del(key, out);
+        for e in &s.entries {
+            array_header(out, 3 + 2 * e.fields.len());
+            bulk(out, b"XADD");
+            bulk_str(out, key);
+            bulk_id(out, e.id);
+            for (f, v) in &e.fields {
+                bulk_str(out, f);
+                bulk_str(out, v);
+            }
+            self.stats.commands += 1;
+        }
+        if s.entries.is_empty() {
+            // Create the key with one entry trimmed away at once: an empty stream.
+            let id = if s.last_id > StreamId::default() { s.last_id } else { StreamId { ms: 0, seq: 1 } };
+            array_header(out, 7);
+            bulk(out, b"XADD");
+            bulk_str(out, key);
+            bulk(out, b"MAXLEN");
+            bulk(out, b"0");
+            bulk_id(out, id);
+            bulk(out, b"x");
+            bulk(out, b"y");
+            self.stats.commands += 1;
+        }
+        // XSETID restores the last ID (and, on 7.0+, the counters XADD cannot).
+        let full = seven && s.entries_added.is_some() && s.max_deleted_id.is_some();
+        array_header(out, if full { 7 } else { 3 });
+        bulk(out, b"XSETID");
+        bulk_str(out, key);
+        bulk_id(out, s.last_id);
+        if let (true, Some(added), Some(max_deleted)) = (full, s.entries_added, s.max_deleted_id) {
+            bulk(out, b"ENTRIESADDED");
+            bulk_u64(out, added);
+            bulk(out, b"MAXDELETEDID");
+            bulk_id(out, max_deleted);
+        }
+        self.stats.commands += 1;
+        let live: std::collections::HashSet<StreamId> = if s.groups.iter().any(|g| !g.pending.is_empty()) {
+            s.entries.iter().map(|e| e.id).collect()
+        } else {
+            Default::default()
+        };
+        for g in &s.groups {
+            let entries_read = g.entries_read.filter(|_| seven);
+            array_header(out, if entries_read.is_some() { 7 } else { 5 });
+            bulk(out, b"XGROUP");
+            bulk(out, b"CREATE");
+            bulk_str(out, key);
+            bulk_str(out, &g.name);
+            bulk_id(out, g.last_delivered_id);
+            if let Some(n) = entries_read {
+                bulk(out, b"ENTRIESREAD");
+                bulk_u64(out, n);
+            }
+            self.stats.commands += 1;
+            let mut owner: HashMap<StreamId, &Str<'_>> = HashMap::new();
+            for c in &g.consumers {
+                self.stats.consumer_times_reset += 1;
+                for id in &c.pending {
+                    owner.insert(*id, &c.name);
+                }
+                if c.pending.is_empty() && self.cfg.target >= Version(6, 2) {
+                    array_header(out, 5);
+                    bulk(out, b"XGROUP");
+                    bulk(out, b"CREATECONSUMER");
+                    bulk_str(out, key);
+                    bulk_str(out, &g.name);
+                    bulk_str(out, &c.name);
+                    self.stats.commands += 1;
+                }
+            }
+            for p in &g.pending {
+                let Some(consumer) = owner.get(&p.id) else {
+                    continue; // Redis refuses such files; nothing owns it
+                };
+                if !live.contains(&p.id) {
+                    self.stats.pel_deleted += 1;
+                    continue;
+                }
+                array_header(out, 12);
+                bulk(out, b"XCLAIM");
+                bulk_str(out, key);
+                bulk_str(out, &g.name);
+                bulk_str(out, consumer);
+                bulk(out, b"0");
+                bulk_id(out, p.id);
+                bulk(out, b"TIME");
+                bulk_int(out, p.delivery_time_ms);
+                bulk(out, b"RETRYCOUNT");
+                bulk_u64(out, p.delivery_count);
+                bulk(out, b"FORCE");
+                bulk(out, b"JUSTID");
+                self.stats.commands += 1;
+            }
+        }
+    }
+
+    /// FUNCTION LOAD REPLACE for a library (a rerun replaces instead of failing).
+    pub fn function(&mut self, f: &Function<'_>, out: &mut Vec<u8>) {
+        match f {
+            Function::Library { code } if self.cfg.target >= Version(7, 0) => {
+                array_header(out, 4);
+                bulk(out, b"FUNCTION");
+                bulk(out, b"LOAD");
+                bulk(out, b"REPLACE");
+                bulk_str(out, code);
+                self.stats.commands += 1;
+                self.stats.functions += 1;
+            }
+            _ => self.stats.functions_skipped += 1,
+        }
+    }
+
+    /// SCRIPT LOAD for a script of the `lua` AUX field.
+    pub fn script(&mut self, body: &Str<'_>, out: &mut Vec<u8>) {
+        array_header(out, 3);
+        bulk(out, b"SCRIPT");
+        bulk(out, b"LOAD");
+        bulk_str(out, body);
+        self.stats.commands += 1;
+        self.stats.scripts += 1;
+    }
+}
