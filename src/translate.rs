@@ -233,6 +233,7 @@ impl Translator {
         }
         let start = out.len();
         let commands_before = self.stats.commands;
+        let selected_before = self.selected;
         self.select(rec.db, out);
         let ok = match self.cfg.mode {
             Mode::Restore => match self.restore_version(rec) {
@@ -250,8 +251,10 @@ impl Translator {
         if ok {
             self.stats.keys += 1;
         } else {
+            // Nothing of a skipped key stays in the stream, not even its SELECT.
             out.truncate(start);
             self.stats.commands = commands_before;
+            self.selected = selected_before;
         }
         ok
     }
@@ -580,5 +583,53 @@ impl Translator {
         bulk_str(out, body);
         self.stats.commands += 1;
         self.stats.scripts += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rdb::ModuleValue;
+
+    fn rec<'a>(db: u64, key: &'a [u8], value: Value<'a>) -> Record<'a> {
+        Record {
+            db,
+            key: Str::Borrowed(key),
+            expire_at_ms: None,
+            idle_s: None,
+            freq: None,
+            rdb_type: 0,
+            value,
+            raw_value: b"",
+            key_meta: None,
+        }
+    }
+
+    #[test]
+    fn a_skipped_key_leaves_no_select_behind() {
+        let mut t = Translator::new(Config::default());
+        let mut out = Vec::new();
+        let module = Value::Module(ModuleValue { name: "graphdata".into(), encver: 0, raw: b"" });
+        assert!(!t.record(&rec(1, b"m", module), &mut out));
+        assert!(out.is_empty());
+        assert!(t.record(&rec(1, b"k", Value::String(Str::Borrowed(b"v"))), &mut out));
+        assert_eq!(out, b"*2\r\n$6\r\nSELECT\r\n$1\r\n1\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n");
+        assert_eq!((t.stats.keys, t.stats.commands, t.stats.skipped_modules), (1, 2, 1));
+    }
+
+    #[test]
+    fn chunks_respect_max_args_and_ttl_comes_last() {
+        let cfg = Config { max_args: 2, ..Config::default() };
+        let mut t = Translator::new(cfg);
+        let mut out = Vec::new();
+        let items = vec![Str::Int(1), Str::Int(2), Str::Int(3)];
+        let mut r = rec(0, b"l", Value::List(items));
+        r.expire_at_ms = Some(i64::MAX);
+        assert!(t.record(&r, &mut out));
+        let text = String::from_utf8(out).unwrap().replace("\r\n", " ");
+        assert_eq!(
+            text,
+            "*2 $3 DEL $1 l *4 $5 RPUSH $1 l $1 1 $1 2 *3 $5 RPUSH $1 l $1 3 *3 $9 PEXPIREAT $1 l $19 9223372036854775807 "
+        );
     }
 }

@@ -200,6 +200,8 @@ fn write_group(out: &mut Vec<u8>, g: &ConsumerGroup<'_>) {
     write_id(out, g.last_delivered_id);
     out.extend_from_slice(b",\"entries_read\":");
     write_opt_u64(out, g.entries_read);
+    let owner: std::collections::HashMap<StreamId, &Str<'_>> =
+        g.consumers.iter().flat_map(|c| c.pending.iter().map(move |id| (*id, &c.name))).collect();
     out.extend_from_slice(b",\"pending\":[");
     for (i, p) in g.pending.iter().enumerate() {
         if i > 0 {
@@ -208,8 +210,8 @@ fn write_group(out: &mut Vec<u8>, g: &ConsumerGroup<'_>) {
         out.extend_from_slice(b"{\"id\":");
         write_id(out, p.id);
         out.extend_from_slice(b",\"consumer\":");
-        match g.consumers.iter().find(|c| c.pending.contains(&p.id)) {
-            Some(c) => write_str(out, &c.name),
+        match owner.get(&p.id) {
+            Some(name) => write_str(out, name),
             None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"delivery_time_ms\":");
