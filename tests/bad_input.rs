@@ -177,3 +177,14 @@ fn key_meta_hand_made() {
         other => panic!("expected SLOT_IMPORT, got {other:?}"),
     }
 }
+
+/// A set with the same member twice: Redis refuses to load it, and `check` calls it damage.
+#[test]
+fn duplicate_members_are_damage() {
+    let mut data = b"REDIS0009".to_vec();
+    data.extend_from_slice(&[0x02, 0x01, b's', 0x02, 0x01, b'a', 0x01, b'a', 0xFF]);
+    let crc = rdb::CRC64.checksum(&data);
+    data.extend_from_slice(&crc.to_le_bytes());
+    let e = deep_walk(&data).0.expect_err("duplicate member accepted");
+    assert!(e.to_string().contains("duplicate set member \"a\""), "{e}");
+}

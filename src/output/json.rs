@@ -281,6 +281,12 @@ fn write_text(out: &mut Vec<u8>, b: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(b.len() + 2);
     out.push(b'"');
+    // Most strings need no escaping: one vectorizable scan, one copy.
+    if !b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\') {
+        out.extend_from_slice(b);
+        out.push(b'"');
+        return;
+    }
     let mut run = 0;
     for (i, &c) in b.iter().enumerate() {
         let esc: &[u8] = match c {
@@ -352,5 +358,20 @@ fn write_opt_i64(out: &mut Vec<u8>, v: Option<i64>) {
     match v {
         Some(v) => write_i64(out, v),
         None => out.extend_from_slice(b"null"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn strings_are_escaped_or_base64() {
+        let mut out = Vec::new();
+        super::write_bytes(&mut out, b"plain");
+        super::write_bytes(&mut out, b"a\"b\\c\nd\x01");
+        super::write_bytes(&mut out, b"\xff\x00");
+        assert_eq!(out, br#""plain""a\"b\\c\nd\u0001"{"base64":"/wA="}"#);
+        let back: Vec<serde_json::Value> =
+            serde_json::Deserializer::from_slice(&out).into_iter().map(Result::unwrap).collect();
+        assert_eq!(back[1], "a\"b\\c\nd\u{1}");
     }
 }
