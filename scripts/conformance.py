@@ -7,7 +7,7 @@
 - Files meant to be corrupt or unsupported must give a clean error naming a byte offset.
 - Other files Redis refuses (Valkey 9, 7.0-rc functions, RDB 13) may pass or fail cleanly.
 - No file may crash the tool (a panic exits 101).
-- Where HDT3213/rdb ships expected JSON, our key set, types and values must agree.
+- Where HDT3213/rdb or badboy/rdb-rs ship expected JSON, our keys and values must agree.
 Exit status 0 when everything conforms, 1 otherwise.
 """
 import base64
@@ -108,6 +108,55 @@ def compare_hdt(path, expected_path):
     return diffs
 
 
+def bb(v):
+    return b(v)
+
+
+def text(raw):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def compare_badboy(path, expected_path):
+    """Compares with badboy/rdb-rs's JSON: one object per database (in file order); byte
+    strings as text when valid UTF-8, else one char per byte; lists and sets are arrays,
+    hashes and zsets objects. Our bytes are rendered the same way before comparing."""
+    expected = json.load(open(expected_path))
+    ours = ours_by_key(path)
+    dbs = sorted({db for db, _ in ours})
+    diffs = []
+    if len(dbs) != len([d for d in expected if d]):
+        return [f"{len(dbs)} databases vs {len(expected)}"]
+    lat = lambda x: x
+    for db, objs in zip(dbs, [d for d in expected if d]):
+        theirs = {lat(k): v for k, v in objs.items()}
+        mine = {text(k): j for (d, k), j in ours.items() if d == db}
+        if set(theirs) != set(mine):
+            diffs.append(f"db {db}: key sets differ")
+            continue
+        for k, j in mine.items():
+            v, t = j["value"], j["type"]
+            e = theirs[k]
+            b = lambda x: text(bb(x))
+            if t == "string":
+                ok = b(v) == lat(e)
+            elif t == "list":
+                ok = [b(x) for x in v] == [lat(x) for x in e]
+            elif t == "set":
+                ok = sorted(b(x) for x in v) == sorted(lat(x) for x in e)
+            elif t == "hash":
+                ok = {b(p[0]): b(p[1]) for p in v} == {lat(f): lat(x) for f, x in e.items()}
+            elif t == "zset":
+                ok = {b(m): score(sc) for m, sc in v} == {lat(m): float(sc) for m, sc in e.items()}
+            else:
+                ok = True
+            if not ok:
+                diffs.append(f"db {db} key {k!r}: {t} value differs")
+    return diffs
+
+
 def main():
     corpus = sys.argv[1] if len(sys.argv) > 1 else os.environ.get(
         "REDISMIGRATION_CORPUS", os.path.join(ROOT, "..", "shared", "corpus"))
@@ -142,6 +191,12 @@ def main():
             counts["json"] += 1
             for d in compare_hdt(path, expected):
                 failures.append(f"{rel}: vs HDT3213 JSON: {d}")
+        if rel.startswith("badboy_rdb-rs/tests/dumps/") and crc == 0:
+            expected = os.path.join(os.path.dirname(path), "json", os.path.basename(path)[:-4] + ".json")
+            if os.path.exists(expected):
+                counts["json"] += 1
+                for d in compare_badboy(path, expected):
+                    failures.append(f"{rel}: vs badboy/rdb-rs JSON: {d}")
     for f in failures:
         print("FAIL", f)
     print(f"corpus: {counts['accepted']} accepted by Redis pass, {counts['must-fail']} corrupt/unsupported "
