@@ -304,3 +304,28 @@ fn big_keys_arrive_intact() {
     assert_eq!(digest(&mut d, "big:string"), want_s, "{report}");
     assert_eq!(digest(&mut d, "big:list"), want_l, "{report}");
 }
+
+/// LFU counters (FREQ opcode) and LRU idle times (IDLE opcode) travel with RESTORE.
+#[test]
+fn restore_keeps_lfu_and_lru() {
+    for (policy, probe) in [("allkeys-lfu", "FREQ"), ("allkeys-lru", "IDLETIME")] {
+        let args = ["--maxmemory-policy", policy, "--maxmemory", "1gb"];
+        let source = RedisServer::start("7.0", None, &args);
+        let mut con = source.conn();
+        redis::cmd("SET").arg("hot").arg("v").query::<()>(&mut con).unwrap();
+        for _ in 0..200 {
+            redis::cmd("GET").arg("hot").query::<String>(&mut con).unwrap();
+        }
+        if policy == "allkeys-lru" {
+            std::thread::sleep(std::time::Duration::from_millis(2100));
+        }
+        let want: i64 = redis::cmd("OBJECT").arg(probe).arg("hot").query(&mut con).unwrap();
+        assert!(want > 0, "{policy}: the source must have a non-zero {probe}");
+        redis::cmd("SAVE").query::<()>(&mut con).unwrap();
+        let dest = RedisServer::start("7.0", None, &args);
+        let (report, _) =
+            pipe_into(&dest, &source.dir.path().join("dump.rdb"), &["--mode", "restore", "--target-version", "7.0"]);
+        let got: i64 = redis::cmd("OBJECT").arg(probe).arg("hot").query(&mut dest.conn()).unwrap();
+        assert!((got - want).abs() <= 1, "{policy}: OBJECT {probe} {got}, source had {want}: {report}");
+    }
+}
