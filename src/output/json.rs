@@ -313,14 +313,14 @@ fn write_text(out: &mut Vec<u8>, b: &[u8]) {
 /// A score: the shortest decimal that reads back as the same double; `inf`, `-inf`,
 /// `nan` as strings.
 pub fn write_score(out: &mut Vec<u8>, v: f64) {
+    let mut buf = ryu::Buffer::new();
+    let text = super::score_text(v, &mut buf);
     if v.is_finite() {
-        out.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
-    } else if v.is_nan() {
-        out.extend_from_slice(b"\"nan\"");
-    } else if v > 0.0 {
-        out.extend_from_slice(b"\"inf\"");
+        out.extend_from_slice(text.as_bytes());
     } else {
-        out.extend_from_slice(b"\"-inf\"");
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
     }
 }
 

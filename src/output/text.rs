@@ -26,7 +26,7 @@ pub fn write_record(out: &mut Vec<u8>, rec: &Record<'_>) {
                 }
                 write_quoted(out, &m.bytes());
                 out.extend_from_slice(b": ");
-                out.extend_from_slice(format_score(*score).as_bytes());
+                out.extend_from_slice(super::score_text(*score, &mut ryu::Buffer::new()).as_bytes());
             }
             out.push(b'}');
         }
@@ -69,18 +69,6 @@ fn write_list<'s, 'a: 's>(out: &mut Vec<u8>, items: impl Iterator<Item = &'s Str
         write_quoted(out, &s.bytes());
     }
     out.push(b']');
-}
-
-pub fn format_score(v: f64) -> String {
-    if v.is_finite() {
-        ryu::Buffer::new().format_finite(v).to_string()
-    } else if v.is_nan() {
-        "nan".into()
-    } else if v > 0.0 {
-        "inf".into()
-    } else {
-        "-inf".into()
-    }
 }
 
 pub fn write_quoted(out: &mut Vec<u8>, b: &[u8]) {

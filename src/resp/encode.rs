@@ -43,13 +43,7 @@ pub fn bulk_str(out: &mut Vec<u8>, s: &Str<'_>) {
 /// A score in the shortest form that reads back as the same double (`inf`, `-inf` too).
 #[inline]
 pub fn bulk_score(out: &mut Vec<u8>, v: f64) {
-    if v.is_finite() {
-        bulk(out, ryu::Buffer::new().format_finite(v).as_bytes());
-    } else if v > 0.0 {
-        bulk(out, b"inf");
-    } else {
-        bulk(out, b"-inf");
-    }
+    bulk(out, crate::output::score_text(v, &mut ryu::Buffer::new()).as_bytes());
 }
 
 pub fn bulk_id(out: &mut Vec<u8>, id: StreamId) {
