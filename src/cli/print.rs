@@ -29,7 +29,7 @@ pub enum ModeArg {
     Restore,
 }
 
-/// Print the keys of RDB files as JSON lines or text
+/// Print the keys of RDB files as JSON lines, text, or RESP commands for redis-cli --pipe
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Functions and Lua scripts (the `lua` AUX field) are printed as \
 {\"function\":…} and {\"script\":…} lines in JSON when no key filter is given.\n\

@@ -24,7 +24,6 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
         if enc == LP_EOF {
             break;
         }
-        let start = pos;
         let (entry, size) = read_entry(blob, pos, enc)?;
         pos += size;
         // backlen: the entry size in 7-bit groups, most significant first, every byte
@@ -41,7 +40,6 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
         }
         pos += blen;
         count += 1;
-        let _ = start;
         f(entry);
     }
     if pos != blob.len() - 1 {
