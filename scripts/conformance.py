@@ -170,10 +170,16 @@ def main():
     counts = {"accepted": 0, "must-fail": 0, "other": 0, "json": 0}
     for rel, status in sorted(verdicts.items()):
         path = os.path.join(corpus, rel)
-        crc, _, cerr = run(["check", "-q", path])
-        prc, _, perr = run(["print", "--format", "json", "-q", "--keep-expired", path])
-        if 101 in (crc, prc) or "panicked" in cerr + perr:
-            failures.append(f"{rel}: crashed: {cerr}{perr}")
+        crc, _, cerr = run(["check", "-q", "--threads", "1", path])
+        prc, pout, perr = run(["print", "--format", "json", "-q", "--keep-expired", "--threads", "1", path])
+        # Cut into 200-byte batches on 2 threads: the same output and the same verdict.
+        brc, _, berr = run(["check", "-q", "--threads", "2", "--batch-bytes", "200", path])
+        bprc, bpout, bperr = run(["print", "--format", "json", "-q", "--keep-expired", "--threads", "2",
+                                  "--batch-bytes", "200", path])
+        if 101 in (crc, prc, brc, bprc) or "panicked" in cerr + perr + berr + bperr:
+            failures.append(f"{rel}: crashed: {cerr}{perr}{berr}{bperr}")
+        elif (crc, cerr, prc, pout, perr) != (brc, berr, bprc, bpout, bperr):
+            failures.append(f"{rel}: batched on 2 threads differs: check {crc}/{brc} print {prc}/{bprc} {berr}")
         elif rel in MUST_FAIL:
             counts["must-fail"] += 1
             if crc not in (1, 2) or prc != 2 or "at byte" not in cerr:

@@ -6,11 +6,13 @@
 //! - [`glob`] is Redis's own glob matcher, over bytes.
 //! - [`translate`] turns records into the commands that recreate them (RESP).
 //! - [`resp`] encodes RESP.
+//! - [`pipeline`] splits a file into batches decoded in parallel, delivered in order.
 
 pub mod cli;
 pub mod filter;
 pub mod glob;
 pub mod output;
+pub mod pipeline;
 pub mod rdb;
 pub mod resp;
 pub mod source;

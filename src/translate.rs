@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::rdb::value::*;
-use crate::rdb::{Function, HashField, Record, Str, Stream, StreamId, Value, Vendor, CRC64};
+use crate::rdb::{crc64, Function, HashField, Record, Str, Stream, StreamId, Value, Vendor};
 use crate::resp::encode::{array_header, bulk, bulk_id, bulk_int, bulk_score, bulk_str, bulk_u64, command};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +136,42 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Adds the counts of a later batch.
+    pub fn merge(&mut self, o: Stats) {
+        // Destructured so that a new field cannot be forgotten here.
+        let Stats {
+            keys,
+            commands,
+            restores,
+            restore_fallbacks,
+            skipped_expired,
+            skipped_modules,
+            refused,
+            refused_examples,
+            field_ttls_dropped,
+            pel_deleted,
+            consumer_times_reset,
+            functions,
+            functions_skipped,
+            scripts,
+        } = o;
+        self.keys += keys;
+        self.commands += commands;
+        self.restores += restores;
+        self.restore_fallbacks += restore_fallbacks;
+        self.skipped_expired += skipped_expired;
+        self.skipped_modules += skipped_modules;
+        self.refused += refused;
+        let room = 10usize.saturating_sub(self.refused_examples.len());
+        self.refused_examples.extend(refused_examples.into_iter().take(room));
+        self.field_ttls_dropped += field_ttls_dropped;
+        self.pel_deleted += pel_deleted;
+        self.consumer_times_reset += consumer_times_reset;
+        self.functions += functions;
+        self.functions_skipped += functions_skipped;
+        self.scripts += scripts;
+    }
+
     fn refuse(&mut self, key: &Str<'_>, why: String) {
         self.refused += 1;
         if self.refused_examples.len() < 10 {
@@ -184,6 +220,10 @@ pub struct Translator {
     pub file_rdb_version: u32,
     /// The database the output stream has selected (`None`: track nothing, never SELECT).
     selected: Option<u64>,
+    /// Batch mode: the first record's SELECT is left to whoever joins the batches.
+    deferred: bool,
+    /// The db the first record of a deferred batch needs selected.
+    entry_db: Option<u64>,
     payload: Vec<u8>,
 }
 
@@ -196,8 +236,26 @@ impl Translator {
             vendor: Vendor::Redis,
             file_rdb_version: 0,
             selected: Some(0),
+            deferred: false,
+            entry_db: None,
             payload: Vec::new(),
         }
+    }
+
+    /// A translator for one batch of a file cut into batches: it writes no SELECT before
+    /// its first record and reports that record's db in [`Translator::batch_dbs`], so the
+    /// writer joining the batches selects it only when the stream is not already on it.
+    pub fn for_batch(cfg: Config, vendor: Vendor, rdb_version: u32) -> Translator {
+        let mut t = Translator::new(cfg);
+        t.set_source(vendor, rdb_version);
+        t.deferred = true;
+        t
+    }
+
+    /// For a batch translator that wrote any record: the db its output starts on and the
+    /// db it ends on.
+    pub fn batch_dbs(&self) -> Option<(u64, u64)> {
+        Some((self.entry_db?, self.selected?))
     }
 
     /// Sets the input file's vendor and version (for RESTORE payload versions).
@@ -207,6 +265,12 @@ impl Translator {
     }
 
     fn select(&mut self, db: u64, out: &mut Vec<u8>) {
+        if self.deferred {
+            self.deferred = false;
+            self.entry_db = Some(db);
+            self.selected = Some(db);
+            return;
+        }
         if let Some(cur) = self.selected {
             if cur != db {
                 array_header(out, 2);
@@ -233,7 +297,7 @@ impl Translator {
         }
         let start = out.len();
         let commands_before = self.stats.commands;
-        let selected_before = self.selected;
+        let select_before = (self.selected, self.deferred, self.entry_db);
         self.select(rec.db, out);
         let ok = match self.cfg.mode {
             Mode::Restore => match self.restore_version(rec) {
@@ -254,7 +318,7 @@ impl Translator {
             // Nothing of a skipped key stays in the stream, not even its SELECT.
             out.truncate(start);
             self.stats.commands = commands_before;
-            self.selected = selected_before;
+            (self.selected, self.deferred, self.entry_db) = select_before;
         }
         ok
     }
@@ -298,7 +362,7 @@ impl Translator {
         p.push(rec.rdb_type);
         p.extend_from_slice(rec.raw_value);
         p.extend_from_slice(&(version as u16).to_le_bytes());
-        let crc = CRC64.checksum(p);
+        let crc = crc64(p);
         p.extend_from_slice(&crc.to_le_bytes());
         let extra = if rec.idle_s.is_some() || rec.freq.is_some() { 2 } else { 0 };
         array_header(out, 6 + extra);

@@ -6,6 +6,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use redis_migration::cli::check::{walk, Summary};
+use redis_migration::pipeline::Plan;
 use redis_migration::rdb::{self, Item, Parser};
 
 use crate::util::{testdata, FIXTURES};
@@ -35,11 +36,18 @@ unsafe impl GlobalAlloc for Tracking {
 static ALLOC: Tracking = Tracking;
 
 /// Walks `data` as `check` does; returns the error and the largest allocation made.
+/// The same walk cut into one batch per item must find the same things and the same
+/// first error: that is what proves the skim finds the record boundaries the decoder does.
 fn deep_walk(data: &[u8]) -> (Result<(), rdb::Error>, usize) {
     LARGEST.with(|m| m.set(0));
     let mut summary = Summary::default();
-    let r = walk(data, &mut summary);
-    (r, LARGEST.with(|m| m.get()))
+    let r = walk(data, &mut summary, &Plan::sequential());
+    let largest = LARGEST.with(|m| m.get());
+    let mut batched = Summary::default();
+    let rb = walk(data, &mut batched, &Plan { threads: 1, batch_bytes: 1 });
+    assert_eq!(r, rb, "batched walk disagrees");
+    assert_eq!(summary, batched, "batched walk found other things");
+    (r, largest)
 }
 
 /// Allocation budget for an input: a small multiple of its size.
@@ -150,7 +158,7 @@ fn key_meta_hand_made() {
     data.extend_from_slice(&[0x00, 0x01, b'k', 0x01, b'v']);
     data.extend_from_slice(&[0x00, 0x01, b'j', 0x01, b'w']);
     data.push(0xFF);
-    let crc = rdb::CRC64.checksum(&data);
+    let crc = rdb::crc64(&data);
     data.extend_from_slice(&crc.to_le_bytes());
     let mut p = Parser::new(&data).unwrap();
     let mut metas = Vec::new();
@@ -166,7 +174,7 @@ fn key_meta_hand_made() {
     // The same opcode in a Valkey file is SLOT_IMPORT, not KEY_META.
     let mut valkey = b"VALKEY080".to_vec();
     valkey.extend_from_slice(&[0xF3, 0x03, b'j', b'o', b'b', 0x01, 0x00, 0x05, 0xFF]);
-    let crc = rdb::CRC64.checksum(&valkey);
+    let crc = rdb::crc64(&valkey);
     valkey.extend_from_slice(&crc.to_le_bytes());
     let mut p = Parser::new(&valkey).unwrap();
     match p.next_item().unwrap() {
@@ -183,7 +191,7 @@ fn key_meta_hand_made() {
 fn duplicate_members_are_damage() {
     let mut data = b"REDIS0009".to_vec();
     data.extend_from_slice(&[0x02, 0x01, b's', 0x02, 0x01, b'a', 0x01, b'a', 0xFF]);
-    let crc = rdb::CRC64.checksum(&data);
+    let crc = rdb::crc64(&data);
     data.extend_from_slice(&crc.to_le_bytes());
     let e = deep_walk(&data).0.expect_err("duplicate member accepted");
     assert!(e.to_string().contains("duplicate set member \"a\""), "{e}");

@@ -135,3 +135,42 @@ fn match_takes_binary_patterns() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(crate::util::json_bytes(&j["key"]), b"bin:\x00\xff\xfe\r\n");
 }
+
+/// The output does not depend on the number of threads: every fixture, every format, cut
+/// into the default batches and into batches of a few hundred bytes (so that SELECTs,
+/// functions and scripts fall on batch edges), is byte-identical with 1 and 2 threads.
+#[test]
+fn output_is_the_same_for_any_thread_count() {
+    let formats: [&[&str]; 5] = [
+        &["--format", "json"],
+        &["--format", "text"],
+        &["--format", "resp", "--mode", "commands"],
+        &["--format", "resp", "--mode", "restore"],
+        &["--format", "json", "--db", "1", "--match", "*a*"],
+    ];
+    for (file, _) in crate::util::FIXTURES {
+        let f = testdata(file);
+        let f = f.to_str().unwrap();
+        for format in formats {
+            let mut outputs = Vec::new();
+            for extra in [&["--threads", "1"][..], &["--threads", "2"], &["--threads", "2", "--batch-bytes", "300"]] {
+                let args: Vec<&str> = ["print", f, "-q"].iter().chain(format).chain(extra).copied().collect();
+                let out = run(&args);
+                assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+                assert!(!out.stdout.is_empty() || format.len() > 2, "{args:?} printed nothing");
+                outputs.push((args.join(" "), out.stdout));
+            }
+            for (args, o) in &outputs[1..] {
+                assert!(o == &outputs[0].1, "{file}: `{args}` differs from `{}`", outputs[0].0);
+            }
+        }
+        let mut reports = Vec::new();
+        for extra in [&["--threads", "1"][..], &["--threads", "2", "--batch-bytes", "300"]] {
+            let args: Vec<&str> = ["check", f].iter().chain(extra).copied().collect();
+            let out = run(&args);
+            assert!(out.status.success(), "{args:?}");
+            reports.push(out.stdout);
+        }
+        assert_eq!(String::from_utf8_lossy(&reports[0]), String::from_utf8_lossy(&reports[1]), "{file}: check");
+    }
+}

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::filter::now_ms;
-use crate::rdb::{self, escape_key, Checksum, Function, Item, Parser, Record, Value};
+use crate::pipeline::{self, decode_span, Plan};
+use crate::rdb::{self, escape_key, Checksum, Function, Item, Record, Value};
 use crate::source::{display_name, Source};
 
 /// Check the integrity of RDB files and summarize their contents
@@ -20,9 +21,11 @@ pub struct Args {
     /// Print only problems
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub threads: super::ThreadArgs,
 }
 
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Summary {
     version: String,
     aux: Vec<(String, String)>,
@@ -59,7 +62,7 @@ fn check_file(path: &std::path::Path, args: &Args) -> i32 {
         }
     };
     let mut summary = Summary::default();
-    let result = walk(source.bytes(), &mut summary);
+    let result = walk(source.bytes(), &mut summary, &args.threads.plan());
     if !args.quiet {
         print!("{}", report(&name, &summary));
     }
@@ -80,12 +83,33 @@ fn check_file(path: &std::path::Path, args: &Args) -> i32 {
     }
 }
 
-pub fn walk(data: &[u8], s: &mut Summary) -> rdb::Result<()> {
-    let mut parser = Parser::new(data)?;
-    let h = parser.header();
+/// Walks the whole file, on `plan.threads` threads, filling `s` with what is in it up to
+/// the first problem (returned).
+pub fn walk(data: &[u8], s: &mut Summary, plan: &Plan) -> rdb::Result<()> {
+    let h = rdb::parse_header(data)?;
     s.version = format!("{} ({:?} RDB {})", h.magic(), h.vendor, h.version);
     let now = now_ms();
-    while let Some(item) = parser.next_item()? {
+    let mut failure = None;
+    pipeline::run(
+        data,
+        plan,
+        |header, span| {
+            let mut part = Summary::default();
+            let r = decode_span(data, header, span, |item, offset| part.add(item, offset, header.vendor, now));
+            (part, r)
+        },
+        |(part, r)| {
+            s.merge(part);
+            failure = r.err();
+            failure.is_none()
+        },
+    )?;
+    failure.map_or(Ok(()), Err)
+}
+
+impl Summary {
+    fn add(&mut self, item: Item<'_>, offset: u64, vendor: rdb::Vendor, now: i64) -> rdb::Result<()> {
+        let s = self;
         match item {
             Item::Aux { key, value } => {
                 let k = String::from_utf8_lossy(&key.bytes()).into_owned();
@@ -96,7 +120,7 @@ pub fn walk(data: &[u8], s: &mut Summary) -> rdb::Result<()> {
                 }
             }
             Item::Record(rec) => {
-                check_unique(&rec).map_err(|msg| rdb::Error::corrupt(parser.offset(), msg).with_key_text(&rec))?;
+                check_unique(&rec).map_err(|msg| rdb::Error::corrupt(offset, msg).with_key_text(&rec))?;
                 let e = s.dbs.entry(rec.db).or_default();
                 e.0 += 1;
                 if let Some(t) = rec.expire_at_ms {
@@ -105,7 +129,7 @@ pub fn walk(data: &[u8], s: &mut Summary) -> rdb::Result<()> {
                         e.2 += 1;
                     }
                 }
-                *s.encodings.entry(rdb::value::type_name(h.vendor, rec.rdb_type).unwrap_or("?")).or_default() += 1;
+                *s.encodings.entry(rdb::value::type_name(vendor, rec.rdb_type).unwrap_or("?")).or_default() += 1;
                 if let Value::Module(m) = &rec.value {
                     *s.modules.entry(m.name.clone()).or_default() += 1;
                 }
@@ -118,10 +142,36 @@ pub fn walk(data: &[u8], s: &mut Summary) -> rdb::Result<()> {
                 s.checksum = Some(checksum);
                 s.trailing = trailing;
             }
-            Item::SelectDb(_) | Item::ResizeDb { .. } | Item::SlotImport { .. } => {}
+            Item::SelectDb(_) | Item::ResizeDb { .. } | Item::SlotImport { .. } | Item::Skimmed => {}
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Adds what a later part of the file holds.
+    fn merge(&mut self, part: Summary) {
+        self.aux.extend(part.aux);
+        for (db, (k, e, x)) in part.dbs {
+            let d = self.dbs.entry(db).or_default();
+            d.0 += k;
+            d.1 += e;
+            d.2 += x;
+        }
+        for (enc, n) in part.encodings {
+            *self.encodings.entry(enc).or_default() += n;
+        }
+        self.functions.extend(part.functions);
+        self.scripts += part.scripts;
+        for (m, n) in part.modules {
+            *self.modules.entry(m).or_default() += n;
+        }
+        self.module_aux.extend(part.module_aux);
+        self.empty_keys += part.empty_keys;
+        if part.checksum.is_some() {
+            self.checksum = part.checksum;
+            self.trailing = part.trailing;
+        }
+        self.slot_info += part.slot_info;
+    }
 }
 
 /// Redis refuses sets, hashes and zsets with a member twice; so does `check`. Sorting
@@ -205,7 +255,7 @@ fn report(name: &str, s: &Summary) -> String {
         Some(Checksum::Absent) => {
             let _ = writeln!(o, "checksum: none (RDB versions before 5 have none)");
         }
-        Some(Checksum::Skipped) => {
+        Some(Checksum::Skipped(_)) => {
             let _ = writeln!(o, "checksum: not verified");
         }
         None => {}

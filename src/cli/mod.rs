@@ -90,6 +90,27 @@ impl InputArgs {
     }
 }
 
+/// How many threads decode.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ThreadArgs {
+    /// Decoding threads [default: one per core]; the output is the same for any number
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
+    /// Input bytes per batch (tests use small batches to cut fixtures into many)
+    #[arg(long, value_name = "BYTES", hide = true)]
+    pub batch_bytes: Option<usize>,
+}
+
+impl ThreadArgs {
+    pub fn plan(&self) -> crate::pipeline::Plan {
+        let mut plan = crate::pipeline::Plan::with_threads(self.threads.map(usize::from));
+        if let Some(b) = self.batch_bytes {
+            plan.batch_bytes = b.max(1);
+        }
+        plan
+    }
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TypeArg {
     String,

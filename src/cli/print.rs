@@ -5,11 +5,15 @@ use std::io::Write;
 
 use clap::ValueEnum;
 
+use std::sync::Mutex;
+
 use crate::filter::Filter;
 use crate::output::{json, text};
-use crate::rdb::{Item, Parser};
+use crate::pipeline::{self, decode_span, Plan};
+use crate::rdb::Item;
+use crate::resp::encode::{array_header, bulk, bulk_u64};
 use crate::source::{display_name, Source};
-use crate::translate::Translator;
+use crate::translate::{Stats, Translator};
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -45,6 +49,8 @@ pub struct Args {
     /// No summary on stderr
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub threads: super::ThreadArgs,
     #[command(flatten)]
     pub translate: TranslateArgs,
 }
@@ -108,7 +114,14 @@ pub struct Counts {
     pub empty: u64,
 }
 
-const FLUSH_AT: usize = 1 << 20;
+impl Counts {
+    fn merge(&mut self, o: Counts) {
+        self.printed += o.printed;
+        self.filtered += o.filtered;
+        self.expired += o.expired;
+        self.empty += o.empty;
+    }
+}
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let paths = args.input.paths()?;
@@ -121,46 +134,43 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             Format::Json
         }
     });
-    let mut translator = None;
+    let mut translate = None;
     if format == Format::Resp {
-        let cfg = args.translate.to_config(filter.keep_expired, filter.now_ms)?;
-        translator = Some(Translator::new(cfg));
+        translate = Some(args.translate.to_config(filter.keep_expired, filter.now_ms)?);
         // The translator decides about expired keys (it knows --expire-margin).
         filter.keep_expired = true;
     }
+    let job = Job { format, filter, translate, plan: args.threads.plan() };
     let stdout = std::io::stdout();
-    let mut sink = stdout.lock();
-    let mut counts = Counts::default();
-    let mut buf = Vec::with_capacity(FLUSH_AT + (64 << 10));
+    let mut out = Output::new(stdout.lock());
     for path in &paths {
         let name = display_name(path);
         let source = Source::open(path, args.input.no_mmap).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        let mut render = Render { format, translator: translator.as_mut() };
-        let result = print_rdb(source.bytes(), &filter, &mut render, &mut buf, &mut counts, &mut sink);
-        if let Err(e) = result {
+        if let Err(e) = print_rdb(source.bytes(), &job, &mut out) {
             match e {
                 PrintError::Io(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(super::EXIT_OK),
                 PrintError::Io(e) => return Err(anyhow::anyhow!("writing output: {e}")),
                 PrintError::Decode(e) => {
-                    let _ = sink.write_all(&buf);
-                    let _ = sink.flush();
+                    let _ = out.sink.flush();
                     return Err(anyhow::anyhow!("{name}: {e}"));
                 }
             }
         }
     }
-    match sink.write_all(&buf).and_then(|_| sink.flush()) {
+    match out.sink.flush() {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(super::EXIT_OK),
         other => other?,
     }
     let mut code = super::EXIT_OK;
-    if let Some(t) = &translator {
-        counts.expired += t.stats.skipped_expired;
-        if t.stats.refused > 0 {
+    let mut counts = out.counts;
+    if job.translate.is_some() {
+        let stats = &out.stats;
+        counts.expired += stats.skipped_expired;
+        if stats.refused > 0 {
             code = super::EXIT_PROBLEMS;
         }
-        if !args.quiet || t.stats.refused > 0 {
-            eprintln!("{}", t.stats.report());
+        if !args.quiet || stats.refused > 0 {
+            eprintln!("{}", stats.report());
         }
     }
     if !args.quiet {
@@ -169,17 +179,35 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             counts.printed,
             counts.filtered,
             counts.expired,
-            if filter.keep_expired { "" } else { " (--keep-expired keeps them)" },
+            if job.filter.keep_expired { "" } else { " (--keep-expired keeps them)" },
             counts.empty
         );
     }
     Ok(code)
 }
 
-/// Where records go: a renderer, or the translator for RESP.
-pub struct Render<'t> {
+/// What to print and how.
+pub struct Job {
     pub format: Format,
-    pub translator: Option<&'t mut Translator>,
+    pub filter: Filter,
+    /// Set for `--format resp`.
+    pub translate: Option<crate::translate::Config>,
+    pub plan: Plan,
+}
+
+/// Where batches are joined: the sink, the counts, and the db the command stream is on.
+pub struct Output<W: Write> {
+    pub sink: W,
+    pub counts: Counts,
+    pub stats: Stats,
+    /// The db the RESP stream has selected (a fresh connection starts on 0).
+    selected: u64,
+}
+
+impl<W: Write> Output<W> {
+    pub fn new(sink: W) -> Output<W> {
+        Output { sink, counts: Counts::default(), stats: Stats::default(), selected: 0 }
+    }
 }
 
 pub enum PrintError {
@@ -193,64 +221,115 @@ impl From<crate::rdb::Error> for PrintError {
     }
 }
 
-/// Decodes one RDB and renders what the filter selects into `buf`, flushing it to `sink`
-/// whenever it grows past a megabyte.
-pub fn print_rdb(
-    data: &[u8],
-    filter: &Filter,
-    render: &mut Render<'_>,
+/// One batch's output.
+struct Batch {
+    buf: Vec<u8>,
+    counts: Counts,
+    stats: Option<Stats>,
+    dbs: Option<(u64, u64)>,
+    error: Option<crate::rdb::Error>,
+}
+
+/// Decodes one RDB (in parallel batches) and writes what the filter selects to the
+/// output, in file order.
+pub fn print_rdb<W: Write>(data: &[u8], job: &Job, out: &mut Output<W>) -> Result<(), PrintError> {
+    let extras = job.filter.selects_everything() && job.format != Format::Text;
+    // Output buffers go back and forth between the writer and the workers.
+    let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+    let mut failure: Option<PrintError> = None;
+    pipeline::run(
+        data,
+        &job.plan,
+        |header, span| {
+            let mut buf = spare.lock().ok().and_then(|mut v| v.pop()).unwrap_or_default();
+            let mut counts = Counts::default();
+            let mut translator =
+                job.translate.as_ref().map(|cfg| Translator::for_batch(cfg.clone(), header.vendor, header.version));
+            let r = decode_span(data, header, span, |item, _| {
+                render(item, job, extras, translator.as_mut(), &mut buf, &mut counts);
+                Ok(())
+            });
+            let dbs = translator.as_ref().and_then(Translator::batch_dbs);
+            Batch { buf, counts, stats: translator.map(|t| t.stats), dbs, error: r.err() }
+        },
+        |mut batch| {
+            if let Some((entry, exit)) = batch.dbs {
+                if entry != out.selected {
+                    let mut select = Vec::with_capacity(32);
+                    array_header(&mut select, 2);
+                    bulk(&mut select, b"SELECT");
+                    bulk_u64(&mut select, entry);
+                    out.stats.commands += 1;
+                    if let Err(e) = out.sink.write_all(&select) {
+                        failure = Some(PrintError::Io(e));
+                        return false;
+                    }
+                }
+                out.selected = exit;
+            }
+            let written = out.sink.write_all(&batch.buf);
+            out.counts.merge(batch.counts);
+            if let Some(stats) = batch.stats {
+                out.stats.merge(stats);
+            }
+            batch.buf.clear();
+            if let Ok(mut v) = spare.lock() {
+                v.push(batch.buf);
+            }
+            failure = match (written, batch.error) {
+                (Err(e), _) => Some(PrintError::Io(e)),
+                (Ok(()), Some(e)) => Some(PrintError::Decode(e)),
+                (Ok(()), None) => None,
+            };
+            failure.is_none()
+        },
+    )?;
+    failure.map_or(Ok(()), Err)
+}
+
+/// Renders one item of the file into `buf`.
+fn render(
+    item: Item<'_>,
+    job: &Job,
+    extras: bool,
+    translator: Option<&mut Translator>,
     buf: &mut Vec<u8>,
     counts: &mut Counts,
-    sink: &mut impl Write,
-) -> Result<(), PrintError> {
-    let mut parser = Parser::new(data)?;
-    let header = parser.header();
-    if let Some(t) = render.translator.as_deref_mut() {
-        t.set_source(header.vendor, header.version);
-    }
-    let extras = filter.selects_everything() && render.format != Format::Text;
-    while let Some(item) = parser.next_item()? {
-        match item {
-            Item::Record(rec) => {
-                if !filter.keep_expired && filter.is_expired(&rec) {
-                    counts.expired += 1;
-                } else if filter.accepts(&rec) {
-                    match (render.format, render.translator.as_deref_mut()) {
-                        (Format::Resp, Some(t)) => {
-                            if t.record(&rec, buf) {
-                                counts.printed += 1;
-                            }
-                        }
-                        (Format::Text, _) => {
-                            text::write_record(buf, &rec);
-                            counts.printed += 1;
-                        }
-                        _ => {
-                            json::write_record(buf, &rec);
+) {
+    let filter = &job.filter;
+    match item {
+        Item::Record(rec) => {
+            if !filter.keep_expired && filter.is_expired(&rec) {
+                counts.expired += 1;
+            } else if filter.accepts(&rec) {
+                match (job.format, translator) {
+                    (Format::Resp, Some(t)) => {
+                        if t.record(&rec, buf) {
                             counts.printed += 1;
                         }
                     }
-                } else {
-                    counts.filtered += 1;
+                    (Format::Text, _) => {
+                        text::write_record(buf, &rec);
+                        counts.printed += 1;
+                    }
+                    _ => {
+                        json::write_record(buf, &rec);
+                        counts.printed += 1;
+                    }
                 }
+            } else {
+                counts.filtered += 1;
             }
-            Item::EmptyKey { .. } => counts.empty += 1,
-            Item::Function(f) if extras => match render.translator.as_deref_mut() {
-                Some(t) => t.function(&f, buf),
-                None => json::write_function(buf, &f),
-            },
-            Item::Aux { key, value } if extras && key.bytes().as_ref() == b"lua" => {
-                match render.translator.as_deref_mut() {
-                    Some(t) => t.script(&value, buf),
-                    None => json::write_script(buf, &value),
-                }
-            }
-            _ => {}
         }
-        if buf.len() >= FLUSH_AT {
-            sink.write_all(buf).map_err(PrintError::Io)?;
-            buf.clear();
-        }
+        Item::EmptyKey { .. } => counts.empty += 1,
+        Item::Function(f) if extras => match translator {
+            Some(t) => t.function(&f, buf),
+            None => json::write_function(buf, &f),
+        },
+        Item::Aux { key, value } if extras && key.bytes().as_ref() == b"lua" => match translator {
+            Some(t) => t.script(&value, buf),
+            None => json::write_script(buf, &value),
+        },
+        _ => {}
     }
-    Ok(())
 }

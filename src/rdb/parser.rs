@@ -5,10 +5,11 @@
 use super::cursor::Cursor;
 use super::error::{Error, ErrorKind, Result};
 use super::module::{module_name, skip_items};
-use super::string::{read_len, read_str};
+use super::skim::skip_value;
+use super::string::{read_len, read_str, skip_str};
 use super::types::{Checksum, Function, Item, Record};
 use super::value::{read_value, type_name};
-use super::{CRC64, RDB_VERSION_MAX, VALKEY_RDB_VERSION};
+use super::{crc64, RDB_VERSION_MAX, VALKEY_RDB_VERSION};
 
 pub const RDB_OPCODE_KEY_META: u8 = 243; // Redis 13+
 pub const RDB_OPCODE_SLOT_IMPORT: u8 = 243; // Valkey 80+
@@ -86,16 +87,25 @@ pub fn parse_header(data: &[u8]) -> Result<Header> {
     Ok(Header { vendor, version })
 }
 
-/// Iterates over the items of an RDB held in memory.
-pub struct Parser<'a> {
-    cur: Cursor<'a>,
-    header: Header,
-    db: u64,
+/// What the opcode loop carries from one item to the next: the selected db and the
+/// per-key opcodes read for the key that comes next. A parser can resume from it at any
+/// item boundary, which is how batches are decoded in parallel.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct State<'a> {
+    pub db: u64,
     expire_at_ms: Option<i64>,
     idle_s: Option<u64>,
     freq: Option<u8>,
     key_meta: Option<&'a [u8]>,
+}
+
+/// Iterates over the items of an RDB held in memory.
+pub struct Parser<'a> {
+    cur: Cursor<'a>,
+    header: Header,
+    state: State<'a>,
     verify_checksum: bool,
+    skim: bool,
     done: bool,
 }
 
@@ -104,17 +114,29 @@ impl<'a> Parser<'a> {
         let header = parse_header(data)?;
         let mut cur = Cursor::new(data);
         cur.skip(Header::SIZE as u64, "header")?;
-        Ok(Parser {
-            cur,
-            header,
-            db: 0,
-            expire_at_ms: None,
-            idle_s: None,
-            freq: None,
-            key_meta: None,
-            verify_checksum: true,
-            done: false,
-        })
+        Ok(Parser { cur, header, state: State::default(), verify_checksum: true, skim: false, done: false })
+    }
+
+    /// A parser that continues at `pos` (an item boundary some other parser reached,
+    /// with the state it had there).
+    pub fn resume(data: &'a [u8], header: Header, pos: usize, state: State<'a>) -> Parser<'a> {
+        let mut cur = Cursor::new(data);
+        // `pos` came from a parser over the same data, so it is in range.
+        let _ = cur.skip(pos as u64, "a resume position");
+        Parser { cur, header, state, verify_checksum: true, skim: false, done: false }
+    }
+
+    /// Skim mode: records are stepped over by their length headers and come back as
+    /// `Item::Skimmed` (no LZF expansion, no container walk, no checksum).
+    pub fn skim(mut self, yes: bool) -> Self {
+        self.skim = yes;
+        self.verify_checksum = !yes;
+        self
+    }
+
+    /// The state to resume from at the current position.
+    pub fn state(&self) -> State<'a> {
+        self.state
     }
 
     /// Skip CRC verification (the trailer is still read).
@@ -146,14 +168,14 @@ impl<'a> Parser<'a> {
                     return self.read_trailer().map(Some);
                 }
                 RDB_OPCODE_SELECTDB => {
-                    self.db = read_len(&mut self.cur, "a database number")?;
-                    return Ok(Some(Item::SelectDb(self.db)));
+                    self.state.db = read_len(&mut self.cur, "a database number")?;
+                    return Ok(Some(Item::SelectDb(self.state.db)));
                 }
                 RDB_OPCODE_EXPIRETIME => {
-                    self.expire_at_ms = Some(self.cur.read_i32_le("an expiry time (seconds)")? as i64 * 1000);
+                    self.state.expire_at_ms = Some(self.cur.read_i32_le("an expiry time (seconds)")? as i64 * 1000);
                 }
                 RDB_OPCODE_EXPIRETIME_MS => {
-                    self.expire_at_ms = Some(self.cur.read_i64_le("an expiry time (ms)")?);
+                    self.state.expire_at_ms = Some(self.cur.read_i64_le("an expiry time (ms)")?);
                 }
                 RDB_OPCODE_RESIZEDB => {
                     let db_size = read_len(&mut self.cur, "a RESIZEDB size")?;
@@ -165,8 +187,8 @@ impl<'a> Parser<'a> {
                     let value = read_str(&mut self.cur)?;
                     return Ok(Some(Item::Aux { key, value }));
                 }
-                RDB_OPCODE_FREQ => self.freq = Some(self.cur.read_u8("an LFU counter")?),
-                RDB_OPCODE_IDLE => self.idle_s = Some(read_len(&mut self.cur, "an LRU idle time")?),
+                RDB_OPCODE_FREQ => self.state.freq = Some(self.cur.read_u8("an LFU counter")?),
+                RDB_OPCODE_IDLE => self.state.idle_s = Some(read_len(&mut self.cur, "an LRU idle time")?),
                 RDB_OPCODE_MODULE_AUX => return self.read_module_aux().map(Some),
                 RDB_OPCODE_FUNCTION_PRE_GA => {
                     let name = read_str(&mut self.cur)?;
@@ -209,29 +231,43 @@ impl<'a> Parser<'a> {
                         self.cur.skip(4, "a key metadata class spec")?;
                         skip_items(&mut self.cur)?;
                     }
-                    self.key_meta = Some(&self.cur.data()[start..self.cur.pos()]);
+                    self.state.key_meta = Some(&self.cur.data()[start..self.cur.pos()]);
                 }
+                t if self.skim => return self.skip_record(at, t).map(Some),
                 t => return self.read_record(at, t).map(Some),
             }
         }
     }
 
-    fn read_record(&mut self, at: u64, t: u8) -> Result<Item<'a>> {
+    fn check_type(&self, at: u64, t: u8) -> Result<()> {
         if type_name(self.header.vendor, t).is_none() {
             let what = if t >= 0xF2 { "opcode" } else { "value type" };
             return Err(Error::unsupported(at, format!("{what} {t} (not a type or opcode this reader knows)")));
         }
+        Ok(())
+    }
+
+    fn skip_record(&mut self, at: u64, t: u8) -> Result<Item<'a>> {
+        self.check_type(at, t)?;
+        skip_str(&mut self.cur)?;
+        skip_value(&mut self.cur, self.header.vendor, t)?;
+        self.state = State { db: self.state.db, ..State::default() };
+        Ok(Item::Skimmed)
+    }
+
+    fn read_record(&mut self, at: u64, t: u8) -> Result<Item<'a>> {
+        self.check_type(at, t)?;
         let key = read_str(&mut self.cur)?;
         let start = self.cur.pos();
         let value = read_value(&mut self.cur, self.header.vendor, t).map_err(|e| e.with_key(&key.bytes()))?;
         let raw_value = &self.cur.data()[start..self.cur.pos()];
-        let expire_at_ms = self.expire_at_ms.take();
-        let idle_s = self.idle_s.take();
-        let freq = self.freq.take();
-        let key_meta = self.key_meta.take();
+        let expire_at_ms = self.state.expire_at_ms.take();
+        let idle_s = self.state.idle_s.take();
+        let freq = self.state.freq.take();
+        let key_meta = self.state.key_meta.take();
         Ok(match value {
             Some(value) => Item::Record(Record {
-                db: self.db,
+                db: self.state.db,
                 key,
                 expire_at_ms,
                 idle_s,
@@ -241,7 +277,7 @@ impl<'a> Parser<'a> {
                 raw_value,
                 key_meta,
             }),
-            None => Item::EmptyKey { db: self.db, key, rdb_type: t },
+            None => Item::EmptyKey { db: self.state.db, key, rdb_type: t },
         })
     }
 
@@ -268,9 +304,9 @@ impl<'a> Parser<'a> {
             if stored == 0 {
                 Checksum::Disabled
             } else if !self.verify_checksum {
-                Checksum::Skipped
+                Checksum::Skipped(stored)
             } else {
-                let computed = CRC64.checksum(&self.cur.data()[..end]);
+                let computed = crc64(&self.cur.data()[..end]);
                 if computed != stored {
                     return Err(Error {
                         offset: end as u64,

@@ -253,8 +253,8 @@ pub enum Checksum {
     Disabled,
     /// Verified.
     Ok(u64),
-    /// Not verified (the caller asked not to).
-    Skipped,
+    /// Not verified (the caller asked not to): the stored value.
+    Skipped(u64),
 }
 
 /// Everything the decoder emits, in file order.
@@ -293,6 +293,8 @@ pub enum Item<'a> {
         key: Str<'a>,
         rdb_type: u8,
     },
+    /// A record stepped over in skim mode.
+    Skimmed,
     /// The EOF opcode; `trailing` bytes follow the checksum (an AOF tail, an EOF mark).
     End {
         checksum: Checksum,

@@ -1,0 +1,195 @@
+//! skim → rayon batches → ordered delivery.
+//!
+//! RDB has no index, so one thread skims the file (opcodes and length headers only, see
+//! `rdb::skim`) and cuts it into spans of about `batch_bytes` at item boundaries. Workers
+//! decode the spans in parallel, each from the parser state the skim had at its start,
+//! and the calling thread receives their results strictly in file order. Spans depend only
+//! on the bytes and the batch size, never on the number of threads, so the output is the
+//! same whatever `threads` is.
+//!
+//! Errors: when the skim fails, the rest of the file becomes one last span and the full
+//! decoder runs over it, so the error reported is the decoder's, exactly as a sequential
+//! read would report it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+
+use crate::rdb::{self, Header, Item, Parser, State};
+
+/// How to split the work.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Worker threads; 1 decodes on the calling thread.
+    pub threads: usize,
+    /// Target input bytes per batch (a record larger than this is a batch of its own).
+    pub batch_bytes: usize,
+}
+
+impl Plan {
+    pub const DEFAULT_BATCH: usize = 1 << 20;
+
+    /// One worker per core.
+    pub fn with_threads(threads: Option<usize>) -> Plan {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        Plan { threads: threads.unwrap_or(cores).max(1), batch_bytes: Plan::DEFAULT_BATCH }
+    }
+
+    /// The plain sequential read: one thread, one batch.
+    pub fn sequential() -> Plan {
+        Plan { threads: 1, batch_bytes: usize::MAX }
+    }
+}
+
+/// A run of whole items: `data[start..end]`, to be decoded from `state`.
+#[derive(Debug, Clone)]
+pub struct Span<'a> {
+    pub start: usize,
+    pub end: usize,
+    pub state: State<'a>,
+    /// Where the skim stopped, if it failed inside this span (the last one).
+    skim_error: Option<rdb::Error>,
+}
+
+/// Cuts an RDB into spans.
+struct Skimmer<'a> {
+    parser: Parser<'a>,
+    len: usize,
+    batch: usize,
+    done: bool,
+}
+
+impl<'a> Iterator for Skimmer<'a> {
+    type Item = Span<'a>;
+
+    fn next(&mut self) -> Option<Span<'a>> {
+        if self.done {
+            return None;
+        }
+        let start = self.parser.offset() as usize;
+        let state = self.parser.state();
+        loop {
+            match self.parser.next_item() {
+                Ok(Some(Item::End { .. })) | Ok(None) => {
+                    self.done = true;
+                    return Some(Span { start, end: self.len, state, skim_error: None });
+                }
+                Ok(Some(_)) => {
+                    let at = self.parser.offset() as usize;
+                    if at - start >= self.batch {
+                        return Some(Span { start, end: at, state, skim_error: None });
+                    }
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Span { start, end: self.len, state, skim_error: Some(e) });
+                }
+            }
+        }
+    }
+}
+
+/// Decodes one span, handing each item to `each` with the offset just after it. Stops at
+/// the first error, the decoder's or one `each` returns.
+pub fn decode_span<'a>(
+    data: &'a [u8],
+    header: Header,
+    span: &Span<'a>,
+    mut each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
+) -> rdb::Result<()> {
+    let mut parser = Parser::resume(data, header, span.start, span.state);
+    while (parser.offset() as usize) < span.end {
+        match parser.next_item()? {
+            Some(item) => each(item, parser.offset())?,
+            None => break,
+        }
+    }
+    if let Some(e) = &span.skim_error {
+        // The decoder read further than the skim could: trust the skim's error.
+        return Err(e.clone());
+    }
+    let at = parser.offset() as usize;
+    if at != span.end && span.end != data.len() {
+        return Err(rdb::Error::corrupt(
+            span.end as u64,
+            format!("record boundary mismatch: the decoder stopped at {at}, the skim at {}", span.end),
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `work` over every span of `data` (on `plan.threads` threads) and hands the results
+/// to `deliver` in file order. `deliver` returns false to stop early (an error, a closed
+/// pipe); spans not yet started are then skipped. Returns the header error, if any.
+pub fn run<'a, T: Send>(
+    data: &'a [u8],
+    plan: &Plan,
+    work: impl Fn(Header, &Span<'a>) -> T + Sync,
+    mut deliver: impl FnMut(T) -> bool,
+) -> rdb::Result<()> {
+    let parser = Parser::new(data)?;
+    let header = parser.header();
+    let skimmer = Skimmer { parser: parser.skim(true), len: data.len(), batch: plan.batch_bytes.max(1), done: false };
+    if plan.threads <= 1 {
+        for span in skimmer {
+            if !deliver(work(header, &span)) {
+                break;
+            }
+        }
+        return Ok(());
+    }
+    let pool = match rayon::ThreadPoolBuilder::new().num_threads(plan.threads).build() {
+        Ok(p) => p,
+        Err(_) => {
+            // No threads to be had: the same work, on this thread.
+            for span in skimmer {
+                if !deliver(work(header, &span)) {
+                    break;
+                }
+            }
+            return Ok(());
+        }
+    };
+    let max_in_flight = plan.threads * 2 + 1;
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<(usize, Option<T>)>();
+    pool.in_place_scope(|scope| {
+        let mut skimmer = skimmer;
+        let mut issued = 0usize;
+        let mut next = 0usize;
+        let mut ready: BTreeMap<usize, Option<T>> = BTreeMap::new();
+        let mut skim_done = false;
+        let mut stopped = false;
+        loop {
+            while !skim_done && !stopped && issued - next < max_in_flight {
+                match skimmer.next() {
+                    Some(span) => {
+                        let (tx, work, stop) = (tx.clone(), &work, &stop);
+                        let seq = issued;
+                        scope.spawn(move |_| {
+                            let out = (!stop.load(Ordering::Relaxed)).then(|| work(header, &span));
+                            let _ = tx.send((seq, out));
+                        });
+                        issued += 1;
+                    }
+                    None => skim_done = true,
+                }
+            }
+            if next == issued {
+                break;
+            }
+            let Ok((seq, out)) = rx.recv() else { break };
+            ready.insert(seq, out);
+            while let Some(out) = ready.remove(&next) {
+                next += 1;
+                if let (false, Some(out)) = (stopped, out) {
+                    if !deliver(out) {
+                        stopped = true;
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
+}
