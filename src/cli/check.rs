@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use crate::filter::now_ms;
 use crate::pipeline::{self, decode_span, Plan};
-use crate::rdb::{self, escape_key, Checksum, Function, Item, Record, Value};
+use crate::rdb::{self, escape_key, Checksum, Function, Item, Record, Str, Value};
 use crate::source::{display_name, Source};
 
 /// Check the integrity of RDB files and summarize their contents
@@ -31,7 +31,9 @@ pub struct Summary {
     aux: Vec<(String, String)>,
     /// db → (keys, with expiry, expired)
     dbs: BTreeMap<u64, (u64, u64, u64)>,
-    encodings: BTreeMap<&'static str, u64>,
+    /// Keys per RDB type byte.
+    types: Vec<u64>,
+    vendor: Option<rdb::Vendor>,
     functions: Vec<String>,
     scripts: u64,
     modules: BTreeMap<String, u64>,
@@ -88,6 +90,7 @@ fn check_file(path: &std::path::Path, args: &Args) -> i32 {
 pub fn walk(data: &[u8], s: &mut Summary, plan: &Plan) -> rdb::Result<()> {
     let h = rdb::parse_header(data)?;
     s.version = format!("{} ({:?} RDB {})", h.magic(), h.vendor, h.version);
+    s.vendor = Some(h.vendor);
     let now = now_ms();
     let mut failure = None;
     pipeline::run(
@@ -95,7 +98,8 @@ pub fn walk(data: &[u8], s: &mut Summary, plan: &Plan) -> rdb::Result<()> {
         plan,
         |header, span| {
             let mut part = Summary::default();
-            let r = decode_span(data, header, span, |item, offset| part.add(item, offset, header.vendor, now));
+            let mut dups = Dups::default();
+            let r = decode_span(data, header, span, |item, offset| part.add(item, offset, now, &mut dups));
             (part, r)
         },
         |(part, r)| {
@@ -108,7 +112,7 @@ pub fn walk(data: &[u8], s: &mut Summary, plan: &Plan) -> rdb::Result<()> {
 }
 
 impl Summary {
-    fn add(&mut self, item: Item<'_>, offset: u64, vendor: rdb::Vendor, now: i64) -> rdb::Result<()> {
+    fn add(&mut self, item: Item<'_>, offset: u64, now: i64, dups: &mut Dups) -> rdb::Result<()> {
         let s = self;
         match item {
             Item::Aux { key, value } => {
@@ -120,7 +124,7 @@ impl Summary {
                 }
             }
             Item::Record(rec) => {
-                check_unique(&rec).map_err(|msg| rdb::Error::corrupt(offset, msg).with_key_text(&rec))?;
+                check_unique(&rec, dups).map_err(|msg| rdb::Error::corrupt(offset, msg).with_key_text(&rec))?;
                 let e = s.dbs.entry(rec.db).or_default();
                 e.0 += 1;
                 if let Some(t) = rec.expire_at_ms {
@@ -129,7 +133,10 @@ impl Summary {
                         e.2 += 1;
                     }
                 }
-                *s.encodings.entry(rdb::value::type_name(vendor, rec.rdb_type).unwrap_or("?")).or_default() += 1;
+                if s.types.is_empty() {
+                    s.types = vec![0; 256];
+                }
+                s.types[rec.rdb_type as usize] += 1;
                 if let Value::Module(m) = &rec.value {
                     *s.modules.entry(m.name.clone()).or_default() += 1;
                 }
@@ -156,8 +163,12 @@ impl Summary {
             d.1 += e;
             d.2 += x;
         }
-        for (enc, n) in part.encodings {
-            *self.encodings.entry(enc).or_default() += n;
+        if self.types.is_empty() {
+            self.types = part.types;
+        } else {
+            for (t, n) in part.types.into_iter().enumerate() {
+                self.types[t] += n;
+            }
         }
         self.functions.extend(part.functions);
         self.scripts += part.scripts;
@@ -174,22 +185,107 @@ impl Summary {
     }
 }
 
-/// Redis refuses sets, hashes and zsets with a member twice; so does `check`. Sorting
-/// and comparing neighbours is cheaper than hashing every member.
-fn check_unique(rec: &Record<'_>) -> Result<(), String> {
-    fn dup<'s>(mut members: Vec<std::borrow::Cow<'s, [u8]>>, what: &str) -> Result<(), String> {
-        members.sort_unstable();
-        match members.windows(2).find(|w| w[0] == w[1]) {
-            Some(w) => Err(format!("duplicate {what} \"{}\"", escape_key(&w[0]))),
-            None => Ok(()),
+/// Redis refuses sets, hashes and zsets with a member twice; so does `check`. Intsets
+/// are left out: their parser already requires strictly ascending elements.
+fn check_unique(rec: &Record<'_>, dups: &mut Dups) -> Result<(), String> {
+    let found = match &rec.value {
+        Value::Set(_) if rec.rdb_type == rdb::value::RDB_TYPE_SET_INTSET => None,
+        Value::Set(items) => dups.find(items.len(), |i| &items[i]).map(|i| ("set member", &items[i])),
+        Value::ZSet(items) => dups.find(items.len(), |i| &items[i].0).map(|i| ("zset member", &items[i].0)),
+        Value::Hash(fields) => dups.find(fields.len(), |i| &fields[i].field).map(|i| ("hash field", &fields[i].field)),
+        _ => None,
+    };
+    match found {
+        Some((what, member)) => Err(format!("duplicate {what} \"{}\"", escape_key(&member.bytes()))),
+        None => Ok(()),
+    }
+}
+
+/// Finds a member that occurs twice: pairwise for a few members, through an
+/// open-addressing table of member indices (kept from key to key) for more.
+#[derive(Default)]
+pub struct Dups {
+    slots: Vec<u32>,
+}
+
+impl Dups {
+    const EMPTY: u32 = u32::MAX;
+
+    /// The index of the first member equal to an earlier one.
+    fn find<'s, 'a: 's>(&mut self, n: usize, get: impl Fn(usize) -> &'s Str<'a>) -> Option<usize> {
+        if n <= 4 {
+            return (1..n).find(|&i| (0..i).any(|j| same(get(i), get(j))));
         }
+        let n32 = u32::try_from(n).ok().filter(|&v| v != Self::EMPTY)?;
+        let size = (n * 2).next_power_of_two();
+        let mask = size - 1;
+        if self.slots.len() > (1 << 20) && size <= (1 << 20) {
+            self.slots = Vec::new(); // do not keep a huge key's table for the rest of the file
+        }
+        self.slots.clear();
+        self.slots.resize(size, Self::EMPTY);
+        for i in 0..n32 {
+            let member = get(i as usize);
+            let mut at = hash(member) as usize & mask;
+            loop {
+                match self.slots[at] {
+                    Self::EMPTY => {
+                        self.slots[at] = i;
+                        break;
+                    }
+                    j if same(get(j as usize), member) => return Some(i as usize),
+                    _ => at = (at + 1) & mask,
+                }
+            }
+        }
+        None
     }
-    match &rec.value {
-        Value::Set(items) => dup(items.iter().map(|s| s.bytes()).collect(), "set member"),
-        Value::ZSet(items) => dup(items.iter().map(|(m, _)| m.bytes()).collect(), "zset member"),
-        Value::Hash(fields) => dup(fields.iter().map(|f| f.field.bytes()).collect(), "hash field"),
-        _ => Ok(()),
+}
+
+/// Equal logical bytes (an integer equals its decimal text).
+#[inline]
+fn same(a: &Str<'_>, b: &Str<'_>) -> bool {
+    if let (Some(x), Some(y)) = (a.as_slice(), b.as_slice()) {
+        return x == y;
     }
+    match (a, b) {
+        (Str::Int(x), Str::Int(y)) => x == y,
+        (Str::Int(x), s) | (s, Str::Int(x)) => itoa::Buffer::new().format(*x).as_bytes() == s.bytes().as_ref(),
+        _ => a.bytes() == b.bytes(),
+    }
+}
+
+/// A fast 64-bit hash of the logical bytes (multiply-rotate over 8-byte words).
+#[inline]
+fn hash(s: &Str<'_>) -> u64 {
+    let mut int_text = itoa::Buffer::new();
+    let expanded;
+    let bytes: &[u8] = match s {
+        Str::Int(i) => int_text.format(*i).as_bytes(),
+        Str::Borrowed(b) => b,
+        Str::Owned(v) => v,
+        Str::Lzf { .. } => {
+            expanded = s.bytes();
+            &expanded
+        }
+    };
+    hash_bytes(bytes)
+}
+
+#[inline]
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut h = (bytes.len() as u64).wrapping_mul(K);
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(a)).wrapping_mul(K);
+    }
+    let mut tail = [0u8; 8];
+    tail[..words.remainder().len()].copy_from_slice(words.remainder());
+    h = (h.rotate_left(23) ^ u64::from_le_bytes(tail)).wrapping_mul(K);
+    h ^ (h >> 32)
 }
 
 /// The name a function library declares in its `#!lua name=…` shebang.
@@ -224,7 +320,12 @@ fn report(name: &str, s: &Summary) -> String {
     for (db, (keys, with_ttl, expired)) in &s.dbs {
         let _ = writeln!(o, "  db {db}: {keys} keys, {with_ttl} with expiry, {expired} already expired");
     }
-    for (enc, n) in &s.encodings {
+    let vendor = s.vendor.unwrap_or(rdb::Vendor::Redis);
+    let encodings: BTreeMap<&str, u64> = (0..s.types.len())
+        .filter(|&t| s.types[t] > 0)
+        .map(|t| (rdb::value::type_name(vendor, t as u8).unwrap_or("?"), s.types[t]))
+        .collect();
+    for (enc, n) in &encodings {
         let _ = writeln!(o, "  type {enc}: {n}");
     }
     if s.empty_keys > 0 {

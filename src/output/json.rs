@@ -243,12 +243,26 @@ fn write_group(out: &mut Vec<u8>, g: &ConsumerGroup<'_>) {
     out.extend_from_slice(b"]}");
 }
 
+thread_local! {
+    /// Where compressed strings are expanded before escaping, reused from one to the next.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// A Redis string: JSON text if valid UTF-8, else `{"base64":"…"}`.
 #[inline]
 pub fn write_str(out: &mut Vec<u8>, s: &Str<'_>) {
     match s {
         Str::Borrowed(b) => write_bytes(out, b),
         Str::Owned(v) => write_bytes(out, v),
+        Str::Lzf { .. } => SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            s.append_to(&mut scratch);
+            write_bytes(out, &scratch);
+            if scratch.capacity() > 16 << 20 {
+                *scratch = Vec::new(); // do not keep a huge value's buffer for the rest of the run
+            }
+        }),
         Str::Int(i) => {
             out.push(b'"');
             out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes());
@@ -259,7 +273,13 @@ pub fn write_str(out: &mut Vec<u8>, s: &Str<'_>) {
 
 #[inline]
 pub fn write_bytes(out: &mut Vec<u8>, b: &[u8]) {
-    if std::str::from_utf8(b).is_ok() {
+    if plain_ascii(b) {
+        // The common case: printable ASCII needs neither UTF-8 validation nor escapes.
+        out.reserve(b.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(b);
+        out.push(b'"');
+    } else if std::str::from_utf8(b).is_ok() {
         write_text(out, b);
     } else {
         out.extend_from_slice(b"{\"base64\":\"");
@@ -274,6 +294,20 @@ fn write_base64(out: &mut Vec<u8>, b: &[u8]) {
     out.resize(start + n, 0);
     let written = base64::engine::general_purpose::STANDARD.encode_slice(b, &mut out[start..]).unwrap_or(0);
     out.truncate(start + written);
+}
+
+/// True when every byte is ASCII that JSON takes as is (no control, quote or backslash).
+/// Branch-free over 32-byte chunks so that the compiler vectorizes it.
+#[inline]
+fn plain_ascii(b: &[u8]) -> bool {
+    let mut chunks = b.chunks_exact(32);
+    let bad = |c: u8| (c < 0x20) | (c == b'"') | (c == b'\\') | (c >= 0x80);
+    for chunk in &mut chunks {
+        if chunk.iter().fold(false, |acc, &c| acc | bad(c)) {
+            return false;
+        }
+    }
+    !chunks.remainder().iter().any(|&c| bad(c))
 }
 
 /// Writes valid UTF-8 as a JSON string, escaping what JSON requires.

@@ -35,6 +35,12 @@ impl std::fmt::Display for LzfError {
 /// does not reserve memory by itself.
 pub fn decompress_into(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Result<(), LzfError> {
     out.clear();
+    decompress_append(input, declared, out)
+}
+
+/// Expands `input` at the end of `out` (back-references reach only what this call wrote).
+pub fn decompress_append(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Result<(), LzfError> {
+    let base = out.len();
     // Reserve what the input can plausibly expand to, never the declared length blindly.
     out.reserve(declared.min(input.len().saturating_mul(4)).max(16));
     let mut i = 0usize;
@@ -42,12 +48,13 @@ pub fn decompress_into(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Resu
         let ctrl = input[i] as usize;
         let at = i;
         i += 1;
+        let produced = out.len() - base;
         if ctrl < 32 {
             // Literal run of ctrl + 1 bytes.
             let run = ctrl + 1;
             let lit = input.get(i..i + run).ok_or(LzfError::InputTruncated { at })?;
-            if out.len() + run > declared {
-                return Err(LzfError::LengthMismatch { produced: out.len() + run, declared });
+            if produced + run > declared {
+                return Err(LzfError::LengthMismatch { produced: produced + run, declared });
             }
             out.extend_from_slice(lit);
             i += run;
@@ -61,11 +68,11 @@ pub fn decompress_into(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Resu
             i += 1;
             let back = ((ctrl & 0x1f) << 8) + low + 1;
             let copy = len + 2;
-            if back > out.len() {
+            if back > produced {
                 return Err(LzfError::BadBackReference { at });
             }
-            if out.len() + copy > declared {
-                return Err(LzfError::LengthMismatch { produced: out.len() + copy, declared });
+            if produced + copy > declared {
+                return Err(LzfError::LengthMismatch { produced: produced + copy, declared });
             }
             let start = out.len() - back;
             if back >= copy {
@@ -79,8 +86,48 @@ pub fn decompress_into(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Resu
             }
         }
     }
-    if out.len() != declared {
-        return Err(LzfError::LengthMismatch { produced: out.len(), declared });
+    if out.len() - base != declared {
+        return Err(LzfError::LengthMismatch { produced: out.len() - base, declared });
+    }
+    Ok(())
+}
+
+/// Checks that `input` expands to exactly `declared` bytes without producing them: the
+/// same walk as [`decompress_append`], counting instead of copying. After it succeeds,
+/// expanding the same input cannot fail.
+pub fn validate(input: &[u8], declared: usize) -> Result<(), LzfError> {
+    let mut produced = 0usize;
+    let mut i = 0usize;
+    while i < input.len() {
+        let ctrl = input[i] as usize;
+        let at = i;
+        i += 1;
+        if ctrl < 32 {
+            let run = ctrl + 1;
+            if i + run > input.len() {
+                return Err(LzfError::InputTruncated { at });
+            }
+            produced += run;
+            i += run;
+        } else {
+            let mut len = ctrl >> 5;
+            if len == 7 {
+                len += *input.get(i).ok_or(LzfError::InputTruncated { at })? as usize;
+                i += 1;
+            }
+            let low = *input.get(i).ok_or(LzfError::InputTruncated { at })? as usize;
+            i += 1;
+            if ((ctrl & 0x1f) << 8) + low + 1 > produced {
+                return Err(LzfError::BadBackReference { at });
+            }
+            produced += len + 2;
+        }
+        if produced > declared {
+            return Err(LzfError::LengthMismatch { produced, declared });
+        }
+    }
+    if produced != declared {
+        return Err(LzfError::LengthMismatch { produced, declared });
     }
     Ok(())
 }
@@ -105,5 +152,40 @@ mod tests {
         assert!(matches!(decompress_into(&[0, b'a', 0x20, 5], 4, &mut out), Err(LzfError::BadBackReference { .. })));
         assert!(matches!(decompress_into(&[0, b'a'], 1 << 40, &mut out), Err(LzfError::LengthMismatch { .. })));
         assert!(out.capacity() < 1 << 20);
+    }
+
+    /// `validate` accepts exactly what `decompress_into` accepts, with the same error.
+    #[test]
+    fn validate_agrees_with_decompression() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut out = Vec::new();
+        let good = [2, b'a', b'b', b'c', (4 << 5), 2, (7 << 5), 3, 1];
+        for round in 0..20_000 {
+            let mut input = good.to_vec();
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            if round > 0 {
+                let at = (rng % input.len() as u64) as usize;
+                input[at] ^= (rng >> 8) as u8;
+            }
+            let declared = (rng >> 20) as usize % 24;
+            for declared in [declared, 21] {
+                assert_eq!(
+                    validate(&input, declared),
+                    decompress_into(&input, declared, &mut out),
+                    "{input:?} {declared}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn append_keeps_what_was_there() {
+        let mut out = b"xyz".to_vec();
+        decompress_append(&[2, b'a', b'b', b'c', (4 << 5), 2], 9, &mut out).unwrap();
+        assert_eq!(out, b"xyzabcabcabc");
+        // A back-reference cannot reach the bytes that were there before.
+        assert!(decompress_append(&[0, b'a', 0x20, 2], 4, &mut out).is_err());
     }
 }

@@ -54,12 +54,17 @@ pub fn read_str<'a>(cur: &mut Cursor<'a>) -> Result<Str<'a>> {
         Len::Encoded(RDB_ENC_INT8) => Ok(Str::Int(cur.read_u8("an 8-bit integer string")? as i8 as i64)),
         Len::Encoded(RDB_ENC_INT16) => Ok(Str::Int(cur.read_u16_le("a 16-bit integer string")? as i16 as i64)),
         Len::Encoded(RDB_ENC_INT32) => Ok(Str::Int(cur.read_i32_le("a 32-bit integer string")? as i64)),
-        Len::Encoded(RDB_ENC_LZF) => Ok(Str::Owned(read_lzf(cur, at)?)),
+        Len::Encoded(RDB_ENC_LZF) => {
+            let (data, ulen) = read_lzf_header(cur, at)?;
+            lzf::validate(data, ulen).map_err(|e| Error::corrupt(at, e.to_string()))?;
+            Ok(Str::Lzf { data, len: ulen })
+        }
         Len::Encoded(e) => Err(Error::corrupt(at, format!("unknown string encoding {e}"))),
     }
 }
 
-fn read_lzf(cur: &mut Cursor<'_>, at: u64) -> Result<Vec<u8>> {
+/// The compressed bytes of an LZF string and the length they expand to.
+fn read_lzf_header<'a>(cur: &mut Cursor<'a>, at: u64) -> Result<(&'a [u8], usize)> {
     let clen = read_len(cur, "LZF compressed length")?;
     let ulen = read_len(cur, "LZF uncompressed length")?;
     let data = cur.read_bytes(clen, "LZF compressed data")?;
@@ -68,8 +73,13 @@ fn read_lzf(cur: &mut Cursor<'_>, at: u64) -> Result<Vec<u8>> {
     if ulen > clen.saturating_mul(88).saturating_add(8) {
         return Err(Error::corrupt(at, format!("LZF string claims {ulen} bytes from {clen} compressed bytes")));
     }
+    Ok((data, ulen as usize))
+}
+
+fn read_lzf(cur: &mut Cursor<'_>, at: u64) -> Result<Vec<u8>> {
+    let (data, ulen) = read_lzf_header(cur, at)?;
     let mut out = Vec::new();
-    lzf::decompress_into(data, ulen as usize, &mut out).map_err(|e| Error::corrupt(at, e.to_string()))?;
+    lzf::decompress_into(data, ulen, &mut out).map_err(|e| Error::corrupt(at, e.to_string()))?;
     Ok(out)
 }
 

@@ -2,13 +2,26 @@
 
 use std::borrow::Cow;
 
-/// A Redis string: borrowed from the file, owned (decompressed), or an integer that the
-/// file stored in integer form (its logical value is the canonical decimal text).
-#[derive(Debug, Clone, PartialEq)]
+/// A Redis string: borrowed from the file, owned (decompressed), an integer that the
+/// file stored in integer form (its logical value is the canonical decimal text), or
+/// LZF-compressed bytes of the file, already validated, expanded only when read (so a
+/// deep check never spends time producing bytes nobody looks at).
+#[derive(Debug, Clone)]
 pub enum Str<'a> {
     Borrowed(&'a [u8]),
     Owned(Vec<u8>),
     Int(i64),
+    Lzf { data: &'a [u8], len: usize },
+}
+
+/// Equal when the logical bytes are.
+impl PartialEq for Str<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Str::Int(a), Str::Int(b)) => a == b,
+            _ => self.len() == other.len() && self.bytes() == other.bytes(),
+        }
+    }
 }
 
 impl<'a> Str<'a> {
@@ -18,6 +31,21 @@ impl<'a> Str<'a> {
             Str::Borrowed(b) => Cow::Borrowed(b),
             Str::Owned(v) => Cow::Borrowed(v),
             Str::Int(i) => Cow::Owned(itoa::Buffer::new().format(*i).as_bytes().to_vec()),
+            Str::Lzf { .. } => {
+                let mut v = Vec::new();
+                self.append_to(&mut v);
+                Cow::Owned(v)
+            }
+        }
+    }
+
+    /// The bytes, when they are at hand without expansion or formatting.
+    #[inline]
+    pub fn as_slice(&self) -> Option<&[u8]> {
+        match self {
+            Str::Borrowed(b) => Some(b),
+            Str::Owned(v) => Some(v),
+            Str::Int(_) | Str::Lzf { .. } => None,
         }
     }
 
@@ -28,6 +56,14 @@ impl<'a> Str<'a> {
             Str::Borrowed(b) => out.extend_from_slice(b),
             Str::Owned(v) => out.extend_from_slice(v),
             Str::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
+            Str::Lzf { data, len } => {
+                let start = out.len();
+                // Validated when read, so expansion succeeds; should it not, the bytes
+                // written so far are taken back rather than left half-done.
+                if super::lzf::decompress_append(data, *len, out).is_err() {
+                    out.truncate(start);
+                }
+            }
         }
     }
 
@@ -37,6 +73,7 @@ impl<'a> Str<'a> {
             Str::Borrowed(b) => b.len(),
             Str::Owned(v) => v.len(),
             Str::Int(i) => itoa::Buffer::new().format(*i).len(),
+            Str::Lzf { len, .. } => *len,
         }
     }
 
@@ -49,6 +86,7 @@ impl<'a> Str<'a> {
             Str::Borrowed(b) => Str::Owned(b.to_vec()),
             Str::Owned(v) => Str::Owned(v),
             Str::Int(i) => Str::Int(i),
+            s @ Str::Lzf { .. } => Str::Owned(s.bytes().into_owned()),
         }
     }
 }

@@ -37,6 +37,13 @@ pub fn bulk_str(out: &mut Vec<u8>, s: &Str<'_>) {
         Str::Borrowed(b) => bulk(out, b),
         Str::Owned(v) => bulk(out, v),
         Str::Int(i) => bulk_int(out, *i),
+        Str::Lzf { len, .. } => {
+            out.push(b'$');
+            out.extend_from_slice(itoa::Buffer::new().format(*len).as_bytes());
+            out.extend_from_slice(b"\r\n");
+            s.append_to(out);
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
