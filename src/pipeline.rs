@@ -150,7 +150,9 @@ pub fn run<'a, T: Send>(
             return Ok(());
         }
     };
-    let max_in_flight = plan.threads * 2 + 1;
+    // One batch beyond the workers, so that none waits while the writer writes; more
+    // would only hold more output in memory.
+    let max_in_flight = plan.threads + 1;
     let stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel::<(usize, Option<T>)>();
     pool.in_place_scope(|scope| {

@@ -35,6 +35,9 @@ impl Source {
         // `--no-mmap` exists for inputs that may change under us. Writers that append
         // (a growing AOF) do not invalidate pages already mapped.
         let map = unsafe { memmap2::Mmap::map(&file)? };
+        // Read front to back: let the kernel read ahead and map pages in large runs.
+        let _ = map.advise(memmap2::Advice::Sequential);
+        let _ = map.advise(memmap2::Advice::WillNeed);
         Ok(Source::Mapped(map))
     }
 

@@ -241,7 +241,11 @@ pub fn print_rdb<W: Write>(data: &[u8], job: &Job, out: &mut Output<W>) -> Resul
         data,
         &job.plan,
         |header, span| {
-            let mut buf = spare.lock().ok().and_then(|mut v| v.pop()).unwrap_or_default();
+            let mut buf = spare
+                .lock()
+                .ok()
+                .and_then(|mut v| v.pop())
+                .unwrap_or_else(|| Vec::with_capacity(job.plan.batch_bytes.min(64 << 20).saturating_mul(2)));
             let mut counts = Counts::default();
             let mut translator =
                 job.translate.as_ref().map(|cfg| Translator::for_batch(cfg.clone(), header.vendor, header.version));
@@ -273,8 +277,13 @@ pub fn print_rdb<W: Write>(data: &[u8], job: &Job, out: &mut Output<W>) -> Resul
                 out.stats.merge(stats);
             }
             batch.buf.clear();
-            if let Ok(mut v) = spare.lock() {
-                v.push(batch.buf);
+            // Keep a few ordinary buffers; one a huge value grew goes back to the allocator.
+            if batch.buf.capacity() <= job.plan.batch_bytes.saturating_mul(4) {
+                if let Ok(mut v) = spare.lock() {
+                    if v.len() < job.plan.threads + 1 {
+                        v.push(batch.buf);
+                    }
+                }
             }
             failure = match (written, batch.error) {
                 (Err(e), _) => Some(PrintError::Io(e)),

@@ -1,0 +1,236 @@
+//! The Redis 7 multi-part AOF manifest (FORMAT.md §12.3): one line per file,
+//! `file <name> seq <n> type <b|h|i>` as key/value pairs in any order (unknown keys are
+//! ignored), `#` comments, names quoted with C escapes when they hold special characters.
+//! Load order: the base (at most one), then the incr files in manifest order with
+//! strictly increasing seqs; history files are left out.
+
+use std::path::{Path, PathBuf};
+
+/// Longest manifest line Redis reads.
+const MAX_LINE: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Base,
+    History,
+    Incr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub name: String,
+    pub seq: u64,
+    pub kind: Kind,
+}
+
+/// A parsed manifest: the files to load, in load order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub base: Option<Part>,
+    pub incr: Vec<Part>,
+}
+
+impl Manifest {
+    /// Paths of the files to load, in order, next to the manifest in `dir`.
+    pub fn load_order(&self, dir: &Path) -> Vec<(PathBuf, Kind)> {
+        self.base.iter().chain(&self.incr).map(|p| (dir.join(&p.name), p.kind)).collect()
+    }
+}
+
+/// Parses manifest text; the error says which line and why.
+pub fn parse(text: &[u8]) -> Result<Manifest, String> {
+    if text.is_empty() {
+        return Err("the manifest is empty".into());
+    }
+    let mut base: Option<Part> = None;
+    let mut incr: Vec<Part> = Vec::new();
+    let mut lines = text.split_inclusive(|&b| b == b'\n').enumerate().peekable();
+    while let Some((i, raw)) = lines.next() {
+        let n = i + 1;
+        if raw.len() > MAX_LINE {
+            return Err(format!("line {n} is longer than {MAX_LINE} bytes"));
+        }
+        let line = raw.strip_suffix(b"\n").unwrap_or(raw);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.first() == Some(&b'#') {
+            continue;
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Err(format!("line {n} is blank"));
+        }
+        let tokens = split_args(line).ok_or_else(|| format!("line {n}: unbalanced quotes"))?;
+        if tokens.len() < 6 || tokens.len() % 2 != 0 {
+            return Err(format!("line {n}: {} fields, expected key/value pairs with file, seq and type", tokens.len()));
+        }
+        let (mut name, mut seq, mut kind) = (None, None, None);
+        for pair in tokens.chunks(2) {
+            match pair[0].as_slice() {
+                b"file" => name = Some(pair[1].clone()),
+                b"seq" => seq = std::str::from_utf8(&pair[1]).ok().and_then(|s| s.parse::<u64>().ok()),
+                b"type" => {
+                    kind = match pair[1].as_slice() {
+                        b"b" => Some(Kind::Base),
+                        b"h" => Some(Kind::History),
+                        b"i" => Some(Kind::Incr),
+                        other => return Err(format!("line {n}: unknown file type {:?}", String::from_utf8_lossy(other))),
+                    }
+                }
+                _ => {} // later Redis versions may add keys
+            }
+        }
+        let (Some(name), Some(seq), Some(kind)) = (name, seq, kind) else {
+            return Err(format!("line {n}: needs file, seq (a number) and type"));
+        };
+        let name = String::from_utf8(name).map_err(|_| format!("line {n}: the file name is not UTF-8"))?;
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+            return Err(format!("line {n}: {name:?} is not a plain file name"));
+        }
+        let part = Part { name, seq, kind };
+        match kind {
+            Kind::Base if base.is_some() => return Err(format!("line {n}: a second base file")),
+            Kind::Base => base = Some(part),
+            Kind::Incr => {
+                if incr.last().is_some_and(|p| p.seq >= seq) {
+                    return Err(format!("line {n}: incr seq {seq} does not increase"));
+                }
+                incr.push(part);
+            }
+            Kind::History => {}
+        }
+    }
+    if base.is_none() && incr.is_empty() {
+        return Err("the manifest names no base or incr file".into());
+    }
+    Ok(Manifest { base, incr })
+}
+
+/// Splits a line into arguments as Redis's `sdssplitargs` does: spaces separate,
+/// "double quotes" take C escapes (\n \r \t \b \a \\ \" \xHH), 'single quotes' take \'.
+/// `None` for unbalanced quotes or a closing quote not followed by a space.
+fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    loop {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= line.len() {
+            return Some(out);
+        }
+        let mut cur = Vec::new();
+        match line[i] {
+            b'"' => {
+                i += 1;
+                loop {
+                    let c = *line.get(i)?;
+                    match c {
+                        b'\\' if i + 3 < line.len()
+                            && line[i + 1] == b'x'
+                            && line[i + 2].is_ascii_hexdigit()
+                            && line[i + 3].is_ascii_hexdigit() =>
+                        {
+                            let hex = std::str::from_utf8(&line[i + 2..i + 4]).ok()?;
+                            cur.push(u8::from_str_radix(hex, 16).ok()?);
+                            i += 4;
+                        }
+                        b'\\' if i + 1 < line.len() => {
+                            cur.push(match line[i + 1] {
+                                b'n' => b'\n',
+                                b'r' => b'\r',
+                                b't' => b'\t',
+                                b'b' => 8,
+                                b'a' => 7,
+                                other => other,
+                            });
+                            i += 2;
+                        }
+                        b'"' => {
+                            i += 1;
+                            if i < line.len() && !line[i].is_ascii_whitespace() {
+                                return None;
+                            }
+                            break;
+                        }
+                        _ => {
+                            cur.push(c);
+                            i += 1;
+                        }
+                    }
+                }
+            }
+            b'\'' => {
+                i += 1;
+                loop {
+                    let c = *line.get(i)?;
+                    match c {
+                        b'\\' if line.get(i + 1) == Some(&b'\'') => {
+                            cur.push(b'\'');
+                            i += 2;
+                        }
+                        b'\'' => {
+                            i += 1;
+                            if i < line.len() && !line[i].is_ascii_whitespace() {
+                                return None;
+                            }
+                            break;
+                        }
+                        _ => {
+                            cur.push(c);
+                            i += 1;
+                        }
+                    }
+                }
+            }
+            _ => {
+                while i < line.len() && !line[i].is_ascii_whitespace() {
+                    cur.push(line[i]);
+                    i += 1;
+                }
+            }
+        }
+        out.push(cur);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_typical_manifest() {
+        let m = parse(
+            b"file appendonly.aof.2.base.rdb seq 2 type b\n\
+              file appendonly.aof.1.incr.aof seq 1 type h\n\
+              file appendonly.aof.3.incr.aof seq 3 type i\n\
+              file appendonly.aof.5.incr.aof seq 5 type i newkey x\n",
+        )
+        .unwrap();
+        assert_eq!(m.base.as_ref().unwrap().name, "appendonly.aof.2.base.rdb");
+        assert_eq!(m.incr.iter().map(|p| p.seq).collect::<Vec<_>>(), [3, 5]);
+    }
+
+    #[test]
+    fn quoted_names() {
+        let m = parse(b"file \" file seq \\n\\n.aof .2.base.rdb\" seq 2 type b\n").unwrap();
+        assert_eq!(m.base.unwrap().name, " file seq \n\n.aof .2.base.rdb");
+    }
+
+    #[test]
+    fn refusals() {
+        for bad in [
+            &b""[..],
+            b"file a seq 1 type i\n\nfile b seq 2 type i\n",
+            b"file a seq 1 type b\nfile b seq 2 type b\n",
+            b"file a seq 1 type x\n",
+            b"file a seq 1 typo i\n",
+            b"file a seq 1\n",
+            b"file a seq 1 type i odd\n",
+            b"file a seq 2 type i\nfile b seq 2 type i\n",
+            b"file ../a seq 1 type i\n",
+        ] {
+            assert!(parse(bad).is_err(), "{:?} accepted", String::from_utf8_lossy(bad));
+        }
+        let long = format!("file {} seq 1 type i\n", "a".repeat(1100));
+        assert!(parse(long.as_bytes()).is_err());
+    }
+}
