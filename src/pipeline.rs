@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
 use crate::rdb::{self, Header, Item, Parser, State};
 
@@ -118,6 +118,18 @@ pub fn decode_span<'a>(
     Ok(())
 }
 
+/// A pool of `threads` workers, started once per process and size.
+fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
+    static POOLS: OnceLock<Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>> = OnceLock::new();
+    let mut pools = POOLS.get_or_init(Default::default).lock().ok()?;
+    if let Some((_, p)) = pools.iter().find(|(n, _)| *n == threads) {
+        return Some(p.clone());
+    }
+    let p = Arc::new(rayon::ThreadPoolBuilder::new().num_threads(threads).build().ok()?);
+    pools.push((threads, p.clone()));
+    Some(p)
+}
+
 /// Runs `work` over every span of `data` (on `plan.threads` threads) and hands the results
 /// to `deliver` in file order. `deliver` returns false to stop early (an error, a closed
 /// pipe); spans not yet started are then skipped. Returns the header error, if any.
@@ -130,7 +142,8 @@ pub fn run<'a, T: Send>(
     let parser = Parser::new(data)?;
     let header = parser.header();
     let skimmer = Skimmer { parser: parser.skim(true), len: data.len(), batch: plan.batch_bytes.max(1), done: false };
-    if plan.threads <= 1 {
+    // One thread, or a file that fits in one batch: no pool to start.
+    if plan.threads <= 1 || data.len() <= plan.batch_bytes {
         for span in skimmer {
             if !deliver(work(header, &span)) {
                 break;
@@ -138,9 +151,9 @@ pub fn run<'a, T: Send>(
         }
         return Ok(());
     }
-    let pool = match rayon::ThreadPoolBuilder::new().num_threads(plan.threads).build() {
-        Ok(p) => p,
-        Err(_) => {
+    let pool = match pool(plan.threads) {
+        Some(p) => p,
+        None => {
             // No threads to be had: the same work, on this thread.
             for span in skimmer {
                 if !deliver(work(header, &span)) {
