@@ -120,7 +120,8 @@ pub fn decode_span<'a>(
 
 /// A pool of `threads` workers, started once per process and size.
 fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
-    static POOLS: OnceLock<Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>> = OnceLock::new();
+    type Pools = Mutex<Vec<(usize, Arc<rayon::ThreadPool>)>>;
+    static POOLS: OnceLock<Pools> = OnceLock::new();
     let mut pools = POOLS.get_or_init(Default::default).lock().ok()?;
     if let Some((_, p)) = pools.iter().find(|(n, _)| *n == threads) {
         return Some(p.clone());
