@@ -1,5 +1,6 @@
 //! redis-migration: read Redis snapshots and command logs, and move their data.
 //!
+//! - [`aof`] reads AOF command logs (plain, RDB-preamble, multi-part).
 //! - [`rdb`] decodes RDB files (every version, every encoding) into records.
 //! - [`filter`] selects records by db, key pattern, type and expiry.
 //! - [`output`] renders records as JSON lines or text.
@@ -8,6 +9,7 @@
 //! - [`resp`] encodes RESP.
 //! - [`pipeline`] splits a file into batches decoded in parallel, delivered in order.
 
+pub mod aof;
 pub mod cli;
 pub mod filter;
 pub mod glob;

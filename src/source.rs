@@ -58,23 +58,86 @@ pub fn display_name(path: &Path) -> String {
     }
 }
 
-/// Expands inputs: a directory stands for the RDB files directly inside it, in name order.
-pub fn expand_inputs(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+/// One file to read, with where it sits in its set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    pub path: PathBuf,
+    /// The last file of its set (a single file is a set of one): only there may a
+    /// truncated AOF tail be tolerated.
+    pub last_of_set: bool,
+    /// Which manifest line it came from, for files of a multi-part AOF.
+    pub part: Option<crate::aof::manifest::Kind>,
+    /// Given with -aof.
+    pub from_aof_flag: bool,
+}
+
+impl InputFile {
+    fn single(path: PathBuf) -> InputFile {
+        InputFile { path, last_of_set: true, part: None, from_aof_flag: false }
+    }
+}
+
+/// Expands inputs: a directory holding a `*.manifest` (or a manifest itself) stands for
+/// the files of that multi-part AOF, in load order; another directory stands for the
+/// RDB files directly inside it, in name order.
+pub fn expand_inputs(paths: &[PathBuf]) -> std::io::Result<Vec<InputFile>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "rdb"))
-                .collect();
+            let entries: Vec<PathBuf> =
+                std::fs::read_dir(p)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|f| f.is_file()).collect();
+            let manifests: Vec<&PathBuf> =
+                entries.iter().filter(|f| f.extension().is_some_and(|x| x == "manifest")).collect();
+            match manifests.len() {
+                0 => {}
+                1 => {
+                    out.extend(multipart(manifests[0])?);
+                    continue;
+                }
+                _ => {
+                    return Err(std::io::Error::other(format!(
+                        "{}: more than one .manifest file; name the one to read",
+                        p.display()
+                    )))
+                }
+            }
+            let mut files: Vec<PathBuf> =
+                entries.into_iter().filter(|f| f.extension().is_some_and(|x| x == "rdb")).collect();
             files.sort();
             if files.is_empty() {
-                return Err(std::io::Error::other(format!("{}: directory has no .rdb files", p.display())));
+                return Err(std::io::Error::other(format!(
+                    "{}: directory has no .rdb files and no AOF manifest",
+                    p.display()
+                )));
             }
-            out.extend(files);
+            out.extend(files.into_iter().map(InputFile::single));
+        } else if p.extension().is_some_and(|x| x == "manifest") {
+            out.extend(multipart(p)?);
         } else {
-            out.push(p.clone());
+            out.push(InputFile::single(p.clone()));
         }
+    }
+    Ok(out)
+}
+
+/// The files a manifest lists, in load order; every one must exist.
+fn multipart(manifest: &Path) -> std::io::Result<Vec<InputFile>> {
+    let text = std::fs::read(manifest)?;
+    let m = crate::aof::manifest::parse(&text)
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", manifest.display())))?;
+    let dir = manifest.parent().unwrap_or(Path::new("."));
+    let files = m.load_order(dir);
+    let n = files.len();
+    let mut out = Vec::with_capacity(n);
+    for (i, (path, kind)) in files.into_iter().enumerate() {
+        if !path.is_file() {
+            return Err(std::io::Error::other(format!(
+                "{}: lists {}, which does not exist",
+                manifest.display(),
+                path.display()
+            )));
+        }
+        out.push(InputFile { path, last_of_set: i + 1 == n, part: Some(kind), from_aof_flag: false });
     }
     Ok(out)
 }

@@ -2,6 +2,7 @@
 
 mod util;
 
+mod aof;
 mod bad_input;
 mod cli;
 mod oracle;

@@ -9,13 +9,19 @@ use crate::util::{bin, testdata, RedisServer};
 
 /// Runs `print --format resp ARGS FILE`, pipes it into `server` with redis-cli; returns
 /// print's stderr (its report) and its exit code.
-fn pipe_into(server: &RedisServer, file: &std::path::Path, args: &[&str]) -> (String, i32) {
+pub(crate) fn pipe_into(server: &RedisServer, file: &std::path::Path, args: &[&str]) -> (String, i32) {
+    let mut all: Vec<&str> = args.to_vec();
+    all.push(file.to_str().unwrap());
+    pipe_args(server, &all)
+}
+
+/// Runs `print --format resp ARGS` (inputs among the ARGS) into `server` with redis-cli.
+pub(crate) fn pipe_args(server: &RedisServer, args: &[&str]) -> (String, i32) {
     let dir = tempfile::tempdir().unwrap();
     let resp = dir.path().join("out.resp");
     let out = bin()
         .args(["print", "--format", "resp"])
         .args(args)
-        .arg(file)
         .stdout(std::fs::File::create(&resp).unwrap())
         .output()
         .unwrap();
@@ -37,7 +43,7 @@ fn reported(report: &str, what: &str) -> u64 {
     report.lines().find(|l| l.contains(what)).and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0)
 }
 
-fn functions(con: &mut redis::Connection) -> BTreeSet<Vec<u8>> {
+pub(crate) fn functions(con: &mut redis::Connection) -> BTreeSet<Vec<u8>> {
     let list: redis::Value = redis::cmd("FUNCTION").arg("LIST").arg("WITHCODE").query(con).unwrap();
     let mut out = BTreeSet::new();
     if let redis::Value::Array(libs) = list {
@@ -84,7 +90,7 @@ fn forget_what_commands_cannot_carry(loaded: &mut KeyMap, piped: &mut KeyMap) ->
 
 /// Same keys, values and expiries (6.2 has no PEXPIRETIME: its expiries come from PTTL
 /// and are compared within a second).
-fn assert_same(want: &KeyMap, got: &KeyMap, ver: (u32, u32), what: &str) {
+pub(crate) fn assert_same(want: &KeyMap, got: &KeyMap, ver: (u32, u32), what: &str) {
     assert_eq!(want.keys().collect::<Vec<_>>(), got.keys().collect::<Vec<_>>(), "{what}: key sets");
     for (k, (view, expire)) in want {
         let (gview, gexpire) = &got[k];

@@ -44,8 +44,7 @@ pub fn parse(text: &[u8]) -> Result<Manifest, String> {
     }
     let mut base: Option<Part> = None;
     let mut incr: Vec<Part> = Vec::new();
-    let mut lines = text.split_inclusive(|&b| b == b'\n').enumerate().peekable();
-    while let Some((i, raw)) = lines.next() {
+    for (i, raw) in text.split_inclusive(|&b| b == b'\n').enumerate() {
         let n = i + 1;
         if raw.len() > MAX_LINE {
             return Err(format!("line {n} is longer than {MAX_LINE} bytes"));
@@ -72,7 +71,9 @@ pub fn parse(text: &[u8]) -> Result<Manifest, String> {
                         b"b" => Some(Kind::Base),
                         b"h" => Some(Kind::History),
                         b"i" => Some(Kind::Incr),
-                        other => return Err(format!("line {n}: unknown file type {:?}", String::from_utf8_lossy(other))),
+                        other => {
+                            return Err(format!("line {n}: unknown file type {:?}", String::from_utf8_lossy(other)))
+                        }
                     }
                 }
                 _ => {} // later Redis versions may add keys
@@ -124,10 +125,11 @@ fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
                 loop {
                     let c = *line.get(i)?;
                     match c {
-                        b'\\' if i + 3 < line.len()
-                            && line[i + 1] == b'x'
-                            && line[i + 2].is_ascii_hexdigit()
-                            && line[i + 3].is_ascii_hexdigit() =>
+                        b'\\'
+                            if i + 3 < line.len()
+                                && line[i + 1] == b'x'
+                                && line[i + 2].is_ascii_hexdigit()
+                                && line[i + 3].is_ascii_hexdigit() =>
                         {
                             let hex = std::str::from_utf8(&line[i + 2..i + 4]).ok()?;
                             cur.push(u8::from_str_radix(hex, 16).ok()?);

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use crate::aof;
 use crate::filter::now_ms;
 use crate::pipeline::{self, decode_span, Plan};
 use crate::rdb::{self, escape_key, Checksum, Function, Item, Record, Str, Value};
@@ -45,43 +46,156 @@ pub struct Summary {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let paths = args.input.paths()?;
+    let files = args.input.files()?;
     let mut worst = super::EXIT_OK;
-    for path in &paths {
-        let code = check_file(path, &args);
+    for file in &files {
+        let code = check_file(file, &args);
         worst = worst.max(code);
     }
     Ok(worst)
 }
 
-fn check_file(path: &std::path::Path, args: &Args) -> i32 {
-    let name = display_name(path);
-    let source = match Source::open(path, args.input.no_mmap) {
+fn check_file(file: &crate::source::InputFile, args: &Args) -> i32 {
+    let name = display_name(&file.path);
+    let source = match Source::open(&file.path, args.input.no_mmap) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {name}: {e}");
             return super::EXIT_FAILED;
         }
     };
-    let mut summary = Summary::default();
-    let result = walk(source.bytes(), &mut summary, &args.threads.plan());
-    if !args.quiet {
-        print!("{}", report(&name, &summary));
+    let data = source.bytes();
+    let mut problem = None;
+    let mut tail = None;
+    if aof::is_rdb(data) {
+        let mut summary = Summary::default();
+        let result = walk(data, &mut summary, &args.threads.plan());
+        if let Some(b'*' | b'#') = data.get(data.len() - summary.trailing) {
+            tail = Some(data.len() - summary.trailing);
+            summary.trailing = 0;
+        }
+        if !args.quiet {
+            print!("{}", report(&name, &summary));
+        }
+        problem = result.err().map(|e| e.to_string());
+    } else if !args.quiet {
+        println!("file: {name}");
     }
-    match result {
-        Ok(()) => {
+    if problem.is_none() && (tail.is_some() || !aof::is_rdb(data)) {
+        let base = tail.unwrap_or(0);
+        let mut log = LogSummary::default();
+        let result = aof::read_log(&data[base..], false, |u| log.add(u));
+        if !args.quiet {
+            print!("{}", log.report(base > 0));
+        }
+        problem = result.err().map(|e| {
+            let mut msg = format!(
+                "at byte {}: {} (the last complete command ends at byte {})",
+                base + e.at,
+                e.msg,
+                base + e.last_good
+            );
+            if e.truncated {
+                msg.push_str(if file.last_of_set {
+                    "; a truncated tail: print/replay --allow-truncated load up to that command"
+                } else {
+                    "; a truncated file that is not the last of its AOF: Redis refuses to load it"
+                });
+            }
+            msg
+        });
+    }
+    match problem {
+        None => {
             if !args.quiet {
                 println!("status: OK");
             }
             super::EXIT_OK
         }
-        Err(e) => {
+        Some(e) => {
             if !args.quiet {
                 println!("status: DAMAGED");
             }
             eprintln!("error: {name}: {e}");
             super::EXIT_PROBLEMS
         }
+    }
+}
+
+/// What a command log holds.
+#[derive(Debug, Default)]
+struct LogSummary {
+    commands: u64,
+    dbs: BTreeMap<u64, u64>,
+    multi: u64,
+    flushes: u64,
+    first_ts: Option<u64>,
+    last_ts: Option<u64>,
+    timestamps: u64,
+    names: std::collections::HashMap<Vec<u8>, u64>,
+}
+
+impl LogSummary {
+    fn add(&mut self, unit: aof::Unit<'_>) {
+        let mut one = |c: &aof::Command<'_>| {
+            self.commands += 1;
+            *self.dbs.entry(c.db).or_default() += 1;
+            self.flushes += c.is_flush() as u64;
+            let mut upper = [0u8; 32];
+            let n = c.argv[0].len();
+            if n <= upper.len() {
+                upper[..n].copy_from_slice(c.argv[0]);
+                upper[..n].make_ascii_uppercase();
+                match self.names.get_mut(&upper[..n]) {
+                    Some(count) => *count += 1,
+                    None => {
+                        self.names.insert(upper[..n].to_vec(), 1);
+                    }
+                }
+            }
+        };
+        match unit {
+            aof::Unit::One(c) => one(&c),
+            aof::Unit::Multi(block) => {
+                self.multi += 1;
+                block.iter().for_each(one);
+            }
+            aof::Unit::Timestamp(t) => {
+                self.timestamps += 1;
+                self.first_ts.get_or_insert(t);
+                self.last_ts = Some(t);
+            }
+        }
+    }
+
+    fn report(&self, after_preamble: bool) -> String {
+        let mut o = String::new();
+        let what = if after_preamble { "AOF commands after the RDB preamble" } else { "format: AOF (RESP commands)" };
+        let _ = writeln!(o, "{what}");
+        let _ = writeln!(o, "commands: {} ({} MULTI/EXEC blocks)", self.commands, self.multi);
+        for (db, n) in &self.dbs {
+            let _ = writeln!(o, "  db {db}: {n} commands");
+        }
+        let mut names: Vec<(&Vec<u8>, &u64)> = self.names.iter().collect();
+        names.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        let top: Vec<String> =
+            names.iter().take(10).map(|(n, c)| format!("{}×{c}", String::from_utf8_lossy(n))).collect();
+        if !top.is_empty() {
+            let _ = writeln!(o, "  most used: {}", top.join(" "));
+        }
+        if self.flushes > 0 {
+            let _ =
+                writeln!(o, "FLUSHALL/FLUSHDB/SWAPDB: {} (replay refuses them without --allow-flush)", self.flushes);
+        }
+        match (self.first_ts, self.last_ts) {
+            (Some(a), Some(b)) => {
+                let _ = writeln!(o, "timestamps (#TS): {} from {a} to {b} (unix seconds)", self.timestamps);
+            }
+            _ => {
+                let _ = writeln!(o, "timestamps (#TS): none (aof-timestamp-enabled is off)");
+            }
+        }
+        o
     }
 }
 

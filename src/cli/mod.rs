@@ -75,18 +75,48 @@ pub struct InputArgs {
     /// An RDB file (the original tool's -rdb flag)
     #[arg(long = "rdb", value_name = "FILE")]
     pub rdb: Vec<PathBuf>,
+    /// An AOF: a file, an appendonlydir or its manifest (the original tool's -aof flag);
+    /// read after the snapshots
+    #[arg(long = "aof", value_name = "FILE|DIR")]
+    pub aof: Vec<PathBuf>,
     /// Read files into memory instead of mapping them (for files that may change while read)
     #[arg(long)]
     pub no_mmap: bool,
+    /// Load an AOF whose last file ends inside a command (or an open MULTI) up to its last
+    /// complete command, as Redis does with aof-load-truncated
+    #[arg(long)]
+    pub allow_truncated: bool,
+    /// Read -aof after -rdb even when the AOF holds its own snapshot (base or preamble)
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl InputArgs {
-    pub fn paths(&self) -> anyhow::Result<Vec<PathBuf>> {
-        let all: Vec<PathBuf> = self.files.iter().chain(self.rdb.iter()).cloned().collect();
-        if all.is_empty() {
-            anyhow::bail!("no input: give one or more RDB files (or -rdb FILE)");
+    /// The files to read, in order: -rdb files, the FILE arguments, then -aof inputs.
+    pub fn files(&self) -> anyhow::Result<Vec<crate::source::InputFile>> {
+        let all: Vec<PathBuf> = self.rdb.iter().chain(self.files.iter()).cloned().collect();
+        if all.is_empty() && self.aof.is_empty() {
+            anyhow::bail!("no input: give RDB or AOF files (or -rdb FILE, -aof FILE|DIR)");
         }
-        Ok(crate::source::expand_inputs(&all)?)
+        let mut files = crate::source::expand_inputs(&all)?;
+        files.extend(crate::source::expand_inputs(&self.aof)?.into_iter().map(|mut f| {
+            f.from_aof_flag = true;
+            f
+        }));
+        Ok(files)
+    }
+
+    /// Refuses `-rdb X -aof Y` when Y starts with a snapshot of its own: X would be loaded,
+    /// then replaced key by key by Y's snapshot, and Y's commands applied on top of both.
+    pub fn check_pairing(&self, aof_has_snapshot: bool) -> anyhow::Result<()> {
+        if !self.rdb.is_empty() && !self.aof.is_empty() && aof_has_snapshot && !self.force {
+            anyhow::bail!(
+                "the AOF given with -aof starts with its own snapshot (a base RDB or an RDB preamble), \
+                 so -rdb would be loaded as well and commands like INCR applied twice; \
+                 give the AOF alone, or --force"
+            );
+        }
+        Ok(())
     }
 }
 

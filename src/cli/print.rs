@@ -7,6 +7,7 @@ use clap::ValueEnum;
 
 use std::sync::Mutex;
 
+use crate::aof;
 use crate::filter::Filter;
 use crate::output::{json, text};
 use crate::pipeline::{self, decode_span, Plan};
@@ -112,6 +113,10 @@ pub struct Counts {
     pub filtered: u64,
     pub expired: u64,
     pub empty: u64,
+    /// Commands printed from AOFs.
+    pub commands: u64,
+    /// FLUSHALL / FLUSHDB / SWAPDB among them.
+    pub flushes: u64,
 }
 
 impl Counts {
@@ -120,11 +125,13 @@ impl Counts {
         self.filtered += o.filtered;
         self.expired += o.expired;
         self.empty += o.empty;
+        self.commands += o.commands;
+        self.flushes += o.flushes;
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let paths = args.input.paths()?;
+    let files = args.input.files()?;
     let mut filter = args.filter.to_filter()?;
     let format = args.format.unwrap_or_else(|| {
         use std::io::IsTerminal;
@@ -141,20 +148,61 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         filter.keep_expired = true;
     }
     let job = Job { format, filter, translate, plan: args.threads.plan() };
+    // Every file is opened before anything is printed: a missing part of a multi-part AOF
+    // stops the job before it starts.
+    let mut sources = Vec::with_capacity(files.len());
+    for f in &files {
+        let name = display_name(&f.path);
+        sources.push(Source::open(&f.path, args.input.no_mmap).map_err(|e| anyhow::anyhow!("{name}: {e}"))?);
+    }
+    let aof_snapshot = files.iter().zip(&sources).any(|(f, s)| f.from_aof_flag && aof::is_rdb(s.bytes()));
+    args.input.check_pairing(aof_snapshot)?;
     let stdout = std::io::stdout();
     let mut out = Output::new(stdout.lock());
-    for path in &paths {
-        let name = display_name(path);
-        let source = Source::open(path, args.input.no_mmap).map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
-        if let Err(e) = print_rdb(source.bytes(), &job, &mut out) {
-            match e {
-                PrintError::Io(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(super::EXIT_OK),
-                PrintError::Io(e) => return Err(anyhow::anyhow!("writing output: {e}")),
-                PrintError::Decode(e) => {
-                    let _ = out.sink.flush();
-                    return Err(anyhow::anyhow!("{name}: {e}"));
+    for (file, source) in files.iter().zip(&sources) {
+        let name = display_name(&file.path);
+        let allow_truncated = args.input.allow_truncated && file.last_of_set;
+        let data = source.bytes();
+        let result = if aof::is_rdb(data) {
+            print_rdb(data, &job, &mut out).and_then(|trailing| {
+                let tail = &data[data.len() - trailing..];
+                match tail.first() {
+                    Some(b'*' | b'#') => print_log(tail, data.len() - trailing, &job, &mut out, allow_truncated),
+                    _ => Ok(None),
                 }
+            })
+        } else {
+            print_log(data, 0, &job, &mut out, allow_truncated)
+        };
+        match result {
+            Ok(Some(cut)) => eprintln!(
+                "{name}: the AOF ends inside a command ({}): loaded up to byte {}, left out the last {} bytes",
+                cut.why, cut.at, cut.dropped
+            ),
+            Ok(None) => {}
+            Err(PrintError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(super::EXIT_OK),
+            Err(PrintError::Io(e)) => return Err(anyhow::anyhow!("writing output: {e}")),
+            Err(PrintError::Decode(e)) => {
+                let _ = out.sink.flush();
+                return Err(anyhow::anyhow!("{name}: {e}"));
             }
+            Err(PrintError::Log(e, base)) => {
+                let _ = out.sink.flush();
+                let hint = if e.truncated && file.last_of_set && !args.input.allow_truncated {
+                    "; --allow-truncated loads up to it"
+                } else if e.truncated && !file.last_of_set {
+                    "; only the last file of an AOF may be cut short"
+                } else {
+                    ""
+                };
+                return Err(anyhow::anyhow!(
+                    "{name}: at byte {}: {} (the last complete command ends at byte {}){hint}",
+                    base + e.at,
+                    e.msg,
+                    base + e.last_good
+                ));
+            }
+            Err(PrintError::Usage(msg)) => return Err(anyhow::anyhow!("{name}: {msg}")),
         }
     }
     match out.sink.flush() {
@@ -173,7 +221,18 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             eprintln!("{}", stats.report());
         }
     }
-    if !args.quiet {
+    if !args.quiet && (counts.commands > 0 || counts.flushes > 0) {
+        eprintln!(
+            "printed {} commands from AOFs{}",
+            counts.commands,
+            match counts.flushes {
+                0 => String::new(),
+                n => format!(", {n} of them FLUSHALL/FLUSHDB/SWAPDB"),
+            }
+        );
+    }
+    let keys_seen = counts.printed + counts.filtered + counts.expired + counts.empty;
+    if !args.quiet && (keys_seen > 0 || counts.commands == 0) {
         eprintln!(
             "printed {} keys; left out: {} by filters, {} expired{}, {} empty collections (Redis skips them too)",
             counts.printed,
@@ -213,6 +272,10 @@ impl<W: Write> Output<W> {
 pub enum PrintError {
     Io(std::io::Error),
     Decode(crate::rdb::Error),
+    /// A command log that could not be read, and the file offset of the data given.
+    Log(aof::LogError, usize),
+    /// Something asked that this input cannot do.
+    Usage(String),
 }
 
 impl From<crate::rdb::Error> for PrintError {
@@ -221,9 +284,14 @@ impl From<crate::rdb::Error> for PrintError {
     }
 }
 
+/// Output is written in pieces of about this size.
+const FLUSH_AT: usize = 1 << 20;
+
 /// One batch's output.
 struct Batch {
     buf: Vec<u8>,
+    /// Bytes after the RDB's checksum, when the batch held the end.
+    trailing: Option<usize>,
     counts: Counts,
     stats: Option<Stats>,
     dbs: Option<(u64, u64)>,
@@ -231,8 +299,10 @@ struct Batch {
 }
 
 /// Decodes one RDB (in parallel batches) and writes what the filter selects to the
-/// output, in file order.
-pub fn print_rdb<W: Write>(data: &[u8], job: &Job, out: &mut Output<W>) -> Result<(), PrintError> {
+/// output, in file order. Returns how many bytes follow the RDB (an AOF's commands after
+/// an RDB preamble).
+pub fn print_rdb<W: Write>(data: &[u8], job: &Job, out: &mut Output<W>) -> Result<usize, PrintError> {
+    let mut trailing = 0;
     let extras = job.filter.selects_everything() && job.format != Format::Text;
     // Output buffers go back and forth between the writer and the workers.
     let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
@@ -249,12 +319,16 @@ pub fn print_rdb<W: Write>(data: &[u8], job: &Job, out: &mut Output<W>) -> Resul
             let mut counts = Counts::default();
             let mut translator =
                 job.translate.as_ref().map(|cfg| Translator::for_batch(cfg.clone(), header.vendor, header.version));
+            let mut trailing = None;
             let r = decode_span(data, header, span, |item, _| {
+                if let Item::End { trailing: t, .. } = item {
+                    trailing = Some(t);
+                }
                 render(item, job, extras, translator.as_mut(), &mut buf, &mut counts);
                 Ok(())
             });
             let dbs = translator.as_ref().and_then(Translator::batch_dbs);
-            Batch { buf, counts, stats: translator.map(|t| t.stats), dbs, error: r.err() }
+            Batch { buf, trailing, counts, stats: translator.map(|t| t.stats), dbs, error: r.err() }
         },
         |mut batch| {
             if let Some((entry, exit)) = batch.dbs {
@@ -270,6 +344,9 @@ pub fn print_rdb<W: Write>(data: &[u8], job: &Job, out: &mut Output<W>) -> Resul
                     }
                 }
                 out.selected = exit;
+            }
+            if let Some(t) = batch.trailing {
+                trailing = t;
             }
             let written = out.sink.write_all(&batch.buf);
             out.counts.merge(batch.counts);
@@ -293,7 +370,102 @@ pub fn print_rdb<W: Write>(data: &[u8], job: &Job, out: &mut Output<W>) -> Resul
             failure.is_none()
         },
     )?;
-    failure.map_or(Ok(()), Err)
+    failure.map_or(Ok(trailing), Err)
+}
+
+/// Prints the commands of an AOF log (`data` starts at file offset `base`), with SELECTs
+/// where the db changes, keeping MULTI…EXEC blocks whole. Returns the cut, when a
+/// truncated tail was allowed.
+pub fn print_log<W: Write>(
+    data: &[u8],
+    base: usize,
+    job: &Job,
+    out: &mut Output<W>,
+    allow_truncated: bool,
+) -> Result<Option<aof::Cut>, PrintError> {
+    let f = &job.filter;
+    if !f.globs.is_empty() || f.regex.is_some() || !f.types.is_empty() {
+        return Err(PrintError::Usage(
+            "--match, --regex and --type select keys of snapshots; AOF commands can be selected by --db only".into(),
+        ));
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity(FLUSH_AT + (64 << 10));
+    let mut io_error = None;
+    let emit = |c: &aof::Command<'_>, buf: &mut Vec<u8>, out: &mut Output<W>| {
+        let wrapper = c.is("MULTI") || c.is("EXEC");
+        match job.format {
+            Format::Resp => {
+                if !wrapper && c.db != out.selected {
+                    array_header(buf, 2);
+                    bulk(buf, b"SELECT");
+                    bulk_u64(buf, c.db);
+                    out.selected = c.db;
+                }
+                buf.extend_from_slice(c.raw);
+            }
+            Format::Json => {
+                buf.extend_from_slice(b"{\"db\":");
+                buf.extend_from_slice(itoa::Buffer::new().format(c.db).as_bytes());
+                buf.extend_from_slice(b",\"argv\":[");
+                for (i, a) in c.argv.iter().enumerate() {
+                    if i > 0 {
+                        buf.push(b',');
+                    }
+                    json::write_bytes(buf, a);
+                }
+                buf.extend_from_slice(b"]}\n");
+            }
+            Format::Text => {
+                buf.extend_from_slice(b"db ");
+                buf.extend_from_slice(itoa::Buffer::new().format(c.db).as_bytes());
+                buf.extend_from_slice(b" command:");
+                for a in &c.argv {
+                    buf.push(b' ');
+                    text::write_quoted(buf, a);
+                }
+                buf.push(b'\n');
+            }
+        }
+        out.counts.commands += 1;
+        out.counts.flushes += c.is_flush() as u64;
+    };
+    let r = aof::read_log(data, allow_truncated, |unit| {
+        if io_error.is_some() {
+            return;
+        }
+        match unit {
+            aof::Unit::Timestamp(_) => {}
+            aof::Unit::One(c) => {
+                if f.accepts_db(c.db) {
+                    emit(&c, &mut buf, out);
+                } else {
+                    out.counts.filtered += 1;
+                }
+            }
+            aof::Unit::Multi(block) => {
+                let inner = &block[1..block.len() - 1];
+                if inner.iter().any(|c| f.accepts_db(c.db)) {
+                    emit(&block[0], &mut buf, out);
+                    for c in inner.iter().filter(|c| f.accepts_db(c.db)) {
+                        emit(c, &mut buf, out);
+                    }
+                    emit(&block[block.len() - 1], &mut buf, out);
+                }
+                out.counts.filtered += inner.iter().filter(|c| !f.accepts_db(c.db)).count() as u64;
+            }
+        }
+        if buf.len() >= FLUSH_AT {
+            if let Err(e) = out.sink.write_all(&buf) {
+                io_error = Some(e);
+            }
+            buf.clear();
+        }
+    });
+    if let Some(e) = io_error {
+        return Err(PrintError::Io(e));
+    }
+    out.sink.write_all(&buf).map_err(PrintError::Io)?;
+    r.map_err(|e| PrintError::Log(e, base))
 }
 
 /// Renders one item of the file into `buf`.

@@ -98,6 +98,45 @@ impl RedisServer {
         server
     }
 
+    /// Starts `version` with appendonly on a copy of `aof` (a file, or an appendonlydir).
+    pub fn start_aof(version: &str, aof: &Path, extra: &[&str]) -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let name = aof.file_name().unwrap().to_str().unwrap().to_string();
+        let mut args = vec!["--appendonly".to_string(), "yes".to_string()];
+        if aof.is_dir() {
+            let to = dir.path().join(&name);
+            std::fs::create_dir(&to).unwrap();
+            for e in std::fs::read_dir(aof).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+            args.extend(["--appenddirname".to_string(), name]);
+        } else {
+            std::fs::copy(aof, dir.path().join(&name)).unwrap();
+            args.extend(["--appendfilename".to_string(), name]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let port = free_port();
+        let child = Command::new(server_bin(version))
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", ""])
+            .args(["--dbfilename", "dump.rdb", "--dir"])
+            .arg(dir.path())
+            .args(["--logfile", "redis.log"])
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let mut server = RedisServer { child, port, dir };
+        server.wait_ready();
+        server
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default()
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

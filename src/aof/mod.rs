@@ -1,0 +1,220 @@
+//! AOF input (FORMAT.md §12): plain RESP command logs, RDB-preamble files (a snapshot,
+//! then commands), and Redis 7 multi-part directories with their manifest.
+//!
+//! [`read_log`] turns a command log into units: one command, or a whole MULTI…EXEC
+//! block, each command carrying the db its SELECTs put it in. A log that ends inside a
+//! command, or inside a MULTI that never reached EXEC, is truncated: an error naming the
+//! offset of the last complete unit, or (when allowed) the end of what is loaded, as
+//! Redis's `aof-load-truncated` does.
+
+pub mod manifest;
+pub mod scan;
+
+use scan::{Entry, Scanner};
+
+/// One command of a log, borrowing from the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command<'a> {
+    /// The db the command runs in (0 until the log SELECTs another).
+    pub db: u64,
+    pub argv: Vec<&'a [u8]>,
+    /// The command's bytes as written in the log.
+    pub raw: &'a [u8],
+    /// Offset of the command in the data read.
+    pub offset: usize,
+}
+
+impl Command<'_> {
+    /// The command name, upper-cased (ASCII).
+    pub fn name(&self) -> String {
+        String::from_utf8_lossy(self.argv[0]).to_ascii_uppercase()
+    }
+
+    pub fn is(&self, name: &str) -> bool {
+        self.argv[0].eq_ignore_ascii_case(name.as_bytes())
+    }
+
+    /// Commands that wipe or swap whole databases: replay refuses them by default.
+    pub fn is_flush(&self) -> bool {
+        self.is("FLUSHALL") || self.is("FLUSHDB") || self.is("SWAPDB")
+    }
+}
+
+/// What the log holds, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Unit<'a> {
+    /// One command (never SELECT: that only changes the db of the commands after it).
+    One(Command<'a>),
+    /// MULTI, the commands, EXEC: to be applied together.
+    Multi(Vec<Command<'a>>),
+    /// A `#TS:` annotation: the unix time at this point of the log.
+    Timestamp(u64),
+}
+
+/// A log read up to a truncated tail that was allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cut {
+    /// Offset where loading stopped: the end of the last complete unit.
+    pub at: usize,
+    /// Bytes left out after it.
+    pub dropped: usize,
+    /// Why: an unfinished command, or a MULTI without EXEC.
+    pub why: String,
+}
+
+/// Why a log could not be read to its end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogError {
+    /// Where the problem is.
+    pub at: usize,
+    /// End of the last complete unit before it.
+    pub last_good: usize,
+    /// The data ends early (a crash, a copy cut short), as opposed to damaged bytes.
+    pub truncated: bool,
+    pub msg: String,
+}
+
+impl std::fmt::Display for LogError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "at byte {}: {} (the last complete command ends at byte {})", self.at, self.msg, self.last_good)
+    }
+}
+
+/// True for bytes that start with an RDB header (a snapshot, or an RDB-preamble AOF).
+pub fn is_rdb(data: &[u8]) -> bool {
+    data.starts_with(b"REDIS") || data.starts_with(b"VALKEY")
+}
+
+/// Reads a command log, handing each unit to `f` in order. With `allow_truncated`, a
+/// truncated tail ends the log where its last complete unit ends (reported as a [`Cut`]);
+/// damage is an error either way.
+pub fn read_log<'a>(
+    data: &'a [u8],
+    allow_truncated: bool,
+    mut f: impl FnMut(Unit<'a>),
+) -> Result<Option<Cut>, LogError> {
+    let mut scanner = Scanner::new(data);
+    let mut db = 0u64;
+    let mut multi: Option<(usize, Vec<Command<'a>>)> = None;
+    let mut last_good = 0usize;
+    loop {
+        let entry = match scanner.next_entry() {
+            Ok(Some(e)) => e,
+            Ok(None) => break,
+            Err(e) => {
+                let last_good = multi.as_ref().map_or(last_good, |(start, _)| *start);
+                if e.truncated && allow_truncated {
+                    return Ok(Some(Cut { at: last_good, dropped: data.len() - last_good, why: e.msg }));
+                }
+                return Err(LogError { at: e.at, last_good, truncated: e.truncated, msg: e.msg });
+            }
+        };
+        let (argv, start, end) = match entry {
+            Entry::Timestamp { unix, .. } => {
+                if multi.is_none() {
+                    f(Unit::Timestamp(unix));
+                }
+                continue;
+            }
+            Entry::Annotation { .. } => continue,
+            Entry::Command { argv, start, end } => (argv, start, end),
+        };
+        let cmd = Command { db, argv, raw: &data[start..end], offset: start };
+        let bad = |msg: String| LogError { at: start, last_good, truncated: false, msg };
+        if cmd.is("SELECT") {
+            db = cmd
+                .argv
+                .get(1)
+                .and_then(|a| std::str::from_utf8(a).ok())
+                .and_then(|s| s.parse::<u64>().ok())
+                .filter(|_| cmd.argv.len() == 2)
+                .ok_or_else(|| bad("SELECT without a valid database number".into()))?;
+            if multi.is_none() {
+                last_good = end;
+            }
+            continue;
+        }
+        if cmd.is("MULTI") {
+            if multi.is_some() {
+                return Err(bad("MULTI inside MULTI".into()));
+            }
+            multi = Some((start, vec![cmd]));
+            continue;
+        }
+        if cmd.is("EXEC") {
+            let Some((_, mut block)) = multi.take() else {
+                return Err(bad("EXEC without MULTI".into()));
+            };
+            block.push(cmd);
+            f(Unit::Multi(block));
+            last_good = end;
+            continue;
+        }
+        match &mut multi {
+            Some((_, block)) => block.push(cmd),
+            None => {
+                f(Unit::One(cmd));
+                last_good = end;
+            }
+        }
+    }
+    if let Some((start, _)) = multi {
+        let msg = "the log ends inside a MULTI that has no EXEC".to_string();
+        if allow_truncated {
+            return Ok(Some(Cut { at: start, dropped: data.len() - start, why: msg }));
+        }
+        return Err(LogError { at: start, last_good: start, truncated: true, msg });
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(args: &[&str]) -> Vec<u8> {
+        let mut out = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+        out
+    }
+
+    fn log(cmds: &[&[&str]]) -> Vec<u8> {
+        cmds.iter().flat_map(|c| cmd(c)).collect()
+    }
+
+    #[test]
+    fn selects_and_transactions() {
+        let data = log(&[&["SET", "a", "1"], &["SELECT", "3"], &["MULTI"], &["INCR", "b"], &["EXEC"], &["DEL", "a"]]);
+        let mut units = Vec::new();
+        assert_eq!(read_log(&data, false, |u| units.push(u)), Ok(None));
+        assert!(matches!(&units[0], Unit::One(c) if c.db == 0 && c.is("SET")));
+        assert!(matches!(&units[1], Unit::Multi(b) if b.len() == 3 && b.iter().all(|c| c.db == 3)));
+        assert!(matches!(&units[2], Unit::One(c) if c.db == 3 && c.is("DEL")));
+    }
+
+    #[test]
+    fn an_open_multi_at_the_end_is_a_truncation() {
+        let data = log(&[&["SET", "a", "1"], &["MULTI"], &["INCR", "b"]]);
+        let err = read_log(&data, false, |_| {}).unwrap_err();
+        assert!(err.truncated);
+        let first_end = cmd(&["SET", "a", "1"]).len();
+        assert_eq!(err.last_good, first_end);
+        let mut n = 0;
+        let cut = read_log(&data, true, |_| n += 1).unwrap().unwrap();
+        assert_eq!((n, cut.at, cut.dropped), (1, first_end, data.len() - first_end));
+    }
+
+    #[test]
+    fn a_cut_inside_a_command_loads_up_to_the_one_before() {
+        let data = log(&[&["SET", "a", "1"], &["SET", "b", "2"]]);
+        let first_end = cmd(&["SET", "a", "1"]).len();
+        for cut in first_end + 1..data.len() {
+            let err = read_log(&data[..cut], false, |_| {}).unwrap_err();
+            assert!(err.truncated && err.last_good == first_end, "cut {cut}: {err}");
+            let got = read_log(&data[..cut], true, |_| {}).unwrap().unwrap();
+            assert_eq!(got.at, first_end);
+        }
+    }
+}
