@@ -75,10 +75,10 @@ impl<'a> Scanner<'a> {
                 Ok(Some(Entry::Annotation { text: line, start }))
             }
             b'*' => {
-                let (line, mut p) = self.line(start, start + 1, "a command header")?;
-                let argc = parse_u64(line)
+                let (argc, mut p) = self.number_line(start, start + 1, "a command header")?;
+                let argc = Some(argc)
                     .filter(|&n| (1..=MAX_ARGC).contains(&n))
-                    .ok_or_else(|| self.corrupt(start, start, format!("bad argument count {:?}", lossy(line))))?;
+                    .ok_or_else(|| self.corrupt(start, start, format!("bad argument count {argc}")))?;
                 let mut argv = Vec::with_capacity(argc.min(64) as usize);
                 for _ in 0..argc {
                     match self.data.get(p) {
@@ -92,10 +92,10 @@ impl<'a> Scanner<'a> {
                             ))
                         }
                     }
-                    let (len_text, body) = self.line(start, p + 1, "an argument length")?;
-                    let len = parse_u64(len_text)
+                    let (len, body) = self.number_line(start, p + 1, "an argument length")?;
+                    let len = Some(len)
                         .filter(|&n| n <= MAX_BULK)
-                        .ok_or_else(|| self.corrupt(start, p, format!("bad argument length {:?}", lossy(len_text))))?
+                        .ok_or_else(|| self.corrupt(start, p, format!("bad argument length {len}")))?
                         as usize;
                     let end = body.checked_add(len).filter(|&e| e <= self.data.len());
                     let Some(end) = end else {
@@ -114,6 +114,27 @@ impl<'a> Scanner<'a> {
             }
             b => Err(self.corrupt(start, start, format!("expected '*' (a command) or '#', found byte {b:#04x}"))),
         }
+    }
+
+    /// A header line that holds a decimal number (`*3`, `$5` after the marker), parsed as
+    /// it is walked: the number and the offset after its CRLF. Falls back to the general
+    /// line reader for the error when the line is anything else.
+    #[inline]
+    fn number_line(&self, entry: usize, from: usize, what: &str) -> Result<(u64, usize), ScanError> {
+        let mut v: u64 = 0;
+        let mut i = from;
+        while let Some(&d) = self.data.get(i) {
+            if !d.is_ascii_digit() || i - from >= 19 {
+                break;
+            }
+            v = v * 10 + (d - b'0') as u64;
+            i += 1;
+        }
+        if i > from && self.data.get(i..i + 2) == Some(b"\r\n") {
+            return Ok((v, i + 2));
+        }
+        let (line, _) = self.line(entry, from, what)?;
+        Err(self.corrupt(entry, from, format!("{what} {:?} is not a number", lossy(line))))
     }
 
     /// The text of the CRLF-terminated line whose text starts at `from`, and the offset

@@ -132,7 +132,10 @@ struct LogSummary {
     first_ts: Option<u64>,
     last_ts: Option<u64>,
     timestamps: u64,
-    names: std::collections::HashMap<Vec<u8>, u64>,
+    /// Command names (upper-cased) and counts; few distinct ones, so a list scanned from
+    /// the last one found beats hashing every name.
+    names: Vec<(Vec<u8>, u64)>,
+    last_name: usize,
 }
 
 impl LogSummary {
@@ -141,17 +144,16 @@ impl LogSummary {
             self.commands += 1;
             *self.dbs.entry(c.db).or_default() += 1;
             self.flushes += c.is_flush() as u64;
-            let mut upper = [0u8; 32];
-            let n = c.argv[0].len();
-            if n <= upper.len() {
-                upper[..n].copy_from_slice(c.argv[0]);
-                upper[..n].make_ascii_uppercase();
-                match self.names.get_mut(&upper[..n]) {
-                    Some(count) => *count += 1,
-                    None => {
-                        self.names.insert(upper[..n].to_vec(), 1);
-                    }
-                }
+            let name = c.argv[0];
+            let hit = |(n, _): &(Vec<u8>, u64)| n.len() == name.len() && n.eq_ignore_ascii_case(name);
+            if self.names.get(self.last_name).is_some_and(hit) {
+                self.names[self.last_name].1 += 1;
+            } else if let Some(i) = self.names.iter().position(hit) {
+                self.names[i].1 += 1;
+                self.last_name = i;
+            } else if self.names.len() < 4096 {
+                self.names.push((name.to_ascii_uppercase(), 1));
+                self.last_name = self.names.len() - 1;
             }
         };
         match unit {
@@ -176,7 +178,7 @@ impl LogSummary {
         for (db, n) in &self.dbs {
             let _ = writeln!(o, "  db {db}: {n} commands");
         }
-        let mut names: Vec<(&Vec<u8>, &u64)> = self.names.iter().collect();
+        let mut names: Vec<(&Vec<u8>, &u64)> = self.names.iter().map(|(n, c)| (n, c)).collect();
         names.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
         let top: Vec<String> =
             names.iter().take(10).map(|(n, c)| format!("{}×{c}", String::from_utf8_lossy(n))).collect();
