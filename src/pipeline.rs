@@ -143,26 +143,16 @@ pub fn run<'a, T: Send>(
     let parser = Parser::new(data)?;
     let header = parser.header();
     let skimmer = Skimmer { parser: parser.skim(true), len: data.len(), batch: plan.batch_bytes.max(1), done: false };
-    // One thread, or a file that fits in one batch: no pool to start.
-    if plan.threads <= 1 || data.len() <= plan.batch_bytes {
+    // One thread, a file that fits in one batch, or no threads to be had: the same
+    // work, on this thread.
+    let parallel = plan.threads > 1 && data.len() > plan.batch_bytes;
+    let Some(pool) = parallel.then(|| pool(plan.threads)).flatten() else {
         for span in skimmer {
             if !deliver(work(header, &span)) {
                 break;
             }
         }
         return Ok(());
-    }
-    let pool = match pool(plan.threads) {
-        Some(p) => p,
-        None => {
-            // No threads to be had: the same work, on this thread.
-            for span in skimmer {
-                if !deliver(work(header, &span)) {
-                    break;
-                }
-            }
-            return Ok(());
-        }
     };
     // One batch beyond the workers, so that none waits while the writer writes; more
     // would only hold more output in memory.

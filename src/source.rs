@@ -122,6 +122,14 @@ pub fn expand_inputs(paths: &[PathBuf]) -> std::io::Result<Vec<InputFile>> {
 
 /// The files a manifest lists, in load order; every one must exist.
 fn multipart(manifest: &Path) -> std::io::Result<Vec<InputFile>> {
+    // A manifest is a few lines; a huge file under that name is not one to read whole.
+    const MAX_MANIFEST: u64 = 4 << 20;
+    if std::fs::metadata(manifest)?.len() > MAX_MANIFEST {
+        return Err(std::io::Error::other(format!(
+            "{}: larger than {MAX_MANIFEST} bytes, not an AOF manifest",
+            manifest.display()
+        )));
+    }
     let text = std::fs::read(manifest)?;
     let m = crate::aof::manifest::parse(&text)
         .map_err(|e| std::io::Error::other(format!("{}: {e}", manifest.display())))?;

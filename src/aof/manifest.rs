@@ -120,67 +120,20 @@ fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
         }
         let mut cur = Vec::new();
         match line[i] {
-            b'"' => {
+            q @ (b'"' | b'\'') => {
                 i += 1;
                 loop {
                     let c = *line.get(i)?;
-                    match c {
-                        b'\\'
-                            if i + 3 < line.len()
-                                && line[i + 1] == b'x'
-                                && line[i + 2].is_ascii_hexdigit()
-                                && line[i + 3].is_ascii_hexdigit() =>
-                        {
-                            let hex = std::str::from_utf8(&line[i + 2..i + 4]).ok()?;
-                            cur.push(u8::from_str_radix(hex, 16).ok()?);
-                            i += 4;
+                    if c == q {
+                        i += 1;
+                        if i < line.len() && !line[i].is_ascii_whitespace() {
+                            return None;
                         }
-                        b'\\' if i + 1 < line.len() => {
-                            cur.push(match line[i + 1] {
-                                b'n' => b'\n',
-                                b'r' => b'\r',
-                                b't' => b'\t',
-                                b'b' => 8,
-                                b'a' => 7,
-                                other => other,
-                            });
-                            i += 2;
-                        }
-                        b'"' => {
-                            i += 1;
-                            if i < line.len() && !line[i].is_ascii_whitespace() {
-                                return None;
-                            }
-                            break;
-                        }
-                        _ => {
-                            cur.push(c);
-                            i += 1;
-                        }
+                        break;
                     }
-                }
-            }
-            b'\'' => {
-                i += 1;
-                loop {
-                    let c = *line.get(i)?;
-                    match c {
-                        b'\\' if line.get(i + 1) == Some(&b'\'') => {
-                            cur.push(b'\'');
-                            i += 2;
-                        }
-                        b'\'' => {
-                            i += 1;
-                            if i < line.len() && !line[i].is_ascii_whitespace() {
-                                return None;
-                            }
-                            break;
-                        }
-                        _ => {
-                            cur.push(c);
-                            i += 1;
-                        }
-                    }
+                    let (byte, used) = if c == b'\\' { unescape(&line[i..], q) } else { (c, 1) };
+                    cur.push(byte);
+                    i += used;
                 }
             }
             _ => {
@@ -191,6 +144,32 @@ fn split_args(line: &[u8]) -> Option<Vec<Vec<u8>>> {
             }
         }
         out.push(cur);
+    }
+}
+
+/// The byte a backslash sequence at the start of `s` stands for inside quotes `q`, and how
+/// many bytes it takes. Single quotes know only `\'`; double quotes know `\xHH` and the
+/// C letters. An unknown escape stands for the escaped byte; a lone backslash for itself.
+fn unescape(s: &[u8], q: u8) -> (u8, usize) {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    match (q, s.get(1).copied()) {
+        (b'\'', Some(b'\'')) => (b'\'', 2),
+        (b'\'', _) | (_, None) => (b'\\', 1),
+        (_, Some(b'x')) => match (s.get(2).copied().and_then(hex), s.get(3).copied().and_then(hex)) {
+            (Some(h), Some(l)) => (h << 4 | l, 4),
+            _ => (b'x', 2),
+        },
+        (_, Some(c)) => (
+            match c {
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'b' => 8,
+                b'a' => 7,
+                other => other,
+            },
+            2,
+        ),
     }
 }
 
@@ -215,6 +194,14 @@ mod tests {
     fn quoted_names() {
         let m = parse(b"file \" file seq \\n\\n.aof .2.base.rdb\" seq 2 type b\n").unwrap();
         assert_eq!(m.base.unwrap().name, " file seq \n\n.aof .2.base.rdb");
+    }
+
+    #[test]
+    fn escapes() {
+        let args = split_args(br#"a "b\x41\n\"c" 'd\'e\n' "\q""#).unwrap();
+        assert_eq!(args, [&b"a"[..], b"bA\n\"c", b"d'e\\n", b"q"]);
+        assert!(split_args(br#""open"#).is_none());
+        assert!(split_args(br#""a"b"#).is_none());
     }
 
     #[test]

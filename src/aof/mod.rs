@@ -87,18 +87,20 @@ pub fn is_rdb(data: &[u8]) -> bool {
 
 /// Reads a command log, handing each unit to `f` in order. With `allow_truncated`, a
 /// truncated tail ends the log where its last complete unit ends (reported as a [`Cut`]);
-/// damage is an error either way.
+/// damage is an error either way. Units are lent, so that a single command's argument
+/// vector is reused for the next one.
 pub fn read_log<'a>(
     data: &'a [u8],
     allow_truncated: bool,
-    mut f: impl FnMut(Unit<'a>),
+    mut f: impl FnMut(&Unit<'a>),
 ) -> Result<Option<Cut>, LogError> {
     let mut scanner = Scanner::new(data);
+    let mut argv: Vec<&'a [u8]> = Vec::new();
     let mut db = 0u64;
     let mut multi: Option<(usize, Vec<Command<'a>>)> = None;
     let mut last_good = 0usize;
     loop {
-        let entry = match scanner.next_entry() {
+        let entry = match scanner.next_entry(&mut argv) {
             Ok(Some(e)) => e,
             Ok(None) => break,
             Err(e) => {
@@ -109,17 +111,17 @@ pub fn read_log<'a>(
                 return Err(LogError { at: e.at, last_good, truncated: e.truncated, msg: e.msg });
             }
         };
-        let (argv, start, end) = match entry {
+        let (start, end) = match entry {
             Entry::Timestamp { unix, .. } => {
                 if multi.is_none() {
-                    f(Unit::Timestamp(unix));
+                    f(&Unit::Timestamp(unix));
                 }
                 continue;
             }
             Entry::Annotation { .. } => continue,
-            Entry::Command { argv, start, end } => (argv, start, end),
+            Entry::Command { start, end } => (start, end),
         };
-        let cmd = Command { db, argv, raw: &data[start..end], offset: start };
+        let cmd = Command { db, argv: std::mem::take(&mut argv), raw: &data[start..end], offset: start };
         let bad = |msg: String| LogError { at: start, last_good, truncated: false, msg };
         if cmd.is("SELECT") {
             db = cmd
@@ -132,6 +134,7 @@ pub fn read_log<'a>(
             if multi.is_none() {
                 last_good = end;
             }
+            argv = cmd.argv;
             continue;
         }
         if cmd.is("MULTI") {
@@ -146,14 +149,18 @@ pub fn read_log<'a>(
                 return Err(bad("EXEC without MULTI".into()));
             };
             block.push(cmd);
-            f(Unit::Multi(block));
+            f(&Unit::Multi(block));
             last_good = end;
             continue;
         }
         match &mut multi {
             Some((_, block)) => block.push(cmd),
             None => {
-                f(Unit::One(cmd));
+                let unit = Unit::One(cmd);
+                f(&unit);
+                if let Unit::One(cmd) = unit {
+                    argv = cmd.argv; // the vector goes back to the scanner
+                }
                 last_good = end;
             }
         }
@@ -188,7 +195,7 @@ mod tests {
     fn selects_and_transactions() {
         let data = log(&[&["SET", "a", "1"], &["SELECT", "3"], &["MULTI"], &["INCR", "b"], &["EXEC"], &["DEL", "a"]]);
         let mut units = Vec::new();
-        assert_eq!(read_log(&data, false, |u| units.push(u)), Ok(None));
+        assert_eq!(read_log(&data, false, |u| units.push(u.clone())), Ok(None));
         assert!(matches!(&units[0], Unit::One(c) if c.db == 0 && c.is("SET")));
         assert!(matches!(&units[1], Unit::Multi(b) if b.len() == 3 && b.iter().all(|c| c.db == 3)));
         assert!(matches!(&units[2], Unit::One(c) if c.db == 3 && c.is("DEL")));

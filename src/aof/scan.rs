@@ -16,8 +16,9 @@ const MAX_LINE: usize = 1 << 16;
 /// One entry of the log, borrowing from the file.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry<'a> {
-    /// A command: its arguments and its byte span `start..end` in the data scanned.
-    Command { argv: Vec<&'a [u8]>, start: usize, end: usize },
+    /// A command (its arguments are in the vector given to `next_entry`) and its byte
+    /// span `start..end` in the data scanned.
+    Command { start: usize, end: usize },
     /// A `#TS:<unix seconds>` annotation.
     Timestamp { unix: u64, start: usize },
     /// Any other `#` line.
@@ -59,8 +60,9 @@ impl<'a> Scanner<'a> {
         self.pos
     }
 
-    /// The next entry; `Ok(None)` at the end of the data.
-    pub fn next_entry(&mut self) -> Result<Option<Entry<'a>>, ScanError> {
+    /// The next entry; `Ok(None)` at the end of the data. A command's arguments replace
+    /// the contents of `argv` (one vector reused for every command: no allocation each).
+    pub fn next_entry(&mut self, argv: &mut Vec<&'a [u8]>) -> Result<Option<Entry<'a>>, ScanError> {
         let start = self.pos;
         let Some(&first) = self.data.get(start) else { return Ok(None) };
         match first {
@@ -79,7 +81,7 @@ impl<'a> Scanner<'a> {
                 let argc = Some(argc)
                     .filter(|&n| (1..=MAX_ARGC).contains(&n))
                     .ok_or_else(|| self.corrupt(start, start, format!("bad argument count {argc}")))?;
-                let mut argv = Vec::with_capacity(argc.min(64) as usize);
+                argv.clear();
                 for _ in 0..argc {
                     match self.data.get(p) {
                         None => return Err(self.truncated(start, p, "the data ends inside a command")),
@@ -110,7 +112,7 @@ impl<'a> Scanner<'a> {
                     p = end + 2;
                 }
                 self.pos = p;
-                Ok(Some(Entry::Command { argv, start, end: p }))
+                Ok(Some(Entry::Command { start, end: p }))
             }
             b => Err(self.corrupt(start, start, format!("expected '*' (a command) or '#', found byte {b:#04x}"))),
         }
@@ -174,11 +176,17 @@ fn lossy(b: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn all(data: &[u8]) -> Result<Vec<Entry<'_>>, ScanError> {
+    /// An entry and its arguments (empty for annotations).
+    type Scanned<'a> = (Entry<'a>, Vec<&'a [u8]>);
+
+    /// Every entry, with the arguments of each.
+    fn all(data: &[u8]) -> Result<Vec<Scanned<'_>>, ScanError> {
         let mut s = Scanner::new(data);
         let mut out = Vec::new();
-        while let Some(e) = s.next_entry()? {
-            out.push(e);
+        let mut argv = Vec::new();
+        while let Some(e) = s.next_entry(&mut argv)? {
+            let args = if matches!(e, Entry::Command { .. }) { argv.clone() } else { Vec::new() };
+            out.push((e, args));
         }
         Ok(out)
     }
@@ -187,9 +195,9 @@ mod tests {
     fn commands_annotations_and_binary_values() {
         let data = b"#TS:1700000000\r\n*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$4\r\n*\r\n$\r\n";
         let e = all(data).unwrap();
-        assert_eq!(e[0], Entry::Timestamp { unix: 1_700_000_000, start: 0 });
-        assert!(matches!(&e[1], Entry::Command { argv, .. } if argv == &[&b"SELECT"[..], b"0"]));
-        assert!(matches!(&e[2], Entry::Command { argv, end, .. } if argv[2] == b"*\r\n$" && *end == data.len()));
+        assert_eq!(e[0].0, Entry::Timestamp { unix: 1_700_000_000, start: 0 });
+        assert!(matches!(&e[1], (Entry::Command { .. }, argv) if argv == &[&b"SELECT"[..], b"0"]));
+        assert!(matches!(&e[2], (Entry::Command { end, .. }, argv) if argv[2] == b"*\r\n$" && *end == data.len()));
     }
 
     #[test]

@@ -139,7 +139,7 @@ struct LogSummary {
 }
 
 impl LogSummary {
-    fn add(&mut self, unit: aof::Unit<'_>) {
+    fn add(&mut self, unit: &aof::Unit<'_>) {
         let mut one = |c: &aof::Command<'_>| {
             self.commands += 1;
             *self.dbs.entry(c.db).or_default() += 1;
@@ -157,15 +157,15 @@ impl LogSummary {
             }
         };
         match unit {
-            aof::Unit::One(c) => one(&c),
+            aof::Unit::One(c) => one(c),
             aof::Unit::Multi(block) => {
                 self.multi += 1;
                 block.iter().for_each(one);
             }
             aof::Unit::Timestamp(t) => {
                 self.timestamps += 1;
-                self.first_ts.get_or_insert(t);
-                self.last_ts = Some(t);
+                self.first_ts.get_or_insert(*t);
+                self.last_ts = Some(*t);
             }
         }
     }

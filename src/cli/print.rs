@@ -437,7 +437,7 @@ pub fn print_log<W: Write>(
             aof::Unit::Timestamp(_) => {}
             aof::Unit::One(c) => {
                 if f.accepts_db(c.db) {
-                    emit(&c, &mut buf, out);
+                    emit(c, &mut buf, out);
                 } else {
                     out.counts.filtered += 1;
                 }

@@ -43,21 +43,59 @@ pub fn decompress_append(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Re
     let base = out.len();
     // Reserve what the input can plausibly expand to, never the declared length blindly.
     out.reserve(declared.min(input.len().saturating_mul(4)).max(16));
+    let result = walk(input, declared, |op| match op {
+        Op::Literal(bytes) => out.extend_from_slice(bytes),
+        Op::Copy { back, len } => {
+            let start = out.len() - back;
+            if back >= len {
+                out.extend_from_within(start..start + len);
+            } else {
+                // Overlapping copy: each byte may be one this copy just wrote.
+                for k in 0..len {
+                    let b = out[start + k];
+                    out.push(b);
+                }
+            }
+        }
+    });
+    debug_assert!(result.is_err() || out.len() - base == declared);
+    result
+}
+
+/// Checks that `input` expands to exactly `declared` bytes without producing them: the
+/// same walk as [`decompress_append`], counting instead of copying. After it succeeds,
+/// expanding the same input cannot fail.
+pub fn validate(input: &[u8], declared: usize) -> Result<(), LzfError> {
+    walk(input, declared, |_| {})
+}
+
+/// One LZF instruction, already checked against the input and the output so far.
+enum Op<'a> {
+    Literal(&'a [u8]),
+    /// Copy `len` bytes starting `back` bytes before the end of the output.
+    Copy {
+        back: usize,
+        len: usize,
+    },
+}
+
+/// The walk over the instructions that both expansion and validation use: every
+/// instruction is checked (complete in the input, a back-reference inside what has been
+/// produced, the output never past `declared`) before it is handed to `apply`.
+#[inline(always)]
+fn walk<'a>(input: &'a [u8], declared: usize, mut apply: impl FnMut(Op<'a>)) -> Result<(), LzfError> {
+    let mut produced = 0usize;
     let mut i = 0usize;
     while i < input.len() {
         let ctrl = input[i] as usize;
         let at = i;
         i += 1;
-        let produced = out.len() - base;
-        if ctrl < 32 {
+        let (op, n) = if ctrl < 32 {
             // Literal run of ctrl + 1 bytes.
             let run = ctrl + 1;
             let lit = input.get(i..i + run).ok_or(LzfError::InputTruncated { at })?;
-            if produced + run > declared {
-                return Err(LzfError::LengthMismatch { produced: produced + run, declared });
-            }
-            out.extend_from_slice(lit);
             i += run;
+            (Op::Literal(lit), run)
         } else {
             let mut len = ctrl >> 5;
             if len == 7 {
@@ -67,64 +105,16 @@ pub fn decompress_append(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Re
             let low = *input.get(i).ok_or(LzfError::InputTruncated { at })? as usize;
             i += 1;
             let back = ((ctrl & 0x1f) << 8) + low + 1;
-            let copy = len + 2;
             if back > produced {
                 return Err(LzfError::BadBackReference { at });
             }
-            if produced + copy > declared {
-                return Err(LzfError::LengthMismatch { produced: produced + copy, declared });
-            }
-            let start = out.len() - back;
-            if back >= copy {
-                out.extend_from_within(start..start + copy);
-            } else {
-                // Overlapping copy: each byte may be one this copy just wrote.
-                for k in 0..copy {
-                    let b = out[start + k];
-                    out.push(b);
-                }
-            }
-        }
-    }
-    if out.len() - base != declared {
-        return Err(LzfError::LengthMismatch { produced: out.len() - base, declared });
-    }
-    Ok(())
-}
-
-/// Checks that `input` expands to exactly `declared` bytes without producing them: the
-/// same walk as [`decompress_append`], counting instead of copying. After it succeeds,
-/// expanding the same input cannot fail.
-pub fn validate(input: &[u8], declared: usize) -> Result<(), LzfError> {
-    let mut produced = 0usize;
-    let mut i = 0usize;
-    while i < input.len() {
-        let ctrl = input[i] as usize;
-        let at = i;
-        i += 1;
-        if ctrl < 32 {
-            let run = ctrl + 1;
-            if i + run > input.len() {
-                return Err(LzfError::InputTruncated { at });
-            }
-            produced += run;
-            i += run;
-        } else {
-            let mut len = ctrl >> 5;
-            if len == 7 {
-                len += *input.get(i).ok_or(LzfError::InputTruncated { at })? as usize;
-                i += 1;
-            }
-            let low = *input.get(i).ok_or(LzfError::InputTruncated { at })? as usize;
-            i += 1;
-            if ((ctrl & 0x1f) << 8) + low + 1 > produced {
-                return Err(LzfError::BadBackReference { at });
-            }
-            produced += len + 2;
-        }
+            (Op::Copy { back, len: len + 2 }, len + 2)
+        };
+        produced += n;
         if produced > declared {
             return Err(LzfError::LengthMismatch { produced, declared });
         }
+        apply(op);
     }
     if produced != declared {
         return Err(LzfError::LengthMismatch { produced, declared });

@@ -82,20 +82,9 @@ impl RedisServer {
         if let Some(rdb) = rdb {
             std::fs::copy(rdb, dir.path().join("dump.rdb")).unwrap();
         }
-        let port = free_port();
-        let child = Command::new(server_bin(version))
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
-            .args(["--dbfilename", "dump.rdb", "--dir"])
-            .arg(dir.path())
-            .args(["--logfile", "redis.log"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        let mut server = RedisServer { child, port, dir };
-        server.wait_ready();
-        server
+        let mut args = vec!["--appendonly".to_string(), "no".to_string()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        RedisServer::spawn(version, dir, &args)
     }
 
     /// Starts `version` with appendonly on a copy of `aof` (a file, or an appendonlydir).
@@ -116,13 +105,18 @@ impl RedisServer {
             args.extend(["--appendfilename".to_string(), name]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));
+        RedisServer::spawn(version, dir, &args)
+    }
+
+    /// Starts `version` on a free loopback port in `dir`, with `args` after the common ones.
+    fn spawn(version: &str, dir: tempfile::TempDir, args: &[String]) -> RedisServer {
         let port = free_port();
         let child = Command::new(server_bin(version))
             .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", ""])
             .args(["--dbfilename", "dump.rdb", "--dir"])
             .arg(dir.path())
             .args(["--logfile", "redis.log"])
-            .args(&args)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
