@@ -8,6 +8,7 @@
 //! - [`translate`] turns records into the commands that recreate them (RESP).
 //! - [`resp`] encodes RESP.
 //! - [`pipeline`] splits a file into batches decoded in parallel, delivered in order.
+//! - [`replay`] loads the stream into Redis or twemproxy over N pipelined connections.
 
 pub mod aof;
 pub mod cli;
@@ -16,6 +17,7 @@ pub mod glob;
 pub mod output;
 pub mod pipeline;
 pub mod rdb;
+pub mod replay;
 pub mod resp;
 pub mod source;
 pub mod translate;

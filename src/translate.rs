@@ -252,6 +252,15 @@ impl Translator {
         t
     }
 
+    /// A translator that never SELECTs: its caller routes each record's commands to a
+    /// connection that is on the record's db (replay).
+    pub fn unselected(cfg: Config, vendor: Vendor, rdb_version: u32) -> Translator {
+        let mut t = Translator::new(cfg);
+        t.set_source(vendor, rdb_version);
+        t.selected = None;
+        t
+    }
+
     /// For a batch translator that wrote any record: the db its output starts on and the
     /// db it ends on.
     pub fn batch_dbs(&self) -> Option<(u64, u64)> {
@@ -321,6 +330,14 @@ impl Translator {
             (self.selected, self.deferred, self.entry_db) = select_before;
         }
         ok
+    }
+
+    /// Takes back a key whose `commands` commands (already written by [`Translator::record`])
+    /// the caller could not send, and counts it as refused.
+    pub fn retract(&mut self, key: &Str<'_>, commands: u64, why: String) {
+        self.stats.keys -= 1;
+        self.stats.commands -= commands;
+        self.stats.refuse(key, why);
     }
 
     /// A reason the key cannot be sent at all: an element over the 512 MB bulk limit.

@@ -6,4 +6,5 @@ mod aof;
 mod bad_input;
 mod cli;
 mod oracle;
+mod replay;
 mod translate;

@@ -39,7 +39,7 @@ pub(crate) fn pipe_args(server: &RedisServer, args: &[&str]) -> (String, i32) {
 }
 
 /// The count on the report line that ends with `what`.
-fn reported(report: &str, what: &str) -> u64 {
+pub(crate) fn reported(report: &str, what: &str) -> u64 {
     report.lines().find(|l| l.contains(what)).and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0)
 }
 
@@ -64,7 +64,7 @@ pub(crate) fn functions(con: &mut redis::Connection) -> BTreeSet<Vec<u8>> {
 
 /// What commands cannot carry: consumer times, and PEL entries of deleted messages.
 /// Returns how many such PEL entries `loaded` had.
-fn forget_what_commands_cannot_carry(loaded: &mut KeyMap, piped: &mut KeyMap) -> u64 {
+pub(crate) fn forget_what_commands_cannot_carry(loaded: &mut KeyMap, piped: &mut KeyMap) -> u64 {
     let mut removed = 0;
     for (map, count) in [(loaded, true), (piped, false)] {
         for (view, _) in map.values_mut() {

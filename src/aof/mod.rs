@@ -7,6 +7,7 @@
 //! offset of the last complete unit, or (when allowed) the end of what is loaded, as
 //! Redis's `aof-load-truncated` does.
 
+pub mod keys;
 pub mod manifest;
 pub mod scan;
 

@@ -45,6 +45,23 @@ pub struct Summary {
     slot_info: u64,
 }
 
+impl Summary {
+    /// The databases that hold keys.
+    pub fn dbs(&self) -> impl Iterator<Item = u64> + '_ {
+        self.dbs.keys().copied()
+    }
+
+    /// Function libraries and Lua scripts in the file.
+    pub fn functions_and_scripts(&self) -> u64 {
+        self.functions.len() as u64 + self.scripts
+    }
+
+    /// Bytes after the RDB's end (an AOF's commands after a preamble).
+    pub fn trailing(&self) -> usize {
+        self.trailing
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let files = args.input.files()?;
     let mut worst = super::EXIT_OK;

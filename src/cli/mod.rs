@@ -4,6 +4,7 @@
 pub mod check;
 pub mod docs;
 pub mod print;
+pub mod replay;
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -39,6 +40,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    Replay(replay::Args),
     Check(check::Args),
     Print(print::Args),
     Man(docs::ManArgs),
@@ -47,6 +49,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Replay(a) => replay::run(a),
         Command::Check(a) => check::run(a),
         Command::Print(a) => print::run(a),
         Command::Man(a) => docs::run_man(a),

@@ -28,6 +28,9 @@ pub enum Format {
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModeArg {
+    /// replay: RESTORE where the destination takes the payload, commands for the rest;
+    /// print: commands
+    Auto,
     /// SET/RPUSH/SADD/ZADD/HSET/XADD… chunked; works everywhere
     Commands,
     /// RESTORE of the raw value: fastest and exact (PEL, consumer times, modules)
@@ -60,12 +63,13 @@ pub struct Args {
 #[derive(clap::Args, Debug, Clone)]
 #[command(next_help_heading = "Commands (--format resp)")]
 pub struct TranslateArgs {
-    /// commands: per-type commands; restore: RESTORE payloads
-    #[arg(long, value_enum, default_value = "commands")]
-    pub mode: ModeArg,
+    /// How keys travel [default: commands for print, auto for replay]
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
     /// Redis version of the destination (decides ENTRIESREAD, field TTLs, RESTORE versions)
-    #[arg(long, value_name = "X.Y", default_value_t = crate::translate::Version::LATEST.to_string())]
-    pub target_version: String,
+    /// [default: print: the newest known; replay: asked of the destination]
+    #[arg(long, value_name = "X.Y")]
+    pub target_version: Option<String>,
     /// Most elements in one command
     #[arg(long, value_name = "N", default_value_t = 256)]
     pub max_args: usize,
@@ -84,15 +88,24 @@ pub struct TranslateArgs {
 }
 
 impl TranslateArgs {
+    /// `--target-version`, when given.
+    pub fn target(&self) -> anyhow::Result<Option<crate::translate::Version>> {
+        self.target_version
+            .as_ref()
+            .map(|t| {
+                crate::translate::Version::parse(t)
+                    .ok_or_else(|| anyhow::anyhow!("--target-version {t:?}: expected a version like 7.2"))
+            })
+            .transpose()
+    }
+
     pub fn to_config(&self, keep_expired: bool, now_ms: i64) -> anyhow::Result<crate::translate::Config> {
         use crate::translate::{Config, Mode, Version};
-        let target = Version::parse(&self.target_version).ok_or_else(|| {
-            anyhow::anyhow!("--target-version {:?}: expected a version like 7.2", self.target_version)
-        })?;
+        let target = self.target()?.unwrap_or(Version::LATEST);
         Ok(Config {
             mode: match self.mode {
-                ModeArg::Commands => Mode::Commands,
-                ModeArg::Restore => Mode::Restore,
+                None | Some(ModeArg::Auto | ModeArg::Commands) => Mode::Commands,
+                Some(ModeArg::Restore) => Mode::Restore,
             },
             target,
             max_args: self.max_args.max(1),

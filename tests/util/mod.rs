@@ -73,6 +73,8 @@ pub struct RedisServer {
     child: Child,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    version: String,
+    args: Vec<String>,
 }
 
 impl RedisServer {
@@ -109,9 +111,16 @@ impl RedisServer {
     }
 
     /// Starts `version` on a free loopback port in `dir`, with `args` after the common ones.
-    fn spawn(version: &str, dir: tempfile::TempDir, args: &[String]) -> RedisServer {
+    pub(crate) fn spawn(version: &str, dir: tempfile::TempDir, args: &[String]) -> RedisServer {
         let port = free_port();
-        let child = Command::new(server_bin(version))
+        let child = RedisServer::launch(version, &dir, port, args);
+        let mut server = RedisServer { child, port, dir, version: version.to_string(), args: args.to_vec() };
+        server.wait_ready();
+        server
+    }
+
+    fn launch(version: &str, dir: &tempfile::TempDir, port: u16, args: &[String]) -> Child {
+        Command::new(server_bin(version))
             .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", ""])
             .args(["--dbfilename", "dump.rdb", "--dir"])
             .arg(dir.path())
@@ -120,10 +129,19 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("start redis-server");
-        let mut server = RedisServer { child, port, dir };
-        server.wait_ready();
-        server
+            .expect("start redis-server")
+    }
+
+    /// SIGKILLs the server (no save, no goodbye).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and dir, with the same arguments.
+    pub fn restart(&mut self) {
+        self.child = RedisServer::launch(&self.version, &self.dir, self.port, &self.args);
+        self.wait_ready();
     }
 
     /// The server's log so far.
@@ -140,8 +158,11 @@ impl RedisServer {
             }
             if let Ok(client) = redis::Client::open(self.url()) {
                 if let Ok(mut c) = client.get_connection() {
-                    if redis::cmd("PING").query::<String>(&mut c).is_ok() {
-                        return;
+                    match redis::cmd("PING").query::<String>(&mut c) {
+                        Ok(_) => return,
+                        // Up, and asking for a password (--requirepass).
+                        Err(e) if e.code() == Some("NOAUTH") => return,
+                        Err(_) => {}
                     }
                 }
             }
@@ -160,6 +181,60 @@ impl RedisServer {
 }
 
 impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nutcracker (twemproxy) in front of `backends`, on a free port; killed on drop.
+pub struct Twemproxy {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Twemproxy {
+    pub fn start(backends: &[&RedisServer]) -> Twemproxy {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut conf = format!(
+            "pool:\n  listen: 127.0.0.1:{port}\n  hash: fnv1a_64\n  distribution: ketama\n  redis: true\n  \
+             auto_eject_hosts: false\n  timeout: 10000\n  servers:\n"
+        );
+        for b in backends {
+            conf.push_str(&format!("   - 127.0.0.1:{}:1\n", b.port));
+        }
+        let path = dir.path().join("nutcracker.yml");
+        std::fs::write(&path, conf).unwrap();
+        let child = Command::new("nutcracker")
+            .arg("-c")
+            .arg(&path)
+            .args(["-s", &free_port().to_string(), "-o"])
+            .arg(dir.path().join("nutcracker.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nutcracker (apt-get install nutcracker)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 16];
+                if s.write_all(b"*1\r\n$4\r\nPING\r\n").is_ok()
+                    && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+                {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "nutcracker did not become ready on {port}");
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        Twemproxy { child, port, _dir: dir }
+    }
+}
+
+impl Drop for Twemproxy {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

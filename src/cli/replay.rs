@@ -1,0 +1,341 @@
+//! `redis-migration replay -rdb dump.rdb -aof appendonly.aof -dip HOST -dport PORT`:
+//! load snapshots and command logs into a standalone Redis or twemproxy over N
+//! pipelined connections. Arguments become a `replay::Config`; the work is in
+//! `crate::replay`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+use crate::replay::{self, DestKind, Endpoint, OnExisting};
+use crate::source::{display_name, Source};
+use crate::translate::Mode;
+
+use super::print::{ModeArg, TranslateArgs};
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KindArg {
+    /// Ask the destination (SELECT 0: Redis answers, twemproxy closes the connection)
+    Auto,
+    Standalone,
+    Twemproxy,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExistingArg {
+    /// The key ends equal to the source's
+    Replace,
+    /// Leave the destination's key alone, and the AOF's commands on it
+    Skip,
+    /// Refuse the key and report it (exit 1)
+    Error,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+/// Load RDB snapshots and AOFs into Redis or twemproxy over N pipelined connections
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+redis-migration replay -rdb dump.rdb -aof appendonly.aof -dip 10.0.0.5 -dport 6379 -client 8\n  \
+redis-migration replay dump.rdb --to redis://default:secret@127.0.0.1:6380 --dry-run\n\n\
+The destination is probed before anything is written (SET/DUMP/DEL of a probe key gives its \
+RDB version; SELECT 0 tells Redis from twemproxy). The input is verified first (checksum, \
+structure, AOF tail; --no-precheck skips it). Keys are sharded over the connections by hash \
+slot, so each key's commands stay in order; AOF commands whose keys span connections run alone.\n\n\
+The password is taken from --to, -dauth, --target-password-file or \
+REDISMIGRATION_TARGET_PASSWORD, in that order, and never printed.\n\n\
+Exit status: 0 everything applied; 1 the replay ran to its end but the destination rejected \
+commands or keys were refused (see the report); 2 it could not be done.")]
+pub struct Args {
+    #[command(flatten)]
+    pub input: super::InputArgs,
+    /// Destination URL: redis://[user[:password]@]host[:port][/db] (db: where source db 0 goes)
+    #[arg(long, value_name = "URL", help_heading = "Destination")]
+    pub to: Option<String>,
+    /// Destination host (the original tool's -dip)
+    #[arg(long = "dip", value_name = "HOST", default_value = "127.0.0.1", help_heading = "Destination")]
+    pub dip: String,
+    /// Destination port (the original tool's -dport)
+    #[arg(long = "dport", value_name = "PORT", default_value_t = 6379, help_heading = "Destination")]
+    pub dport: u16,
+    /// Destination password (the original tool's -dauth)
+    #[arg(long = "dauth", value_name = "PASSWORD", hide_default_value = true, help_heading = "Destination")]
+    pub dauth: Option<String>,
+    /// ACL user name for AUTH
+    #[arg(long, value_name = "USER", help_heading = "Destination")]
+    pub user: Option<String>,
+    /// Read the destination password from this file (first line)
+    #[arg(long, value_name = "FILE", help_heading = "Destination")]
+    pub target_password_file: Option<PathBuf>,
+    /// What the destination is
+    #[arg(long, value_enum, default_value = "auto", help_heading = "Destination")]
+    pub dest_kind: KindArg,
+    /// Connections to the destination (the original tool's -client)
+    #[arg(short = 'n', long = "connections", visible_alias = "client", value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..=1024), help_heading = "Destination")]
+    pub connections: u16,
+    /// Most commands sent and not yet answered, per connection
+    #[arg(long, value_name = "N", default_value_t = 1000, help_heading = "Destination")]
+    pub pipeline: usize,
+    /// Keep trying a lost connection this many seconds
+    #[arg(long, value_name = "SECS", default_value_t = 60, help_heading = "Destination")]
+    pub retry_for: u64,
+    /// Send source db SRC to destination db DST (repeat or comma-separate); twemproxy has only db 0
+    #[arg(long, value_name = "SRC:DST", value_delimiter = ',')]
+    pub db_map: Vec<String>,
+    /// What to do with keys the destination already has
+    #[arg(long, value_enum, default_value = "replace")]
+    pub on_existing: ExistingArg,
+    /// Send the AOF's FLUSHALL / FLUSHDB / SWAPDB (refused by default)
+    #[arg(long)]
+    pub allow_flush: bool,
+    /// Skip verifying the input before the first write
+    #[arg(long)]
+    pub no_precheck: bool,
+    /// Report what would be created, replaced, skipped or refused; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Format of the final report (json goes to stdout)
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+    /// No progress and no report unless something went wrong
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub filter: super::FilterArgs,
+    #[command(flatten)]
+    pub threads: super::ThreadArgs,
+    #[command(flatten)]
+    pub translate: TranslateArgs,
+}
+
+/// `redis://[user[:password]@]host[:port][/db]`, percent-decoded.
+#[derive(Debug, Default, PartialEq)]
+pub struct Url {
+    pub host: String,
+    pub port: Option<u16>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub db: Option<u64>,
+}
+
+pub fn parse_url(s: &str) -> anyhow::Result<Url> {
+    let rest = if let Some(r) = s.strip_prefix("redis://") {
+        r
+    } else if s.starts_with("rediss://") {
+        anyhow::bail!("{s}: TLS (rediss://) is not supported yet; use redis:// through a TLS tunnel");
+    } else {
+        anyhow::bail!("{s}: expected redis://[user[:password]@]host[:port][/db]");
+    };
+    let mut url = Url::default();
+    let (auth, hostpart) = match rest.rfind('@') {
+        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+        None => (None, rest),
+    };
+    if let Some(auth) = auth {
+        let (user, pass) = match auth.split_once(':') {
+            Some((u, p)) => (u, Some(p)),
+            None => (auth, None),
+        };
+        // redis://:password@host (no user) and redis://user:password@host
+        if !user.is_empty() {
+            url.user = Some(percent_decode(user)?);
+        }
+        url.password = pass.map(percent_decode).transpose()?;
+        if url.password.is_none() && url.user.is_some() {
+            // redis://password@host, as redis-cli -u reads it
+            url.password = url.user.take();
+        }
+    }
+    let (hostport, db) = match hostpart.split_once('/') {
+        Some((h, d)) if !d.is_empty() => {
+            (h, Some(d.parse::<u64>().map_err(|_| anyhow::anyhow!("{s}: the db after / must be a number"))?))
+        }
+        Some((h, _)) => (h, None),
+        None => (hostpart, None),
+    };
+    url.db = db;
+    let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
+        let (h, after) = inner.split_once(']').ok_or_else(|| anyhow::anyhow!("{s}: unclosed [ in the host"))?;
+        (h, after.strip_prefix(':'))
+    } else {
+        match hostport.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    url.host = if host.is_empty() { "127.0.0.1".into() } else { host.into() };
+    url.port = port.map(|p| p.parse::<u16>().map_err(|_| anyhow::anyhow!("{s}: bad port {p:?}"))).transpose()?;
+    Ok(url)
+}
+
+fn percent_decode(s: &str) -> anyhow::Result<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let v = hex
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| anyhow::anyhow!("bad %-escape in the URL"))?;
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| anyhow::anyhow!("the URL's user or password is not UTF-8 once decoded"))
+}
+
+pub fn parse_db_map(items: &[String]) -> anyhow::Result<BTreeMap<u64, u64>> {
+    let mut map = BTreeMap::new();
+    for it in items {
+        let (a, b) = it
+            .split_once(':')
+            .and_then(|(a, b)| Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?)))
+            .ok_or_else(|| anyhow::anyhow!("--db-map {it:?}: expected SRC:DST, like 3:0"))?;
+        if map.insert(a, b).is_some() {
+            anyhow::bail!("--db-map maps db {a} twice");
+        }
+    }
+    Ok(map)
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
+    let files = args.input.files()?;
+    let mut db_map = parse_db_map(&args.db_map)?;
+    let mut endpoint = Endpoint { host: args.dip.clone(), port: args.dport, user: args.user.clone(), password: None };
+    let mut password = None;
+    if let Some(to) = &args.to {
+        let url = parse_url(to)?;
+        endpoint.host = url.host;
+        endpoint.port = url.port.unwrap_or(6379);
+        if url.user.is_some() {
+            endpoint.user = url.user;
+        }
+        password = url.password;
+        if let Some(db) = url.db {
+            db_map.entry(0).or_insert(db);
+        }
+    }
+    if password.is_none() {
+        password = args.dauth.clone();
+    }
+    if password.is_none() {
+        if let Some(f) = &args.target_password_file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| anyhow::anyhow!("--target-password-file {}: {e}", display_name(f)))?;
+            password = Some(text.lines().next().unwrap_or("").to_string());
+        }
+    }
+    if password.is_none() {
+        password = std::env::var("REDISMIGRATION_TARGET_PASSWORD").ok().filter(|p| !p.is_empty());
+    }
+    endpoint.password = password;
+
+    let mut filter = args.filter.to_filter()?;
+    let translate = args.translate.to_config(filter.keep_expired, filter.now_ms)?;
+    filter.keep_expired = true;
+    let mode = match args.translate.mode {
+        None | Some(ModeArg::Auto) => None,
+        Some(ModeArg::Commands) => Some(Mode::Commands),
+        Some(ModeArg::Restore) => Some(Mode::Restore),
+    };
+    let cfg = replay::Config {
+        endpoint,
+        connections: args.connections as usize,
+        window: args.pipeline.max(1),
+        window_bytes: 32 << 20,
+        kind: match args.dest_kind {
+            KindArg::Auto => None,
+            KindArg::Standalone => Some(DestKind::Standalone),
+            KindArg::Twemproxy => Some(DestKind::Twemproxy),
+        },
+        target_version: args.translate.target()?,
+        mode,
+        translate,
+        filter,
+        plan: args.threads.plan(),
+        db_map,
+        on_existing: match args.on_existing {
+            ExistingArg::Replace => OnExisting::Replace,
+            ExistingArg::Skip => OnExisting::Skip,
+            ExistingArg::Error => OnExisting::Error,
+        },
+        allow_flush: args.allow_flush,
+        precheck: !args.no_precheck,
+        dry_run: args.dry_run,
+        retry_for: Duration::from_secs(args.retry_for),
+        timeout: Duration::from_secs(10),
+        progress: !args.quiet && std::io::stderr().is_terminal(),
+    };
+
+    let mut sources = Vec::with_capacity(files.len());
+    for f in &files {
+        let name = display_name(&f.path);
+        sources.push(Source::open(&f.path, args.input.no_mmap).map_err(|e| anyhow::anyhow!("{name}: {e}"))?);
+    }
+    let aof_snapshot = files.iter().zip(&sources).any(|(f, s)| f.from_aof_flag && crate::aof::is_rdb(s.bytes()));
+    args.input.check_pairing(aof_snapshot)?;
+    let inputs: Vec<replay::Input<'_>> = files
+        .iter()
+        .zip(&sources)
+        .map(|(f, s)| replay::Input {
+            name: display_name(&f.path),
+            data: s.bytes(),
+            allow_truncated: args.input.allow_truncated && f.last_of_set,
+        })
+        .collect();
+
+    let report = replay::run(&cfg, &inputs).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let code = report.exit_code();
+    match args.format {
+        ReportFormat::Json => println!("{}", report.json()),
+        ReportFormat::Text if !args.quiet || code != 0 => eprintln!("{}", report.text()),
+        ReportFormat::Text => {}
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = parse_url("redis://alice:p%40ss@10.0.0.1:6380/2").unwrap();
+        assert_eq!(
+            u,
+            Url {
+                host: "10.0.0.1".into(),
+                port: Some(6380),
+                user: Some("alice".into()),
+                password: Some("p@ss".into()),
+                db: Some(2)
+            }
+        );
+        let u = parse_url("redis://:secret@host").unwrap();
+        assert_eq!((u.user, u.password.as_deref(), u.port), (None, Some("secret"), None));
+        let u = parse_url("redis://[::1]:7000").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", Some(7000)));
+        assert!(parse_url("rediss://h").unwrap_err().to_string().contains("TLS"));
+        assert!(parse_url("http://h").is_err());
+        assert!(parse_url("redis://h:99999").is_err());
+    }
+
+    #[test]
+    fn db_maps() {
+        assert_eq!(parse_db_map(&["3:0".into(), "1:2".into()]).unwrap(), BTreeMap::from([(3, 0), (1, 2)]));
+        assert!(parse_db_map(&["3".into()]).is_err());
+        assert!(parse_db_map(&["3:0".into(), "3:1".into()]).is_err());
+    }
+}

@@ -1,0 +1,688 @@
+//! One connection to the destination: our own RESP writer and reply reader over a plain
+//! TCP socket (no client library: redis-rs sends CLIENT SETINFO, which twemproxy answers
+//! by closing the connection).
+//!
+//! [`Link`] is the socket with a read buffer, and a synchronous `call` for set-up work
+//! (AUTH, the probe, EXISTS). [`Worker`] is a connection's thread: it writes the chunks it
+//! is given, keeping at most `window` commands (and `window_bytes`) unanswered, matches
+//! every reply to its command, and heals a lost connection when what was unanswered can
+//! safely be sent again (see [`Worker::heal`]).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::time::{Duration, Instant};
+
+use crate::resp::encode::{array_header, bulk, bulk_u64, command};
+use crate::resp::reply::{self, Reply};
+
+/// Where to connect and how to log in.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub user: Option<String>,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("the destination closed the connection")]
+    Closed,
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    #[error("unreadable reply: {0}")]
+    Protocol(String),
+}
+
+impl LinkError {
+    /// A fault of the connection (as opposed to a refusal or garbage).
+    pub fn is_connection(&self) -> bool {
+        matches!(self, LinkError::Io(_) | LinkError::Closed)
+    }
+}
+
+/// A reply to a set-up command, owned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(usize),
+}
+
+impl Answer {
+    fn from(r: &Reply<'_>) -> Answer {
+        match r {
+            Reply::Simple(s) => Answer::Simple(String::from_utf8_lossy(s).into_owned()),
+            Reply::Error(s) => Answer::Error(String::from_utf8_lossy(s).into_owned()),
+            Reply::Int(i) => Answer::Int(*i),
+            Reply::Bulk(b) => Answer::Bulk(b.map(<[u8]>::to_vec)),
+            Reply::Array(a) => Answer::Array(a.as_ref().map_or(0, Vec::len)),
+        }
+    }
+}
+
+/// A socket to the destination and the replies read from it so far.
+pub struct Link {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    /// Replies start at `buf[start..]`.
+    start: usize,
+}
+
+/// Read at least this much at a time.
+const READ_CHUNK: usize = 64 << 10;
+
+impl Link {
+    /// Connects and logs in (AUTH [user] password) when a password is set.
+    pub fn open(ep: &Endpoint, timeout: Duration) -> Result<Link, LinkError> {
+        let mut last = None;
+        let addrs = (ep.host.as_str(), ep.port).to_socket_addrs()?;
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    let mut link = Link { stream, buf: Vec::with_capacity(READ_CHUNK), start: 0 };
+                    link.auth(ep)?;
+                    return Ok(link);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(LinkError::Io(last.unwrap_or_else(|| std::io::Error::other("the host name resolves to no address"))))
+    }
+
+    fn auth(&mut self, ep: &Endpoint) -> Result<(), LinkError> {
+        let Some(pass) = &ep.password else { return Ok(()) };
+        let answer = match &ep.user {
+            Some(user) => self.call(&[b"AUTH", user.as_bytes(), pass.as_bytes()])?,
+            None => self.call(&[b"AUTH", pass.as_bytes()])?,
+        };
+        match answer {
+            Answer::Simple(_) => Ok(()),
+            Answer::Error(e) => Err(LinkError::Auth(e)),
+            other => Err(LinkError::Protocol(format!("AUTH answered {other:?}"))),
+        }
+    }
+
+    /// Sends one command and waits for its reply.
+    pub fn call(&mut self, args: &[&[u8]]) -> Result<Answer, LinkError> {
+        let mut out = Vec::new();
+        command(&mut out, args);
+        self.stream.write_all(&out)?;
+        self.next_reply(Answer::from)
+    }
+
+    /// Sends bytes holding whole commands.
+    pub fn send(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
+        self.stream.write_all(bytes).map_err(LinkError::Io)
+    }
+
+    /// Reads until one whole reply is there; hands it to `f`.
+    pub fn next_reply<T>(&mut self, f: impl FnOnce(&Reply<'_>) -> T) -> Result<T, LinkError> {
+        loop {
+            if let Some((r, used)) = reply::parse(&self.buf[self.start..]).map_err(LinkError::Protocol)? {
+                let t = f(&r);
+                self.start += used;
+                return Ok(t);
+            }
+            self.fill()?;
+        }
+    }
+
+    /// Hands every whole reply in the buffer to `f` (which may stop early by returning
+    /// false), reading once first when `read` is set.
+    fn replies(&mut self, read: bool, mut f: impl FnMut(&Reply<'_>) -> bool) -> Result<(), LinkError> {
+        if read {
+            self.fill()?;
+        }
+        while let Some((r, used)) = reply::parse(&self.buf[self.start..]).map_err(LinkError::Protocol)? {
+            let go_on = f(&r);
+            self.start += used;
+            if !go_on {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what the socket has (blocking until something comes).
+    fn fill(&mut self) -> Result<(), LinkError> {
+        if self.start > 0 && self.start * 2 >= self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let len = self.buf.len();
+        self.buf.resize(len + READ_CHUNK, 0);
+        let n = loop {
+            match self.stream.read(&mut self.buf[len..]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        self.buf.truncate(len + *n.as_ref().unwrap_or(&0));
+        match n {
+            Ok(0) => Err(LinkError::Closed),
+            Ok(_) => Ok(()),
+            Err(e) => Err(LinkError::Io(e)),
+        }
+    }
+
+    pub fn close(&self) {
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// Commands for one connection: whole units (a key's commands, an AOF command or MULTI
+/// block), all in one db.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// The db the commands run in; `None` for commands that need no db (FUNCTION LOAD).
+    pub db: Option<u64>,
+    /// The db the connection is on after the chunk (a MULTI block may SELECT inside).
+    pub exit_db: Option<u64>,
+    pub buf: Vec<u8>,
+    /// End offset of each command in `buf`.
+    pub ends: Vec<usize>,
+    /// Units: the index of the first command of each, and its position in the input.
+    pub units: Vec<(usize, Position)>,
+    /// Snapshot units can be sent again after a lost connection (each rebuilds its key
+    /// from scratch); log commands cannot (INCR, APPEND…).
+    pub resendable: bool,
+}
+
+/// Where a unit came from: input file index and byte offset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub file: usize,
+    pub offset: u64,
+}
+
+impl Chunk {
+    pub fn start_of(&self, cmd: usize) -> usize {
+        if cmd == 0 {
+            0
+        } else {
+            self.ends[cmd - 1]
+        }
+    }
+
+    /// Adds one whole command.
+    pub fn push_command(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        self.ends.push(self.buf.len());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The unit holding command `cmd`.
+    fn unit_of(&self, cmd: usize) -> usize {
+        self.units.partition_point(|&(first, _)| first <= cmd).saturating_sub(1)
+    }
+}
+
+/// What a connection is told.
+pub enum Msg {
+    Chunk(Chunk),
+    /// Answer once every command sent before has its reply.
+    Drain(Sender<()>),
+}
+
+/// Errors the destination answered, by kind (the error's first word).
+#[derive(Debug, Default, Clone)]
+pub struct Errors {
+    pub by_kind: BTreeMap<String, (u64, Vec<String>)>,
+}
+
+impl Errors {
+    pub const EXAMPLES: usize = 5;
+
+    pub fn total(&self) -> u64 {
+        self.by_kind.values().map(|(n, _)| n).sum()
+    }
+
+    pub fn add(&mut self, kind: String, n: u64, example: impl FnOnce() -> String) {
+        let e = self.by_kind.entry(kind).or_default();
+        e.0 += n;
+        if e.1.len() < Errors::EXAMPLES {
+            e.1.push(example());
+        }
+    }
+
+    pub fn merge(&mut self, o: Errors) {
+        for (kind, (n, ex)) in o.by_kind {
+            let e = self.by_kind.entry(kind).or_default();
+            e.0 += n;
+            let room = Errors::EXAMPLES.saturating_sub(e.1.len());
+            e.1.extend(ex.into_iter().take(room));
+        }
+    }
+}
+
+/// What one connection did.
+#[derive(Debug, Default, Clone)]
+pub struct ConnReport {
+    pub commands: u64,
+    pub bytes: u64,
+    pub errors: Errors,
+    pub reconnects: u64,
+}
+
+/// How a connection behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub endpoint: Endpoint,
+    /// Most commands sent and not answered.
+    pub window: usize,
+    /// Most bytes sent and not answered (a larger single command goes alone).
+    pub window_bytes: usize,
+    /// SELECT before commands of another db (not through twemproxy).
+    pub select: bool,
+    /// How long a lost connection is retried.
+    pub retry_for: Duration,
+    pub timeout: Duration,
+}
+
+/// A chunk on its way: `written` commands sent, `answered` of them replied to.
+struct Flight {
+    /// The chunk's number on this connection.
+    id: usize,
+    chunk: Chunk,
+    written: usize,
+    answered: usize,
+    /// Errors are recorded for commands from here on (a resent command's error was
+    /// recorded the first time).
+    recorded: usize,
+}
+
+enum Pending {
+    Select,
+    Chunk(Flight),
+}
+
+/// A connection's thread.
+pub struct Worker {
+    pub id: usize,
+    cfg: WorkerConfig,
+    link: Option<Link>,
+    selected: Option<u64>,
+    queued: VecDeque<Flight>,
+    inflight: VecDeque<Pending>,
+    unanswered: usize,
+    unanswered_bytes: usize,
+    report: ConnReport,
+    /// The first unanswered command when the connection was last lost, and whether any
+    /// reply came since: a second loss at the same command means the destination
+    /// refuses it (twemproxy closes the connection instead of answering an error).
+    last_fault: Option<(usize, usize)>,
+    progress_since_fault: bool,
+    /// How many faults in a row came at `last_fault` with no reply between.
+    same_fault: u32,
+    /// How many chunks this worker has taken (names them in `last_fault`).
+    taken: usize,
+}
+
+/// Why a connection gave up.
+#[derive(Debug, thiserror::Error)]
+#[error("connection {conn}: {msg}")]
+pub struct Fatal {
+    pub conn: usize,
+    pub msg: String,
+    /// For a stop in the command log: the first command whose fate is unknown.
+    pub unknown_from: Option<Position>,
+    pub report: ConnReport,
+}
+
+impl Worker {
+    pub fn new(id: usize, cfg: WorkerConfig, link: Link) -> Worker {
+        Worker {
+            id,
+            cfg,
+            link: Some(link),
+            selected: Some(0),
+            queued: VecDeque::new(),
+            inflight: VecDeque::new(),
+            unanswered: 0,
+            unanswered_bytes: 0,
+            report: ConnReport::default(),
+            last_fault: None,
+            progress_since_fault: true,
+            same_fault: 0,
+            taken: 0,
+        }
+    }
+
+    fn fatal(&mut self, msg: String, unknown_from: Option<Position>) -> Fatal {
+        if let Some(l) = &self.link {
+            l.close();
+        }
+        Fatal { conn: self.id, msg, unknown_from, report: std::mem::take(&mut self.report) }
+    }
+
+    /// Runs until the sender hangs up and every command has its reply.
+    pub fn run(mut self, rx: Receiver<Msg>) -> Result<ConnReport, Fatal> {
+        let mut drain: Option<Sender<()>> = None;
+        let mut closed = false;
+        loop {
+            if self.link.is_none() {
+                self.reconnect()?;
+            }
+            let idle = self.inflight.is_empty() && self.queued.is_empty();
+            if idle {
+                if let Some(tx) = drain.take() {
+                    let _ = tx.send(());
+                }
+                if closed {
+                    if let Some(l) = &self.link {
+                        l.close();
+                    }
+                    return Ok(self.report);
+                }
+                match rx.recv() {
+                    Ok(Msg::Chunk(c)) => self.take(c),
+                    Ok(Msg::Drain(tx)) => drain = Some(tx),
+                    Err(_) => closed = true,
+                }
+                continue;
+            }
+            // Take more work while there is room and no drain is waiting.
+            if drain.is_none() && !closed && self.queued.len() < 2 {
+                match rx.try_recv() {
+                    Ok(Msg::Chunk(c)) => {
+                        self.take(c);
+                        continue;
+                    }
+                    Ok(Msg::Drain(tx)) => drain = Some(tx),
+                    Err(TryRecvError::Empty) => {}
+                    Err(TryRecvError::Disconnected) => closed = true,
+                }
+            }
+            let result = if self.can_write() { self.write_some() } else { self.read_replies() };
+            if let Err(e) = result {
+                match e {
+                    Step::Link(e) if e.is_connection() => self.heal(e)?,
+                    Step::Link(e) => return Err(self.fatal(e.to_string(), None)),
+                    Step::Fatal(f) => return Err(f),
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, chunk: Chunk) {
+        self.queued.push_back(Flight { id: self.taken, chunk, written: 0, answered: 0, recorded: 0 });
+        self.taken += 1;
+    }
+
+    /// True when there is something unsent and the window has room for it.
+    fn can_write(&self) -> bool {
+        let unsent = match self.inflight.back() {
+            Some(Pending::Chunk(f)) if f.written < f.chunk.ends.len() => true,
+            _ => !self.queued.is_empty(),
+        };
+        unsent
+            && (self.unanswered == 0
+                || (self.unanswered < self.cfg.window && self.unanswered_bytes < self.cfg.window_bytes))
+    }
+
+    fn write_some(&mut self) -> Result<(), Step> {
+        let needs_start = !matches!(self.inflight.back(), Some(Pending::Chunk(f)) if f.written < f.chunk.ends.len());
+        if needs_start {
+            let flight = self.queued.pop_front().expect("can_write saw a queued chunk");
+            if let Some(db) = flight.chunk.db {
+                if self.cfg.select && self.selected != Some(db) {
+                    let mut sel = Vec::with_capacity(24);
+                    array_header(&mut sel, 2);
+                    bulk(&mut sel, b"SELECT");
+                    bulk_u64(&mut sel, db);
+                    self.link_mut()?.send(&sel)?;
+                    self.inflight.push_back(Pending::Select);
+                    self.unanswered += 1;
+                }
+            }
+            if flight.chunk.exit_db.is_some() {
+                self.selected = flight.chunk.exit_db;
+            }
+            self.inflight.push_back(Pending::Chunk(flight));
+        }
+        let (window, window_bytes) = (self.cfg.window, self.cfg.window_bytes);
+        let (unanswered, unanswered_bytes) = (self.unanswered, self.unanswered_bytes);
+        let Some(Pending::Chunk(f)) = self.inflight.back_mut() else { unreachable!("a chunk was just queued") };
+        let from = f.written;
+        let start = f.chunk.start_of(from);
+        let mut to = from;
+        // At least one command; then as many as the window holds.
+        while to < f.chunk.ends.len()
+            && (to == from
+                || (unanswered + (to - from) < window && unanswered_bytes + (f.chunk.ends[to] - start) <= window_bytes))
+        {
+            to += 1;
+        }
+        let end = f.chunk.ends[to - 1];
+        f.written = to;
+        self.unanswered += to - from;
+        self.unanswered_bytes += end - start;
+        self.report.bytes += (end - start) as u64;
+        let bytes = &f.chunk.buf[start..end];
+        match &mut self.link {
+            Some(l) => l.stream.write_all(bytes).map_err(|e| Step::Link(LinkError::Io(e))),
+            None => Err(Step::Link(LinkError::Closed)),
+        }
+    }
+
+    fn link_mut(&mut self) -> Result<&mut Link, Step> {
+        self.link.as_mut().ok_or(Step::Link(LinkError::Closed))
+    }
+
+    fn read_replies(&mut self) -> Result<(), Step> {
+        let mut link = self.link.take().ok_or(Step::Link(LinkError::Closed))?;
+        let mut failure = None;
+        let r = link.replies(true, |r| match self.answer(r) {
+            Ok(()) => true,
+            Err(f) => {
+                failure = Some(f);
+                false
+            }
+        });
+        self.link = Some(link);
+        if let Some(f) = failure {
+            return Err(Step::Fatal(f));
+        }
+        r.map_err(Step::Link)
+    }
+
+    /// Matches one reply to the oldest unanswered command.
+    fn answer(&mut self, r: &Reply<'_>) -> Result<(), Fatal> {
+        self.progress_since_fault = true;
+        match self.inflight.front_mut() {
+            Some(Pending::Select) => {
+                self.inflight.pop_front();
+                self.unanswered -= 1;
+                if let Some(e) = r.first_error() {
+                    let msg = format!("SELECT failed: {}", String::from_utf8_lossy(e));
+                    return Err(self.fatal(msg, None));
+                }
+            }
+            Some(Pending::Chunk(f)) => {
+                let i = f.answered;
+                let (start, end) = (f.chunk.start_of(i), f.chunk.ends[i]);
+                if i >= f.recorded {
+                    let n = r.errors();
+                    if n > 0 {
+                        let msg = String::from_utf8_lossy(r.first_error().unwrap_or_default()).into_owned();
+                        let kind = msg.split(' ').next().unwrap_or("ERR").to_string();
+                        let (name, key) = match crate::resp::command_at(&f.chunk.buf[start..end], 0) {
+                            Some(c) => (c.name, c.key),
+                            None => (&b"?"[..], None),
+                        };
+                        self.report.errors.add(kind, n as u64, || describe(name, key, &msg));
+                    }
+                    f.recorded = i + 1;
+                }
+                f.answered += 1;
+                self.unanswered -= 1;
+                self.unanswered_bytes -= end - f.chunk.start_of(i);
+                self.report.commands += 1;
+                if f.answered == f.chunk.ends.len() {
+                    self.inflight.pop_front();
+                }
+            }
+            None => {
+                let msg = "a reply came for no command (the connection is out of step)".to_string();
+                return Err(self.fatal(msg, None));
+            }
+        }
+        Ok(())
+    }
+
+    /// After a lost connection: reconnect, and send again from the first command of the
+    /// earliest unanswered unit (a snapshot key is rebuilt from its DEL or RESTORE …
+    /// REPLACE, so sending it twice leaves it the same; sending only the unanswered
+    /// commands would not). Unanswered log commands cannot be sent twice: stop, naming
+    /// the first of them.
+    fn heal(&mut self, why: LinkError) -> Result<(), Fatal> {
+        if let Some(l) = self.link.take() {
+            l.close();
+        }
+        // The first unanswered command, by chunk id and index.
+        let mut first: Option<(usize, usize)> = None;
+        let mut unknown_log: Option<Position> = None;
+        let mut chunks = Vec::new();
+        for p in self.inflight.drain(..) {
+            let Pending::Chunk(mut f) = p else { continue };
+            if f.answered < f.written {
+                first.get_or_insert((f.id, f.answered));
+                if !f.chunk.resendable && unknown_log.is_none() {
+                    let u = f.chunk.unit_of(f.answered);
+                    unknown_log = Some(f.chunk.units.get(u).map_or(Position::default(), |x| x.1));
+                }
+            }
+            // Resend from the start of the unit holding the first unanswered command.
+            let back_to = match f.chunk.units.get(f.chunk.unit_of(f.answered)) {
+                Some(&(first_cmd, _)) if f.chunk.resendable => first_cmd,
+                _ => f.answered,
+            };
+            f.written = back_to;
+            f.answered = back_to;
+            chunks.push(f);
+        }
+        if let Some(pos) = unknown_log {
+            let msg = format!(
+                "lost the connection ({why}) with log commands unanswered: they may or may not have been applied, \
+                 so they are not sent again"
+            );
+            return Err(self.fatal(msg, Some(pos)));
+        }
+        // Losing the connection again and again at the same command, with no reply
+        // between (after reconnects that a PING proved sound): the destination refuses
+        // that command by closing the connection. Once could be a server going down.
+        if first.is_some() && first == self.last_fault && !self.progress_since_fault {
+            self.same_fault += 1;
+        } else {
+            self.same_fault = 0;
+        }
+        self.last_fault = first;
+        if let (Some((id, at)), true) = (first, self.same_fault >= 2) {
+            if let Some(f) = chunks.iter_mut().find(|f| f.id == id) {
+                let (start, end) = (f.chunk.start_of(at), f.chunk.ends[at]);
+                let (name, key) = match crate::resp::command_at(&f.chunk.buf[start..end], 0) {
+                    Some(c) => (c.name, c.key),
+                    None => (&b"?"[..], None),
+                };
+                let msg = "the destination closed the connection on this command, three times (a proxy refusing it?)";
+                self.report.errors.add("CLOSED".into(), 1, || describe(name, key, msg));
+                // Skip the rest of that unit: its key stays as far as it got.
+                let u = f.chunk.unit_of(at);
+                let next = f.chunk.units.get(u + 1).map_or(f.chunk.ends.len(), |x| x.0);
+                f.written = next;
+                f.answered = next;
+                f.recorded = f.recorded.max(next);
+            }
+            self.last_fault = None;
+            self.same_fault = 0;
+        }
+        self.progress_since_fault = false;
+        self.unanswered = 0;
+        self.unanswered_bytes = 0;
+        self.selected = None;
+        // Put the chunks back in front of the queue, each resuming at its `written`.
+        while let Some(f) = chunks.pop() {
+            if f.written < f.chunk.ends.len() {
+                self.queued.push_front(f);
+            }
+        }
+        self.report.reconnects += 1;
+        self.reconnect()
+    }
+
+    /// Connects again, once the server answers PING (not LOADING, not a socket a dying
+    /// server still accepted on).
+    fn reconnect(&mut self) -> Result<(), Fatal> {
+        let deadline = Instant::now() + self.cfg.retry_for;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            std::thread::sleep(pause);
+            let attempt =
+                Link::open(&self.cfg.endpoint, self.cfg.timeout).and_then(|mut l| match l.call(&[b"PING"])? {
+                    Answer::Simple(_) => Ok(l),
+                    Answer::Error(e) if e.starts_with("NOAUTH") || e.starts_with("WRONGPASS") => {
+                        Err(LinkError::Auth(e))
+                    }
+                    Answer::Error(e) => Err(LinkError::Protocol(format!("PING answered {e}"))),
+                    other => Err(LinkError::Protocol(format!("PING answered {other:?}"))),
+                });
+            match attempt {
+                Ok(l) => {
+                    self.link = Some(l);
+                    self.selected = Some(0);
+                    return Ok(());
+                }
+                Err(LinkError::Auth(e)) => return Err(self.fatal(format!("authentication failed: {e}"), None)),
+                Err(e) if Instant::now() >= deadline => {
+                    let msg = format!(
+                        "lost the connection to {} and could not reconnect within {:?}: {e}",
+                        self.cfg.endpoint, self.cfg.retry_for
+                    );
+                    return Err(self.fatal(msg, None));
+                }
+                Err(_) => pause = (pause * 2).min(Duration::from_millis(500)),
+            }
+        }
+    }
+}
+
+enum Step {
+    Link(LinkError),
+    Fatal(Fatal),
+}
+
+impl From<LinkError> for Step {
+    fn from(e: LinkError) -> Step {
+        Step::Link(e)
+    }
+}
+
+/// `SET "key": message` for a report.
+pub fn describe(name: &[u8], key: Option<&[u8]>, msg: &str) -> String {
+    let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+    match key {
+        Some(k) => format!("{name} \"{}\": {msg}", crate::rdb::escape_key(k)),
+        None => format!("{name}: {msg}"),
+    }
+}

@@ -1,0 +1,1187 @@
+//! `replay`: the ordered stream of a snapshot and its command log, loaded into a
+//! destination (standalone Redis or twemproxy) over N pipelined connections
+//! (DESIGN.md, step 4).
+//!
+//! Set-up happens before the first write: the input is verified (checksum, structure, the
+//! log's tail), the destination probed (SET/DUMP/DEL of a probe key: the DUMP footer is
+//! its RDB version; `SELECT 0` tells Redis, which answers, from twemproxy, which closes the
+//! connection), and what the destination cannot take is refused up front. Then snapshot
+//! records are translated in parallel batches and each key's commands go to the connection
+//! its slot picks, so per-key order holds; a log command whose keys span connections (or
+//! cannot be known) is a barrier: every connection drains, it runs alone, the rest follows.
+//! Every reply is matched to its command; refusals are counted and reported.
+
+pub mod conn;
+pub mod proxy;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use conn::{Chunk, ConnReport, Fatal, Msg, Worker, WorkerConfig};
+pub use conn::{Endpoint, Errors, Link, LinkError, Position};
+
+use crate::aof::keys::{keys, slot, Keys};
+use crate::aof::{self, Command, Unit};
+use crate::filter::Filter;
+use crate::pipeline::{self, decode_span, Plan};
+use crate::rdb::{self, Item};
+use crate::translate::{self, Mode, Stats, Translator, Version};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DestKind {
+    Standalone,
+    Twemproxy,
+}
+
+impl std::fmt::Display for DestKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DestKind::Standalone => "standalone Redis",
+            DestKind::Twemproxy => "twemproxy",
+        })
+    }
+}
+
+/// What to do with keys the destination already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnExisting {
+    /// The key ends equal to the source's.
+    Replace,
+    /// The key is left alone, and so are the log's commands on it.
+    Skip,
+    /// The key is refused and reported.
+    Error,
+}
+
+/// A replay, fully decided (the CLI builds it from its arguments).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub endpoint: Endpoint,
+    pub connections: usize,
+    /// Most commands unanswered per connection.
+    pub window: usize,
+    pub window_bytes: usize,
+    /// `None`: ask the destination.
+    pub kind: Option<DestKind>,
+    /// `None`: ask the destination (its DUMP version).
+    pub target_version: Option<Version>,
+    /// `None`: auto (RESTORE, with commands for what the destination's payload version
+    /// cannot carry).
+    pub mode: Option<Mode>,
+    /// Translation settings (mode and target are filled in from the above).
+    pub translate: translate::Config,
+    pub filter: Filter,
+    pub plan: Plan,
+    pub db_map: BTreeMap<u64, u64>,
+    pub on_existing: OnExisting,
+    pub allow_flush: bool,
+    pub precheck: bool,
+    pub dry_run: bool,
+    pub retry_for: Duration,
+    pub timeout: Duration,
+    /// Progress lines on stderr.
+    pub progress: bool,
+}
+
+/// One input file, mapped.
+pub struct Input<'a> {
+    pub name: String,
+    pub data: &'a [u8],
+    /// Only the last file of an AOF set may end inside a command.
+    pub allow_truncated: bool,
+}
+
+/// Why a replay did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Something the destination cannot take, found before writing.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}: {1}")]
+    Input(String, String),
+    #[error("{0}: {1}")]
+    Destination(String, LinkError),
+}
+
+/// What the destination is.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub kind: DestKind,
+    /// The RDB version of its DUMP payloads.
+    pub rdb_version: Option<u32>,
+    /// `redis_version` of INFO (asked only of a standalone server: INFO closes a
+    /// twemproxy connection; Valkey reports the Redis version it is compatible with).
+    pub version: Option<Version>,
+}
+
+impl Probe {
+    /// The version to make commands and payloads for: the more precise of the two answers
+    /// (RDB 9 was written from Redis 5.0 to 6.2).
+    pub fn target(&self) -> Option<Version> {
+        let from_dump = self.rdb_version.map(version_of_rdb);
+        match (from_dump, self.version) {
+            (Some(d), Some(v)) if v.rdb_version() == d.rdb_version() => Some(v.max(d)),
+            (Some(d), _) => Some(d),
+            (None, v) => v,
+        }
+    }
+}
+
+/// The oldest Redis version that writes RDB version `v` (Valkey 9's 80 and later count as 7.2).
+pub fn version_of_rdb(v: u32) -> Version {
+    match v {
+        80.. => Version(7, 2),
+        13.. => Version(8, 6),
+        12 => Version(7, 4),
+        11 => Version(7, 2),
+        10 => Version(7, 0),
+        9 => Version(5, 0),
+        8 => Version(4, 0),
+        7 => Version(3, 2),
+        _ => Version(2, 8),
+    }
+}
+
+/// Asks the destination what it is. `write`: SET/DUMP/DEL a probe key for the payload
+/// version (a dry run only PINGs).
+pub fn probe(ep: &Endpoint, timeout: Duration, write: bool, kind: Option<DestKind>) -> Result<Probe, LinkError> {
+    let mut link = Link::open(ep, timeout)?;
+    match link.call(&[b"PING"])? {
+        conn::Answer::Error(e) if e.starts_with("NOAUTH") => {
+            return Err(LinkError::Auth(format!(
+                "{e} (give the password with -dauth, --to or REDISMIGRATION_TARGET_PASSWORD)"
+            )))
+        }
+        conn::Answer::Error(e) => return Err(LinkError::Protocol(format!("PING answered {e}"))),
+        _ => {}
+    }
+    let mut rdb_version = None;
+    if write {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let key = format!("redis-migration:probe:{}:{nanos}", std::process::id());
+        let set = link.call(&[b"SET", key.as_bytes(), b"1"])?;
+        if let conn::Answer::Error(e) = set {
+            return Err(LinkError::Protocol(format!("SET of a probe key answered {e}")));
+        }
+        if let conn::Answer::Bulk(Some(p)) = link.call(&[b"DUMP", key.as_bytes()])? {
+            if p.len() >= 10 {
+                rdb_version = Some(u16::from_le_bytes([p[p.len() - 10], p[p.len() - 9]]) as u32);
+            }
+        }
+        link.call(&[b"DEL", key.as_bytes()])?;
+    }
+    let kind = match kind {
+        Some(k) => k,
+        None => match link.call(&[b"SELECT", b"0"]) {
+            Ok(conn::Answer::Simple(_)) => DestKind::Standalone,
+            Ok(_) => DestKind::Twemproxy,
+            Err(e) if e.is_connection() => DestKind::Twemproxy,
+            Err(e) => return Err(e),
+        },
+    };
+    let mut version = None;
+    if kind == DestKind::Standalone {
+        if let Ok(conn::Answer::Bulk(Some(info))) = link.call(&[b"INFO", b"server"]) {
+            version = String::from_utf8_lossy(&info)
+                .lines()
+                .find_map(|l| l.strip_prefix("redis_version:"))
+                .and_then(Version::parse);
+        }
+    }
+    link.close();
+    Ok(Probe { kind, rdb_version, version })
+}
+
+/// What a replay did.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub destination: String,
+    pub kind: Option<DestKind>,
+    pub mode: Option<Mode>,
+    pub target: Option<Version>,
+    pub connections: usize,
+    pub dry_run: bool,
+    /// Translation counts (keys, commands, RESTOREs, refusals of the translator).
+    pub stats: Stats,
+    pub filtered: u64,
+    pub empty: u64,
+    pub skipped_existing: u64,
+    /// Dry run: keys that would be created, and replaced.
+    pub created: u64,
+    pub replaced: u64,
+    /// Log commands routed, barriers run, MULTI blocks unwrapped (twemproxy), log
+    /// commands skipped because they touch a skipped key.
+    pub log_commands: u64,
+    pub barriers: u64,
+    pub multi_unwrapped: u64,
+    pub log_skipped: u64,
+    /// What we refused to send, by reason.
+    pub refused: Errors,
+    /// Commands answered, bytes written, errors the destination answered.
+    pub answered: u64,
+    pub bytes: u64,
+    pub errors: Errors,
+    pub reconnects: u64,
+    /// Commands and bytes a dry run would have sent.
+    pub would_send: (u64, u64),
+    pub input_bytes: u64,
+    pub wall: Duration,
+    pub warnings: Vec<String>,
+    /// Why the replay stopped before its end.
+    pub failure: Option<String>,
+}
+
+impl Report {
+    /// Keys and commands not applied: refused by us or by the translator, module keys
+    /// commands cannot carry, functions the destination cannot load.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.total() + self.stats.refused + self.stats.skipped_modules + self.stats.functions_skipped
+    }
+
+    /// 0 all applied, 1 ran to the end with rejected commands or refused keys, 2 stopped.
+    pub fn exit_code(&self) -> i32 {
+        if self.failure.is_some() {
+            2
+        } else if self.errors.total() > 0 || self.refused_total() > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let mut o = Vec::new();
+        let mode = match self.mode {
+            Some(Mode::Restore) => "restore mode",
+            Some(Mode::Commands) => "commands mode",
+            None => "",
+        };
+        let target = self.target.map_or(String::new(), |v| format!(", payloads for Redis {v}+"));
+        o.push(format!(
+            "{} {} ({}, {mode}{target}, {} connections)",
+            if self.dry_run { "dry run against" } else { "replayed into" },
+            self.destination,
+            self.kind.map_or("?".to_string(), |k| k.to_string()),
+            self.connections
+        ));
+        o.push(self.stats.report());
+        if self.filtered + self.empty + self.skipped_existing > 0 {
+            o.push(format!(
+                "left out: {} keys by filters, {} empty collections, {} keys the destination had (--on-existing skip)",
+                self.filtered, self.empty, self.skipped_existing
+            ));
+        }
+        if self.log_commands + self.log_skipped > 0 {
+            o.push(format!(
+                "AOF: {} commands ({} run alone as barriers, {} MULTI blocks unwrapped for twemproxy, {} skipped: they touch skipped keys)",
+                self.log_commands, self.barriers, self.multi_unwrapped, self.log_skipped
+            ));
+        }
+        if self.dry_run {
+            o.push(format!(
+                "would send {} commands ({} bytes): {} keys created, {} replaced",
+                self.would_send.0, self.would_send.1, self.created, self.replaced
+            ));
+        } else {
+            let secs = self.wall.as_secs_f64().max(1e-9);
+            o.push(format!(
+                "sent {} commands, {:.1} MB in {:.2} s ({:.1} MB/s, {:.0} commands/s); {} reconnects",
+                self.answered,
+                self.bytes as f64 / 1e6,
+                secs,
+                self.bytes as f64 / 1e6 / secs,
+                self.answered as f64 / secs,
+                self.reconnects
+            ));
+        }
+        let mut errors = |title: &str, e: &Errors| {
+            for (kind, (n, examples)) in &e.by_kind {
+                o.push(format!("{title} {kind}: {n}"));
+                for ex in examples {
+                    o.push(format!("  {ex}"));
+                }
+            }
+        };
+        errors("rejected by the destination,", &self.errors);
+        errors("refused before sending,", &self.refused);
+        for w in &self.warnings {
+            o.push(format!("warning: {w}"));
+        }
+        if let Some(f) = &self.failure {
+            o.push(format!("STOPPED: {f}"));
+        }
+        o.join("\n")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let errors = |e: &Errors| {
+            serde_json::Value::Object(
+                e.by_kind
+                    .iter()
+                    .map(|(k, (n, ex))| (k.clone(), serde_json::json!({"count": n, "examples": ex})))
+                    .collect(),
+            )
+        };
+        let s = &self.stats;
+        serde_json::json!({
+            "destination": self.destination,
+            "kind": self.kind.map(|k| match k { DestKind::Standalone => "standalone", DestKind::Twemproxy => "twemproxy" }),
+            "mode": self.mode.map(|m| match m { Mode::Restore => "restore", Mode::Commands => "commands" }),
+            "target_version": self.target.map(|v| v.to_string()),
+            "connections": self.connections,
+            "dry_run": self.dry_run,
+            "keys": s.keys,
+            "commands": s.commands,
+            "restores": s.restores,
+            "restore_fallbacks": s.restore_fallbacks,
+            "skipped": {
+                "expired": s.skipped_expired,
+                "modules": s.skipped_modules,
+                "filtered": self.filtered,
+                "empty": self.empty,
+                "existing": self.skipped_existing,
+                "log_commands": self.log_skipped,
+            },
+            "refused_keys": s.refused,
+            "refused_examples": s.refused_examples.iter().map(|(k, why)| serde_json::json!({"key": k, "why": why})).collect::<Vec<_>>(),
+            "refused": errors(&self.refused),
+            "errors": errors(&self.errors),
+            "log_commands": self.log_commands,
+            "barriers": self.barriers,
+            "multi_unwrapped": self.multi_unwrapped,
+            "answered": self.answered,
+            "bytes": self.bytes,
+            "reconnects": self.reconnects,
+            "would_send": {"commands": self.would_send.0, "bytes": self.would_send.1, "created": self.created, "replaced": self.replaced},
+            "input_bytes": self.input_bytes,
+            "wall_s": self.wall.as_secs_f64(),
+            "warnings": self.warnings,
+            "failure": self.failure,
+            "exit_code": self.exit_code(),
+        })
+    }
+}
+
+/// Where a unit comes from, and whether it may be sent twice.
+#[derive(Clone, Copy)]
+struct Origin {
+    pos: Position,
+    resendable: bool,
+}
+
+/// Commands for one connection are sent in chunks of about this size.
+const CHUNK_BYTES: usize = 256 << 10;
+
+/// The key of `key` in db `db` for the set of existing keys.
+fn existing_key(db: u64, key: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&db.to_le_bytes());
+    out.extend_from_slice(key);
+}
+
+/// Runs a replay. `Err` when it could not start; a report otherwise (its `failure` says
+/// when it stopped early).
+pub fn run(cfg: &Config, inputs: &[Input<'_>]) -> Result<Report, Error> {
+    let started = Instant::now();
+    let dest = cfg.endpoint.to_string();
+    let mut report = Report {
+        destination: dest.clone(),
+        connections: cfg.connections,
+        dry_run: cfg.dry_run,
+        input_bytes: inputs.iter().map(|i| i.data.len() as u64).sum(),
+        ..Report::default()
+    };
+    let probe = probe(&cfg.endpoint, cfg.timeout, !cfg.dry_run, cfg.kind)
+        .map_err(|e| Error::Destination(format!("cannot use {dest}"), e))?;
+    let kind = probe.kind;
+    report.kind = Some(kind);
+    let target = cfg.target_version.or(probe.target()).unwrap_or(Version::LATEST);
+    if cfg.target_version.is_none() && probe.target().is_none() {
+        report.warnings.push(format!("the destination's version is unknown (dry run): payloads are made for {target}"));
+    }
+    let mode = cfg.mode.unwrap_or(Mode::Restore);
+    report.mode = Some(mode);
+    report.target = Some(target);
+    let proxy = kind == DestKind::Twemproxy;
+    let shape = Shape { proxy, n: cfg.connections.max(1), db_map: &cfg.db_map };
+
+    if cfg.precheck {
+        precheck(cfg, inputs, &shape, &mut report)?;
+    }
+
+    let mut existing = HashSet::new();
+    if cfg.on_existing != OnExisting::Replace || cfg.dry_run {
+        existing = find_existing(cfg, inputs, &shape).map_err(|e| match e {
+            Found::Link(e) => Error::Destination(format!("checking which keys {dest} has"), e),
+            Found::Input(name, msg) => Error::Input(name, msg),
+        })?;
+    }
+
+    let mut tcfg = cfg.translate.clone();
+    tcfg.mode = mode;
+    tcfg.target = target;
+    let mut engine = Engine::start(cfg, &shape, tcfg, report)?;
+    let progress = Progress::start(cfg.progress, engine.report.input_bytes);
+    let mut done_before = 0u64;
+    for (file, input) in inputs.iter().enumerate() {
+        if engine.stopped() {
+            break;
+        }
+        let mut tail = Some(0);
+        if aof::is_rdb(input.data) {
+            tail = engine.snapshot(file, input, &existing, &progress, done_before);
+            if let Some(t) = tail {
+                let at = input.data.len() - t;
+                tail = matches!(input.data.get(at), Some(b'*' | b'#')).then_some(at);
+            }
+        }
+        if let (Some(at), false) = (tail, engine.stopped()) {
+            engine.log(file, input, at, &existing);
+        }
+        done_before += input.data.len() as u64;
+        progress.done.store(done_before, Ordering::Relaxed);
+        // Everything of one file is applied before the next starts (a FUNCTION LOAD of
+        // the snapshot before an FCALL of the log).
+        engine.drain_all();
+    }
+    drop(progress);
+    let mut report = engine.finish(inputs);
+    report.wall = started.elapsed();
+    Ok(report)
+}
+
+/// The destination's shape, as routing needs it.
+struct Shape<'a> {
+    proxy: bool,
+    n: usize,
+    db_map: &'a BTreeMap<u64, u64>,
+}
+
+impl Shape<'_> {
+    /// The destination db for source db `db`; `None` when twemproxy cannot hold it.
+    fn db(&self, db: u64) -> Option<u64> {
+        let d = self.db_map.get(&db).copied().unwrap_or(db);
+        (!self.proxy || d == 0).then_some(d)
+    }
+
+    fn conn(&self, key: &[u8]) -> usize {
+        slot(key) as usize % self.n
+    }
+}
+
+/// Verifies every input before the first write and refuses up front what the destination
+/// cannot take.
+fn precheck(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>, report: &mut Report) -> Result<(), Error> {
+    let mut dbs = BTreeSet::new();
+    let mut functions = 0;
+    let mut flushes: Vec<String> = Vec::new();
+    let mut unsupported: BTreeMap<String, u64> = BTreeMap::new();
+    for input in inputs {
+        let data = input.data;
+        let mut log_at = Some(0);
+        if aof::is_rdb(data) {
+            let mut summary = crate::cli::check::Summary::default();
+            crate::cli::check::walk(data, &mut summary, &cfg.plan)
+                .map_err(|e| Error::Input(input.name.clone(), format!("{e} (nothing was written)")))?;
+            dbs.extend(summary.dbs().filter(|&d| cfg.filter.accepts_db(d)));
+            functions += summary.functions_and_scripts();
+            let at = data.len() - summary.trailing();
+            log_at = matches!(data.get(at), Some(b'*' | b'#')).then_some(at);
+        }
+        let Some(base) = log_at else { continue };
+        let mut note = |c: &Command<'_>| {
+            if !cfg.filter.accepts_db(c.db) {
+                return;
+            }
+            dbs.insert(c.db);
+            if c.is_flush() && flushes.len() < 3 {
+                flushes.push(format!("{} at byte {} of {}", c.name(), base + c.offset, input.name));
+            }
+            if shape.proxy && !proxy::takes(&c.argv) {
+                *unsupported.entry(c.name()).or_default() += 1;
+            }
+        };
+        let r = aof::read_log(&data[base..], input.allow_truncated, |u| match u {
+            Unit::One(c) => note(c),
+            Unit::Multi(b) => b[1..b.len() - 1].iter().for_each(&mut note),
+            Unit::Timestamp(_) => {}
+        });
+        if let Err(e) = r {
+            let hint = if e.truncated && !input.allow_truncated { "; --allow-truncated loads up to it" } else { "" };
+            return Err(Error::Input(
+                input.name.clone(),
+                format!(
+                    "at byte {}: {} (the last complete command ends at byte {}){hint}; nothing was written",
+                    base + e.at,
+                    e.msg,
+                    base + e.last_good
+                ),
+            ));
+        }
+    }
+    if shape.proxy {
+        let bad: Vec<String> = dbs.iter().filter(|&&d| shape.db(d).is_none()).map(u64::to_string).collect();
+        if !bad.is_empty() {
+            return Err(Error::Refused(format!(
+                "twemproxy has only db 0, and the input has data in db {}: map them with --db-map N:0 \
+                 (or select dbs with --db); nothing was written",
+                bad.join(", ")
+            )));
+        }
+        if !unsupported.is_empty() {
+            let list: Vec<String> = unsupported.iter().map(|(n, c)| format!("{n} ×{c}")).collect();
+            return Err(Error::Refused(format!(
+                "twemproxy cannot take these commands of the AOF (it closes the connection on them, or runs \
+                 multi-key ones on one backend): {}; nothing was written",
+                list.join(", ")
+            )));
+        }
+        if functions > 0 && cfg.filter.selects_everything() {
+            report.warnings.push(format!(
+                "{functions} function libraries / Lua scripts cannot pass through twemproxy: they are not sent"
+            ));
+        }
+    }
+    if !flushes.is_empty() && !cfg.allow_flush {
+        return Err(Error::Refused(format!(
+            "the AOF wipes or swaps databases ({}{}): replaying it would empty the destination's data, \
+             not just the source's; --allow-flush sends them; nothing was written",
+            flushes.join(", "),
+            if flushes.len() == 3 { ", …" } else { "" }
+        )));
+    }
+    Ok(())
+}
+
+enum Found {
+    Link(LinkError),
+    Input(String, String),
+}
+
+/// The keys of the snapshots that the destination already has (EXISTS, pipelined).
+fn find_existing(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>) -> Result<HashSet<Vec<u8>>, Found> {
+    let mut link = Link::open(&cfg.endpoint, cfg.timeout).map_err(Found::Link)?;
+    let mut found = HashSet::new();
+    let mut selected = 0u64;
+    for input in inputs.iter().filter(|i| aof::is_rdb(i.data)) {
+        let mut failure: Option<Found> = None;
+        let r = pipeline::run(
+            input.data,
+            &cfg.plan,
+            |header, span| {
+                let mut keys: Vec<(u64, Vec<u8>)> = Vec::new();
+                let r = decode_span(input.data, header, span, |item, _| {
+                    if let Item::Record(rec) = item {
+                        if cfg.filter.accepts(&rec) {
+                            if let Some(db) = shape.db(rec.db) {
+                                keys.push((db, rec.key.bytes().into_owned()));
+                            }
+                        }
+                    }
+                    Ok(())
+                });
+                (keys, r.err())
+            },
+            |(keys, err)| {
+                if let Some(e) = err {
+                    failure = Some(Found::Input(input.name.clone(), e.to_string()));
+                    return false;
+                }
+                let mut out = Vec::new();
+                let mut expect = Vec::with_capacity(keys.len());
+                for (i, (db, key)) in keys.iter().enumerate() {
+                    if !shape.proxy && *db != selected {
+                        crate::resp::encode::command(&mut out, &[b"SELECT", db.to_string().as_bytes()]);
+                        expect.push(None);
+                        selected = *db;
+                    }
+                    crate::resp::encode::command(&mut out, &[b"EXISTS", key]);
+                    expect.push(Some(i));
+                }
+                let r = link.send(&out).and_then(|_| {
+                    for e in &expect {
+                        let hit = link.next_reply(|r| matches!(r, crate::resp::reply::Reply::Int(1)))?;
+                        if let (Some(i), true) = (e, hit) {
+                            let mut k = Vec::new();
+                            existing_key(keys[*i].0, &keys[*i].1, &mut k);
+                            found.insert(k);
+                        }
+                    }
+                    Ok(())
+                });
+                if let Err(e) = r {
+                    failure = Some(Found::Link(e));
+                    return false;
+                }
+                true
+            },
+        );
+        if let Err(e) = r {
+            return Err(Found::Input(input.name.clone(), e.to_string()));
+        }
+        if let Some(f) = failure {
+            return Err(f);
+        }
+    }
+    link.close();
+    Ok(found)
+}
+
+/// Progress on stderr, when asked: bytes of input read, and time left.
+struct Progress {
+    done: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Progress {
+    fn start(show: bool, total: u64) -> Progress {
+        let done = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = show.then(|| {
+            let (done, stop) = (done.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    let d = done.load(Ordering::Relaxed);
+                    let secs = start.elapsed().as_secs_f64();
+                    let eta = if d > 0 { secs * (total.saturating_sub(d)) as f64 / d as f64 } else { 0.0 };
+                    eprint!(
+                        "\rreplay: {:.1} of {:.1} MB read, {:.1} s, about {:.0} s left   ",
+                        d as f64 / 1e6,
+                        total as f64 / 1e6,
+                        secs,
+                        eta
+                    );
+                }
+                eprint!("\r{:70}\r", "");
+            })
+        });
+        Progress { done, stop, thread }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A snapshot batch, translated and split by connection.
+#[derive(Default)]
+struct SnapBatch {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+    /// (connection, db, first command, end command)
+    pieces: Vec<(usize, Option<u64>, usize, usize)>,
+    stats: Stats,
+    filtered: u64,
+    empty: u64,
+    skipped_existing: u64,
+    created: u64,
+    replaced: u64,
+    refused: Errors,
+    trailing: Option<usize>,
+    end_offset: u64,
+    error: Option<rdb::Error>,
+}
+
+struct Engine<'c> {
+    cfg: &'c Config,
+    shape: &'c Shape<'c>,
+    tcfg: translate::Config,
+    senders: Vec<SyncSender<Msg>>,
+    handles: Vec<JoinHandle<Result<ConnReport, Fatal>>>,
+    builders: Vec<Chunk>,
+    report: Report,
+    /// A connection gave up.
+    dead: bool,
+}
+
+impl<'c> Engine<'c> {
+    fn start(
+        cfg: &'c Config,
+        shape: &'c Shape<'c>,
+        tcfg: translate::Config,
+        report: Report,
+    ) -> Result<Engine<'c>, Error> {
+        let mut e = Engine {
+            cfg,
+            shape,
+            tcfg,
+            senders: Vec::new(),
+            handles: Vec::new(),
+            builders: (0..shape.n).map(|_| Chunk::default()).collect(),
+            report,
+            dead: false,
+        };
+        if cfg.dry_run {
+            return Ok(e);
+        }
+        let wcfg = WorkerConfig {
+            endpoint: cfg.endpoint.clone(),
+            window: cfg.window.max(1),
+            window_bytes: cfg.window_bytes.max(1),
+            select: !shape.proxy,
+            retry_for: cfg.retry_for,
+            timeout: cfg.timeout,
+        };
+        for id in 0..shape.n {
+            let link = Link::open(&cfg.endpoint, cfg.timeout)
+                .map_err(|err| Error::Destination(format!("connection {id} to {}", cfg.endpoint), err))?;
+            let (tx, rx) = mpsc::sync_channel(2);
+            let w = Worker::new(id, wcfg.clone(), link);
+            e.handles.push(
+                std::thread::Builder::new()
+                    .name(format!("replay-{id}"))
+                    .spawn(move || w.run(rx))
+                    .map_err(|err| Error::Destination("starting a connection thread".into(), LinkError::Io(err)))?,
+            );
+            e.senders.push(tx);
+        }
+        Ok(e)
+    }
+
+    fn stopped(&self) -> bool {
+        self.dead || self.report.failure.is_some()
+    }
+
+    /// Appends whole commands `buf[start..ends.last]` as one unit for connection `conn`.
+    fn route(&mut self, conn: usize, db: Option<u64>, buf: &[u8], start: usize, ends: &[usize], origin: Origin) {
+        let Origin { pos, resendable } = origin;
+        let Some(&last) = ends.last() else { return };
+        let b = &self.builders[conn];
+        if !b.is_empty() && (b.db != db || b.resendable != resendable) {
+            self.flush(conn);
+        }
+        let b = &mut self.builders[conn];
+        if b.is_empty() {
+            b.db = db;
+            b.exit_db = db;
+            b.resendable = resendable;
+        }
+        b.units.push((b.ends.len(), pos));
+        let base = b.buf.len();
+        b.buf.extend_from_slice(&buf[start..last]);
+        b.ends.extend(ends.iter().map(|e| base + e - start));
+        if b.buf.len() >= CHUNK_BYTES {
+            self.flush(conn);
+        }
+    }
+
+    fn flush(&mut self, conn: usize) {
+        if self.builders[conn].is_empty() {
+            return;
+        }
+        let c = std::mem::take(&mut self.builders[conn]);
+        self.send(conn, c);
+    }
+
+    fn send(&mut self, conn: usize, c: Chunk) {
+        if self.cfg.dry_run {
+            self.report.would_send.0 += c.ends.len() as u64;
+            self.report.would_send.1 += c.buf.len() as u64;
+            return;
+        }
+        if self.senders[conn].send(Msg::Chunk(c)).is_err() {
+            self.dead = true;
+        }
+    }
+
+    /// Waits until every connection has the replies of everything sent so far.
+    fn drain(&mut self, conns: std::ops::Range<usize>) {
+        for c in conns.clone() {
+            self.flush(c);
+        }
+        if self.cfg.dry_run {
+            return;
+        }
+        let (tx, rx) = mpsc::channel();
+        let mut asked = 0;
+        for c in conns {
+            if self.senders[c].send(Msg::Drain(tx.clone())).is_ok() {
+                asked += 1;
+            } else {
+                self.dead = true;
+            }
+        }
+        drop(tx);
+        for _ in 0..asked {
+            if rx.recv().is_err() {
+                self.dead = true;
+                break;
+            }
+        }
+    }
+
+    fn drain_all(&mut self) {
+        self.drain(0..self.shape.n);
+    }
+
+    /// Runs `chunk` alone: everything before it is applied first, everything after it
+    /// waits for its reply.
+    fn barrier(&mut self, chunk: Chunk) {
+        self.report.barriers += 1;
+        self.drain_all();
+        self.send(0, chunk);
+        self.drain(0..1);
+    }
+
+    /// Replays a snapshot; returns the bytes after its end (a preamble AOF's commands),
+    /// `None` when it stopped.
+    fn snapshot(
+        &mut self,
+        file: usize,
+        input: &Input<'_>,
+        existing: &HashSet<Vec<u8>>,
+        progress: &Progress,
+        done_before: u64,
+    ) -> Option<usize> {
+        let data = input.data;
+        let (cfg, shape, tcfg) = (self.cfg, self.shape, self.tcfg.clone());
+        let everything = cfg.filter.selects_everything();
+        let mut filter = cfg.filter.clone();
+        // The translator decides about expired keys (it knows --expire-margin).
+        filter.keep_expired = true;
+        let mut trailing = None;
+        let mut failure = None;
+        let r = pipeline::run(
+            data,
+            &cfg.plan,
+            |header, span| {
+                let mut b = SnapBatch::default();
+                let mut t = Translator::unselected(tcfg.clone(), header.vendor, header.version);
+                let mut lookup = Vec::new();
+                let r = decode_span(data, header, span, |item, end| {
+                    b.end_offset = end;
+                    match item {
+                        Item::Record(rec) => {
+                            if !filter.accepts(&rec) {
+                                b.filtered += 1;
+                                return Ok(());
+                            }
+                            let key = rec.key.bytes();
+                            let Some(db) = shape.db(rec.db) else {
+                                b.refused.add("DB".into(), 1, || {
+                                    format!(
+                                        "\"{}\" in db {}: twemproxy has only db 0 (--db-map)",
+                                        rdb::escape_key(&key),
+                                        rec.db
+                                    )
+                                });
+                                return Ok(());
+                            };
+                            existing_key(db, &key, &mut lookup);
+                            let exists = existing.contains(&lookup);
+                            if exists && cfg.on_existing == OnExisting::Skip {
+                                b.skipped_existing += 1;
+                                return Ok(());
+                            }
+                            if exists && cfg.on_existing == OnExisting::Error {
+                                b.refused.add("EXISTS".into(), 1, || {
+                                    format!(
+                                        "\"{}\" in db {db}: the destination has it (--on-existing error)",
+                                        rdb::escape_key(&key)
+                                    )
+                                });
+                                return Ok(());
+                            }
+                            let (start, first, before) = (b.buf.len(), b.ends.len(), t.stats.commands);
+                            if !t.record(&rec, &mut b.buf) {
+                                return Ok(());
+                            }
+                            let mut at = start;
+                            let mut refused_name = None;
+                            while at < b.buf.len() {
+                                let Some(crate::resp::CommandAt { end, name, .. }) =
+                                    crate::resp::command_at(&b.buf, at)
+                                else {
+                                    unreachable!("the translator writes whole RESP commands")
+                                };
+                                if shape.proxy && refused_name.is_none() && !proxy::takes(&[name]) {
+                                    refused_name = Some(String::from_utf8_lossy(name).to_ascii_uppercase());
+                                }
+                                b.ends.push(end);
+                                at = end;
+                            }
+                            if let Some(name) = refused_name {
+                                b.buf.truncate(start);
+                                b.ends.truncate(first);
+                                let why = format!("twemproxy does not take {name} (--mode restore carries this key)");
+                                t.retract(&rec.key, t.stats.commands - before, why);
+                                return Ok(());
+                            }
+                            if exists {
+                                b.replaced += 1;
+                            } else {
+                                b.created += 1;
+                            }
+                            b.pieces.push((shape.conn(&key), Some(db), first, b.ends.len()));
+                        }
+                        Item::EmptyKey { .. } => b.empty += 1,
+                        Item::Function(_) | Item::Aux { .. } if everything && shape.proxy && is_code(&item) => {
+                            b.refused.add("FUNCTION".into(), 1, || {
+                                "twemproxy cannot load functions or scripts: load them on each backend".to_string()
+                            });
+                        }
+                        Item::Function(f) if everything && !shape.proxy => {
+                            let first = b.ends.len();
+                            let start = b.buf.len();
+                            t.function(&f, &mut b.buf);
+                            push_ends(&b.buf, start, &mut b.ends);
+                            b.pieces.push((0, None, first, b.ends.len()));
+                        }
+                        Item::Aux { key, value } if everything && !shape.proxy && key.bytes().as_ref() == b"lua" => {
+                            let first = b.ends.len();
+                            let start = b.buf.len();
+                            t.script(&value, &mut b.buf);
+                            push_ends(&b.buf, start, &mut b.ends);
+                            b.pieces.push((0, None, first, b.ends.len()));
+                        }
+                        Item::End { trailing, .. } => b.trailing = Some(trailing),
+                        _ => {}
+                    }
+                    Ok(())
+                });
+                b.stats = t.stats;
+                b.error = r.err();
+                b
+            },
+            |b| {
+                self.report.stats.merge(b.stats);
+                self.report.filtered += b.filtered;
+                self.report.empty += b.empty;
+                self.report.skipped_existing += b.skipped_existing;
+                self.report.created += b.created;
+                self.report.replaced += b.replaced;
+                self.report.refused.merge(b.refused);
+                for &(conn, db, first, end) in &b.pieces {
+                    if first == end {
+                        continue;
+                    }
+                    let start = if first == 0 { 0 } else { b.ends[first - 1] };
+                    let pos = Position { file, offset: b.end_offset };
+                    self.route(conn, db, &b.buf, start, &b.ends[first..end], Origin { pos, resendable: true });
+                }
+                progress.done.store(done_before + b.end_offset, Ordering::Relaxed);
+                if b.trailing.is_some() {
+                    trailing = b.trailing;
+                }
+                if let Some(e) = b.error {
+                    failure = Some(format!("{}: {e}", input.name));
+                    return false;
+                }
+                !self.stopped()
+            },
+        );
+        if let Err(e) = r {
+            failure = Some(format!("{}: {e}", input.name));
+        }
+        if let Some(f) = failure {
+            self.report.failure.get_or_insert(f);
+            return None;
+        }
+        trailing
+    }
+
+    /// Replays the command log at `data[base..]`.
+    fn log(&mut self, file: usize, input: &Input<'_>, base: usize, existing: &HashSet<Vec<u8>>) {
+        let data = &input.data[base..];
+        let r = aof::read_log(data, input.allow_truncated, |unit| {
+            if self.stopped() {
+                return;
+            }
+            match unit {
+                Unit::Timestamp(_) => {}
+                Unit::One(c) => self.log_command(file, base, c, existing),
+                Unit::Multi(block) if self.shape.proxy => {
+                    self.report.multi_unwrapped += 1;
+                    for c in &block[1..block.len() - 1] {
+                        self.log_command(file, base, c, existing);
+                    }
+                }
+                Unit::Multi(block) => self.log_multi(file, base, block, existing),
+            }
+        });
+        match r {
+            Ok(Some(cut)) => self.report.warnings.push(format!(
+                "{}: the AOF ends inside a command ({}): replayed up to byte {}, left out the last {} bytes",
+                input.name,
+                cut.why,
+                base + cut.at,
+                cut.dropped
+            )),
+            Ok(None) => {}
+            Err(e) => {
+                let f = format!(
+                    "{}: at byte {}: {} (the last complete command ends at byte {}; commands before it were sent)",
+                    input.name,
+                    base + e.at,
+                    e.msg,
+                    base + e.last_good
+                );
+                self.report.failure.get_or_insert(f);
+            }
+        }
+    }
+
+    /// Checks a log command against the destination and the options: its db, or `None`
+    /// when it is not to be sent (counted).
+    fn admit(&mut self, file: usize, base: usize, c: &Command<'_>, existing: &HashSet<Vec<u8>>) -> Option<u64> {
+        if !self.cfg.filter.accepts_db(c.db) {
+            self.report.filtered += 1;
+            return None;
+        }
+        let Some(db) = self.shape.db(c.db) else {
+            self.report
+                .refused
+                .add("DB".into(), 1, || format!("{} in db {}: twemproxy has only db 0 (--db-map)", c.name(), c.db));
+            return None;
+        };
+        if c.is_flush() && !self.cfg.allow_flush {
+            let f = format!(
+                "{} at byte {} of file {}: the AOF wipes or swaps databases; --allow-flush sends it",
+                c.name(),
+                base + c.offset,
+                file + 1
+            );
+            self.report.failure.get_or_insert(f);
+            return None;
+        }
+        if self.shape.proxy && !proxy::takes(&c.argv) {
+            let key = c.argv.get(1).copied();
+            self.report.refused.add("PROXY".into(), 1, || conn::describe(c.argv[0], key, "twemproxy does not take it"));
+            return None;
+        }
+        if self.cfg.on_existing == OnExisting::Skip && !existing.is_empty() {
+            if let Keys::Some(ks) = keys(&c.argv) {
+                let mut k = Vec::new();
+                if ks.iter().any(|key| {
+                    existing_key(db, key, &mut k);
+                    existing.contains(&k)
+                }) {
+                    self.report.log_skipped += 1;
+                    return None;
+                }
+            }
+        }
+        Some(db)
+    }
+
+    fn log_command(&mut self, file: usize, base: usize, c: &Command<'_>, existing: &HashSet<Vec<u8>>) {
+        let Some(db) = self.admit(file, base, c, existing) else { return };
+        self.report.log_commands += 1;
+        let pos = Position { file, offset: (base + c.offset) as u64 };
+        let conn = match keys(&c.argv) {
+            Keys::Some(ks) => {
+                let first = self.shape.conn(ks[0]);
+                ks[1..].iter().all(|k| self.shape.conn(k) == first).then_some(first)
+            }
+            Keys::None => Some(0),
+            Keys::Global | Keys::Unknown => None,
+        };
+        match conn {
+            Some(conn) => self.route(conn, Some(db), c.raw, 0, &[c.raw.len()], Origin { pos, resendable: false }),
+            None => {
+                let mut chunk = Chunk { db: Some(db), exit_db: Some(db), ..Chunk::default() };
+                chunk.units.push((0, pos));
+                chunk.push_command(c.raw);
+                // SWAPDB / MOVE / FLUSHALL change what other dbs hold, not which db is selected.
+                self.barrier(chunk);
+            }
+        }
+    }
+
+    /// A MULTI…EXEC block runs whole, alone, with SELECTs inside where its db changes.
+    fn log_multi(&mut self, file: usize, base: usize, block: &[Command<'_>], existing: &HashSet<Vec<u8>>) {
+        let inner = &block[1..block.len() - 1];
+        let mut admitted = Vec::new();
+        for c in inner {
+            if let Some(db) = self.admit(file, base, c, existing) {
+                admitted.push((db, c));
+            }
+        }
+        let Some(&(first_db, _)) = admitted.first() else { return };
+        self.report.log_commands += admitted.len() as u64;
+        let pos = Position { file, offset: (base + block[0].offset) as u64 };
+        let mut chunk = Chunk { db: Some(first_db), ..Chunk::default() };
+        chunk.units.push((0, pos));
+        chunk.push_command(block[0].raw);
+        let mut cur = first_db;
+        for (db, c) in admitted {
+            if db != cur {
+                let mut sel = Vec::new();
+                crate::resp::encode::command(&mut sel, &[b"SELECT", db.to_string().as_bytes()]);
+                chunk.push_command(&sel);
+                cur = db;
+            }
+            chunk.push_command(c.raw);
+        }
+        chunk.push_command(block[block.len() - 1].raw);
+        chunk.exit_db = Some(cur);
+        self.barrier(chunk);
+    }
+
+    fn finish(mut self, inputs: &[Input<'_>]) -> Report {
+        for c in 0..self.shape.n {
+            self.flush(c);
+        }
+        self.senders.clear();
+        let mut report = self.report;
+        for h in self.handles {
+            let r = match h.join() {
+                Ok(r) => r,
+                Err(_) => {
+                    report.failure.get_or_insert("a connection thread panicked".into());
+                    continue;
+                }
+            };
+            let conn = match r {
+                Ok(c) => c,
+                Err(f) => {
+                    let mut msg = f.to_string();
+                    if let Some(p) = f.unknown_from {
+                        let name = inputs.get(p.file).map_or("?", |i| i.name.as_str());
+                        msg.push_str(&format!(
+                            "; every AOF command before byte {} of {name} was applied on this connection, \
+                             the one there and those after it on this connection are in doubt",
+                            p.offset
+                        ));
+                    }
+                    report.failure.get_or_insert(msg);
+                    f.report
+                }
+            };
+            report.answered += conn.commands;
+            report.bytes += conn.bytes;
+            report.reconnects += conn.reconnects;
+            report.errors.merge(conn.errors);
+        }
+        report
+    }
+}
+
+/// A function library, or a Lua script of the `lua` AUX field.
+fn is_code(item: &Item<'_>) -> bool {
+    match item {
+        Item::Function(_) => true,
+        Item::Aux { key, .. } => key.bytes().as_ref() == b"lua",
+        _ => false,
+    }
+}
+
+fn push_ends(buf: &[u8], start: usize, ends: &mut Vec<usize>) {
+    let mut at = start;
+    while let Some(c) = crate::resp::command_at(buf, at) {
+        ends.push(c.end);
+        at = c.end;
+    }
+}

@@ -1,0 +1,409 @@
+//! `replay` against real servers: an empty redis-server (or nutcracker in front of two)
+//! filled by our replay must hold what a server that loaded the same input itself holds;
+//! faults (killed connections, a killed and restarted durable destination), refusals and
+//! reports as a user sees them.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::oracle::{dump_server, server_version, KeyMap, KeyView};
+use crate::translate::{assert_same, forget_what_commands_cannot_carry, functions};
+use crate::util::{bin, testdata, RedisServer, Twemproxy, FIXTURES};
+
+/// Runs `replay ARGS` against port `port`.
+fn replay(port: u16, args: &[&str]) -> Output {
+    bin()
+        .arg("replay")
+        .args(["-dport", &port.to_string()])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run replay")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// Zeroes consumer seen/active times: a replayed XCLAIM stamps them with the replayer's clock.
+fn forget_consumer_times(map: &mut KeyMap) {
+    for (view, _) in map.values_mut() {
+        if let KeyView::Stream(s) = view {
+            for c in s.groups.iter_mut().flat_map(|g| g.consumers.iter_mut()) {
+                c.seen_time = 0;
+                c.active_time = c.active_time.map(|_| 0);
+            }
+        }
+    }
+}
+
+fn module_args(file: &str) -> Vec<String> {
+    if file.contains("module") {
+        vec!["--loadmodule".into(), crate::util::falkordb_module().to_str().unwrap().into()]
+    } else {
+        vec![]
+    }
+}
+
+/// Every RDB fixture, replayed in `mode` into an empty server of the version that wrote it,
+/// equals that server loading the file.
+fn fixtures_in(mode: &str) {
+    for (file, version) in FIXTURES {
+        let path = testdata(file);
+        let extra = module_args(file);
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let loaded = RedisServer::start(version, Some(&path), &extra);
+        let empty = RedisServer::start(version, None, &extra);
+        let out = replay(empty.port, &["--mode", mode, "-n", "3", "-rdb", path.to_str().unwrap()]);
+        let report = text(&out);
+        let (mut a, mut b) = (loaded.conn(), empty.conn());
+        let ver = server_version(&mut a);
+        let mut want = dump_server(&mut a, ver);
+        let mut got = dump_server(&mut b, ver);
+        let modules = want.values().filter(|(v, _)| matches!(v, KeyView::Module(_))).count();
+        if mode == "commands" {
+            forget_what_commands_cannot_carry(&mut want, &mut got);
+            want.retain(|_, (v, _)| !matches!(v, KeyView::Module(_)));
+        }
+        // Module keys cannot go as commands: not applied, so exit 1 and said so.
+        let code = if mode == "commands" && modules > 0 { 1 } else { 0 };
+        assert_eq!(out.status.code(), Some(code), "{file} {mode}: {report}");
+        if code == 1 {
+            assert!(report.contains(&format!("{modules} module keys skipped")), "{report}");
+        }
+        assert_same(&want, &got, ver, &format!("{file} replay {mode}"));
+        if ver >= (7, 0) {
+            assert_eq!(functions(&mut a), functions(&mut b), "{file} {mode}: functions");
+        }
+    }
+}
+
+#[test]
+fn fixtures_restore_mode() {
+    fixtures_in("restore");
+}
+
+#[test]
+fn fixtures_commands_mode() {
+    fixtures_in("commands");
+}
+
+fn aof(rel: &str) -> PathBuf {
+    testdata(&format!("aof/{rel}"))
+}
+
+/// A server started on a copy of the AOF equals an empty one filled by `replay ARGS`.
+fn aof_case(version: &str, aof_path: &Path, args: &[&str]) {
+    let loaded = RedisServer::start_aof(version, aof_path, &[]);
+    let empty = RedisServer::start(version, None, &[]);
+    let out = replay(empty.port, args);
+    assert_eq!(out.status.code(), Some(0), "{args:?}: {}", text(&out));
+    let (mut a, mut b) = (loaded.conn(), empty.conn());
+    let ver = server_version(&mut a);
+    let mut want = dump_server(&mut a, ver);
+    let mut got = dump_server(&mut b, ver);
+    assert!(want.len() > 10, "the loaded server has only {} keys", want.len());
+    forget_consumer_times(&mut want);
+    forget_consumer_times(&mut got);
+    if args.contains(&"commands") {
+        forget_what_commands_cannot_carry(&mut want, &mut got);
+    }
+    assert_same(&want, &got, ver, &format!("{args:?}"));
+    if ver >= (7, 0) {
+        assert_eq!(functions(&mut a), functions(&mut b), "{args:?}: functions");
+    }
+}
+
+#[test]
+fn aof_fixtures() {
+    // The fixtures hold a FLUSHDB: sent only when allowed.
+    let plain = aof("plain-6.2/appendonly.aof");
+    aof_case("6.2", &plain, &["--allow-flush", "-n", "3", "-aof", plain.to_str().unwrap()]);
+    let pre = aof("preamble-6.2/appendonly.aof");
+    aof_case("6.2", &pre, &["--allow-flush", "-aof", pre.to_str().unwrap()]);
+    let dir = aof("multipart-7.0/appendonlydir");
+    aof_case("7.0", &dir, &["--allow-flush", "--mode", "commands", "-aof", dir.to_str().unwrap()]);
+}
+
+#[test]
+fn rdb_and_aof_pair() {
+    let dir = aof("multipart-7.0/appendonlydir");
+    let base = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_str().unwrap().ends_with(".base.rdb"))
+        .expect("a base RDB");
+    let mut incr: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_str().unwrap().ends_with(".incr.aof"))
+        .collect();
+    incr.sort_by_key(|p| {
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        name.split('.').rev().nth(2).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0)
+    });
+    let mut args = vec!["--allow-flush".to_string(), "-rdb".into(), base.to_str().unwrap().into()];
+    for i in &incr {
+        args.extend(["-aof".into(), i.to_str().unwrap().into()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    aof_case("7.0", &dir, &args);
+}
+
+#[test]
+fn flushes_are_refused_up_front() {
+    let plain = aof("plain-6.2/appendonly.aof");
+    let empty = RedisServer::start("7.0", None, &[]);
+    let out = replay(empty.port, &["-aof", plain.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--allow-flush"), "{}", text(&out));
+    let n: u64 = redis::cmd("DBSIZE").query(&mut empty.conn()).unwrap();
+    assert_eq!(n, 0, "nothing may be written");
+}
+
+/// The union of the backends' keys.
+fn union(backends: &[&RedisServer], ver: (u32, u32)) -> KeyMap {
+    let mut all = KeyMap::new();
+    for b in backends {
+        let part = dump_server(&mut b.conn(), ver);
+        for (k, v) in part {
+            assert!(all.insert(k.clone(), v).is_none(), "key {:?} on two backends", String::from_utf8_lossy(&k.1));
+        }
+    }
+    all
+}
+
+#[test]
+fn through_twemproxy() {
+    let path = testdata("redis-7.0.rdb");
+    let file = path.to_str().unwrap();
+    let loaded = RedisServer::start("7.0", Some(&path), &[]);
+    let (b1, b2) = (RedisServer::start("7.0", None, &[]), RedisServer::start("7.0", None, &[]));
+    let proxy = Twemproxy::start(&[&b1, &b2]);
+
+    // Keys in dbs other than 0 are refused before anything is written.
+    let out = replay(proxy.port, &["-rdb", file]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("only db 0"), "{}", text(&out));
+    let written: u64 = [&b1, &b2].iter().map(|b| redis::cmd("DBSIZE").query::<u64>(&mut b.conn()).unwrap()).sum();
+    assert_eq!(written, 0);
+
+    // db 0 in auto mode (RESTORE: streams too), onto both backends.
+    let out = replay(proxy.port, &["--db", "0", "-n", "3", "-rdb", file]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(report.contains("twemproxy"), "{report}");
+    let mut a = loaded.conn();
+    let ver = server_version(&mut a);
+    let mut want = dump_server(&mut a, ver);
+    want.retain(|k, _| k.0 == 0);
+    assert!(want.values().any(|(v, _)| matches!(v, KeyView::Stream(_))), "the fixture has streams");
+    let got = union(&[&b1, &b2], ver);
+    assert_same(&want, &got, ver, "twemproxy restore");
+    let n1: u64 = redis::cmd("DBSIZE").query(&mut b1.conn()).unwrap();
+    let n2: u64 = redis::cmd("DBSIZE").query(&mut b2.conn()).unwrap();
+    assert!(n1 > 0 && n2 > 0, "both backends hold keys ({n1}, {n2})");
+
+    // In commands mode streams cannot pass (XADD would close the connection): refused,
+    // reported, exit 1; every other key arrives.
+    for b in [&b1, &b2] {
+        redis::cmd("FLUSHALL").query::<()>(&mut b.conn()).unwrap();
+    }
+    let out = replay(proxy.port, &["--db", "0", "--mode", "commands", "-rdb", file]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("twemproxy does not take XADD"), "{report}");
+    let mut got = union(&[&b1, &b2], ver);
+    want.retain(|_, (v, _)| !matches!(v, KeyView::Stream(_)));
+    forget_what_commands_cannot_carry(&mut want, &mut got);
+    assert_same(&want, &got, ver, "twemproxy commands");
+
+    // --db-map sends db 1 to db 0.
+    for b in [&b1, &b2] {
+        redis::cmd("FLUSHALL").query::<()>(&mut b.conn()).unwrap();
+    }
+    let out = replay(proxy.port, &["--db", "1", "--db-map", "1:0", "-rdb", file]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut want = dump_server(&mut a, ver);
+    want = want.into_iter().filter(|(k, _)| k.0 == 1).map(|((_, key), v)| ((0, key), v)).collect();
+    assert!(!want.is_empty());
+    assert_same(&want, &union(&[&b1, &b2], ver), ver, "twemproxy db-map");
+}
+
+/// A source server filled with `n` lists of 12 elements, saved; returns it and its RDB.
+fn big_source(n: usize) -> (RedisServer, PathBuf) {
+    let src = RedisServer::start("7.0", None, &[]);
+    let mut c = src.conn();
+    let script = "for i=1,tonumber(ARGV[1]) do \
+        local k='list:'..i; for j=1,12 do redis.call('RPUSH', k, 'item-'..j..'-'..i) end \
+        redis.call('SET', 'str:'..i, string.rep('x', 50)..i) end return 1";
+    redis::cmd("EVAL").arg(script).arg(0).arg(n).query::<i64>(&mut c).unwrap();
+    redis::cmd("SAVE").query::<()>(&mut c).unwrap();
+    let path = src.dir.path().join("dump.rdb");
+    (src, path)
+}
+
+/// Kills the destination's client connections every `every` until stopped.
+fn killer(port: u16, every: Duration, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u32> {
+    std::thread::spawn(move || {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap().get_connection().unwrap();
+        let mut kills = 0;
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(every);
+            let n: i64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").query(&mut c).unwrap_or(0);
+            if n > 0 {
+                kills += 1;
+            }
+        }
+        kills
+    })
+}
+
+#[test]
+fn killed_connections_heal() {
+    let (src, path) = big_source(20_000);
+    let dest = RedisServer::start("7.0", None, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let k = killer(dest.port, Duration::from_millis(150), stop.clone());
+    // Commands mode, 5 elements per command: each list is DEL + 3 RPUSH, and a
+    // connection lost between them must resend the key from its DEL.
+    let out = replay(
+        dest.port,
+        &["--mode", "commands", "--max-args", "5", "--pipeline", "4", "-n", "2", path.to_str().unwrap()],
+    );
+    stop.store(true, Ordering::Relaxed);
+    let kills = k.join().unwrap();
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(kills >= 2, "the replay ended before it was interrupted twice ({kills} kills): {report}");
+    let reconnects: u64 = report
+        .lines()
+        .find_map(|l| l.split("; ").nth(1)?.strip_suffix(" reconnects")?.parse().ok())
+        .expect("reconnects in the report");
+    assert!(reconnects >= 2, "{report}");
+    let mut a = src.conn();
+    let ver = server_version(&mut a);
+    assert_same(&dump_server(&mut a, ver), &dump_server(&mut dest.conn(), ver), ver, "after killed connections");
+}
+
+#[test]
+fn a_durable_destination_killed_and_restarted() {
+    let (src, path) = big_source(20_000);
+    let mut dest = RedisServer::start("7.0", None, &["--appendonly", "yes", "--appendfsync", "always"]);
+    let child = std::thread::spawn({
+        let port = dest.port;
+        let path = path.clone();
+        move || replay(port, &["--pipeline", "2", "-n", "2", "--retry-for", "30", path.to_str().unwrap()])
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    dest.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    dest.restart();
+    let out = child.join().unwrap();
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(!report.contains("; 0 reconnects"), "the destination was killed after the replay ended: {report}");
+    let mut a = src.conn();
+    let ver = server_version(&mut a);
+    assert_same(&dump_server(&mut a, ver), &dump_server(&mut dest.conn(), ver), ver, "after a restart");
+}
+
+#[test]
+fn wrong_password_is_exit_2() {
+    let dest = RedisServer::start("7.0", None, &["--requirepass", "right"]);
+    let file = testdata("redis-7.0.rdb");
+    let out = replay(dest.port, &["-dauth", "wrong", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("authentication"), "{}", text(&out));
+    assert!(!text(&out).contains("wrong"), "the password is never printed: {}", text(&out));
+    let out = replay(dest.port, &[file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    // The seed flags, and the password from the environment.
+    let out = bin()
+        .args(["replay", "-dip", "127.0.0.1", "-dport", &dest.port.to_string(), "-client", "2"])
+        .args(["-rdb", file.to_str().unwrap()])
+        .env("REDISMIGRATION_TARGET_PASSWORD", "right")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+/// Writes commands as a plain AOF.
+fn write_aof(path: &Path, cmds: &[&[&str]]) {
+    let mut out = Vec::new();
+    for c in cmds {
+        out.extend_from_slice(format!("*{}\r\n", c.len()).as_bytes());
+        for a in c.iter() {
+            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn rejected_commands_are_reported_with_their_key() {
+    let dest = RedisServer::start("7.0", None, &[]);
+    let mut c = dest.conn();
+    redis::cmd("SET").arg("text").arg("x").query::<()>(&mut c).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("appendonly.aof");
+    write_aof(
+        &path,
+        &[&["RPUSH", "text", "a"], &["SET", "ok", "1"], &["SELECT", "2"], &["INCR", "counter"], &["INCR", "counter"]],
+    );
+    let out = replay(dest.port, &["--format", "json", "-aof", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON report");
+    assert_eq!(report["errors"]["WRONGTYPE"]["count"], 1, "{report}");
+    let example = report["errors"]["WRONGTYPE"]["examples"][0].as_str().unwrap();
+    assert!(example.contains("RPUSH \"text\""), "{example}");
+    assert_eq!(report["log_commands"], 4);
+    assert_eq!(report["exit_code"], 1);
+    let v: String = redis::cmd("GET").arg("ok").query(&mut c).unwrap();
+    assert_eq!(v, "1");
+    redis::cmd("SELECT").arg(2).query::<()>(&mut c).unwrap();
+    let n: i64 = redis::cmd("GET").arg("counter").query(&mut c).unwrap();
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn existing_keys_dry_run_skip_and_error() {
+    let path = testdata("redis-7.0.rdb");
+    let file = path.to_str().unwrap();
+    let dest = RedisServer::start("7.0", None, &[]);
+    let mut c = dest.conn();
+    let source = RedisServer::start("7.0", Some(&path), &[]);
+    let mut src = source.conn();
+    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut src).unwrap();
+    let taken = keys[0].clone();
+    redis::cmd("SET").arg(&taken).arg("mine").query::<()>(&mut c).unwrap();
+
+    let out = replay(dest.port, &["--db", "0", "--dry-run", "--format", "json", file]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sent = r["keys"].as_u64().unwrap();
+    assert_eq!(r["would_send"]["replaced"], 1, "{r}");
+    assert_eq!(r["would_send"]["created"].as_u64().unwrap(), sent - 1, "{r}");
+    let n: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 1, "a dry run writes nothing");
+
+    let out = replay(dest.port, &["--db", "0", "--on-existing", "error", file]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("--on-existing error"), "{}", text(&out));
+    let v: Vec<u8> = redis::cmd("GET").arg(&taken).query(&mut c).unwrap();
+    assert_eq!(v, b"mine");
+    let n: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, sent, "every other key was written");
+
+    redis::cmd("FLUSHALL").query::<()>(&mut c).unwrap();
+    redis::cmd("SET").arg(&taken).arg("mine").query::<()>(&mut c).unwrap();
+    let out = replay(dest.port, &["--db", "0", "--on-existing", "skip", file]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: Vec<u8> = redis::cmd("GET").arg(&taken).query(&mut c).unwrap();
+    assert_eq!(v, b"mine");
+    let n: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, sent);
+}
