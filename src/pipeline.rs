@@ -138,11 +138,42 @@ pub fn run<'a, T: Send>(
     data: &'a [u8],
     plan: &Plan,
     work: impl Fn(Header, &Span<'a>) -> T + Sync,
+    deliver: impl FnMut(T) -> bool,
+) -> rdb::Result<()> {
+    run_from(data, 0, plan, work, deliver)
+}
+
+/// [`run`] over the items from offset `from` on (a resumed job): the items before it are
+/// skimmed, not decoded, so the parser state (db, a pending expiry…) is the one `from`
+/// needs. `from` must be where an item starts; past the file's records it leaves only
+/// the end (and what follows it).
+pub fn run_from<'a, T: Send>(
+    data: &'a [u8],
+    from: usize,
+    plan: &Plan,
+    work: impl Fn(Header, &Span<'a>) -> T + Sync,
     mut deliver: impl FnMut(T) -> bool,
 ) -> rdb::Result<()> {
     let parser = Parser::new(data)?;
     let header = parser.header();
-    let skimmer = Skimmer { parser: parser.skim(true), len: data.len(), batch: plan.batch_bytes.max(1), done: false };
+    let mut parser = parser.skim(true);
+    while (parser.offset() as usize) < from {
+        let (at, state) = (parser.offset() as usize, parser.state());
+        match parser.next_item()? {
+            Some(Item::End { .. }) | None => {
+                parser = Parser::resume(data, header, at, state).skim(true);
+                break;
+            }
+            Some(_) if parser.offset() as usize > from => {
+                return Err(rdb::Error::corrupt(
+                    from as u64,
+                    format!("no item starts at byte {from} (the one at {at} runs past it)"),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    let skimmer = Skimmer { parser, len: data.len(), batch: plan.batch_bytes.max(1), done: false };
     // One thread, a file that fits in one batch, or no threads to be had: the same
     // work, on this thread.
     let parallel = plan.threads > 1 && data.len() > plan.batch_bytes;

@@ -407,3 +407,120 @@ fn existing_keys_dry_run_skip_and_error() {
     let n: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
     assert_eq!(n, sent);
 }
+
+/// A 7.0 server with appendonly (multi-part, RDB base) holding a snapshot of `lists`
+/// lists, then `writes` non-idempotent commands (INCR, APPEND, RPUSH, HINCRBY in dbs 0
+/// and 1) in its incr file. Returns the server and a copy of its appendonlydir.
+fn aof_source(lists: usize, writes: usize) -> (RedisServer, tempfile::TempDir, PathBuf) {
+    let server = RedisServer::start("7.0", None, &["--appendonly", "yes", "--aof-use-rdb-preamble", "yes"]);
+    let mut c = server.conn();
+    let script = "for i=1,tonumber(ARGV[1]) do local k='list:'..i; \
+        for j=1,12 do redis.call('RPUSH', k, 'item-'..j..'-'..i) end end return 1";
+    redis::cmd("EVAL").arg(script).arg(0).arg(lists).query::<i64>(&mut c).unwrap();
+    redis::cmd("BGREWRITEAOF").query::<()>(&mut c).unwrap();
+    // Wait for the rewrite: the base now holds the lists.
+    for _ in 0..200 {
+        let info: String = redis::cmd("INFO").arg("persistence").query(&mut c).unwrap();
+        if info.contains("aof_rewrite_in_progress:0") && info.contains("aof_rewrite_scheduled:0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c1 = redis::Client::open(format!("redis://127.0.0.1:{}/1", server.port)).unwrap().get_connection().unwrap();
+    let mut p = redis::pipe();
+    for i in 0..writes {
+        p.cmd("INCR").arg(format!("counter:{}", i % 100)).ignore();
+        p.cmd("APPEND").arg(format!("s:{}", i % 50)).arg("x").ignore();
+        if i % 4 == 0 {
+            p.cmd("RPUSH").arg(format!("log:{}", i % 20)).arg(i).ignore();
+        }
+        if i % 1000 == 999 {
+            p.query::<()>(&mut c).unwrap();
+            p = redis::pipe();
+            redis::cmd("HINCRBY").arg("h").arg(format!("f{}", i % 7)).arg(1).query::<i64>(&mut c1).unwrap();
+        }
+    }
+    p.query::<()>(&mut c).unwrap();
+    let dir = server.dir.path().join("appendonlydir");
+    // The files as they are now: the source keeps running.
+    let keep = tempfile::tempdir().unwrap();
+    let copy = keep.path().join("appendonlydir");
+    std::fs::create_dir_all(&copy).unwrap();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), copy.join(e.file_name())).unwrap();
+    }
+    (server, keep, copy)
+}
+
+#[test]
+fn aof_commands_are_applied_once_through_killed_connections() {
+    let (src, _files, dir) = aof_source(2_000, 30_000);
+    let loaded = RedisServer::start_aof("7.0", &dir, &[]);
+    let dest = RedisServer::start("7.0", None, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let k = killer(dest.port, Duration::from_millis(120), stop.clone());
+    let out = replay(dest.port, &["--pipeline", "8", "-n", "3", "-aof", dir.to_str().unwrap()]);
+    stop.store(true, Ordering::Relaxed);
+    let kills = k.join().unwrap();
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(kills >= 2, "the replay ended before it was interrupted twice ({kills} kills): {report}");
+    let mut a = loaded.conn();
+    let ver = server_version(&mut a);
+    // INCR and APPEND applied twice, or never, would show here.
+    assert_same(&dump_server(&mut a, ver), &dump_server(&mut dest.conn(), ver), ver, "AOF through killed connections");
+    drop(src);
+}
+
+#[test]
+fn a_killed_replay_resumes_from_its_checkpoint() {
+    let (src, _files, dir) = aof_source(3_000, 30_000);
+    let loaded = RedisServer::start_aof("7.0", &dir, &[]);
+    let dest = RedisServer::start("7.0", None, &[]);
+    let work = tempfile::tempdir().unwrap();
+    let ck = work.path().join("replay.checkpoint");
+    let args = |extra: &[&str]| {
+        let mut v: Vec<String> = vec!["replay".into(), "-dport".into(), dest.port.to_string()];
+        v.extend(
+            ["--pipeline", "1", "-n", "2", "--checkpoint", ck.to_str().unwrap(), "-aof", dir.to_str().unwrap()]
+                .map(String::from),
+        );
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let mut child =
+        bin().args(args(&[])).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    // Kill it once its checkpoint has moved past the start of the input.
+    let t0 = std::time::Instant::now();
+    let moved = || {
+        let text = std::fs::read_to_string(&ck).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (v["resume"]["file"].as_u64()? > 0 || v["resume"]["offset"].as_u64()? > 0).then_some(())
+    };
+    while moved().is_none() && t0.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(ck.exists(), "the killed replay left no checkpoint");
+    // Other options: refused, nothing written.
+    let other = bin().args(args(&["--mode", "commands"])).output().unwrap();
+    assert_eq!(other.status.code(), Some(2), "{}", text(&other));
+    assert!(text(&other).contains("cannot resume"), "{}", text(&other));
+    // The same command resumes and completes.
+    let out = bin().args(args(&[])).output().unwrap();
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(report.contains("resumed from the checkpoint"), "{report}");
+    assert!(!report.contains("resumed from the checkpoint at byte 0 of"), "{report}");
+    assert!(!ck.exists(), "a completed replay removes its checkpoint");
+    let mut a = loaded.conn();
+    let ver = server_version(&mut a);
+    let mut b = dest.conn();
+    let left: Vec<String> = redis::cmd("KEYS").arg("redis-migration:*").query(&mut b).unwrap();
+    assert!(left.is_empty(), "applied keys left behind: {left:?}");
+    assert_same(&dump_server(&mut a, ver), &dump_server(&mut b, ver), ver, "after a resumed replay");
+    drop(src);
+}

@@ -95,6 +95,10 @@ pub struct Args {
     /// Send the AOF's FLUSHALL / FLUSHDB / SWAPDB (refused by default)
     #[arg(long)]
     pub allow_flush: bool,
+    /// Keep the resume point in FILE while replaying; when FILE exists, resume from it
+    /// (it is refused for other inputs or options, and removed when the replay completes)
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
     /// Skip verifying the input before the first write
     #[arg(long)]
     pub no_precheck: bool,
@@ -277,6 +281,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         retry_for: Duration::from_secs(args.retry_for),
         timeout: Duration::from_secs(10),
         progress: !args.quiet && std::io::stderr().is_terminal(),
+        checkpoint: args.checkpoint.clone(),
     };
 
     let mut sources = Vec::with_capacity(files.len());

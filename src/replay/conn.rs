@@ -11,7 +11,9 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::resp::encode::{array_header, bulk, bulk_u64, command};
@@ -204,6 +206,12 @@ pub struct Chunk {
     /// Snapshot units can be sent again after a lost connection (each rebuilds its key
     /// from scratch); log commands cannot (INCR, APPEND…).
     pub resendable: bool,
+    /// The chunk's number on its connection (the engine's low-water mark counts them).
+    pub seq: u64,
+    /// For log commands on a server that has MULTI: the chunk is MULTI … SET applied-key
+    /// MARK … EXEC, so that after a lost connection the applied key says whether it ran
+    /// (all of it) or not (none of it). The mark is the encoded position of its last unit.
+    pub transaction: Option<u64>,
 }
 
 /// Where a unit came from: input file index and byte offset.
@@ -213,7 +221,27 @@ pub struct Position {
     pub offset: u64,
 }
 
+/// Commands for one connection are sent in chunks of about this size.
+pub const CHUNK_BYTES: usize = 256 << 10;
+
 impl Chunk {
+    /// An empty chunk with room for `CHUNK_BYTES` of commands.
+    pub fn with_room() -> Chunk {
+        Chunk { buf: Vec::with_capacity(CHUNK_BYTES), ends: Vec::with_capacity(4096), ..Chunk::default() }
+    }
+
+    /// Empties the chunk for reuse, keeping its buffers.
+    fn reset(&mut self) {
+        self.db = None;
+        self.exit_db = None;
+        self.buf.clear();
+        self.ends.clear();
+        self.units.clear();
+        self.resendable = false;
+        self.seq = 0;
+        self.transaction = None;
+    }
+
     pub fn start_of(&self, cmd: usize) -> usize {
         if cmd == 0 {
             0
@@ -230,6 +258,32 @@ impl Chunk {
 
     pub fn is_empty(&self) -> bool {
         self.ends.is_empty()
+    }
+
+    /// The same chunk without the commands at `drop` (sorted): for a transaction the
+    /// server aborted because of them.
+    fn without(&self, drop: &[usize]) -> Chunk {
+        let mut c = Chunk {
+            db: self.db,
+            exit_db: self.exit_db,
+            resendable: self.resendable,
+            seq: self.seq,
+            transaction: self.transaction,
+            ..Chunk::default()
+        };
+        let mut unit = 0;
+        for i in 0..self.ends.len() {
+            while unit < self.units.len() && self.units[unit].0 == i {
+                c.units.push((c.ends.len(), self.units[unit].1));
+                unit += 1;
+            }
+            if drop.binary_search(&i).is_err() {
+                c.push_command(&self.buf[self.start_of(i)..self.ends[i]]);
+            }
+        }
+        c.units.dedup_by_key(|u| u.0);
+        c.units.retain(|u| u.0 < c.ends.len());
+        c
     }
 
     /// The unit holding command `cmd`.
@@ -298,6 +352,11 @@ pub struct WorkerConfig {
     /// How long a lost connection is retried.
     pub retry_for: Duration,
     pub timeout: Duration,
+    /// Answered chunks of ordinary size go back here to be filled again (steady memory,
+    /// no allocator churn between threads).
+    pub recycle: Option<std::sync::mpsc::Sender<Chunk>>,
+    /// Transactions of log commands SET `<prefix><connection>` in db 0 (see `Chunk`).
+    pub applied_prefix: String,
 }
 
 /// A chunk on its way: `written` commands sent, `answered` of them replied to.
@@ -310,6 +369,8 @@ struct Flight {
     /// Errors are recorded for commands from here on (a resent command's error was
     /// recorded the first time).
     recorded: usize,
+    /// Commands of a transaction the server refused to queue, with its message.
+    refused: Vec<(usize, String)>,
 }
 
 enum Pending {
@@ -337,6 +398,9 @@ pub struct Worker {
     same_fault: u32,
     /// How many chunks this worker has taken (names them in `last_fault`).
     taken: usize,
+    /// The sequence number after the last chunk fully answered (read by the engine).
+    done: Arc<AtomicU64>,
+    applied_key: Vec<u8>,
 }
 
 /// Why a connection gave up.
@@ -351,8 +415,11 @@ pub struct Fatal {
 }
 
 impl Worker {
-    pub fn new(id: usize, cfg: WorkerConfig, link: Link) -> Worker {
+    pub fn new(id: usize, cfg: WorkerConfig, link: Link, done: Arc<AtomicU64>) -> Worker {
+        let applied_key = format!("{}{id}", cfg.applied_prefix).into_bytes();
         Worker {
+            done,
+            applied_key,
             id,
             cfg,
             link: Some(link),
@@ -426,15 +493,27 @@ impl Worker {
     }
 
     fn take(&mut self, chunk: Chunk) {
-        self.queued.push_back(Flight { id: self.taken, chunk, written: 0, answered: 0, recorded: 0 });
+        self.queued.push_back(Flight {
+            id: self.taken,
+            chunk,
+            written: 0,
+            answered: 0,
+            recorded: 0,
+            refused: Vec::new(),
+        });
         self.taken += 1;
     }
 
-    /// True when there is something unsent and the window has room for it.
+    /// True when there is something unsent and the window has room for it. Nothing is
+    /// sent after an unanswered transaction: if the server aborts it, it is sent again
+    /// before anything that follows it.
     fn can_write(&self) -> bool {
         let unsent = match self.inflight.back() {
             Some(Pending::Chunk(f)) if f.written < f.chunk.ends.len() => true,
-            _ => !self.queued.is_empty(),
+            _ => {
+                !self.queued.is_empty()
+                    && !self.inflight.iter().any(|p| matches!(p, Pending::Chunk(f) if f.chunk.transaction.is_some()))
+            }
         };
         unsent
             && (self.unanswered == 0
@@ -519,6 +598,7 @@ impl Worker {
                     return Err(self.fatal(msg, None));
                 }
             }
+            Some(Pending::Chunk(f)) if f.chunk.transaction.is_some() => return self.answer_transaction(r),
             Some(Pending::Chunk(f)) => {
                 let i = f.answered;
                 let (start, end) = (f.chunk.start_of(i), f.chunk.ends[i]);
@@ -540,7 +620,7 @@ impl Worker {
                 self.unanswered_bytes -= end - f.chunk.start_of(i);
                 self.report.commands += 1;
                 if f.answered == f.chunk.ends.len() {
-                    self.inflight.pop_front();
+                    self.finish_front();
                 }
             }
             None => {
@@ -551,11 +631,99 @@ impl Worker {
         Ok(())
     }
 
-    /// After a lost connection: reconnect, and send again from the first command of the
-    /// earliest unanswered unit (a snapshot key is rebuilt from its DEL or RESTORE …
-    /// REPLACE, so sending it twice leaves it the same; sending only the unanswered
-    /// commands would not). Unanswered log commands cannot be sent twice: stop, naming
-    /// the first of them.
+    /// The front chunk has all its replies: count it done and hand its buffers back.
+    fn finish_front(&mut self) {
+        if let Some(Pending::Chunk(mut done)) = self.inflight.pop_front() {
+            self.done.store(done.chunk.seq + 1, Ordering::Release);
+            if let Some(tx) = &self.cfg.recycle {
+                if done.chunk.buf.capacity() <= 2 * CHUNK_BYTES {
+                    done.chunk.reset();
+                    let _ = tx.send(done.chunk);
+                }
+            }
+        }
+    }
+
+    /// A reply within a transaction chunk: MULTI's OK, a QUEUED (or a refusal) per
+    /// command, then EXEC's array of results, matched to the commands one by one. An
+    /// aborted transaction ran nothing: it goes again without the refused commands.
+    fn answer_transaction(&mut self, r: &Reply<'_>) -> Result<(), Fatal> {
+        let Some(Pending::Chunk(f)) = self.inflight.front_mut() else { return Ok(()) };
+        let i = f.answered;
+        let last = f.chunk.ends.len() - 1;
+        f.answered += 1;
+        self.unanswered -= 1;
+        self.unanswered_bytes -= f.chunk.ends[i] - f.chunk.start_of(i);
+        self.report.commands += 1;
+        let describe_at = |f: &Flight, k: usize, msg: &str| {
+            let (start, end) = (f.chunk.start_of(k), f.chunk.ends[k]);
+            match crate::resp::command_at(&f.chunk.buf[start..end], 0) {
+                Some(c) => describe(c.name, c.key, msg),
+                None => msg.to_string(),
+            }
+        };
+        if i == 0 {
+            if let Some(e) = r.first_error() {
+                let msg = format!("MULTI failed: {}", String::from_utf8_lossy(e));
+                return Err(self.fatal(msg, None));
+            }
+            return Ok(());
+        }
+        if i < last {
+            if let Reply::Error(e) = r {
+                f.refused.push((i, String::from_utf8_lossy(e).into_owned()));
+            }
+            return Ok(());
+        }
+        match r {
+            Reply::Array(Some(results)) => {
+                for (j, res) in results.iter().enumerate() {
+                    if let Some(e) = res.first_error() {
+                        let msg = String::from_utf8_lossy(e).into_owned();
+                        let kind = msg.split(' ').next().unwrap_or("ERR").to_string();
+                        let text = describe_at(f, j + 1, &msg);
+                        self.report.errors.add(kind, 1, || text);
+                    }
+                }
+                self.finish_front();
+                Ok(())
+            }
+            _ if !f.refused.is_empty() => {
+                // EXECABORT: the refused commands are reported, the rest goes again alone.
+                let refused = std::mem::take(&mut f.refused);
+                for (k, msg) in &refused {
+                    let kind = msg.split(' ').next().unwrap_or("ERR").to_string();
+                    let text = describe_at(f, *k, msg);
+                    self.report.errors.add(kind, 1, || text);
+                }
+                let drop: Vec<usize> = refused.iter().map(|x| x.0).collect();
+                let again = f.chunk.without(&drop);
+                let id = f.id;
+                self.inflight.pop_front();
+                self.queued.push_front(Flight {
+                    id,
+                    chunk: again,
+                    written: 0,
+                    answered: 0,
+                    recorded: 0,
+                    refused: Vec::new(),
+                });
+                Ok(())
+            }
+            other => {
+                let msg = format!("a transaction of log commands failed: EXEC answered {other:?}");
+                Err(self.fatal(msg, None))
+            }
+        }
+    }
+
+    /// After a lost connection: reconnect, and send again what may not have been applied.
+    /// A snapshot key is sent again from the first command of its unit (it is rebuilt
+    /// from its DEL or RESTORE … REPLACE, so sending it twice leaves it the same; sending
+    /// only the unanswered commands would not). A transaction of log commands ran whole or
+    /// not at all: the applied key tells which. Unanswered log commands outside a
+    /// transaction (twemproxy has no MULTI) cannot be proven either way: stop, naming the
+    /// first of them.
     fn heal(&mut self, why: LinkError) -> Result<(), Fatal> {
         if let Some(l) = self.link.take() {
             l.close();
@@ -564,22 +732,29 @@ impl Worker {
         let mut first: Option<(usize, usize)> = None;
         let mut unknown_log: Option<Position> = None;
         let mut chunks = Vec::new();
+        // Transactions' replies counted so far.
+        let mut counted: Vec<(usize, usize)> = Vec::new();
         for p in self.inflight.drain(..) {
             let Pending::Chunk(mut f) = p else { continue };
             if f.answered < f.written {
                 first.get_or_insert((f.id, f.answered));
-                if !f.chunk.resendable && unknown_log.is_none() {
+                if !f.chunk.resendable && f.chunk.transaction.is_none() && unknown_log.is_none() {
                     let u = f.chunk.unit_of(f.answered);
                     unknown_log = Some(f.chunk.units.get(u).map_or(Position::default(), |x| x.1));
                 }
             }
-            // Resend from the start of the unit holding the first unanswered command.
-            let back_to = match f.chunk.units.get(f.chunk.unit_of(f.answered)) {
-                Some(&(first_cmd, _)) if f.chunk.resendable => first_cmd,
-                _ => f.answered,
+            let back_to = if f.chunk.transaction.is_some() {
+                counted.push((f.id, f.answered));
+                0
+            } else {
+                match f.chunk.units.get(f.chunk.unit_of(f.answered)) {
+                    Some(&(first_cmd, _)) if f.chunk.resendable => first_cmd,
+                    _ => f.answered,
+                }
             };
             f.written = back_to;
             f.answered = back_to;
+            f.refused.clear();
             chunks.push(f);
         }
         if let Some(pos) = unknown_log {
@@ -599,7 +774,7 @@ impl Worker {
         }
         self.last_fault = first;
         if let (Some((id, at)), true) = (first, self.same_fault >= 2) {
-            if let Some(f) = chunks.iter_mut().find(|f| f.id == id) {
+            if let Some(f) = chunks.iter_mut().find(|f| f.id == id && f.chunk.transaction.is_none()) {
                 let (start, end) = (f.chunk.start_of(at), f.chunk.ends[at]);
                 let (name, key) = match crate::resp::command_at(&f.chunk.buf[start..end], 0) {
                     Some(c) => (c.name, c.key),
@@ -621,14 +796,34 @@ impl Worker {
         self.unanswered = 0;
         self.unanswered_bytes = 0;
         self.selected = None;
+        self.report.reconnects += 1;
+        self.reconnect()?;
+        // Transactions the applied key shows as run are done (their replies are lost).
+        if chunks.iter().any(|f| f.chunk.transaction.is_some()) {
+            let key = self.applied_key.clone();
+            let applied = match self.link.as_mut().map(|l| l.call(&[b"GET", &key])) {
+                Some(Ok(Answer::Bulk(Some(v)))) => std::str::from_utf8(&v).ok().and_then(|v| v.parse::<u64>().ok()),
+                Some(Ok(_)) => None,
+                Some(Err(e)) => return Err(self.fatal(format!("reading the applied key after a reconnect: {e}"), None)),
+                None => None,
+            };
+            chunks.retain(|f| match (f.chunk.transaction, applied) {
+                (Some(mark), Some(a)) if mark <= a => {
+                    self.done.store(f.chunk.seq + 1, Ordering::Release);
+                    let before = counted.iter().find(|c| c.0 == f.id).map_or(0, |c| c.1);
+                    self.report.commands += (f.chunk.ends.len() - before) as u64;
+                    false
+                }
+                _ => true,
+            });
+        }
         // Put the chunks back in front of the queue, each resuming at its `written`.
         while let Some(f) = chunks.pop() {
             if f.written < f.chunk.ends.len() {
                 self.queued.push_front(f);
             }
         }
-        self.report.reconnects += 1;
-        self.reconnect()
+        Ok(())
     }
 
     /// Connects again, once the server answers PING (not LOADING, not a socket a dying

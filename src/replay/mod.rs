@@ -11,17 +11,18 @@
 //! cannot be known) is a barrier: every connection drains, it runs alone, the rest follows.
 //! Every reply is matched to its command; refusals are counted and reported.
 
+pub mod checkpoint;
 pub mod conn;
 pub mod proxy;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use conn::{Chunk, ConnReport, Fatal, Msg, Worker, WorkerConfig};
+use conn::{Chunk, ConnReport, Fatal, Msg, Worker, WorkerConfig, CHUNK_BYTES};
 pub use conn::{Endpoint, Errors, Link, LinkError, Position};
 
 use crate::aof::keys::{keys, slot, Keys};
@@ -85,6 +86,8 @@ pub struct Config {
     pub timeout: Duration,
     /// Progress lines on stderr.
     pub progress: bool,
+    /// Keep the resume point here; resume from it when it exists.
+    pub checkpoint: Option<std::path::PathBuf>,
 }
 
 /// One input file, mapped.
@@ -233,6 +236,9 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Why the replay stopped before its end.
     pub failure: Option<String>,
+    /// Where a resumed replay started, and log commands it found already applied.
+    pub resumed_at: Option<String>,
+    pub already_applied: u64,
 }
 
 impl Report {
@@ -268,6 +274,12 @@ impl Report {
             self.kind.map_or("?".to_string(), |k| k.to_string()),
             self.connections
         ));
+        if let Some(r) = &self.resumed_at {
+            o.push(format!(
+                "resumed from the checkpoint at {r}; {} AOF commands were already applied",
+                self.already_applied
+            ));
+        }
         o.push(self.stats.report());
         if self.filtered + self.empty + self.skipped_existing > 0 {
             o.push(format!(
@@ -360,6 +372,8 @@ impl Report {
             "input_bytes": self.input_bytes,
             "wall_s": self.wall.as_secs_f64(),
             "warnings": self.warnings,
+            "resumed_at": self.resumed_at,
+            "already_applied": self.already_applied,
             "failure": self.failure,
             "exit_code": self.exit_code(),
         })
@@ -372,9 +386,6 @@ struct Origin {
     pos: Position,
     resendable: bool,
 }
-
-/// Commands for one connection are sent in chunks of about this size.
-const CHUNK_BYTES: usize = 256 << 10;
 
 /// The key of `key` in db `db` for the set of existing keys.
 fn existing_key(db: u64, key: &[u8], out: &mut Vec<u8>) {
@@ -424,23 +435,71 @@ pub fn run(cfg: &Config, inputs: &[Input<'_>]) -> Result<Report, Error> {
     let mut tcfg = cfg.translate.clone();
     tcfg.mode = mode;
     tcfg.target = target;
-    let mut engine = Engine::start(cfg, &shape, tcfg, report)?;
+
+    // A checkpoint of this very job: resume from it; of another one: refuse.
+    let ids: Vec<checkpoint::InputId> = inputs.iter().map(|i| checkpoint::InputId::of(&i.name, i.data)).collect();
+    let options = options_id(cfg, &tcfg);
+    let mut resume = None;
+    if let Some(path) = &cfg.checkpoint {
+        if cfg.on_existing != OnExisting::Replace {
+            return Err(Error::Refused(
+                "--checkpoint works with --on-existing replace only (a resumed run would find its own keys)".into(),
+            ));
+        }
+        if proxy && inputs.iter().any(|i| has_log(i.data)) {
+            return Err(Error::Refused(
+                "--checkpoint through twemproxy covers snapshots only: without MULTI, which AOF commands \
+                 ran before a stop cannot be known"
+                    .into(),
+            ));
+        }
+        let shown = crate::source::display_name(path);
+        if let Some(ck) = checkpoint::Checkpoint::load(path).map_err(|e| Error::Input(shown.clone(), e))? {
+            if let Some(why) = ck.mismatch(&ids, &options, shape.n) {
+                return Err(Error::Refused(format!(
+                    "the checkpoint {shown} cannot resume this replay: {why}; remove it to start over"
+                )));
+            }
+            resume = Some(ck);
+        }
+    }
+    let run_id = resume.as_ref().map_or_else(fresh_run_id, |ck| ck.run);
+    let from = resume.as_ref().map_or(Position::default(), |ck| ck.resume);
+    if resume.is_some() {
+        let name = inputs.get(from.file).map_or("?", |i| i.name.as_str());
+        report.resumed_at = Some(format!("byte {} of {name}", from.offset));
+    }
+    let ck = cfg.checkpoint.as_ref().map(|path| {
+        (path.clone(), checkpoint::Checkpoint { run: run_id, connections: shape.n, inputs: ids, options, resume: from })
+    });
+
+    let mut engine = Engine::start(cfg, &shape, tcfg, report, run_id, ck)?;
+    // At once: a replay stopped in its first second can resume too.
+    engine.write_checkpoint(true);
+    if resume.is_some() && !cfg.dry_run {
+        engine.read_applied().map_err(|e| Error::Destination(format!("reading the applied keys of {dest}"), e))?;
+    }
     let progress = Progress::start(cfg.progress, engine.report.input_bytes);
     let mut done_before = 0u64;
     for (file, input) in inputs.iter().enumerate() {
         if engine.stopped() {
             break;
         }
+        if file < from.file {
+            done_before += input.data.len() as u64;
+            continue;
+        }
+        let skip_to = if file == from.file { from.offset as usize } else { 0 };
         let mut tail = Some(0);
         if aof::is_rdb(input.data) {
-            tail = engine.snapshot(file, input, &existing, &progress, done_before);
+            tail = engine.snapshot(file, input, skip_to, &existing, &progress, done_before);
             if let Some(t) = tail {
                 let at = input.data.len() - t;
                 tail = matches!(input.data.get(at), Some(b'*' | b'#')).then_some(at);
             }
         }
         if let (Some(at), false) = (tail, engine.stopped()) {
-            engine.log(file, input, at, &existing);
+            engine.log(file, input, at, skip_to, &existing);
         }
         done_before += input.data.len() as u64;
         progress.done.store(done_before, Ordering::Relaxed);
@@ -452,6 +511,41 @@ pub fn run(cfg: &Config, inputs: &[Input<'_>]) -> Result<Report, Error> {
     let mut report = engine.finish(inputs);
     report.wall = started.elapsed();
     Ok(report)
+}
+
+/// A new run's id (it names the applied keys of its log transactions).
+fn fresh_run_id() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ ((std::process::id() as u64) << 40)
+}
+
+/// What decides the commands sent, for the checkpoint (not the time of day).
+fn options_id(cfg: &Config, t: &translate::Config) -> String {
+    let f = &cfg.filter;
+    format!(
+        "mode={:?} target={} max_args={} max_bytes={} restore_max_bytes={} keep_expired={} margin={} \
+         drop_field_ttl={} dbs={:?} globs={} regex={:?} types={:?} db_map={:?} on_existing={:?} allow_flush={}",
+        t.mode,
+        t.target,
+        t.max_args,
+        t.max_bytes,
+        t.restore_max_bytes,
+        t.keep_expired,
+        t.expire_margin_ms,
+        t.drop_field_ttl,
+        f.dbs,
+        f.globs.len(),
+        f.regex.as_ref().map(|r| r.as_str().to_string()),
+        f.types,
+        cfg.db_map,
+        cfg.on_existing,
+        cfg.allow_flush
+    )
+}
+
+/// A position as one number, ordered like positions (the applied keys hold these).
+fn mark(p: Position) -> u64 {
+    ((p.file as u64) << 40) | p.offset
 }
 
 /// The destination's shape, as routing needs it.
@@ -484,12 +578,26 @@ fn precheck(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>, report: &mut 
         let data = input.data;
         let mut log_at = Some(0);
         if aof::is_rdb(data) {
-            let mut summary = crate::cli::check::Summary::default();
-            crate::cli::check::walk(data, &mut summary, &cfg.plan)
-                .map_err(|e| Error::Input(input.name.clone(), format!("{e} (nothing was written)")))?;
-            dbs.extend(summary.dbs().filter(|&d| cfg.filter.accepts_db(d)));
-            functions += summary.functions_and_scripts();
-            let at = data.len() - summary.trailing();
+            let bad = |e: rdb::Error| Error::Input(input.name.clone(), format!("{e} (nothing was written)"));
+            let shape = skim_rdb(data).map_err(bad)?;
+            let (trailing, found) = match shape {
+                s if s.verified => (s.trailing, s),
+                _ => {
+                    // No checksum to trust: the whole decode is the check.
+                    let mut summary = crate::cli::check::Summary::default();
+                    crate::cli::check::walk(data, &mut summary, &cfg.plan).map_err(bad)?;
+                    let found = RdbShape {
+                        dbs: summary.dbs().collect(),
+                        functions: summary.functions_and_scripts(),
+                        trailing: summary.trailing(),
+                        verified: true,
+                    };
+                    (summary.trailing(), found)
+                }
+            };
+            dbs.extend(found.dbs.into_iter().filter(|&d| cfg.filter.accepts_db(d)));
+            functions += found.functions;
+            let at = data.len() - trailing;
             log_at = matches!(data.get(at), Some(b'*' | b'#')).then_some(at);
         }
         let Some(base) = log_at else { continue };
@@ -555,6 +663,48 @@ fn precheck(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>, report: &mut 
         )));
     }
     Ok(())
+}
+
+/// What the precheck needs of a snapshot.
+struct RdbShape {
+    dbs: BTreeSet<u64>,
+    functions: u64,
+    trailing: usize,
+    /// The checksum was there and matched.
+    verified: bool,
+}
+
+/// Verifies a snapshot's structure by its length headers and its bytes by the CRC-64
+/// (GB/s, against the deep decode's hundreds of MB/s): every value decoded later is
+/// then the bytes Redis wrote. Not `verified` when the file has no checksum (RDB < 5, or
+/// saved with `rdbchecksum no`): then only a full decode can check it.
+fn skim_rdb(data: &[u8]) -> rdb::Result<RdbShape> {
+    let mut parser = rdb::Parser::new(data)?.skim(true).verify_checksum(true);
+    let mut shape = RdbShape { dbs: BTreeSet::new(), functions: 0, trailing: 0, verified: false };
+    while let Some(item) = parser.next_item()? {
+        match item {
+            Item::Skimmed => {
+                shape.dbs.insert(parser.state().db);
+            }
+            Item::Function(_) => shape.functions += 1,
+            Item::Aux { key, .. } if key.bytes().as_ref() == b"lua" => shape.functions += 1,
+            Item::End { checksum, trailing } => {
+                shape.trailing = trailing;
+                shape.verified = matches!(checksum, rdb::Checksum::Ok(_));
+                break;
+            }
+            _ => {}
+        }
+    }
+    Ok(shape)
+}
+
+/// True when the input holds commands: an AOF, or an RDB with commands after it.
+fn has_log(data: &[u8]) -> bool {
+    if !aof::is_rdb(data) {
+        return true;
+    }
+    skim_rdb(data).is_ok_and(|s| matches!(data.get(data.len() - s.trailing), Some(b'*' | b'#')))
 }
 
 enum Found {
@@ -680,8 +830,8 @@ impl Drop for Progress {
 struct SnapBatch {
     buf: Vec<u8>,
     ends: Vec<usize>,
-    /// (connection, db, first command, end command)
-    pieces: Vec<(usize, Option<u64>, usize, usize)>,
+    /// (connection, db, first command, end command, offset of the unit in the file)
+    pieces: Vec<(usize, Option<u64>, usize, usize, u64)>,
     stats: Stats,
     filtered: u64,
     empty: u64,
@@ -704,6 +854,21 @@ struct Engine<'c> {
     report: Report,
     /// A connection gave up.
     dead: bool,
+    /// Chunks the connections are done with.
+    spare: mpsc::Receiver<Chunk>,
+    recycle: mpsc::Sender<Chunk>,
+    /// Per connection: the next chunk number, the chunks sent and not known answered
+    /// (number, first unit), and the number after the last chunk answered.
+    next_seq: Vec<u64>,
+    outstanding: Vec<VecDeque<(u64, Position)>>,
+    done: Vec<Arc<AtomicU64>>,
+    /// Everything before this was routed (the next unit starts here or later).
+    routed_to: Position,
+    /// Applied keys' prefix, and (resuming) the mark each connection's key held.
+    applied_prefix: String,
+    applied: Vec<Option<u64>>,
+    checkpoint: Option<(std::path::PathBuf, checkpoint::Checkpoint)>,
+    last_checkpoint: Instant,
 }
 
 impl<'c> Engine<'c> {
@@ -712,7 +877,10 @@ impl<'c> Engine<'c> {
         shape: &'c Shape<'c>,
         tcfg: translate::Config,
         report: Report,
+        run_id: u64,
+        checkpoint: Option<(std::path::PathBuf, checkpoint::Checkpoint)>,
     ) -> Result<Engine<'c>, Error> {
+        let (recycle, spare) = mpsc::channel();
         let mut e = Engine {
             cfg,
             shape,
@@ -722,6 +890,16 @@ impl<'c> Engine<'c> {
             builders: (0..shape.n).map(|_| Chunk::default()).collect(),
             report,
             dead: false,
+            spare,
+            recycle,
+            next_seq: vec![0; shape.n],
+            outstanding: (0..shape.n).map(|_| VecDeque::new()).collect(),
+            done: (0..shape.n).map(|_| Arc::new(AtomicU64::new(0))).collect(),
+            routed_to: Position::default(),
+            applied_prefix: format!("redis-migration:applied:{run_id:016x}:"),
+            applied: vec![None; shape.n],
+            checkpoint,
+            last_checkpoint: Instant::now(),
         };
         if cfg.dry_run {
             return Ok(e);
@@ -733,12 +911,14 @@ impl<'c> Engine<'c> {
             select: !shape.proxy,
             retry_for: cfg.retry_for,
             timeout: cfg.timeout,
+            recycle: Some(e.recycle.clone()),
+            applied_prefix: e.applied_prefix.clone(),
         };
         for id in 0..shape.n {
             let link = Link::open(&cfg.endpoint, cfg.timeout)
                 .map_err(|err| Error::Destination(format!("connection {id} to {}", cfg.endpoint), err))?;
             let (tx, rx) = mpsc::sync_channel(2);
-            let w = Worker::new(id, wcfg.clone(), link);
+            let w = Worker::new(id, wcfg.clone(), link, e.done[id].clone());
             e.handles.push(
                 std::thread::Builder::new()
                     .name(format!("replay-{id}"))
@@ -759,8 +939,12 @@ impl<'c> Engine<'c> {
         let Origin { pos, resendable } = origin;
         let Some(&last) = ends.last() else { return };
         let b = &self.builders[conn];
-        if !b.is_empty() && (b.db != db || b.resendable != resendable) {
+        // A chunk holds one db, and never grows past its room (unless one unit is larger).
+        if !b.is_empty() && (b.db != db || b.resendable != resendable || b.buf.len() + (last - start) > CHUNK_BYTES) {
             self.flush(conn);
+        }
+        if self.builders[conn].buf.capacity() == 0 {
+            self.builders[conn] = self.spare.try_recv().unwrap_or_else(|_| Chunk::with_room());
         }
         let b = &mut self.builders[conn];
         if b.is_empty() {
@@ -772,7 +956,10 @@ impl<'c> Engine<'c> {
         let base = b.buf.len();
         b.buf.extend_from_slice(&buf[start..last]);
         b.ends.extend(ends.iter().map(|e| base + e - start));
-        if b.buf.len() >= CHUNK_BYTES {
+        // Log commands go as transactions, all or nothing: small ones, so that one
+        // completes between two lost connections.
+        let full = if b.resendable { CHUNK_BYTES } else { CHUNK_BYTES / 4 };
+        if b.buf.len() >= full || (!b.resendable && b.ends.len() >= 512) {
             self.flush(conn);
         }
     }
@@ -785,7 +972,16 @@ impl<'c> Engine<'c> {
         self.send(conn, c);
     }
 
-    fn send(&mut self, conn: usize, c: Chunk) {
+    fn send(&mut self, conn: usize, mut c: Chunk) {
+        if !c.resendable && !self.shape.proxy && c.transaction.is_none() && !self.cfg.dry_run {
+            c = self.transaction(conn, c);
+        }
+        c.seq = self.next_seq[conn];
+        self.next_seq[conn] += 1;
+        if let Some(&(_, pos)) = c.units.first() {
+            self.outstanding[conn].push_back((c.seq, pos));
+        }
+        self.write_checkpoint(false);
         if self.cfg.dry_run {
             self.report.would_send.0 += c.ends.len() as u64;
             self.report.would_send.1 += c.buf.len() as u64;
@@ -794,6 +990,96 @@ impl<'c> Engine<'c> {
         if self.senders[conn].send(Msg::Chunk(c)).is_err() {
             self.dead = true;
         }
+    }
+
+    /// Log commands as one transaction that also records, in the connection's applied
+    /// key (db 0), the position of its last unit: MULTI, the commands, [SELECT 0], SET
+    /// key mark, [SELECT db], EXEC.
+    fn transaction(&self, conn: usize, c: Chunk) -> Chunk {
+        use crate::resp::encode::command;
+        let Some(&(_, last)) = c.units.last() else { return c };
+        let m = mark(last);
+        let mut t = Chunk { db: c.db, exit_db: c.exit_db, transaction: Some(m), ..Chunk::default() };
+        let mut cmd = Vec::with_capacity(96);
+        command(&mut cmd, &[b"MULTI"]);
+        t.push_command(&cmd);
+        t.units = c.units.iter().map(|&(first, pos)| (first + 1, pos)).collect();
+        let base = t.buf.len();
+        t.buf.extend_from_slice(&c.buf);
+        t.ends.extend(c.ends.iter().map(|e| e + base));
+        let exit = c.exit_db.unwrap_or(0);
+        let key = format!("{}{conn}", self.applied_prefix);
+        let tail: [Option<Vec<Vec<u8>>>; 4] = [
+            (exit != 0).then(|| vec![b"SELECT".to_vec(), b"0".to_vec()]),
+            Some(vec![b"SET".to_vec(), key.into_bytes(), m.to_string().into_bytes()]),
+            (exit != 0).then(|| vec![b"SELECT".to_vec(), exit.to_string().into_bytes()]),
+            Some(vec![b"EXEC".to_vec()]),
+        ];
+        for args in tail.into_iter().flatten() {
+            cmd.clear();
+            let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            command(&mut cmd, &refs);
+            t.push_command(&cmd);
+        }
+        t
+    }
+
+    /// The low-water mark: every unit before it has its reply.
+    fn low_water(&mut self) -> Position {
+        let mut low = self.routed_to;
+        for conn in 0..self.shape.n {
+            let done = self.done[conn].load(Ordering::Acquire);
+            let q = &mut self.outstanding[conn];
+            while q.front().is_some_and(|&(seq, _)| seq < done) {
+                q.pop_front();
+            }
+            let first = q.front().map(|x| x.1).or_else(|| self.builders[conn].units.first().map(|u| u.1));
+            if let Some(p) = first {
+                low = low.min(p);
+            }
+        }
+        low
+    }
+
+    /// Writes the checkpoint, at most once a second (`force`: now).
+    fn write_checkpoint(&mut self, force: bool) {
+        if self.checkpoint.is_none()
+            || self.cfg.dry_run
+            || (!force && self.last_checkpoint.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_checkpoint = Instant::now();
+        let low = self.low_water();
+        if let Some((path, ck)) = &mut self.checkpoint {
+            ck.resume = low;
+            if let Err(e) = ck.save(path) {
+                let msg = format!("writing the checkpoint {}: {e}", crate::source::display_name(path));
+                self.report.failure.get_or_insert(msg);
+            }
+        }
+    }
+
+    /// Resuming: what each connection's applied key says its transactions reached.
+    fn read_applied(&mut self) -> Result<(), LinkError> {
+        let mut link = Link::open(&self.cfg.endpoint, self.cfg.timeout)?;
+        for conn in 0..self.shape.n {
+            let key = format!("{}{conn}", self.applied_prefix);
+            if let conn::Answer::Bulk(Some(v)) = link.call(&[b"GET", key.as_bytes()])? {
+                self.applied[conn] = std::str::from_utf8(&v).ok().and_then(|v| v.parse().ok());
+            }
+        }
+        link.close();
+        Ok(())
+    }
+
+    /// True when a resumed run finds this log unit applied on its connection.
+    fn applied_before(&mut self, conn: usize, pos: Position) -> bool {
+        if self.applied[conn].is_some_and(|a| mark(pos) <= a) {
+            self.report.already_applied += 1;
+            return true;
+        }
+        false
     }
 
     /// Waits until every connection has the replies of everything sent so far.
@@ -841,6 +1127,7 @@ impl<'c> Engine<'c> {
         &mut self,
         file: usize,
         input: &Input<'_>,
+        skip_to: usize,
         existing: &HashSet<Vec<u8>>,
         progress: &Progress,
         done_before: u64,
@@ -853,14 +1140,17 @@ impl<'c> Engine<'c> {
         filter.keep_expired = true;
         let mut trailing = None;
         let mut failure = None;
-        let r = pipeline::run(
+        let r = pipeline::run_from(
             data,
+            skip_to,
             &cfg.plan,
             |header, span| {
                 let mut b = SnapBatch::default();
                 let mut t = Translator::unselected(tcfg.clone(), header.vendor, header.version);
                 let mut lookup = Vec::new();
+                let mut item_start = span.start as u64;
                 let r = decode_span(data, header, span, |item, end| {
+                    let item_at = std::mem::replace(&mut item_start, end);
                     b.end_offset = end;
                     match item {
                         Item::Record(rec) => {
@@ -924,7 +1214,7 @@ impl<'c> Engine<'c> {
                             } else {
                                 b.created += 1;
                             }
-                            b.pieces.push((shape.conn(&key), Some(db), first, b.ends.len()));
+                            b.pieces.push((shape.conn(&key), Some(db), first, b.ends.len(), item_at));
                         }
                         Item::EmptyKey { .. } => b.empty += 1,
                         Item::Function(_) | Item::Aux { .. } if everything && shape.proxy && is_code(&item) => {
@@ -937,14 +1227,14 @@ impl<'c> Engine<'c> {
                             let start = b.buf.len();
                             t.function(&f, &mut b.buf);
                             push_ends(&b.buf, start, &mut b.ends);
-                            b.pieces.push((0, None, first, b.ends.len()));
+                            b.pieces.push((0, None, first, b.ends.len(), item_at));
                         }
                         Item::Aux { key, value } if everything && !shape.proxy && key.bytes().as_ref() == b"lua" => {
                             let first = b.ends.len();
                             let start = b.buf.len();
                             t.script(&value, &mut b.buf);
                             push_ends(&b.buf, start, &mut b.ends);
-                            b.pieces.push((0, None, first, b.ends.len()));
+                            b.pieces.push((0, None, first, b.ends.len(), item_at));
                         }
                         Item::End { trailing, .. } => b.trailing = Some(trailing),
                         _ => {}
@@ -963,14 +1253,15 @@ impl<'c> Engine<'c> {
                 self.report.created += b.created;
                 self.report.replaced += b.replaced;
                 self.report.refused.merge(b.refused);
-                for &(conn, db, first, end) in &b.pieces {
+                for &(conn, db, first, end, at) in &b.pieces {
                     if first == end {
                         continue;
                     }
                     let start = if first == 0 { 0 } else { b.ends[first - 1] };
-                    let pos = Position { file, offset: b.end_offset };
+                    let pos = Position { file, offset: at };
                     self.route(conn, db, &b.buf, start, &b.ends[first..end], Origin { pos, resendable: true });
                 }
+                self.routed_to = Position { file, offset: b.end_offset };
                 progress.done.store(done_before + b.end_offset, Ordering::Relaxed);
                 if b.trailing.is_some() {
                     trailing = b.trailing;
@@ -993,11 +1284,19 @@ impl<'c> Engine<'c> {
     }
 
     /// Replays the command log at `data[base..]`.
-    fn log(&mut self, file: usize, input: &Input<'_>, base: usize, existing: &HashSet<Vec<u8>>) {
+    fn log(&mut self, file: usize, input: &Input<'_>, base: usize, skip_to: usize, existing: &HashSet<Vec<u8>>) {
         let data = &input.data[base..];
         let r = aof::read_log(data, input.allow_truncated, |unit| {
             if self.stopped() {
                 return;
+            }
+            let (start, end) = match unit {
+                Unit::One(c) => (c.offset, c.offset + c.raw.len()),
+                Unit::Multi(b) => (b[0].offset, b[b.len() - 1].offset + b[b.len() - 1].raw.len()),
+                Unit::Timestamp(_) => return,
+            };
+            if base + start < skip_to {
+                return; // before the checkpoint: applied
             }
             match unit {
                 Unit::Timestamp(_) => {}
@@ -1010,6 +1309,7 @@ impl<'c> Engine<'c> {
                 }
                 Unit::Multi(block) => self.log_multi(file, base, block, existing),
             }
+            self.routed_to = Position { file, offset: (base + end) as u64 };
         });
         match r {
             Ok(Some(cut)) => self.report.warnings.push(format!(
@@ -1078,7 +1378,6 @@ impl<'c> Engine<'c> {
 
     fn log_command(&mut self, file: usize, base: usize, c: &Command<'_>, existing: &HashSet<Vec<u8>>) {
         let Some(db) = self.admit(file, base, c, existing) else { return };
-        self.report.log_commands += 1;
         let pos = Position { file, offset: (base + c.offset) as u64 };
         let conn = match keys(&c.argv) {
             Keys::Some(ks) => {
@@ -1088,6 +1387,10 @@ impl<'c> Engine<'c> {
             Keys::None => Some(0),
             Keys::Global | Keys::Unknown => None,
         };
+        if self.applied_before(conn.unwrap_or(0), pos) {
+            return;
+        }
+        self.report.log_commands += 1;
         match conn {
             Some(conn) => self.route(conn, Some(db), c.raw, 0, &[c.raw.len()], Origin { pos, resendable: false }),
             None => {
@@ -1110,11 +1413,15 @@ impl<'c> Engine<'c> {
             }
         }
         let Some(&(first_db, _)) = admitted.first() else { return };
-        self.report.log_commands += admitted.len() as u64;
         let pos = Position { file, offset: (base + block[0].offset) as u64 };
+        if self.applied_before(0, pos) {
+            return;
+        }
+        self.report.log_commands += admitted.len() as u64;
+        // The block's own MULTI and EXEC are left out: `send` makes every chunk of log
+        // commands one transaction (with its applied key).
         let mut chunk = Chunk { db: Some(first_db), ..Chunk::default() };
         chunk.units.push((0, pos));
-        chunk.push_command(block[0].raw);
         let mut cur = first_db;
         for (db, c) in admitted {
             if db != cur {
@@ -1125,7 +1432,6 @@ impl<'c> Engine<'c> {
             }
             chunk.push_command(c.raw);
         }
-        chunk.push_command(block[block.len() - 1].raw);
         chunk.exit_db = Some(cur);
         self.barrier(chunk);
     }
@@ -1135,9 +1441,31 @@ impl<'c> Engine<'c> {
             self.flush(c);
         }
         self.senders.clear();
+        let handles = std::mem::take(&mut self.handles);
+        let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+        let complete = self.report.failure.is_none() && results.iter().all(|r| matches!(r, Ok(Ok(_))));
+        if complete && !self.cfg.dry_run {
+            // The applied keys have done their job; the checkpoint too.
+            if !self.shape.proxy {
+                let keys: Vec<Vec<u8>> =
+                    (0..self.shape.n).map(|c| format!("{}{c}", self.applied_prefix).into_bytes()).collect();
+                let mut args: Vec<&[u8]> = vec![b"DEL"];
+                args.extend(keys.iter().map(Vec::as_slice));
+                if let Err(e) = Link::open(&self.cfg.endpoint, self.cfg.timeout).and_then(|mut l| l.call(&args)) {
+                    self.report
+                        .warnings
+                        .push(format!("could not delete the applied keys {}*: {e}", self.applied_prefix));
+                }
+            }
+            if let Some((path, _)) = &self.checkpoint {
+                let _ = std::fs::remove_file(path);
+            }
+        } else {
+            self.write_checkpoint(true);
+        }
         let mut report = self.report;
-        for h in self.handles {
-            let r = match h.join() {
+        for r in results {
+            let r = match r {
                 Ok(r) => r,
                 Err(_) => {
                     report.failure.get_or_insert("a connection thread panicked".into());
