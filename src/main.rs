@@ -3,7 +3,28 @@
 use clap::Parser;
 use redis_migration::cli::{self, Cli};
 
+/// Large buffers (decoded batches, big keys' commands) go straight to the kernel and
+/// back when freed. glibc otherwise raises its mmap threshold after the first large free
+/// and keeps freed buffers in per-thread arenas: replay's anonymous memory on a 1 GB RDB
+/// then varied between 115 and 146 MB from run to run, against 65 MB of live heap.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn steady_allocator() {
+    extern "C" {
+        fn mallopt(param: i32, value: i32) -> i32;
+    }
+    const M_MMAP_THRESHOLD: i32 = -3;
+    // SAFETY: mallopt only sets a tunable of the C allocator; it is called first thing in
+    // main, before any other thread exists, and takes no pointers.
+    unsafe {
+        mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn steady_allocator() {}
+
 fn main() {
+    steady_allocator();
     let args = cli::normalize_args(std::env::args_os());
     let cli = match Cli::try_parse_from(args) {
         Ok(c) => c,

@@ -80,7 +80,7 @@ fn spec(name: &[u8]) -> Option<Spec> {
     })
 }
 
-/// The keys of `argv` (argv[0] is the command name).
+/// The keys of `argv` (`argv[0]` is the command name).
 pub fn keys<'a>(argv: &[&'a [u8]]) -> Keys<'a> {
     let Some(name) = argv.first() else { return Keys::Unknown };
     let n = argv.len();

@@ -55,7 +55,7 @@ commands or keys were refused (see the report); 2 it could not be done.")]
 pub struct Args {
     #[command(flatten)]
     pub input: super::InputArgs,
-    /// Destination URL: redis://[user[:password]@]host[:port][/db] (db: where source db 0 goes)
+    /// Destination URL: redis://USER:PASSWORD@HOST:PORT/DB, all but HOST optional (DB: where source db 0 goes)
     #[arg(long, value_name = "URL", help_heading = "Destination")]
     pub to: Option<String>,
     /// Destination host (the original tool's -dip)

@@ -6,7 +6,7 @@
 //! (AUTH, the probe, EXISTS). [`Worker`] is a connection's thread: it writes the chunks it
 //! is given, keeping at most `window` commands (and `window_bytes`) unanswered, matches
 //! every reply to its command, and heals a lost connection when what was unanswered can
-//! safely be sent again (see [`Worker::heal`]).
+//! safely be sent again (see `Worker::heal`).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{Read, Write};
@@ -91,7 +91,7 @@ pub struct Link {
 const READ_CHUNK: usize = 64 << 10;
 
 impl Link {
-    /// Connects and logs in (AUTH [user] password) when a password is set.
+    /// Connects and logs in (`AUTH [user] password`) when a password is set.
     pub fn open(ep: &Endpoint, timeout: Duration) -> Result<Link, LinkError> {
         let mut last = None;
         let addrs = (ep.host.as_str(), ep.port).to_socket_addrs()?;
@@ -208,6 +208,8 @@ pub struct Chunk {
     pub resendable: bool,
     /// The chunk's number on its connection (the engine's low-water mark counts them).
     pub seq: u64,
+    /// Bytes the engine counts as held until the chunk is answered.
+    pub weight: u64,
     /// For log commands on a server that has MULTI: the chunk is MULTI … SET applied-key
     /// MARK … EXEC, so that after a lost connection the applied key says whether it ran
     /// (all of it) or not (none of it). The mark is the encoded position of its last unit.
@@ -239,6 +241,7 @@ impl Chunk {
         self.units.clear();
         self.resendable = false;
         self.seq = 0;
+        self.weight = 0;
         self.transaction = None;
     }
 
@@ -268,6 +271,7 @@ impl Chunk {
             exit_db: self.exit_db,
             resendable: self.resendable,
             seq: self.seq,
+            weight: self.weight,
             transaction: self.transaction,
             ..Chunk::default()
         };
@@ -400,6 +404,8 @@ pub struct Worker {
     taken: usize,
     /// The sequence number after the last chunk fully answered (read by the engine).
     done: Arc<AtomicU64>,
+    /// Bytes of chunks answered (the engine holds back while too many are unanswered).
+    released: Arc<AtomicU64>,
     applied_key: Vec<u8>,
 }
 
@@ -415,10 +421,11 @@ pub struct Fatal {
 }
 
 impl Worker {
-    pub fn new(id: usize, cfg: WorkerConfig, link: Link, done: Arc<AtomicU64>) -> Worker {
+    pub fn new(id: usize, cfg: WorkerConfig, link: Link, done: Arc<AtomicU64>, released: Arc<AtomicU64>) -> Worker {
         let applied_key = format!("{}{id}", cfg.applied_prefix).into_bytes();
         Worker {
             done,
+            released,
             applied_key,
             id,
             cfg,
@@ -635,6 +642,7 @@ impl Worker {
     fn finish_front(&mut self) {
         if let Some(Pending::Chunk(mut done)) = self.inflight.pop_front() {
             self.done.store(done.chunk.seq + 1, Ordering::Release);
+            self.released.fetch_add(done.chunk.weight, Ordering::Release);
             if let Some(tx) = &self.cfg.recycle {
                 if done.chunk.buf.capacity() <= 2 * CHUNK_BYTES {
                     done.chunk.reset();
@@ -810,6 +818,7 @@ impl Worker {
             chunks.retain(|f| match (f.chunk.transaction, applied) {
                 (Some(mark), Some(a)) if mark <= a => {
                     self.done.store(f.chunk.seq + 1, Ordering::Release);
+                    self.released.fetch_add(f.chunk.weight, Ordering::Release);
                     let before = counted.iter().find(|c| c.0 == f.id).map_or(0, |c| c.1);
                     self.report.commands += (f.chunk.ends.len() - before) as u64;
                     false

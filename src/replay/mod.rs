@@ -380,6 +380,10 @@ impl Report {
     }
 }
 
+/// Most bytes of commands sent and not yet answered, over all connections (a key larger
+/// than this goes alone).
+const HELD_BYTES: u64 = 16 << 20;
+
 /// Where a unit comes from, and whether it may be sent twice.
 #[derive(Clone, Copy)]
 struct Origin {
@@ -857,11 +861,15 @@ struct Engine<'c> {
     /// Chunks the connections are done with.
     spare: mpsc::Receiver<Chunk>,
     recycle: mpsc::Sender<Chunk>,
+    pool: Vec<Chunk>,
     /// Per connection: the next chunk number, the chunks sent and not known answered
     /// (number, first unit), and the number after the last chunk answered.
     next_seq: Vec<u64>,
     outstanding: Vec<VecDeque<(u64, Position)>>,
     done: Vec<Arc<AtomicU64>>,
+    /// Bytes of chunks sent, and (counted by the connections) answered.
+    sent_bytes: u64,
+    released: Arc<AtomicU64>,
     /// Everything before this was routed (the next unit starts here or later).
     routed_to: Position,
     /// Applied keys' prefix, and (resuming) the mark each connection's key held.
@@ -892,9 +900,12 @@ impl<'c> Engine<'c> {
             dead: false,
             spare,
             recycle,
+            pool: Vec::new(),
             next_seq: vec![0; shape.n],
             outstanding: (0..shape.n).map(|_| VecDeque::new()).collect(),
             done: (0..shape.n).map(|_| Arc::new(AtomicU64::new(0))).collect(),
+            sent_bytes: 0,
+            released: Arc::new(AtomicU64::new(0)),
             routed_to: Position::default(),
             applied_prefix: format!("redis-migration:applied:{run_id:016x}:"),
             applied: vec![None; shape.n],
@@ -918,7 +929,7 @@ impl<'c> Engine<'c> {
             let link = Link::open(&cfg.endpoint, cfg.timeout)
                 .map_err(|err| Error::Destination(format!("connection {id} to {}", cfg.endpoint), err))?;
             let (tx, rx) = mpsc::sync_channel(2);
-            let w = Worker::new(id, wcfg.clone(), link, e.done[id].clone());
+            let w = Worker::new(id, wcfg.clone(), link, e.done[id].clone(), e.released.clone());
             e.handles.push(
                 std::thread::Builder::new()
                     .name(format!("replay-{id}"))
@@ -944,7 +955,8 @@ impl<'c> Engine<'c> {
             self.flush(conn);
         }
         if self.builders[conn].buf.capacity() == 0 {
-            self.builders[conn] = self.spare.try_recv().unwrap_or_else(|_| Chunk::with_room());
+            self.builders[conn] =
+                self.pool.pop().or_else(|| self.spare.try_recv().ok()).unwrap_or_else(Chunk::with_room);
         }
         let b = &mut self.builders[conn];
         if b.is_empty() {
@@ -978,6 +990,9 @@ impl<'c> Engine<'c> {
         }
         c.seq = self.next_seq[conn];
         self.next_seq[conn] += 1;
+        c.weight = c.buf.len() as u64;
+        self.hold_back();
+        self.sent_bytes += c.weight;
         if let Some(&(_, pos)) = c.units.first() {
             self.outstanding[conn].push_back((c.seq, pos));
         }
@@ -989,6 +1004,24 @@ impl<'c> Engine<'c> {
         }
         if self.senders[conn].send(Msg::Chunk(c)).is_err() {
             self.dead = true;
+        }
+    }
+
+    /// Waits while the chunks sent and not yet answered hold more than `HELD_BYTES`, so that
+    /// memory stays flat whatever the connections' speed and the keys' sizes.
+    fn hold_back(&mut self) {
+        if self.cfg.dry_run {
+            return;
+        }
+        while self.sent_bytes.saturating_sub(self.released.load(Ordering::Acquire)) > HELD_BYTES {
+            if self.handles.iter().any(|h| h.is_finished()) {
+                return; // a connection gave up: the send will tell
+            }
+            match self.spare.recv_timeout(Duration::from_millis(5)) {
+                Ok(c) => self.pool.push(c),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
         }
     }
 
