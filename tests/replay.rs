@@ -524,3 +524,69 @@ fn a_killed_replay_resumes_from_its_checkpoint() {
     assert_same(&dump_server(&mut a, ver), &dump_server(&mut b, ver), ver, "after a resumed replay");
     drop(src);
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, made by openssl.
+fn make_certs(dir: &Path) {
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh").arg("-c").arg(script).current_dir(dir).output().expect("openssl");
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    sh(&format!("openssl req -x509 {ec} -keyout ca.key -out ca.crt -days 2 -subj /CN=test-ca"));
+    for (name, san) in [("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")] {
+        sh(&format!("openssl req {ec} -keyout {name}.key -out {name}.csr -subj /CN={name}"));
+        sh(&format!("printf '{san}\\n' > {name}.ext"));
+        sh(&format!(
+            "openssl x509 -req -in {name}.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out {name}.crt -days 2 -extfile {name}.ext"
+        ));
+    }
+}
+
+#[test]
+fn over_tls_with_client_certificates() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certs(certs.path());
+    let p = |f: &str| certs.path().join(f).to_str().unwrap().to_string();
+    let tls_port = crate::util::free_port().to_string();
+    let (crt, key, ca) = (p("server.crt"), p("server.key"), p("ca.crt"));
+    let dest = RedisServer::start(
+        "7.0",
+        None,
+        &[
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &crt,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "yes",
+        ],
+    );
+    let path = testdata("redis-7.0.rdb");
+    let file = path.to_str().unwrap();
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let run = |extra: &[&str]| bin().args(["replay", "--to", &url]).args(extra).arg(file).output().unwrap();
+    // The Mozilla roots do not know our CA: refused, and said why.
+    let out = run(&["--tls-cert", &p("client.crt"), "--tls-key", &p("client.key")]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("certificate"), "{}", text(&out));
+    let n: u64 = redis::cmd("DBSIZE").query(&mut dest.conn()).unwrap();
+    assert_eq!(n, 0);
+    // Our CA and a client certificate: everything arrives.
+    let out =
+        run(&["--tls-ca", &p("ca.crt"), "--tls-cert", &p("client.crt"), "--tls-key", &p("client.key"), "-n", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let loaded = RedisServer::start("7.0", Some(&path), &[]);
+    let (mut a, mut b) = (loaded.conn(), dest.conn());
+    let ver = server_version(&mut a);
+    assert_same(&dump_server(&mut a, ver), &dump_server(&mut b, ver), ver, "over TLS");
+    // --insecure skips the check (still encrypted).
+    redis::cmd("FLUSHALL").query::<()>(&mut b).unwrap();
+    let out = run(&["--insecure", "--tls-cert", &p("client.crt"), "--tls-key", &p("client.key"), "--mode", "commands"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let n: u64 = redis::cmd("DBSIZE").query(&mut dest.conn()).unwrap();
+    assert!(n > 10, "{n} keys in db 0");
+}

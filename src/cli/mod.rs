@@ -40,7 +40,7 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    Replay(replay::Args),
+    Replay(Box<replay::Args>),
     Check(check::Args),
     Print(print::Args),
     Man(docs::ManArgs),
@@ -49,7 +49,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
-        Command::Replay(a) => replay::run(a),
+        Command::Replay(a) => replay::run(*a),
         Command::Check(a) => check::run(a),
         Command::Print(a) => print::run(a),
         Command::Man(a) => docs::run_man(a),

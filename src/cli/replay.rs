@@ -55,7 +55,8 @@ commands or keys were refused (see the report); 2 it could not be done.")]
 pub struct Args {
     #[command(flatten)]
     pub input: super::InputArgs,
-    /// Destination URL: redis://USER:PASSWORD@HOST:PORT/DB, all but HOST optional (DB: where source db 0 goes)
+    /// Destination URL: redis://USER:PASSWORD@HOST:PORT/DB, all but HOST optional (DB: where
+    /// source db 0 goes); rediss:// for TLS
     #[arg(long, value_name = "URL", help_heading = "Destination")]
     pub to: Option<String>,
     /// Destination host (the original tool's -dip)
@@ -76,6 +77,24 @@ pub struct Args {
     /// What the destination is
     #[arg(long, value_enum, default_value = "auto", help_heading = "Destination")]
     pub dest_kind: KindArg,
+    /// Connect with TLS (as rediss:// does)
+    #[arg(long, help_heading = "TLS")]
+    pub tls: bool,
+    /// CA certificates (PEM) to check the destination's certificate with [default: Mozilla's roots]
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for a server with tls-auth-clients
+    #[arg(long, value_name = "FILE", requires = "tls_key", help_heading = "TLS")]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert", help_heading = "TLS")]
+    pub tls_key: Option<PathBuf>,
+    /// The name the destination's certificate must carry [default: the host]
+    #[arg(long, value_name = "NAME", help_heading = "TLS")]
+    pub tls_server_name: Option<String>,
+    /// Accept any certificate (encrypted, not authenticated): only when you must
+    #[arg(long, help_heading = "TLS")]
+    pub insecure: bool,
     /// Connections to the destination (the original tool's -client)
     #[arg(short = 'n', long = "connections", visible_alias = "client", value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..=1024), help_heading = "Destination")]
@@ -127,17 +146,19 @@ pub struct Url {
     pub user: Option<String>,
     pub password: Option<String>,
     pub db: Option<u64>,
+    pub tls: bool,
 }
 
 pub fn parse_url(s: &str) -> anyhow::Result<Url> {
+    let mut url = Url::default();
     let rest = if let Some(r) = s.strip_prefix("redis://") {
         r
-    } else if s.starts_with("rediss://") {
-        anyhow::bail!("{s}: TLS (rediss://) is not supported yet; use redis:// through a TLS tunnel");
+    } else if let Some(r) = s.strip_prefix("rediss://") {
+        url.tls = true;
+        r
     } else {
-        anyhow::bail!("{s}: expected redis://[user[:password]@]host[:port][/db]");
+        anyhow::bail!("{s}: expected redis://[user[:password]@]host[:port][/db] (rediss:// for TLS)");
     };
-    let mut url = Url::default();
     let (auth, hostpart) = match rest.rfind('@') {
         Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
         None => (None, rest),
@@ -217,10 +238,13 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     use std::io::IsTerminal;
     let files = args.input.files()?;
     let mut db_map = parse_db_map(&args.db_map)?;
-    let mut endpoint = Endpoint { host: args.dip.clone(), port: args.dport, user: args.user.clone(), password: None };
+    let mut endpoint =
+        Endpoint { host: args.dip.clone(), port: args.dport, user: args.user.clone(), password: None, tls: None };
     let mut password = None;
+    let mut tls = args.tls;
     if let Some(to) = &args.to {
         let url = parse_url(to)?;
+        tls |= url.tls;
         endpoint.host = url.host;
         endpoint.port = url.port.unwrap_or(6379);
         if url.user.is_some() {
@@ -245,6 +269,19 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         password = std::env::var("REDISMIGRATION_TARGET_PASSWORD").ok().filter(|p| !p.is_empty());
     }
     endpoint.password = password;
+    if tls {
+        let opts = crate::replay::tls::TlsOptions {
+            ca: args.tls_ca.clone(),
+            cert: args.tls_cert.clone(),
+            key: args.tls_key.clone(),
+            server_name: args.tls_server_name.clone(),
+            insecure: args.insecure,
+        };
+        endpoint.tls =
+            Some(crate::replay::tls::Tls::new(&opts, &endpoint.host).map_err(|e| anyhow::anyhow!("TLS: {e}"))?);
+    } else if args.tls_ca.is_some() || args.tls_cert.is_some() || args.insecure {
+        anyhow::bail!("--tls-ca, --tls-cert and --insecure need TLS: use rediss:// or --tls");
+    }
 
     let mut filter = args.filter.to_filter()?;
     let translate = args.translate.to_config(filter.keep_expired, filter.now_ms)?;
@@ -325,14 +362,15 @@ mod tests {
                 port: Some(6380),
                 user: Some("alice".into()),
                 password: Some("p@ss".into()),
-                db: Some(2)
+                db: Some(2),
+                tls: false
             }
         );
         let u = parse_url("redis://:secret@host").unwrap();
         assert_eq!((u.user, u.password.as_deref(), u.port), (None, Some("secret"), None));
         let u = parse_url("redis://[::1]:7000").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", Some(7000)));
-        assert!(parse_url("rediss://h").unwrap_err().to_string().contains("TLS"));
+        assert!(parse_url("rediss://h").unwrap().tls);
         assert!(parse_url("http://h").is_err());
         assert!(parse_url("redis://h:99999").is_err());
     }

@@ -26,6 +26,7 @@ pub struct Endpoint {
     pub port: u16,
     pub user: Option<String>,
     pub password: Option<String>,
+    pub tls: Option<super::tls::Tls>,
 }
 
 impl std::fmt::Display for Endpoint {
@@ -48,6 +49,8 @@ pub enum LinkError {
     Auth(String),
     #[error("unreadable reply: {0}")]
     Protocol(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl LinkError {
@@ -79,9 +82,50 @@ impl Answer {
     }
 }
 
+/// A plain or TLS socket.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Transport {
+    fn shutdown(&self) {
+        let sock = match self {
+            Transport::Plain(s) => s,
+            Transport::Tls(t) => &t.sock,
+        };
+        let _ = sock.shutdown(Shutdown::Both);
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf),
+            Transport::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write(buf),
+            Transport::Tls(t) => t.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.flush(),
+            Transport::Tls(t) => t.flush(),
+        }
+    }
+}
+
 /// A socket to the destination and the replies read from it so far.
 pub struct Link {
-    stream: TcpStream,
+    stream: Transport,
     buf: Vec<u8>,
     /// Replies start at `buf[start..]`.
     start: usize,
@@ -99,6 +143,21 @@ impl Link {
             match TcpStream::connect_timeout(&addr, timeout) {
                 Ok(stream) => {
                     stream.set_nodelay(true)?;
+                    let stream = match &ep.tls {
+                        None => Transport::Plain(stream),
+                        Some(tls) => {
+                            let conn = rustls::ClientConnection::new(tls.config.clone(), tls.name.clone())
+                                .map_err(|e| LinkError::Tls(e.to_string()))?;
+                            Transport::Tls(Box::new(rustls::StreamOwned::new(conn, stream)))
+                        }
+                    };
+                    let mut stream = stream;
+                    // The handshake now, so that a certificate problem is named as one.
+                    if let Transport::Tls(t) = &mut stream {
+                        while t.conn.is_handshaking() {
+                            t.conn.complete_io(&mut t.sock).map_err(|e| LinkError::Tls(e.to_string()))?;
+                        }
+                    }
                     let mut link = Link { stream, buf: Vec::with_capacity(READ_CHUNK), start: 0 };
                     link.auth(ep)?;
                     return Ok(link);
@@ -186,7 +245,7 @@ impl Link {
     }
 
     pub fn close(&self) {
-        let _ = self.stream.shutdown(Shutdown::Both);
+        self.stream.shutdown();
     }
 }
 

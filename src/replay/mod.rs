@@ -14,6 +14,7 @@
 pub mod checkpoint;
 pub mod conn;
 pub mod proxy;
+pub mod tls;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -477,13 +478,14 @@ pub fn run(cfg: &Config, inputs: &[Input<'_>]) -> Result<Report, Error> {
         (path.clone(), checkpoint::Checkpoint { run: run_id, connections: shape.n, inputs: ids, options, resume: from })
     });
 
+    let progress = Progress::start(cfg.progress, report.input_bytes);
     let mut engine = Engine::start(cfg, &shape, tcfg, report, run_id, ck)?;
+    engine.sent_commands = progress.commands.clone();
     // At once: a replay stopped in its first second can resume too.
     engine.write_checkpoint(true);
     if resume.is_some() && !cfg.dry_run {
         engine.read_applied().map_err(|e| Error::Destination(format!("reading the applied keys of {dest}"), e))?;
     }
-    let progress = Progress::start(cfg.progress, engine.report.input_bytes);
     let mut done_before = 0u64;
     for (file, input) in inputs.iter().enumerate() {
         if engine.stopped() {
@@ -785,9 +787,11 @@ fn find_existing(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>) -> Resul
     Ok(found)
 }
 
-/// Progress on stderr, when asked: bytes of input read, and time left.
+/// Progress on stderr, when asked: input read, keys, commands sent and their rate, time left.
 struct Progress {
     done: Arc<AtomicU64>,
+    keys: Arc<AtomicU64>,
+    commands: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -795,9 +799,11 @@ struct Progress {
 impl Progress {
     fn start(show: bool, total: u64) -> Progress {
         let done = Arc::new(AtomicU64::new(0));
+        let keys = Arc::new(AtomicU64::new(0));
+        let commands = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = show.then(|| {
-            let (done, stop) = (done.clone(), stop.clone());
+            let (done, keys, commands, stop) = (done.clone(), keys.clone(), commands.clone(), stop.clone());
             std::thread::spawn(move || {
                 let start = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
@@ -805,18 +811,20 @@ impl Progress {
                     let d = done.load(Ordering::Relaxed);
                     let secs = start.elapsed().as_secs_f64();
                     let eta = if d > 0 { secs * (total.saturating_sub(d)) as f64 / d as f64 } else { 0.0 };
+                    let pct = if total > 0 { 100.0 * d as f64 / total as f64 } else { 100.0 };
+                    let c = commands.load(Ordering::Relaxed);
                     eprint!(
-                        "\rreplay: {:.1} of {:.1} MB read, {:.1} s, about {:.0} s left   ",
-                        d as f64 / 1e6,
+                        "\rreplay: {pct:5.1}% of {:.1} MB, {} keys, {} commands ({:.0}/s), {secs:.0} s, about {eta:.0} s left   ",
                         total as f64 / 1e6,
-                        secs,
-                        eta
+                        keys.load(Ordering::Relaxed),
+                        c,
+                        c as f64 / secs.max(1e-3),
                     );
                 }
-                eprint!("\r{:70}\r", "");
+                eprint!("\r{:100}\r", "");
             })
         });
-        Progress { done, stop, thread }
+        Progress { done, keys, commands, stop, thread }
     }
 }
 
@@ -869,6 +877,8 @@ struct Engine<'c> {
     done: Vec<Arc<AtomicU64>>,
     /// Bytes of chunks sent, and (counted by the connections) answered.
     sent_bytes: u64,
+    /// Commands sent, for the progress line.
+    sent_commands: Arc<AtomicU64>,
     released: Arc<AtomicU64>,
     /// Everything before this was routed (the next unit starts here or later).
     routed_to: Position,
@@ -905,6 +915,7 @@ impl<'c> Engine<'c> {
             outstanding: (0..shape.n).map(|_| VecDeque::new()).collect(),
             done: (0..shape.n).map(|_| Arc::new(AtomicU64::new(0))).collect(),
             sent_bytes: 0,
+            sent_commands: Arc::new(AtomicU64::new(0)),
             released: Arc::new(AtomicU64::new(0)),
             routed_to: Position::default(),
             applied_prefix: format!("redis-migration:applied:{run_id:016x}:"),
@@ -993,6 +1004,7 @@ impl<'c> Engine<'c> {
         c.weight = c.buf.len() as u64;
         self.hold_back();
         self.sent_bytes += c.weight;
+        self.sent_commands.fetch_add(c.ends.len() as u64, Ordering::Relaxed);
         if let Some(&(_, pos)) = c.units.first() {
             self.outstanding[conn].push_back((c.seq, pos));
         }
@@ -1279,6 +1291,7 @@ impl<'c> Engine<'c> {
                 b
             },
             |b| {
+                progress.keys.fetch_add(b.stats.keys, Ordering::Relaxed);
                 self.report.stats.merge(b.stats);
                 self.report.filtered += b.filtered;
                 self.report.empty += b.empty;
