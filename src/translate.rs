@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::rdb::value::*;
-use crate::rdb::{crc64, Function, HashField, Record, Str, Stream, StreamId, Value, Vendor};
+use crate::rdb::{crc64_parts, Function, HashField, Record, Str, Stream, StreamId, Value, Vendor};
 use crate::resp::encode::{array_header, bulk, bulk_id, bulk_int, bulk_score, bulk_str, bulk_u64, command};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,7 +224,6 @@ pub struct Translator {
     deferred: bool,
     /// The db the first record of a deferred batch needs selected.
     entry_db: Option<u64>,
-    payload: Vec<u8>,
 }
 
 impl Translator {
@@ -238,7 +237,6 @@ impl Translator {
             selected: Some(0),
             deferred: false,
             entry_db: None,
-            payload: Vec::new(),
         }
     }
 
@@ -374,19 +372,23 @@ impl Translator {
     }
 
     fn restore(&mut self, rec: &Record<'_>, version: u32, out: &mut Vec<u8>) {
-        let p = &mut self.payload;
-        p.clear();
-        p.push(rec.rdb_type);
-        p.extend_from_slice(rec.raw_value);
-        p.extend_from_slice(&(version as u16).to_le_bytes());
-        let crc = crc64(p);
-        p.extend_from_slice(&crc.to_le_bytes());
+        // The payload (type byte, value, RDB version, CRC-64 of those) is written straight
+        // into the output: no copy of the value on the way.
+        let ver = (version as u16).to_le_bytes();
+        let crc = crc64_parts(&[&[rec.rdb_type], rec.raw_value, &ver]);
         let extra = if rec.idle_s.is_some() || rec.freq.is_some() { 2 } else { 0 };
         array_header(out, 6 + extra);
         bulk(out, b"RESTORE");
         bulk_str(out, &rec.key);
         bulk_int(out, rec.expire_at_ms.unwrap_or(0).max(0));
-        bulk(out, p);
+        out.push(b'$');
+        out.extend_from_slice(itoa::Buffer::new().format(1 + rec.raw_value.len() + 2 + 8).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.push(rec.rdb_type);
+        out.extend_from_slice(rec.raw_value);
+        out.extend_from_slice(&ver);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(b"\r\n");
         bulk(out, b"REPLACE");
         bulk(out, b"ABSTTL");
         if let Some(idle) = rec.idle_s {

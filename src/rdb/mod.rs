@@ -34,6 +34,15 @@ pub fn crc64(data: &[u8]) -> u64 {
     crc_fast::checksum(crc_fast::CrcAlgorithm::Crc64Redis, data)
 }
 
+/// [`crc64`] of the concatenation of `parts`, without concatenating them.
+pub fn crc64_parts(parts: &[&[u8]]) -> u64 {
+    let mut d = crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Redis);
+    for p in parts {
+        d.update(p);
+    }
+    d.finalize()
+}
+
 /// Key bytes as printable text for messages: printable ASCII as is, the rest as `\xHH`.
 pub fn escape_key(key: &[u8]) -> String {
     let mut s = String::with_capacity(key.len().min(64));
@@ -69,6 +78,19 @@ mod tests {
                 let s = &data[start..start + len.min(data.len() - start)];
                 assert_eq!(super::crc64(s), table.checksum(s), "len {} start {start}", s.len());
             }
+        }
+    }
+
+    /// In parts, as RESTORE payloads are checksummed: type byte, value, version.
+    #[test]
+    fn crc64_of_parts_is_crc64_of_the_whole() {
+        let data: Vec<u8> = (0..3000u32).map(|i| (i.wrapping_mul(40503) >> 7) as u8).collect();
+        for cut in [0, 1, 7, 64, 129, 1000, 2999, 3000] {
+            let (a, b) = data.split_at(cut);
+            assert_eq!(
+                super::crc64_parts(&[&[9], a, b, &[12, 0]]),
+                super::crc64(&[&[9], &data[..], &[12, 0]].concat())
+            );
         }
     }
 }

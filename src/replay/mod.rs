@@ -1185,12 +1185,18 @@ impl<'c> Engine<'c> {
         filter.keep_expired = true;
         let mut trailing = None;
         let mut failure = None;
+        type Buffers = (Vec<u8>, Vec<usize>, Vec<(usize, Option<u64>, usize, usize, u64)>);
+        let spare: std::sync::Mutex<Vec<Buffers>> = std::sync::Mutex::new(Vec::new());
         let r = pipeline::run_from(
             data,
             skip_to,
             &cfg.plan,
             |header, span| {
                 let mut b = SnapBatch::default();
+                // Buffers of an earlier batch, when there is one: no allocation per batch.
+                if let Some((buf, ends, pieces)) = spare.lock().ok().and_then(|mut v| v.pop()) {
+                    (b.buf, b.ends, b.pieces) = (buf, ends, pieces);
+                }
                 let mut t = Translator::unselected(tcfg.clone(), header.vendor, header.version);
                 let mut lookup = Vec::new();
                 let mut item_start = span.start as u64;
@@ -1290,7 +1296,7 @@ impl<'c> Engine<'c> {
                 b.error = r.err();
                 b
             },
-            |b| {
+            |mut b| {
                 progress.keys.fetch_add(b.stats.keys, Ordering::Relaxed);
                 self.report.stats.merge(b.stats);
                 self.report.filtered += b.filtered;
@@ -1312,9 +1318,20 @@ impl<'c> Engine<'c> {
                 if b.trailing.is_some() {
                     trailing = b.trailing;
                 }
-                if let Some(e) = b.error {
+                if let Some(e) = b.error.take() {
                     failure = Some(format!("{}: {e}", input.name));
                     return false;
+                }
+                // Ordinary buffers go back for the next batches; one a huge key grew does not.
+                if b.buf.capacity() <= 4 * cfg.plan.batch_bytes.max(CHUNK_BYTES) {
+                    b.buf.clear();
+                    b.ends.clear();
+                    b.pieces.clear();
+                    if let Ok(mut v) = spare.lock() {
+                        if v.len() <= cfg.plan.threads + 1 {
+                            v.push((b.buf, b.ends, b.pieces));
+                        }
+                    }
                 }
                 !self.stopped()
             },
