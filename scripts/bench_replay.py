@@ -37,7 +37,7 @@ P = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDes
 P.add_argument("--rdb", default=os.path.join(PERF, "data/s0.85/v12/dump.rdb"))
 P.add_argument("--server", default=os.environ.get("REDIS82", DEFAULT_SERVER))
 P.add_argument("--runs", type=int, default=3)
-P.add_argument("-n", "--connections", type=int, default=4)
+P.add_argument("-n", "--connections", type=int, default=None, help="default: the tool's own")
 P.add_argument("--no-twemproxy", action="store_true")
 P.add_argument("--bin", default=os.path.join(ROOT, "target/release/redis-migration"))
 A = P.parse_args()
@@ -144,9 +144,12 @@ def nutcracker(b1, b2):
     return proc, port
 
 
+conn_args = ["-n", str(A.connections)] if A.connections else []
+
+
 def main():
     size = os.path.getsize(A.rdb)
-    print(f"# {A.rdb}: {size / 1e6:.1f} MB; destination {A.server}; {A.connections} connections; "
+    print(f"# {A.rdb}: {size / 1e6:.1f} MB; destination {A.server}; connections: {A.connections or 'default'}; "
           f"{os.cpu_count()} cores; {A.runs} rounds")
     subprocess.run(["cat", A.rdb], stdout=subprocess.DEVNULL)
     resp = tempfile.NamedTemporaryFile(prefix="bench-replay-", suffix=".resp", delete=False).name
@@ -167,7 +170,7 @@ def main():
         s.stop()
         for mode in ["restore", "commands"]:
             s = Server()
-            w, rss = timed([A.bin, "replay", "-q", "--mode", mode, "-n", str(A.connections), "-dport", str(s.port), A.rdb])
+            w, rss = timed([A.bin, "replay", "-q", "--mode", mode, *conn_args, "-dport", str(s.port), A.rdb])
             assert s.keys() == loaded, f"replay {mode}: {s.keys()} keys, loaded {loaded}"
             add(f"replay --mode {mode}", w, rss)
             s.stop()
@@ -181,13 +184,13 @@ def main():
         if A.no_twemproxy:
             continue
         s = Server()
-        w, rss = timed([A.bin, "replay", "-q", "--db", "0", "-n", str(A.connections), "-dport", str(s.port), A.rdb])
+        w, rss = timed([A.bin, "replay", "-q", "--db", "0", *conn_args, "-dport", str(s.port), A.rdb])
         assert s.keys() == db0
         add("replay --db 0, direct", w, rss)
         s.stop()
         b1, b2 = Server(), Server()
         nc, port = nutcracker(b1, b2)
-        w, rss = timed([A.bin, "replay", "-q", "--db", "0", "-n", str(A.connections), "-dport", str(port), A.rdb])
+        w, rss = timed([A.bin, "replay", "-q", "--db", "0", *conn_args, "-dport", str(port), A.rdb])
         hwm = peak_rss(nc.pid)[1] / 1024
         assert b1.keys() + b2.keys() == db0, f"twemproxy: {b1.keys()} + {b2.keys()} keys, want {db0}"
         add("replay --db 0, twemproxy (2 backends)", w, rss, f"nutcracker VmHWM {hwm:.0f} MB")

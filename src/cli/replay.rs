@@ -95,13 +95,15 @@ pub struct Args {
     /// Accept any certificate (encrypted, not authenticated): only when you must
     #[arg(long, help_heading = "TLS")]
     pub insecure: bool,
-    /// Connections to the destination (the original tool's -client)
-    #[arg(short = 'n', long = "connections", visible_alias = "client", value_name = "N", default_value_t = 4,
+    /// Connections to the destination (the original tool's -client) [default: 1 to Redis,
+    /// 4 to twemproxy]
+    #[arg(short = 'n', long = "connections", visible_alias = "client", value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=1024), help_heading = "Destination")]
-    pub connections: u16,
-    /// Most commands sent and not yet answered, per connection
-    #[arg(long, value_name = "N", default_value_t = 1000, help_heading = "Destination")]
-    pub pipeline: usize,
+    pub connections: Option<u16>,
+    /// Most commands sent and not yet answered, per connection [default: 5000 to Redis,
+    /// 1000 to twemproxy]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), help_heading = "Destination")]
+    pub pipeline: Option<u64>,
     /// Keep trying a lost connection this many seconds
     #[arg(long, value_name = "SECS", default_value_t = 60, help_heading = "Destination")]
     pub retry_for: u64,
@@ -293,8 +295,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
     let cfg = replay::Config {
         endpoint,
-        connections: args.connections as usize,
-        window: args.pipeline.max(1),
+        connections: args.connections.map(usize::from),
+        window: args.pipeline.map(|p| p as usize),
         window_bytes: 32 << 20,
         kind: match args.dest_kind {
             KindArg::Auto => None,
