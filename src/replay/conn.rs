@@ -133,6 +133,8 @@ pub struct Link {
 
 /// Read at least this much at a time.
 const READ_CHUNK: usize = 64 << 10;
+/// Longest reply read (replies to RESTORE, SET, EXISTS, DUMP of the probe key are short).
+const MAX_REPLY: usize = 64 << 20;
 
 impl Link {
     /// Connects and logs in (`AUTH [user] password`) when a password is set.
@@ -206,12 +208,10 @@ impl Link {
         }
     }
 
-    /// Hands every whole reply in the buffer to `f` (which may stop early by returning
-    /// false), reading once first when `read` is set.
-    fn replies(&mut self, read: bool, mut f: impl FnMut(&Reply<'_>) -> bool) -> Result<(), LinkError> {
-        if read {
-            self.fill()?;
-        }
+    /// Reads once, then hands every whole reply in the buffer to `f` (which may stop
+    /// early by returning false).
+    fn replies(&mut self, mut f: impl FnMut(&Reply<'_>) -> bool) -> Result<(), LinkError> {
+        self.fill()?;
         while let Some((r, used)) = reply::parse(&self.buf[self.start..]).map_err(LinkError::Protocol)? {
             let go_on = f(&r);
             self.start += used;
@@ -222,11 +222,15 @@ impl Link {
         Ok(())
     }
 
-    /// Reads what the socket has (blocking until something comes).
+    /// Reads what the socket has (blocking until something comes). Our commands get short
+    /// replies: one that grows past `MAX_REPLY` unfinished is not a reply to them.
     fn fill(&mut self) -> Result<(), LinkError> {
         if self.start > 0 && self.start * 2 >= self.buf.len() {
             self.buf.drain(..self.start);
             self.start = 0;
+        }
+        if self.buf.len() - self.start > MAX_REPLY {
+            return Err(LinkError::Protocol(format!("a reply longer than {} MB", MAX_REPLY >> 20)));
         }
         let len = self.buf.len();
         self.buf.resize(len + READ_CHUNK, 0);
@@ -638,7 +642,7 @@ impl Worker {
     fn read_replies(&mut self) -> Result<(), Step> {
         let mut link = self.link.take().ok_or(Step::Link(LinkError::Closed))?;
         let mut failure = None;
-        let r = link.replies(true, |r| match self.answer(r) {
+        let r = link.replies(|r| match self.answer(r) {
             Ok(()) => true,
             Err(f) => {
                 failure = Some(f);

@@ -1227,8 +1227,10 @@ impl<'c> Engine<'c> {
                                 });
                                 return Ok(());
                             };
-                            existing_key(db, &key, &mut lookup);
-                            let exists = existing.contains(&lookup);
+                            let exists = !existing.is_empty() && {
+                                existing_key(db, &key, &mut lookup);
+                                existing.contains(&lookup)
+                            };
                             if exists && cfg.on_existing == OnExisting::Skip {
                                 b.skipped_existing += 1;
                                 return Ok(());
