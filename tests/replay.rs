@@ -590,3 +590,28 @@ fn over_tls_with_client_certificates() {
     let n: u64 = redis::cmd("DBSIZE").query(&mut dest.conn()).unwrap();
     assert!(n > 10, "{n} keys in db 0");
 }
+
+#[test]
+fn aof_commands_on_keys_the_destination_had() {
+    let dest = RedisServer::start("7.0", None, &[]);
+    let mut c = dest.conn();
+    redis::cmd("SET").arg("mine").arg("x").query::<()>(&mut c).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("appendonly.aof");
+    write_aof(&path, &[&["APPEND", "mine", "y"], &["SET", "theirs", "1"], &["INCR", "theirs"]]);
+    let file = path.to_str().unwrap();
+    let out = replay(dest.port, &["--on-existing", "skip", "--format", "json", "-aof", file]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((r["skipped"]["log_commands"].as_u64(), r["log_commands"].as_u64()), (Some(1), Some(2)), "{r}");
+    let v: String = redis::cmd("GET").arg("mine").query(&mut c).unwrap();
+    assert_eq!(v, "x");
+    let n: i64 = redis::cmd("GET").arg("theirs").query(&mut c).unwrap();
+    assert_eq!(n, 2);
+    redis::cmd("DEL").arg("theirs").query::<()>(&mut c).unwrap();
+    let out = replay(dest.port, &["--on-existing", "error", "-aof", file]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("APPEND \"mine\""), "{}", text(&out));
+    let v: String = redis::cmd("GET").arg("mine").query(&mut c).unwrap();
+    assert_eq!(v, "x");
+}

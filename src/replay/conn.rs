@@ -771,6 +771,8 @@ impl Worker {
                 let again = f.chunk.without(&drop);
                 let id = f.id;
                 self.inflight.pop_front();
+                // Its SELECTs did not run either: the db is the one before it, or unknown.
+                self.selected = None;
                 self.queued.push_front(Flight {
                     id,
                     chunk: again,

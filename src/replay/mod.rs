@@ -754,29 +754,7 @@ fn find_existing(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>) -> Resul
                     failure = Some(Found::Input(input.name.clone(), e.to_string()));
                     return false;
                 }
-                let mut out = Vec::new();
-                let mut expect = Vec::with_capacity(keys.len());
-                for (i, (db, key)) in keys.iter().enumerate() {
-                    if !shape.proxy && *db != selected {
-                        crate::resp::encode::command(&mut out, &[b"SELECT", db.to_string().as_bytes()]);
-                        expect.push(None);
-                        selected = *db;
-                    }
-                    crate::resp::encode::command(&mut out, &[b"EXISTS", key]);
-                    expect.push(Some(i));
-                }
-                let r = link.send(&out).and_then(|_| {
-                    for e in &expect {
-                        let hit = link.next_reply(|r| matches!(r, crate::resp::reply::Reply::Int(1)))?;
-                        if let (Some(i), true) = (e, hit) {
-                            let mut k = Vec::new();
-                            existing_key(keys[*i].0, &keys[*i].1, &mut k);
-                            found.insert(k);
-                        }
-                    }
-                    Ok(())
-                });
-                if let Err(e) = r {
+                if let Err(e) = exists(&mut link, &keys, &mut selected, shape.proxy, &mut found) {
                     failure = Some(Found::Link(e));
                     return false;
                 }
@@ -790,8 +768,68 @@ fn find_existing(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>) -> Resul
             return Err(f);
         }
     }
+    // The keys the AOF commands touch (those it creates itself are not there yet).
+    for input in inputs.iter().filter(|i| has_log(i.data)) {
+        let base = if aof::is_rdb(input.data) {
+            let s = skim_rdb(input.data).map_err(|e| Found::Input(input.name.clone(), e.to_string()))?;
+            input.data.len() - s.trailing
+        } else {
+            0
+        };
+        let mut seen: HashSet<(u64, Vec<u8>)> = HashSet::new();
+        let mut note = |c: &Command<'_>| {
+            if let (true, Some(db), Keys::Some(ks)) = (cfg.filter.accepts_db(c.db), shape.db(c.db), keys(&c.argv)) {
+                for k in ks {
+                    seen.insert((db, k.to_vec()));
+                }
+            }
+        };
+        let r = aof::read_log(&input.data[base..], input.allow_truncated, |u| match u {
+            Unit::One(c) => note(c),
+            Unit::Multi(b) => b.iter().for_each(&mut note),
+            Unit::Timestamp(_) => {}
+        });
+        if let Err(e) = r {
+            return Err(Found::Input(input.name.clone(), format!("at byte {}: {}", base + e.at, e.msg)));
+        }
+        let all: Vec<(u64, Vec<u8>)> = seen.into_iter().collect();
+        for batch in all.chunks(1000) {
+            exists(&mut link, batch, &mut selected, shape.proxy, &mut found).map_err(Found::Link)?;
+        }
+    }
     link.close();
     Ok(found)
+}
+
+/// EXISTS for each of `keys` (db, key), pipelined; the ones there go into `found`.
+fn exists(
+    link: &mut Link,
+    keys: &[(u64, Vec<u8>)],
+    selected: &mut u64,
+    proxy: bool,
+    found: &mut HashSet<Vec<u8>>,
+) -> Result<(), LinkError> {
+    let mut out = Vec::new();
+    let mut expect = Vec::with_capacity(keys.len());
+    for (i, (db, key)) in keys.iter().enumerate() {
+        if !proxy && *db != *selected {
+            crate::resp::encode::command(&mut out, &[b"SELECT", db.to_string().as_bytes()]);
+            expect.push(None);
+            *selected = *db;
+        }
+        crate::resp::encode::command(&mut out, &[b"EXISTS", key]);
+        expect.push(Some(i));
+    }
+    link.send(&out)?;
+    for e in &expect {
+        let hit = link.next_reply(|r| matches!(r, crate::resp::reply::Reply::Int(1)))?;
+        if let (Some(i), true) = (e, hit) {
+            let mut k = Vec::new();
+            existing_key(keys[*i].0, &keys[*i].1, &mut k);
+            found.insert(k);
+        }
+    }
+    Ok(())
 }
 
 /// Progress on stderr, when asked: input read, keys, commands sent and their rate, time left.
@@ -1433,14 +1471,22 @@ impl<'c> Engine<'c> {
             self.report.refused.add("PROXY".into(), 1, || conn::describe(c.argv[0], key, "twemproxy does not take it"));
             return None;
         }
-        if self.cfg.on_existing == OnExisting::Skip && !existing.is_empty() {
+        // A key the destination had is left alone by the log too (skip), or refused (error).
+        if self.cfg.on_existing != OnExisting::Replace && !existing.is_empty() {
             if let Keys::Some(ks) = keys(&c.argv) {
                 let mut k = Vec::new();
                 if ks.iter().any(|key| {
                     existing_key(db, key, &mut k);
                     existing.contains(&k)
                 }) {
-                    self.report.log_skipped += 1;
+                    if self.cfg.on_existing == OnExisting::Skip {
+                        self.report.log_skipped += 1;
+                    } else {
+                        let key = c.argv.get(1).copied();
+                        self.report.refused.add("EXISTS".into(), 1, || {
+                            conn::describe(c.argv[0], key, "touches a key the destination had (--on-existing error)")
+                        });
+                    }
                     return None;
                 }
             }
