@@ -175,3 +175,33 @@ fn manifest_vectors() {
         assert_eq!(parsed.is_ok(), want_ok, "{file} ({test}): {parsed:?}");
     }
 }
+
+/// `--until`: the multi-part fixture's one `#TS` annotation opens its last incr file.
+#[test]
+fn until_cuts_at_the_first_later_annotation() {
+    let dir = fixture("multipart-7.0/appendonlydir");
+    let ts: u64 = std::fs::read_to_string(dir.join("appendonly.aof.4.incr.aof"))
+        .unwrap()
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("#TS:"))
+        .and_then(|t| t.parse().ok())
+        .expect("a #TS annotation first in the last incr file");
+    let d = dir.to_str().unwrap();
+    let print = |args: &[&str]| {
+        let out = run(&[&["print", "--format", "json", "-q"], args].concat());
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let before = (ts - 1).to_string();
+    let files: Vec<String> = ["appendonly.aof.2.base.rdb", "appendonly.aof.2.incr.aof", "appendonly.aof.3.incr.aof"]
+        .iter()
+        .map(|f| dir.join(f).to_str().unwrap().to_string())
+        .collect();
+    let first_files: Vec<&str> = files.iter().map(String::as_str).collect();
+    assert_eq!(print(&["-aof", d, "--until", &before]), print(&first_files), "cut before the annotation");
+    assert_eq!(print(&["-aof", d, "--until", &ts.to_string()]), print(&["-aof", d]), "nothing after it is later");
+    let out = run(&["print", "-aof", fixture("plain-6.2/appendonly.aof").to_str().unwrap(), "--until", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("aof-timestamp-enabled"));
+}

@@ -81,6 +81,74 @@ impl std::fmt::Display for LogError {
     }
 }
 
+/// `--until`: where a log is cut by time. Commands after the first `#TS:` annotation later
+/// than `until_s` are left out (MULTI blocks stay whole: the reader never reports an
+/// annotation inside one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Until {
+    pub until_s: u64,
+    /// An annotation past `until_s` was met: everything from there on is out.
+    pub reached: bool,
+    /// Commands left out since.
+    pub left_out: u64,
+}
+
+impl Until {
+    pub fn new(until_s: u64) -> Until {
+        Until { until_s, reached: false, left_out: 0 }
+    }
+
+    /// Sees one unit; true when it is to be used.
+    pub fn admits(&mut self, unit: &Unit<'_>) -> bool {
+        if let Unit::Timestamp(t) = unit {
+            if *t > self.until_s {
+                self.reached = true;
+            }
+        }
+        if self.reached {
+            self.left_out += match unit {
+                Unit::One(_) => 1,
+                Unit::Multi(b) => b.len() as u64 - 2,
+                Unit::Timestamp(_) => 0,
+            };
+        }
+        !self.reached
+    }
+
+    /// A line for the report.
+    pub fn report(&self) -> String {
+        if self.reached {
+            format!("--until {}: {} AOF commands after it left out", self.until_s, self.left_out)
+        } else {
+            format!("--until {}: the AOF ends before it, nothing left out", self.until_s)
+        }
+    }
+}
+
+/// True when the log holds at least one `#TS:` annotation (Redis writes them only with
+/// `aof-timestamp-enabled yes`).
+pub fn has_timestamps(data: &[u8]) -> bool {
+    let mut found = false;
+    let _ = read_log(data, true, |u| found |= matches!(u, Unit::Timestamp(_)));
+    found
+}
+
+/// Where an input's commands start: 0 for a plain log, just after the snapshot of an
+/// RDB-preamble file; `None` for a snapshot alone (or one whose end cannot be found).
+pub fn log_start(data: &[u8]) -> Option<usize> {
+    if !is_rdb(data) {
+        return Some(0);
+    }
+    let mut p = crate::rdb::Parser::new(data).ok()?.skim(true);
+    while let Some(item) = p.next_item().ok()? {
+        if let crate::rdb::Item::End { trailing, .. } = item {
+            let at = data.len() - trailing;
+            return matches!(data.get(at), Some(b'*' | b'#')).then_some(at);
+        }
+    }
+    None
+}
+
 /// True for bytes that start with an RDB header (a snapshot, or an RDB-preamble AOF).
 pub fn is_rdb(data: &[u8]) -> bool {
     data.starts_with(b"REDIS") || data.starts_with(b"VALKEY")

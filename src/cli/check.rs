@@ -63,6 +63,9 @@ impl Summary {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
+    if args.input.until.is_some() {
+        anyhow::bail!("--until selects commands to print or replay; check reads the whole AOF");
+    }
     let files = args.input.files()?;
     let mut worst = super::EXIT_OK;
     for file in &files {

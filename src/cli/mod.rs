@@ -92,6 +92,10 @@ pub struct InputArgs {
     /// Read -aof after -rdb even when the AOF holds its own snapshot (base or preamble)
     #[arg(long)]
     pub force: bool,
+    /// Leave out AOF commands after the first #TS annotation later than this unix time
+    /// (never inside a MULTI; the AOF needs aof-timestamp-enabled)
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    pub until: Option<u64>,
 }
 
 impl InputArgs {
@@ -107,6 +111,22 @@ impl InputArgs {
             f
         }));
         Ok(files)
+    }
+
+    /// `--until` needs `#TS:` annotations in the command logs among `logs` (bytes of each
+    /// log part): refused when there are none, rather than silently taking everything.
+    pub fn check_until(&self, logs: &[&[u8]]) -> anyhow::Result<Option<crate::aof::Until>> {
+        let Some(t) = self.until else { return Ok(None) };
+        if logs.is_empty() {
+            anyhow::bail!("--until cuts AOF commands by time, and the input has no AOF commands");
+        }
+        if !logs.iter().any(|l| crate::aof::has_timestamps(l)) {
+            anyhow::bail!(
+                "--until needs #TS annotations, and this AOF has none (Redis writes them only with \
+                 aof-timestamp-enabled yes)"
+            );
+        }
+        Ok(Some(crate::aof::Until::new(t)))
     }
 
     /// Refuses `-rdb X -aof Y` when Y starts with a snapshot of its own: X would be loaded,

@@ -170,8 +170,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
     let aof_snapshot = files.iter().zip(&sources).any(|(f, s)| f.from_aof_flag && aof::is_rdb(s.bytes()));
     args.input.check_pairing(aof_snapshot)?;
+    let logs: Vec<&[u8]> =
+        sources.iter().filter_map(|s| aof::log_start(s.bytes()).map(|at| &s.bytes()[at..])).collect();
+    let until = args.input.check_until(&logs)?;
     let stdout = std::io::stdout();
     let mut out = Output::new(stdout.lock());
+    out.until = until;
     for (file, source) in files.iter().zip(&sources) {
         let name = display_name(&file.path);
         let allow_truncated = args.input.allow_truncated && file.last_of_set;
@@ -234,6 +238,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             eprintln!("{}", stats.report());
         }
     }
+    if let (false, Some(u)) = (args.quiet, &out.until) {
+        eprintln!("{}", u.report());
+    }
     if !args.quiet && (counts.commands > 0 || counts.flushes > 0) {
         eprintln!(
             "printed {} commands from AOFs{}",
@@ -274,11 +281,13 @@ pub struct Output<W: Write> {
     pub stats: Stats,
     /// The db the RESP stream has selected (a fresh connection starts on 0).
     selected: u64,
+    /// `--until`, and whether it was reached.
+    pub until: Option<aof::Until>,
 }
 
 impl<W: Write> Output<W> {
     pub fn new(sink: W) -> Output<W> {
-        Output { sink, counts: Counts::default(), stats: Stats::default(), selected: 0 }
+        Output { sink, counts: Counts::default(), stats: Stats::default(), selected: 0, until: None }
     }
 }
 
@@ -443,7 +452,7 @@ pub fn print_log<W: Write>(
         out.counts.flushes += c.is_flush() as u64;
     };
     let r = aof::read_log(data, allow_truncated, |unit| {
-        if io_error.is_some() {
+        if io_error.is_some() || out.until.as_mut().is_some_and(|u| !u.admits(unit)) {
             return;
         }
         match unit {

@@ -293,7 +293,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         Some(ModeArg::Commands) => Some(Mode::Commands),
         Some(ModeArg::Restore) => Some(Mode::Restore),
     };
-    let cfg = replay::Config {
+    let mut cfg = replay::Config {
         endpoint,
         connections: args.connections.map(usize::from),
         window: args.pipeline.map(|p| p as usize),
@@ -321,6 +321,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         timeout: Duration::from_secs(10),
         progress: !args.quiet && std::io::stderr().is_terminal(),
         checkpoint: args.checkpoint.clone(),
+        until: None,
     };
 
     let mut sources = Vec::with_capacity(files.len());
@@ -330,6 +331,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
     let aof_snapshot = files.iter().zip(&sources).any(|(f, s)| f.from_aof_flag && crate::aof::is_rdb(s.bytes()));
     args.input.check_pairing(aof_snapshot)?;
+    let logs: Vec<&[u8]> =
+        sources.iter().filter_map(|s| crate::aof::log_start(s.bytes()).map(|at| &s.bytes()[at..])).collect();
+    cfg.until = args.input.check_until(&logs)?;
     let inputs: Vec<replay::Input<'_>> = files
         .iter()
         .zip(&sources)

@@ -92,6 +92,8 @@ pub struct Config {
     pub progress: bool,
     /// Keep the resume point here; resume from it when it exists.
     pub checkpoint: Option<std::path::PathBuf>,
+    /// `--until`: AOF commands after this point in time are left out.
+    pub until: Option<aof::Until>,
 }
 
 /// One input file, mapped.
@@ -243,6 +245,8 @@ pub struct Report {
     /// Where a resumed replay started, and log commands it found already applied.
     pub resumed_at: Option<String>,
     pub already_applied: u64,
+    /// `--until`, as it ended.
+    pub until: Option<aof::Until>,
 }
 
 impl Report {
@@ -324,6 +328,9 @@ impl Report {
         };
         errors("rejected by the destination,", &self.errors);
         errors("refused before sending,", &self.refused);
+        if let Some(u) = &self.until {
+            o.push(u.report());
+        }
         for w in &self.warnings {
             o.push(format!("warning: {w}"));
         }
@@ -377,6 +384,7 @@ impl Report {
             "wall_s": self.wall.as_secs_f64(),
             "warnings": self.warnings,
             "resumed_at": self.resumed_at,
+            "until": self.until.map(|u| serde_json::json!({"unix": u.until_s, "reached": u.reached, "left_out": u.left_out})),
             "already_applied": self.already_applied,
             "failure": self.failure,
             "exit_code": self.exit_code(),
@@ -535,7 +543,8 @@ fn options_id(cfg: &Config, t: &translate::Config) -> String {
     let f = &cfg.filter;
     format!(
         "mode={:?} target={} max_args={} max_bytes={} restore_max_bytes={} keep_expired={} margin={} \
-         drop_field_ttl={} dbs={:?} globs={} regex={:?} types={:?} db_map={:?} on_existing={:?} allow_flush={}",
+         drop_field_ttl={} dbs={:?} globs={} regex={:?} types={:?} db_map={:?} on_existing={:?} allow_flush={} \
+         until={:?}",
         t.mode,
         t.target,
         t.max_args,
@@ -550,7 +559,8 @@ fn options_id(cfg: &Config, t: &translate::Config) -> String {
         f.types,
         cfg.db_map,
         cfg.on_existing,
-        cfg.allow_flush
+        cfg.allow_flush,
+        cfg.until.map(|u| u.until_s)
     )
 }
 
@@ -585,6 +595,7 @@ impl Shape<'_> {
 fn precheck(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>, report: &mut Report) -> Result<(), Error> {
     let mut dbs = BTreeSet::new();
     let mut functions = 0;
+    let mut until = cfg.until;
     let mut flushes: Vec<String> = Vec::new();
     let mut unsupported: BTreeMap<String, u64> = BTreeMap::new();
     for input in inputs {
@@ -626,10 +637,15 @@ fn precheck(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>, report: &mut 
                 *unsupported.entry(c.name()).or_default() += 1;
             }
         };
-        let r = aof::read_log(&data[base..], input.allow_truncated, |u| match u {
-            Unit::One(c) => note(c),
-            Unit::Multi(b) => b[1..b.len() - 1].iter().for_each(&mut note),
-            Unit::Timestamp(_) => {}
+        let r = aof::read_log(&data[base..], input.allow_truncated, |u| {
+            if until.as_mut().is_some_and(|t| !t.admits(u)) {
+                return; // past --until: neither sent nor refused
+            }
+            match u {
+                Unit::One(c) => note(c),
+                Unit::Multi(b) => b[1..b.len() - 1].iter().for_each(&mut note),
+                Unit::Timestamp(_) => {}
+            }
         });
         if let Err(e) = r {
             let hint = if e.truncated && !input.allow_truncated { "; --allow-truncated loads up to it" } else { "" };
@@ -714,10 +730,7 @@ fn skim_rdb(data: &[u8]) -> rdb::Result<RdbShape> {
 
 /// True when the input holds commands: an AOF, or an RDB with commands after it.
 fn has_log(data: &[u8]) -> bool {
-    if !aof::is_rdb(data) {
-        return true;
-    }
-    skim_rdb(data).is_ok_and(|s| matches!(data.get(data.len() - s.trailing), Some(b'*' | b'#')))
+    aof::log_start(data).is_some()
 }
 
 enum Found {
@@ -932,6 +945,7 @@ struct Engine<'c> {
     applied: Vec<Option<u64>>,
     checkpoint: Option<(std::path::PathBuf, checkpoint::Checkpoint)>,
     last_checkpoint: Instant,
+    until: Option<aof::Until>,
 }
 
 impl<'c> Engine<'c> {
@@ -967,6 +981,7 @@ impl<'c> Engine<'c> {
             applied: vec![None; shape.n],
             checkpoint,
             last_checkpoint: Instant::now(),
+            until: cfg.until,
         };
         if cfg.dry_run {
             return Ok(e);
@@ -1397,7 +1412,7 @@ impl<'c> Engine<'c> {
     fn log(&mut self, file: usize, input: &Input<'_>, base: usize, skip_to: usize, existing: &HashSet<Vec<u8>>) {
         let data = &input.data[base..];
         let r = aof::read_log(data, input.allow_truncated, |unit| {
-            if self.stopped() {
+            if self.stopped() || self.until.as_mut().is_some_and(|u| !u.admits(unit)) {
                 return;
             }
             let (start, end) = match unit {
@@ -1559,6 +1574,7 @@ impl<'c> Engine<'c> {
             self.flush(c);
         }
         self.senders.clear();
+        self.report.until = self.until;
         let handles = std::mem::take(&mut self.handles);
         let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
         let complete = self.report.failure.is_none() && results.iter().all(|r| matches!(r, Ok(Ok(_))));
