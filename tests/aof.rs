@@ -176,9 +176,9 @@ fn manifest_vectors() {
     }
 }
 
-/// `--until`: the multi-part fixture's one `#TS` annotation opens its last incr file.
-#[test]
-fn until_cuts_at_the_first_later_annotation() {
+/// For `--until`: the multi-part fixture, the time of its one `#TS` annotation (it opens
+/// the last incr file), and the files before it (base and incr files, in order).
+pub(crate) fn until_fixture() -> (PathBuf, u64, Vec<String>) {
     let dir = fixture("multipart-7.0/appendonlydir");
     let ts: u64 = std::fs::read_to_string(dir.join("appendonly.aof.4.incr.aof"))
         .unwrap()
@@ -187,6 +187,16 @@ fn until_cuts_at_the_first_later_annotation() {
         .and_then(|l| l.strip_prefix("#TS:"))
         .and_then(|t| t.parse().ok())
         .expect("a #TS annotation first in the last incr file");
+    let before = ["appendonly.aof.2.base.rdb", "appendonly.aof.2.incr.aof", "appendonly.aof.3.incr.aof"]
+        .iter()
+        .map(|f| dir.join(f).to_str().unwrap().to_string())
+        .collect();
+    (dir, ts, before)
+}
+
+#[test]
+fn until_cuts_at_the_first_later_annotation() {
+    let (dir, ts, files) = until_fixture();
     let d = dir.to_str().unwrap();
     let print = |args: &[&str]| {
         let out = run(&[&["print", "--format", "json", "-q"], args].concat());
@@ -194,10 +204,6 @@ fn until_cuts_at_the_first_later_annotation() {
         out.stdout
     };
     let before = (ts - 1).to_string();
-    let files: Vec<String> = ["appendonly.aof.2.base.rdb", "appendonly.aof.2.incr.aof", "appendonly.aof.3.incr.aof"]
-        .iter()
-        .map(|f| dir.join(f).to_str().unwrap().to_string())
-        .collect();
     let first_files: Vec<&str> = files.iter().map(String::as_str).collect();
     assert_eq!(print(&["-aof", d, "--until", &before]), print(&first_files), "cut before the annotation");
     assert_eq!(print(&["-aof", d, "--until", &ts.to_string()]), print(&["-aof", d]), "nothing after it is later");

@@ -618,23 +618,12 @@ fn aof_commands_on_keys_the_destination_had() {
 
 #[test]
 fn until_stops_the_aof_at_a_point_in_time() {
-    let dir = aof("multipart-7.0/appendonlydir");
-    let ts: u64 = std::fs::read_to_string(dir.join("appendonly.aof.4.incr.aof"))
-        .unwrap()
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("#TS:"))
-        .and_then(|t| t.parse().ok())
-        .unwrap();
+    let (dir, ts, files) = crate::aof::until_fixture();
     let (cut, whole) = (RedisServer::start("7.0", None, &[]), RedisServer::start("7.0", None, &[]));
     let until = (ts - 1).to_string();
     let out = replay(cut.port, &["--allow-flush", "--until", &until, "-aof", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("AOF commands after it left out"), "{}", text(&out));
-    let files: Vec<String> = ["appendonly.aof.2.base.rdb", "appendonly.aof.2.incr.aof", "appendonly.aof.3.incr.aof"]
-        .iter()
-        .map(|f| dir.join(f).to_str().unwrap().to_string())
-        .collect();
     let mut args: Vec<&str> = vec!["--allow-flush"];
     args.extend(files.iter().map(String::as_str));
     let out = replay(whole.port, &args);

@@ -464,7 +464,7 @@ pub fn run(cfg: &Config, inputs: &[Input<'_>]) -> Result<Report, Error> {
                 "--checkpoint works with --on-existing replace only (a resumed run would find its own keys)".into(),
             ));
         }
-        if proxy && inputs.iter().any(|i| has_log(i.data)) {
+        if proxy && inputs.iter().any(|i| aof::log_start(i.data).is_some()) {
             return Err(Error::Refused(
                 "--checkpoint through twemproxy covers snapshots only: without MULTI, which AOF commands \
                  ran before a stop cannot be known"
@@ -728,11 +728,6 @@ fn skim_rdb(data: &[u8]) -> rdb::Result<RdbShape> {
     Ok(shape)
 }
 
-/// True when the input holds commands: an AOF, or an RDB with commands after it.
-fn has_log(data: &[u8]) -> bool {
-    aof::log_start(data).is_some()
-}
-
 enum Found {
     Link(LinkError),
     Input(String, String),
@@ -782,13 +777,7 @@ fn find_existing(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>) -> Resul
         }
     }
     // The keys the AOF commands touch (those it creates itself are not there yet).
-    for input in inputs.iter().filter(|i| has_log(i.data)) {
-        let base = if aof::is_rdb(input.data) {
-            let s = skim_rdb(input.data).map_err(|e| Found::Input(input.name.clone(), e.to_string()))?;
-            input.data.len() - s.trailing
-        } else {
-            0
-        };
+    for (input, base) in inputs.iter().filter_map(|i| aof::log_start(i.data).map(|at| (i, at))) {
         let mut seen: HashSet<(u64, Vec<u8>)> = HashSet::new();
         let mut note = |c: &Command<'_>| {
             if let (true, Some(db), Keys::Some(ks)) = (cfg.filter.accepts_db(c.db), shape.db(c.db), keys(&c.argv)) {
