@@ -10,6 +10,7 @@
 pub mod keys;
 pub mod manifest;
 pub mod scan;
+pub mod select;
 
 use scan::{Entry, Scanner};
 
@@ -23,9 +24,16 @@ pub struct Command<'a> {
     pub raw: &'a [u8],
     /// Offset of the command in the data read.
     pub offset: usize,
+    /// The command re-encoded, when a filter narrowed its arguments to some of its keys.
+    pub narrowed: Option<Vec<u8>>,
 }
 
 impl Command<'_> {
+    /// The bytes to send: the log's own, or the narrowed command's.
+    pub fn bytes(&self) -> &[u8] {
+        self.narrowed.as_deref().unwrap_or(self.raw)
+    }
+
     /// The command name, upper-cased (ASCII).
     pub fn name(&self) -> String {
         String::from_utf8_lossy(self.argv[0]).to_ascii_uppercase()
@@ -190,7 +198,8 @@ pub fn read_log<'a>(
             Entry::Annotation { .. } => continue,
             Entry::Command { start, end } => (start, end),
         };
-        let cmd = Command { db, argv: std::mem::take(&mut argv), raw: &data[start..end], offset: start };
+        let cmd =
+            Command { db, argv: std::mem::take(&mut argv), raw: &data[start..end], offset: start, narrowed: None };
         let bad = |msg: String| LogError { at: start, last_good, truncated: false, msg };
         if cmd.is("SELECT") {
             db = cmd

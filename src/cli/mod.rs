@@ -195,13 +195,16 @@ pub struct FilterArgs {
     /// Only keys of these databases (repeat or comma-separate)
     #[arg(long, value_name = "N", value_delimiter = ',')]
     pub db: Vec<u64>,
-    /// Only keys matching this glob, with Redis's rules (* ? [a-z] [^x] \x); repeatable
+    /// Only keys matching this glob, with Redis's rules (* ? [a-z] [^x] \x); repeatable.
+    /// AOF commands are selected by their keys: DEL/UNLINK/EXISTS/TOUCH/MSET are narrowed
+    /// to the selected keys; other commands naming selected and other keys, or keys that
+    /// cannot be known, are left out and reported (exit code 1)
     #[arg(long = "match", value_name = "GLOB", value_parser = clap::value_parser!(std::ffi::OsString))]
     pub patterns: Vec<std::ffi::OsString>,
     /// Only keys matching this regular expression (over the key's bytes)
     #[arg(long, value_name = "REGEX")]
     pub regex: Option<String>,
-    /// Only keys of these types (repeat or comma-separate)
+    /// Only keys of these types (repeat or comma-separate); snapshots only
     #[arg(long = "type", value_name = "TYPE", value_delimiter = ',')]
     pub types: Vec<TypeArg>,
     /// Keep keys whose expiry time has passed (they are left out by default, as Redis drops them on load)

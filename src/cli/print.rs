@@ -241,18 +241,29 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if let (false, Some(u)) = (args.quiet, &out.until) {
         eprintln!("{}", u.report());
     }
-    if !args.quiet && (counts.commands > 0 || counts.flushes > 0) {
+    let tally = &out.tally;
+    if !args.quiet && (counts.commands > 0 || counts.flushes > 0 || tally.filtered > 0) {
         eprintln!(
-            "printed {} commands from AOFs{}",
+            "printed {} commands from AOFs{}{}",
             counts.commands,
             match counts.flushes {
                 0 => String::new(),
                 n => format!(", {n} of them FLUSHALL/FLUSHDB/SWAPDB"),
+            },
+            match tally.filtered {
+                0 => String::new(),
+                n => format!("; left out {n} by filters"),
             }
         );
     }
+    if tally.doubtful() > 0 {
+        code = super::EXIT_PROBLEMS;
+    }
+    if !args.quiet || tally.doubtful() > 0 {
+        tally.report().iter().for_each(|l| eprintln!("{l}"));
+    }
     let keys_seen = counts.printed + counts.filtered + counts.expired + counts.empty;
-    if !args.quiet && (keys_seen > 0 || counts.commands == 0) {
+    if !args.quiet && (keys_seen > 0 || counts.commands + tally.filtered == 0) {
         eprintln!(
             "printed {} keys; left out: {} by filters, {} expired{}, {} empty collections (Redis skips them too)",
             counts.printed,
@@ -283,11 +294,20 @@ pub struct Output<W: Write> {
     selected: u64,
     /// `--until`, and whether it was reached.
     pub until: Option<aof::Until>,
+    /// What the filters did to AOF commands.
+    pub tally: aof::select::Tally,
 }
 
 impl<W: Write> Output<W> {
     pub fn new(sink: W) -> Output<W> {
-        Output { sink, counts: Counts::default(), stats: Stats::default(), selected: 0, until: None }
+        Output {
+            sink,
+            counts: Counts::default(),
+            stats: Stats::default(),
+            selected: 0,
+            until: None,
+            tally: Default::default(),
+        }
     }
 }
 
@@ -406,9 +426,9 @@ pub fn print_log<W: Write>(
     allow_truncated: bool,
 ) -> Result<Option<aof::Cut>, PrintError> {
     let f = &job.filter;
-    if !f.globs.is_empty() || f.regex.is_some() || !f.types.is_empty() {
+    if !f.types.is_empty() {
         return Err(PrintError::Usage(
-            "--match, --regex and --type select keys of snapshots; AOF commands can be selected by --db only".into(),
+            "--type selects keys of snapshots; AOF commands can be selected by --db, --match and --regex".into(),
         ));
     }
     let mut buf: Vec<u8> = Vec::with_capacity(FLUSH_AT + (64 << 10));
@@ -423,7 +443,7 @@ pub fn print_log<W: Write>(
                     bulk_u64(buf, c.db);
                     out.selected = c.db;
                 }
-                buf.extend_from_slice(c.raw);
+                buf.extend_from_slice(c.bytes());
             }
             Format::Json => {
                 buf.extend_from_slice(b"{\"db\":");
@@ -455,26 +475,11 @@ pub fn print_log<W: Write>(
         if io_error.is_some() || out.until.as_mut().is_some_and(|u| !u.admits(unit)) {
             return;
         }
-        match unit {
+        let Some(unit) = aof::select::select(unit, f, &mut out.tally) else { return };
+        match unit.as_ref() {
             aof::Unit::Timestamp(_) => {}
-            aof::Unit::One(c) => {
-                if f.accepts_db(c.db) {
-                    emit(c, &mut buf, out);
-                } else {
-                    out.counts.filtered += 1;
-                }
-            }
-            aof::Unit::Multi(block) => {
-                let inner = &block[1..block.len() - 1];
-                if inner.iter().any(|c| f.accepts_db(c.db)) {
-                    emit(&block[0], &mut buf, out);
-                    for c in inner.iter().filter(|c| f.accepts_db(c.db)) {
-                        emit(c, &mut buf, out);
-                    }
-                    emit(&block[block.len() - 1], &mut buf, out);
-                }
-                out.counts.filtered += inner.iter().filter(|c| !f.accepts_db(c.db)).count() as u64;
-            }
+            aof::Unit::One(c) => emit(c, &mut buf, out),
+            aof::Unit::Multi(block) => block.iter().for_each(|c| emit(c, &mut buf, out)),
         }
         if buf.len() >= FLUSH_AT {
             if let Err(e) = out.sink.write_all(&buf) {

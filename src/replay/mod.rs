@@ -228,6 +228,8 @@ pub struct Report {
     pub barriers: u64,
     pub multi_unwrapped: u64,
     pub log_skipped: u64,
+    /// What the filters did to AOF commands.
+    pub log_filter: aof::select::Tally,
     /// What we refused to send, by reason.
     pub refused: Errors,
     /// Commands answered, bytes written, errors the destination answered.
@@ -253,7 +255,11 @@ impl Report {
     /// Keys and commands not applied: refused by us or by the translator, module keys
     /// commands cannot carry, functions the destination cannot load.
     pub fn refused_total(&self) -> u64 {
-        self.refused.total() + self.stats.refused + self.stats.skipped_modules + self.stats.functions_skipped
+        self.refused.total()
+            + self.stats.refused
+            + self.stats.skipped_modules
+            + self.stats.functions_skipped
+            + self.log_filter.doubtful()
     }
 
     /// 0 all applied, 1 ran to the end with rejected commands or refused keys, 2 stopped.
@@ -295,12 +301,13 @@ impl Report {
                 self.filtered, self.empty, self.skipped_existing
             ));
         }
-        if self.log_commands + self.log_skipped > 0 {
+        if self.log_commands + self.log_skipped + self.log_filter.filtered > 0 {
             o.push(format!(
-                "AOF: {} commands ({} run alone as barriers, {} MULTI blocks unwrapped for twemproxy, {} skipped: they touch skipped keys)",
-                self.log_commands, self.barriers, self.multi_unwrapped, self.log_skipped
+                "AOF: {} commands ({} run alone as barriers, {} MULTI blocks unwrapped for twemproxy, {} skipped: they touch skipped keys, {} left out by filters)",
+                self.log_commands, self.barriers, self.multi_unwrapped, self.log_skipped, self.log_filter.filtered
             ));
         }
+        o.extend(self.log_filter.report());
         if self.dry_run {
             o.push(format!(
                 "would send {} commands ({} bytes): {} keys created, {} replaced",
@@ -368,7 +375,11 @@ impl Report {
                 "empty": self.empty,
                 "existing": self.skipped_existing,
                 "log_commands": self.log_skipped,
+                "log_commands_filtered": self.log_filter.filtered,
             },
+            "log_commands_narrowed": self.log_filter.narrowed,
+            "log_commands_mixed_keys": {"count": self.log_filter.mixed, "examples": self.log_filter.mixed_examples},
+            "log_commands_unknown_keys": {"count": self.log_filter.unknown, "examples": self.log_filter.unknown_examples},
             "refused_keys": s.refused,
             "refused_examples": s.refused_examples.iter().map(|(k, why)| serde_json::json!({"key": k, "why": why})).collect::<Vec<_>>(),
             "refused": errors(&self.refused),
@@ -421,6 +432,15 @@ pub fn run(cfg: &Config, inputs: &[Input<'_>]) -> Result<Report, Error> {
         input_bytes: inputs.iter().map(|i| i.data.len() as u64).sum(),
         ..Report::default()
     };
+    if !cfg.filter.types.is_empty() {
+        if let Some(i) = inputs.iter().find(|i| aof::log_start(i.data).is_some()) {
+            return Err(Error::Refused(format!(
+                "{}: --type selects keys of snapshots; AOF commands can be selected by --db, --match and --regex; \
+                 nothing was written",
+                i.name
+            )));
+        }
+    }
     let probe = probe(&cfg.endpoint, cfg.timeout, !cfg.dry_run, cfg.kind)
         .map_err(|e| Error::Destination(format!("cannot use {dest}"), e))?;
     let kind = probe.kind;
@@ -626,9 +646,6 @@ fn precheck(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>, report: &mut 
         }
         let Some(base) = log_at else { continue };
         let mut note = |c: &Command<'_>| {
-            if !cfg.filter.accepts_db(c.db) {
-                return;
-            }
             dbs.insert(c.db);
             if c.is_flush() && flushes.len() < 3 {
                 flushes.push(format!("{} at byte {} of {}", c.name(), base + c.offset, input.name));
@@ -637,11 +654,13 @@ fn precheck(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>, report: &mut 
                 *unsupported.entry(c.name()).or_default() += 1;
             }
         };
+        let mut tally = aof::select::Tally::default();
         let r = aof::read_log(&data[base..], input.allow_truncated, |u| {
             if until.as_mut().is_some_and(|t| !t.admits(u)) {
                 return; // past --until: neither sent nor refused
             }
-            match u {
+            let Some(u) = aof::select::select(u, &cfg.filter, &mut tally) else { return };
+            match u.as_ref() {
                 Unit::One(c) => note(c),
                 Unit::Multi(b) => b[1..b.len() - 1].iter().for_each(&mut note),
                 Unit::Timestamp(_) => {}
@@ -780,16 +799,19 @@ fn find_existing(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>) -> Resul
     for (input, base) in inputs.iter().filter_map(|i| aof::log_start(i.data).map(|at| (i, at))) {
         let mut seen: HashSet<(u64, Vec<u8>)> = HashSet::new();
         let mut note = |c: &Command<'_>| {
-            if let (true, Some(db), Keys::Some(ks)) = (cfg.filter.accepts_db(c.db), shape.db(c.db), keys(&c.argv)) {
+            if let (Some(db), Keys::Some(ks)) = (shape.db(c.db), keys(&c.argv)) {
                 for k in ks {
                     seen.insert((db, k.to_vec()));
                 }
             }
         };
-        let r = aof::read_log(&input.data[base..], input.allow_truncated, |u| match u {
-            Unit::One(c) => note(c),
-            Unit::Multi(b) => b.iter().for_each(&mut note),
-            Unit::Timestamp(_) => {}
+        let mut tally = aof::select::Tally::default();
+        let r = aof::read_log(&input.data[base..], input.allow_truncated, |u| {
+            match aof::select::select(u, &cfg.filter, &mut tally).as_deref() {
+                Some(Unit::One(c)) => note(c),
+                Some(Unit::Multi(b)) => b.iter().for_each(&mut note),
+                Some(Unit::Timestamp(_)) | None => {}
+            }
         });
         if let Err(e) = r {
             return Err(Found::Input(input.name.clone(), format!("at byte {}: {}", base + e.at, e.msg)));
@@ -1412,7 +1434,11 @@ impl<'c> Engine<'c> {
             if base + start < skip_to {
                 return; // before the checkpoint: applied
             }
-            match unit {
+            let Some(unit) = aof::select::select(unit, &self.cfg.filter, &mut self.report.log_filter) else {
+                self.routed_to = Position { file, offset: (base + end) as u64 };
+                return;
+            };
+            match unit.as_ref() {
                 Unit::Timestamp(_) => {}
                 Unit::One(c) => self.log_command(file, base, c, existing),
                 Unit::Multi(block) if self.shape.proxy => {
@@ -1450,10 +1476,6 @@ impl<'c> Engine<'c> {
     /// Checks a log command against the destination and the options: its db, or `None`
     /// when it is not to be sent (counted).
     fn admit(&mut self, file: usize, base: usize, c: &Command<'_>, existing: &HashSet<Vec<u8>>) -> Option<u64> {
-        if !self.cfg.filter.accepts_db(c.db) {
-            self.report.filtered += 1;
-            return None;
-        }
         let Some(db) = self.shape.db(c.db) else {
             self.report
                 .refused
@@ -1514,11 +1536,14 @@ impl<'c> Engine<'c> {
         }
         self.report.log_commands += 1;
         match conn {
-            Some(conn) => self.route(conn, Some(db), c.raw, 0, &[c.raw.len()], Origin { pos, resendable: false }),
+            Some(conn) => {
+                let bytes = c.bytes();
+                self.route(conn, Some(db), bytes, 0, &[bytes.len()], Origin { pos, resendable: false })
+            }
             None => {
                 let mut chunk = Chunk { db: Some(db), exit_db: Some(db), ..Chunk::default() };
                 chunk.units.push((0, pos));
-                chunk.push_command(c.raw);
+                chunk.push_command(c.bytes());
                 // SWAPDB / MOVE / FLUSHALL change what other dbs hold, not which db is selected.
                 self.barrier(chunk);
             }
@@ -1552,7 +1577,7 @@ impl<'c> Engine<'c> {
                 chunk.push_command(&sel);
                 cur = db;
             }
-            chunk.push_command(c.raw);
+            chunk.push_command(c.bytes());
         }
         chunk.exit_db = Some(cur);
         self.barrier(chunk);
