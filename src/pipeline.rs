@@ -152,7 +152,7 @@ pub fn run_from<'a, T: Send>(
     from: usize,
     plan: &Plan,
     work: impl Fn(Header, &Span<'a>) -> T + Sync,
-    mut deliver: impl FnMut(T) -> bool,
+    deliver: impl FnMut(T) -> bool,
 ) -> rdb::Result<()> {
     let parser = Parser::new(data)?;
     let header = parser.header();
@@ -174,42 +174,56 @@ pub fn run_from<'a, T: Send>(
         }
     }
     let skimmer = Skimmer { parser, len: data.len(), batch: plan.batch_bytes.max(1), done: false };
+    let parallel = plan.threads > 1 && data.len() > plan.batch_bytes;
+    ordered(skimmer, plan.threads, parallel, |span| work(header, &span), deliver);
+    Ok(())
+}
+
+/// Runs `work` over every span (on `threads` threads when `parallel`) and hands the
+/// results to `deliver` in the order of the spans. `deliver` returns false to stop
+/// early (an error, a closed pipe); spans not yet started are then skipped.
+pub fn ordered<S: Send, T: Send>(
+    spans: impl Iterator<Item = S>,
+    threads: usize,
+    parallel: bool,
+    work: impl Fn(S) -> T + Sync,
+    mut deliver: impl FnMut(T) -> bool,
+) {
     // One thread, a file that fits in one batch, or no threads to be had: the same
     // work, on this thread.
-    let parallel = plan.threads > 1 && data.len() > plan.batch_bytes;
-    let Some(pool) = parallel.then(|| pool(plan.threads)).flatten() else {
-        for span in skimmer {
-            if !deliver(work(header, &span)) {
+    let Some(pool) = (parallel && threads > 1).then(|| pool(threads)).flatten() else {
+        for span in spans {
+            if !deliver(work(span)) {
                 break;
             }
         }
-        return Ok(());
+        return;
     };
     // One batch beyond the workers, so that none waits while the writer writes; more
     // would only hold more output in memory.
-    let max_in_flight = plan.threads + 1;
+    let max_in_flight = threads + 1;
     let stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel::<(usize, Option<T>)>();
     pool.in_place_scope(|scope| {
-        let mut skimmer = skimmer;
+        let mut spans = spans;
         let mut issued = 0usize;
         let mut next = 0usize;
         let mut ready: BTreeMap<usize, Option<T>> = BTreeMap::new();
-        let mut skim_done = false;
+        let mut spans_done = false;
         let mut stopped = false;
         loop {
-            while !skim_done && !stopped && issued - next < max_in_flight {
-                match skimmer.next() {
+            while !spans_done && !stopped && issued - next < max_in_flight {
+                match spans.next() {
                     Some(span) => {
                         let (tx, work, stop) = (tx.clone(), &work, &stop);
                         let seq = issued;
                         scope.spawn(move |_| {
-                            let out = (!stop.load(Ordering::Relaxed)).then(|| work(header, &span));
+                            let out = (!stop.load(Ordering::Relaxed)).then(|| work(span));
                             let _ = tx.send((seq, out));
                         });
                         issued += 1;
                     }
-                    None => skim_done = true,
+                    None => spans_done = true,
                 }
             }
             if next == issued {
@@ -228,5 +242,4 @@ pub fn run_from<'a, T: Send>(
             }
         }
     });
-    Ok(())
 }

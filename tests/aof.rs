@@ -285,3 +285,46 @@ fn key_filters_select_aof_commands() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--type selects keys of snapshots"));
 }
+
+/// AOF output does not depend on the number of threads: every AOF fixture, in every
+/// format, with and without filters and `--until`, cut into batches of a few hundred
+/// bytes (so that SELECTs and MULTI blocks fall on batch edges), prints the same bytes
+/// and the same report with 1, 2 and 3 threads.
+#[test]
+fn aof_output_is_the_same_for_any_thread_count() {
+    let (until_dir, ts, _) = until_fixture();
+    let before = (ts - 1).to_string();
+    let inputs = [
+        fixture("plain-6.2/appendonly.aof"),
+        fixture("preamble-6.2/appendonly.aof"),
+        fixture("multipart-7.0/appendonlydir"),
+    ];
+    let variants: [&[&str]; 6] = [
+        &["--format", "json"],
+        &["--format", "text"],
+        &["--format", "resp"],
+        &["--format", "resp", "--db", "0", "--match", "*a*"],
+        &["--format", "json", "--regex", "^[a-m]"],
+        &["--format", "resp", "--until", &before],
+    ];
+    for input in &inputs {
+        for variant in variants {
+            let is_until = variant.contains(&"--until");
+            let input = if is_until { &until_dir } else { input };
+            let mut outputs = Vec::new();
+            for extra in [&["-j", "1"][..], &["-j", "2", "--batch-bytes", "300"], &["-j", "3", "--batch-bytes", "700"]]
+            {
+                let args: Vec<&str> =
+                    ["print", input.to_str().unwrap()].iter().chain(variant).chain(extra).copied().collect();
+                let out = run(&args);
+                assert!(matches!(out.status.code(), Some(0 | 1)), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+                assert!(!out.stdout.is_empty(), "{args:?} printed nothing");
+                outputs.push((args.join(" "), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned()));
+            }
+            for (args, o, report) in &outputs[1..] {
+                assert!(o == &outputs[0].1, "`{args}` differs from `{}`", outputs[0].0);
+                assert_eq!(report, &outputs[0].2, "`{args}`: report");
+            }
+        }
+    }
+}

@@ -202,13 +202,7 @@ pub fn read_log<'a>(
             Command { db, argv: std::mem::take(&mut argv), raw: &data[start..end], offset: start, narrowed: None };
         let bad = |msg: String| LogError { at: start, last_good, truncated: false, msg };
         if cmd.is("SELECT") {
-            db = cmd
-                .argv
-                .get(1)
-                .and_then(|a| std::str::from_utf8(a).ok())
-                .and_then(|s| s.parse::<u64>().ok())
-                .filter(|_| cmd.argv.len() == 2)
-                .ok_or_else(|| bad("SELECT without a valid database number".into()))?;
+            db = select_db(&cmd.argv).ok_or_else(|| bad("SELECT without a valid database number".into()))?;
             if multi.is_none() {
                 last_good = end;
             }
@@ -251,6 +245,14 @@ pub fn read_log<'a>(
         return Err(LogError { at: start, last_good: start, truncated: true, msg });
     }
     Ok(None)
+}
+
+/// The db of a `SELECT n` command.
+fn select_db(argv: &[&[u8]]) -> Option<u64> {
+    match argv {
+        [_, n] => std::str::from_utf8(n).ok()?.parse().ok(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

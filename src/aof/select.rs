@@ -29,6 +29,17 @@ pub struct Tally {
 impl Tally {
     const EXAMPLES: usize = 3;
 
+    pub fn merge(&mut self, o: Tally) {
+        self.filtered += o.filtered;
+        self.narrowed += o.narrowed;
+        self.mixed += o.mixed;
+        self.unknown += o.unknown;
+        let room = Tally::EXAMPLES.saturating_sub(self.mixed_examples.len());
+        self.mixed_examples.extend(o.mixed_examples.into_iter().take(room));
+        let room = Tally::EXAMPLES.saturating_sub(self.unknown_examples.len());
+        self.unknown_examples.extend(o.unknown_examples.into_iter().take(room));
+    }
+
     /// Commands left out that a user must look at (not simply unselected).
     pub fn doubtful(&self) -> u64 {
         self.mixed + self.unknown

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use clap::ValueEnum;
 
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 
 use crate::aof;
 use crate::filter::Filter;
@@ -326,9 +326,6 @@ impl From<crate::rdb::Error> for PrintError {
     }
 }
 
-/// Output is written in pieces of about this size.
-const FLUSH_AT: usize = 1 << 20;
-
 /// One batch's output.
 struct Batch {
     buf: Vec<u8>,
@@ -415,33 +412,103 @@ pub fn print_rdb<W: Write>(data: &[u8], job: &Job, out: &mut Output<W>) -> Resul
     failure.map_or(Ok(trailing), Err)
 }
 
-/// Prints the commands of an AOF log (`data` starts at file offset `base`), with SELECTs
-/// where the db changes, keeping MULTI…EXEC blocks whole. Returns the cut, when a
-/// truncated tail was allowed.
-pub fn print_log<W: Write>(
-    data: &[u8],
-    base: usize,
-    job: &Job,
-    out: &mut Output<W>,
-    allow_truncated: bool,
-) -> Result<Option<aof::Cut>, PrintError> {
-    let f = &job.filter;
-    if !f.types.is_empty() {
-        return Err(PrintError::Usage(
-            "--type selects keys of snapshots; AOF commands can be selected by --db, --match and --regex".into(),
-        ));
+/// Log units as offsets into the log: gathered by the reading thread, rendered by a
+/// worker (which rebuilds each command's arguments from them, with no second scan).
+#[derive(Default)]
+struct Units {
+    /// Per command: db, byte span, and its arguments' range in `args`.
+    cmds: Vec<(u64, usize, usize, std::ops::Range<usize>)>,
+    args: Vec<(usize, usize)>,
+    /// Per unit: its commands' range in `cmds`, and whether it is a MULTI block.
+    units: Vec<(std::ops::Range<usize>, bool)>,
+    /// Log bytes the units span.
+    bytes: usize,
+}
+
+impl Units {
+    fn push(&mut self, unit: &aof::Unit<'_>, data: &[u8]) {
+        let base = data.as_ptr() as usize;
+        let first = self.cmds.len();
+        let mut add = |c: &aof::Command<'_>| {
+            let first = self.args.len();
+            self.args.extend(c.argv.iter().map(|a| (a.as_ptr() as usize - base, a.len())));
+            self.cmds.push((c.db, c.offset, c.offset + c.raw.len(), first..self.args.len()));
+            self.bytes += c.raw.len();
+        };
+        match unit {
+            aof::Unit::One(c) => add(c),
+            aof::Unit::Multi(block) => block.iter().for_each(&mut add),
+            aof::Unit::Timestamp(_) => return,
+        }
+        self.units.push((first..self.cmds.len(), matches!(unit, aof::Unit::Multi(_))));
     }
-    let mut buf: Vec<u8> = Vec::with_capacity(FLUSH_AT + (64 << 10));
-    let mut io_error = None;
-    let emit = |c: &aof::Command<'_>, buf: &mut Vec<u8>, out: &mut Output<W>| {
-        let wrapper = c.is("MULTI") || c.is("EXEC");
-        match job.format {
+
+    /// Hands each unit, rebuilt, to `f`.
+    fn each<'a>(&self, data: &'a [u8], mut f: impl FnMut(&aof::Unit<'a>)) {
+        // One argument vector serves every single command (a block's commands own theirs).
+        let mut spare: Vec<&'a [u8]> = Vec::new();
+        let command = |i: usize, mut argv: Vec<&'a [u8]>| {
+            let (db, start, end, ref args) = self.cmds[i];
+            argv.clear();
+            argv.extend(self.args[args.clone()].iter().map(|&(at, len)| &data[at..at + len]));
+            aof::Command { db, argv, raw: &data[start..end], offset: start, narrowed: None }
+        };
+        for (cmds, multi) in &self.units {
+            if *multi {
+                f(&aof::Unit::Multi(cmds.clone().map(|i| command(i, Vec::new())).collect()));
+            } else {
+                let unit = aof::Unit::One(command(cmds.start, std::mem::take(&mut spare)));
+                f(&unit);
+                if let aof::Unit::One(c) = unit {
+                    spare = c.argv;
+                }
+            }
+        }
+    }
+}
+
+/// A log's rendered output, whole or one batch of it.
+#[derive(Default)]
+struct LogBatch {
+    buf: Vec<u8>,
+    /// RESP: the db its first command needs selected, and the db it leaves selected.
+    dbs: Option<(u64, u64)>,
+    /// The db this batch's output has selected so far.
+    selected: Option<u64>,
+    counts: Counts,
+    tally: aof::select::Tally,
+}
+
+impl LogBatch {
+    /// Filters and renders one unit.
+    fn unit(&mut self, unit: &aof::Unit<'_>, job: &Job) {
+        if let (true, aof::Unit::One(c)) = (job.filter.selects_everything(), unit) {
+            return self.command(c, job.format); // the common case, without the filter's work
+        }
+        let Some(unit) = aof::select::select(unit, &job.filter, &mut self.tally) else { return };
+        match unit.as_ref() {
+            aof::Unit::Timestamp(_) => {}
+            aof::Unit::One(c) => self.command(c, job.format),
+            aof::Unit::Multi(block) => block.iter().for_each(|c| self.command(c, job.format)),
+        }
+    }
+
+    /// Writes one command in the job's format. In RESP, the batch's first command needs
+    /// no SELECT of its own: its db is the batch's entry db, which the writer selects
+    /// when the stream is elsewhere.
+    fn command(&mut self, c: &aof::Command<'_>, format: Format) {
+        let buf = &mut self.buf;
+        match format {
             Format::Resp => {
-                if !wrapper && c.db != out.selected {
-                    array_header(buf, 2);
-                    bulk(buf, b"SELECT");
-                    bulk_u64(buf, c.db);
-                    out.selected = c.db;
+                let wrapper = c.is("MULTI") || c.is("EXEC");
+                if !wrapper && self.selected != Some(c.db) {
+                    if self.selected.is_some() {
+                        array_header(buf, 2);
+                        bulk(buf, b"SELECT");
+                        bulk_u64(buf, c.db);
+                    }
+                    self.selected = Some(c.db);
+                    self.dbs = Some((self.dbs.map_or(c.db, |(entry, _)| entry), c.db));
                 }
                 buf.extend_from_slice(c.bytes());
             }
@@ -468,31 +535,132 @@ pub fn print_log<W: Write>(
                 buf.push(b'\n');
             }
         }
-        out.counts.commands += 1;
-        out.counts.flushes += c.is_flush() as u64;
-    };
-    let r = aof::read_log(data, allow_truncated, |unit| {
-        if io_error.is_some() || out.until.as_mut().is_some_and(|u| !u.admits(unit)) {
-            return;
-        }
-        let Some(unit) = aof::select::select(unit, f, &mut out.tally) else { return };
-        match unit.as_ref() {
-            aof::Unit::Timestamp(_) => {}
-            aof::Unit::One(c) => emit(c, &mut buf, out),
-            aof::Unit::Multi(block) => block.iter().for_each(|c| emit(c, &mut buf, out)),
-        }
-        if buf.len() >= FLUSH_AT {
-            if let Err(e) = out.sink.write_all(&buf) {
-                io_error = Some(e);
-            }
-            buf.clear();
-        }
-    });
-    if let Some(e) = io_error {
-        return Err(PrintError::Io(e));
+        self.counts.commands += 1;
+        self.counts.flushes += c.is_flush() as u64;
     }
-    out.sink.write_all(&buf).map_err(PrintError::Io)?;
-    r.map_err(|e| PrintError::Log(e, base))
+
+    /// Writes the batch out (selecting its entry db first) and empties it.
+    fn write_to<W: Write>(&mut self, out: &mut Output<W>) -> std::io::Result<()> {
+        if let Some((entry, exit)) = self.dbs.take() {
+            if entry != out.selected {
+                let mut select = Vec::with_capacity(32);
+                array_header(&mut select, 2);
+                bulk(&mut select, b"SELECT");
+                bulk_u64(&mut select, entry);
+                out.sink.write_all(&select)?;
+            }
+            out.selected = exit;
+        }
+        self.selected = None;
+        out.counts.merge(std::mem::take(&mut self.counts));
+        out.tally.merge(std::mem::take(&mut self.tally));
+        let r = out.sink.write_all(&self.buf);
+        self.buf.clear();
+        r
+    }
+}
+
+/// Prints the commands of an AOF log (`data` starts at file offset `base`), with SELECTs
+/// where the db changes, keeping MULTI…EXEC blocks whole. This thread reads the log
+/// (one pass over its headers); with more threads, batches of about `batch_bytes` of
+/// commands are filtered and rendered by workers and written in order. Returns the cut,
+/// when a truncated tail was allowed.
+pub fn print_log<W: Write>(
+    data: &[u8],
+    base: usize,
+    job: &Job,
+    out: &mut Output<W>,
+    allow_truncated: bool,
+) -> Result<Option<aof::Cut>, PrintError> {
+    if !job.filter.types.is_empty() {
+        return Err(PrintError::Usage(
+            "--type selects keys of snapshots; AOF commands can be selected by --db, --match and --regex".into(),
+        ));
+    }
+    let batch_bytes = job.plan.batch_bytes.clamp(1, 64 << 20);
+    let mut until = out.until.take();
+    // RESP of unfiltered commands is a copy: reading is all its work, and handing it
+    // to workers measured slower. JSON, text and filters have work to share.
+    let shared = job.format != Format::Resp || !job.filter.selects_everything();
+    let r = if shared && job.plan.threads > 1 && data.len() > batch_bytes {
+        print_log_parallel(data, job, out, allow_truncated, &mut until, batch_bytes)
+    } else {
+        let mut b = LogBatch::default();
+        let mut io = Ok(());
+        let r = aof::read_log(data, allow_truncated, |unit| {
+            if io.is_err() || until.as_mut().is_some_and(|u| !u.admits(unit)) {
+                return;
+            }
+            b.unit(unit, job);
+            if b.buf.len() >= batch_bytes {
+                io = b.write_to(out);
+            }
+        });
+        io.and_then(|()| b.write_to(out)).map(|()| r)
+    };
+    out.until = until;
+    r.map_err(PrintError::Io)?.map_err(|e| PrintError::Log(e, base))
+}
+
+/// [`print_log`] with workers: this thread reads and batches, a scoped thread of the
+/// pool's renders, and the writer delivers in order.
+fn print_log_parallel<W: Write>(
+    data: &[u8],
+    job: &Job,
+    out: &mut Output<W>,
+    allow_truncated: bool,
+    until: &mut Option<aof::Until>,
+    batch_bytes: usize,
+) -> std::io::Result<Result<Option<aof::Cut>, aof::LogError>> {
+    let (tx, rx) = mpsc::sync_channel::<Units>(job.plan.threads + 1);
+    let spare: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+    let mut io = Ok(());
+    let read = std::thread::scope(|scope| {
+        let reader = scope.spawn(move || {
+            let mut batch = Units::default();
+            let mut open = true;
+            let r = aof::read_log(data, allow_truncated, |unit| {
+                if !open || until.as_mut().is_some_and(|u| !u.admits(unit)) {
+                    return;
+                }
+                batch.push(unit, data);
+                if batch.bytes >= batch_bytes {
+                    open = tx.send(std::mem::take(&mut batch)).is_ok();
+                }
+            });
+            if open {
+                let _ = tx.send(batch);
+            }
+            r
+        });
+        // The reader has a core of its own; the others render.
+        let workers = job.plan.threads - 1;
+        pipeline::ordered(
+            rx.into_iter(),
+            workers,
+            workers > 1,
+            |units| {
+                let mut b = LogBatch {
+                    buf: spare.lock().ok().and_then(|mut v| v.pop()).unwrap_or_default(),
+                    ..Default::default()
+                };
+                units.each(data, |unit| b.unit(unit, job));
+                b
+            },
+            |mut b| {
+                io = b.write_to(out);
+                if b.buf.capacity() <= batch_bytes.saturating_mul(4) {
+                    if let Ok(mut v) = spare.lock() {
+                        v.push(b.buf);
+                    }
+                }
+                io.is_ok()
+            },
+        );
+        reader.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    io?;
+    Ok(read)
 }
 
 /// Renders one item of the file into `buf`.
