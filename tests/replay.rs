@@ -164,6 +164,32 @@ fn flushes_are_refused_up_front() {
     assert_eq!(n, 0, "nothing may be written");
 }
 
+/// Commands the server ran that write, from INFO commandstats (the probe's SET, RESTORE…).
+fn writes_seen(server: &RedisServer) -> Vec<String> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut server.conn()).unwrap();
+    info.lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .map(|l| l.split(':').next().unwrap().to_string())
+        .filter(|c| !["info", "ping", "select", "auth", "client", "hello", "command", "exists"].contains(&c.as_str()))
+        .collect()
+}
+
+/// A damaged snapshot is refused before anything is written, the probe key included.
+#[test]
+fn damaged_input_is_refused_before_any_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(testdata("redis-7.0.rdb")).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    let bad = dir.path().join("bad.rdb");
+    std::fs::write(&bad, &bytes).unwrap();
+    let empty = RedisServer::start("7.0", None, &[]);
+    let out = replay(empty.port, &[bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("bad.rdb") && text(&out).contains("nothing was written"), "{}", text(&out));
+    assert_eq!(writes_seen(&empty), Vec::<String>::new(), "commands the destination ran");
+}
+
 /// The union of the backends' keys.
 fn union(backends: &[&RedisServer], ver: (u32, u32)) -> KeyMap {
     let mut all = KeyMap::new();
@@ -309,6 +335,50 @@ fn a_durable_destination_killed_and_restarted() {
     let mut a = src.conn();
     let ver = server_version(&mut a);
     assert_same(&dump_server(&mut a, ver), &dump_server(&mut dest.conn(), ver), ver, "after a restart");
+}
+
+/// A destination that stops answering (SIGSTOP) is a lost connection after --timeout:
+/// frozen for a while, the replay reconnects once it answers again and ends with equal
+/// data; frozen for good, the replay stops with exit 2 and says why, instead of waiting
+/// forever.
+#[test]
+fn a_frozen_destination_times_out() {
+    let (src, path) = big_source(6_000);
+    let file = path.to_str().unwrap().to_string();
+    let args = ["--pipeline", "2", "-n", "2", "--timeout", "1"];
+
+    let dest = RedisServer::start("7.0", None, &[]);
+    let child = std::thread::spawn({
+        let (port, file) = (dest.port, file.clone());
+        move || replay(port, &[&args[..], &["--retry-for", "30", &file]].concat())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    dest.signal("STOP");
+    std::thread::sleep(Duration::from_millis(2500));
+    dest.signal("CONT");
+    let out = child.join().unwrap();
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(!report.contains("; 0 reconnects"), "the frozen connections were not given up: {report}");
+    let mut a = src.conn();
+    let ver = server_version(&mut a);
+    assert_same(&dump_server(&mut a, ver), &dump_server(&mut dest.conn(), ver), ver, "after a freeze");
+
+    let dest = RedisServer::start("7.0", None, &[]);
+    let child = std::thread::spawn({
+        let (port, file) = (dest.port, file.clone());
+        move || replay(port, &[&args[..], &["--retry-for", "2", &file]].concat())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    dest.signal("STOP");
+    let started = std::time::Instant::now();
+    let out = child.join().unwrap();
+    let waited = started.elapsed();
+    dest.signal("CONT");
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{report}");
+    assert!(report.contains("did not answer within --timeout"), "{report}");
+    assert!(waited < Duration::from_secs(20), "gave up after {waited:?}");
 }
 
 #[test]

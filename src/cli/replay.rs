@@ -107,6 +107,10 @@ pub struct Args {
     /// Keep trying a lost connection this many seconds
     #[arg(long, value_name = "SECS", default_value_t = 60, help_heading = "Destination")]
     pub retry_for: u64,
+    /// Seconds to wait to connect, and for the destination to take or answer commands;
+    /// longer is a lost connection (healed as one). 0: wait as long as it takes
+    #[arg(long, value_name = "SECS", default_value_t = 60, help_heading = "Destination")]
+    pub timeout: u64,
     /// Send source db SRC to destination db DST (repeat or comma-separate); twemproxy has only db 0
     #[arg(long, value_name = "SRC:DST", value_delimiter = ',')]
     pub db_map: Vec<String>,
@@ -318,7 +322,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         precheck: !args.no_precheck,
         dry_run: args.dry_run,
         retry_for: Duration::from_secs(args.retry_for),
-        timeout: Duration::from_secs(10),
+        timeout: Duration::from_secs(args.timeout),
         progress: !args.quiet && std::io::stderr().is_terminal(),
         checkpoint: args.checkpoint.clone(),
         until: None,

@@ -42,9 +42,11 @@ impl std::fmt::Display for Endpoint {
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     #[error("{0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("the destination closed the connection")]
     Closed,
+    #[error("the destination did not answer within --timeout")]
+    Timeout,
     #[error("authentication failed: {0}")]
     Auth(String),
     #[error("unreadable reply: {0}")]
@@ -56,7 +58,17 @@ pub enum LinkError {
 impl LinkError {
     /// A fault of the connection (as opposed to a refusal or garbage).
     pub fn is_connection(&self) -> bool {
-        matches!(self, LinkError::Io(_) | LinkError::Closed)
+        matches!(self, LinkError::Io(_) | LinkError::Closed | LinkError::Timeout)
+    }
+}
+
+impl From<std::io::Error> for LinkError {
+    /// A socket's read or write timeout shows as `WouldBlock` (or `TimedOut`).
+    fn from(e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => LinkError::Timeout,
+            _ => LinkError::Io(e),
+        }
     }
 }
 
@@ -137,14 +149,22 @@ const READ_CHUNK: usize = 64 << 10;
 const MAX_REPLY: usize = 64 << 20;
 
 impl Link {
-    /// Connects and logs in (`AUTH [user] password`) when a password is set.
+    /// Connects and logs in (`AUTH [user] password`) when a password is set. `timeout`
+    /// bounds the connection and then every read and write (`Duration::ZERO`: connect
+    /// within 10 s, then wait as long as it takes).
     pub fn open(ep: &Endpoint, timeout: Duration) -> Result<Link, LinkError> {
         let mut last = None;
         let addrs = (ep.host.as_str(), ep.port).to_socket_addrs()?;
+        let (connect, io) = match timeout {
+            Duration::ZERO => (Duration::from_secs(10), None),
+            t => (t, Some(t)),
+        };
         for addr in addrs {
-            match TcpStream::connect_timeout(&addr, timeout) {
+            match TcpStream::connect_timeout(&addr, connect) {
                 Ok(stream) => {
                     stream.set_nodelay(true)?;
+                    stream.set_read_timeout(io)?;
+                    stream.set_write_timeout(io)?;
                     let stream = match &ep.tls {
                         None => Transport::Plain(stream),
                         Some(tls) => {
@@ -193,7 +213,7 @@ impl Link {
 
     /// Sends bytes holding whole commands.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
-        self.stream.write_all(bytes).map_err(LinkError::Io)
+        self.stream.write_all(bytes).map_err(LinkError::from)
     }
 
     /// Reads until one whole reply is there; hands it to `f`.
@@ -244,7 +264,7 @@ impl Link {
         match n {
             Ok(0) => Err(LinkError::Closed),
             Ok(_) => Ok(()),
-            Err(e) => Err(LinkError::Io(e)),
+            Err(e) => Err(LinkError::from(e)),
         }
     }
 
@@ -630,7 +650,7 @@ impl Worker {
         self.report.bytes += (end - start) as u64;
         let bytes = &f.chunk.buf[start..end];
         match &mut self.link {
-            Some(l) => l.stream.write_all(bytes).map_err(|e| Step::Link(LinkError::Io(e))),
+            Some(l) => l.stream.write_all(bytes).map_err(|e| Step::Link(LinkError::from(e))),
             None => Err(Step::Link(LinkError::Closed)),
         }
     }

@@ -441,6 +441,8 @@ pub fn run(cfg: &Config, inputs: &[Input<'_>]) -> Result<Report, Error> {
             )));
         }
     }
+    // The inputs are verified before the probe, which writes (and deletes) a key.
+    let found = if cfg.precheck { Some(verify_inputs(cfg, inputs)?) } else { None };
     let probe = probe(&cfg.endpoint, cfg.timeout, !cfg.dry_run, cfg.kind)
         .map_err(|e| Error::Destination(format!("cannot use {dest}"), e))?;
     let kind = probe.kind;
@@ -458,8 +460,8 @@ pub fn run(cfg: &Config, inputs: &[Input<'_>]) -> Result<Report, Error> {
     report.connections = n;
     let shape = Shape { proxy, n, window, db_map: &cfg.db_map };
 
-    if cfg.precheck {
-        precheck(cfg, inputs, &shape, &mut report)?;
+    if let Some(found) = &found {
+        refuse_up_front(cfg, found, &shape, &mut report)?;
     }
 
     let mut existing = HashSet::new();
@@ -610,48 +612,58 @@ impl Shape<'_> {
     }
 }
 
-/// Verifies every input before the first write and refuses up front what the destination
-/// cannot take.
-fn precheck(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>, report: &mut Report) -> Result<(), Error> {
-    let mut dbs = BTreeSet::new();
-    let mut functions = 0;
+/// What the inputs hold, as the up-front refusals need it.
+#[derive(Default)]
+struct InputFacts {
+    /// Databases with data (after the filters).
+    dbs: BTreeSet<u64>,
+    functions: u64,
+    /// The first FLUSHALL / FLUSHDB / SWAPDB commands, where they are.
+    flushes: Vec<String>,
+    /// AOF commands twemproxy cannot take, by name.
+    not_for_proxy: BTreeMap<String, u64>,
+}
+
+/// Verifies every input before the first write: snapshots by their structure and
+/// checksum (a full decode when there is no checksum), AOFs read to their end; and notes
+/// what [`refuse_up_front`] needs.
+fn verify_inputs(cfg: &Config, inputs: &[Input<'_>]) -> Result<InputFacts, Error> {
+    let mut found = InputFacts::default();
     let mut until = cfg.until;
-    let mut flushes: Vec<String> = Vec::new();
-    let mut unsupported: BTreeMap<String, u64> = BTreeMap::new();
     for input in inputs {
         let data = input.data;
         let mut log_at = Some(0);
         if aof::is_rdb(data) {
             let bad = |e: rdb::Error| Error::Input(input.name.clone(), format!("{e} (nothing was written)"));
             let shape = skim_rdb(data).map_err(bad)?;
-            let (trailing, found) = match shape {
+            let (trailing, rdb) = match shape {
                 s if s.verified => (s.trailing, s),
                 _ => {
                     // No checksum to trust: the whole decode is the check.
                     let mut summary = crate::cli::check::Summary::default();
                     crate::cli::check::walk(data, &mut summary, &cfg.plan).map_err(bad)?;
-                    let found = RdbShape {
+                    let rdb = RdbShape {
                         dbs: summary.dbs().collect(),
                         functions: summary.functions_and_scripts(),
                         trailing: summary.trailing(),
                         verified: true,
                     };
-                    (summary.trailing(), found)
+                    (summary.trailing(), rdb)
                 }
             };
-            dbs.extend(found.dbs.into_iter().filter(|&d| cfg.filter.accepts_db(d)));
-            functions += found.functions;
+            found.dbs.extend(rdb.dbs.into_iter().filter(|&d| cfg.filter.accepts_db(d)));
+            found.functions += rdb.functions;
             let at = data.len() - trailing;
             log_at = matches!(data.get(at), Some(b'*' | b'#')).then_some(at);
         }
         let Some(base) = log_at else { continue };
         let mut note = |c: &Command<'_>| {
-            dbs.insert(c.db);
-            if c.is_flush() && flushes.len() < 3 {
-                flushes.push(format!("{} at byte {} of {}", c.name(), base + c.offset, input.name));
+            found.dbs.insert(c.db);
+            if c.is_flush() && found.flushes.len() < 3 {
+                found.flushes.push(format!("{} at byte {} of {}", c.name(), base + c.offset, input.name));
             }
-            if shape.proxy && !proxy::takes(&c.argv) {
-                *unsupported.entry(c.name()).or_default() += 1;
+            if !proxy::takes(&c.argv) {
+                *found.not_for_proxy.entry(c.name()).or_default() += 1;
             }
         };
         let mut tally = aof::select::Tally::default();
@@ -679,6 +691,14 @@ fn precheck(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>, report: &mut 
             ));
         }
     }
+    Ok(found)
+}
+
+/// Refuses up front what the destination cannot take (nothing of the input is written
+/// yet): data in dbs twemproxy lacks, AOF commands it cannot take, flushes without
+/// `--allow-flush`.
+fn refuse_up_front(cfg: &Config, found: &InputFacts, shape: &Shape<'_>, report: &mut Report) -> Result<(), Error> {
+    let InputFacts { dbs, functions, flushes, not_for_proxy: unsupported } = found;
     if shape.proxy {
         let bad: Vec<String> = dbs.iter().filter(|&&d| shape.db(d).is_none()).map(u64::to_string).collect();
         if !bad.is_empty() {
@@ -696,7 +716,7 @@ fn precheck(cfg: &Config, inputs: &[Input<'_>], shape: &Shape<'_>, report: &mut 
                 list.join(", ")
             )));
         }
-        if functions > 0 && cfg.filter.selects_everything() {
+        if *functions > 0 && cfg.filter.selects_everything() {
             report.warnings.push(format!(
                 "{functions} function libraries / Lua scripts cannot pass through twemproxy: they are not sent"
             ));

@@ -138,6 +138,12 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
+    /// Sends the server a signal by name (`STOP` freezes it, `CONT` lets it go on).
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(ok.success(), "kill -{sig}");
+    }
+
     /// Starts the server again on the same port and dir, with the same arguments.
     pub fn restart(&mut self) {
         self.child = RedisServer::launch(&self.version, &self.dir, self.port, &self.args);
