@@ -337,6 +337,16 @@ fn a_durable_destination_killed_and_restarted() {
     assert_same(&dump_server(&mut a, ver), &dump_server(&mut dest.conn(), ver), ver, "after a restart");
 }
 
+/// Freezes `dest` (SIGSTOP) once a replay has written a few hundred keys into it.
+fn freeze_once_busy(dest: &RedisServer) {
+    let mut c = dest.conn();
+    let t0 = std::time::Instant::now();
+    while redis::cmd("DBSIZE").query::<u64>(&mut c).unwrap() < 300 && t0.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    dest.signal("STOP");
+}
+
 /// A destination that stops answering (SIGSTOP) is a lost connection after --timeout:
 /// frozen for a while, the replay reconnects once it answers again and ends with equal
 /// data; frozen for good, the replay stops with exit 2 and says why, instead of waiting
@@ -352,8 +362,7 @@ fn a_frozen_destination_times_out() {
         let (port, file) = (dest.port, file.clone());
         move || replay(port, &[&args[..], &["--retry-for", "30", &file]].concat())
     });
-    std::thread::sleep(Duration::from_millis(300));
-    dest.signal("STOP");
+    freeze_once_busy(&dest);
     std::thread::sleep(Duration::from_millis(2500));
     dest.signal("CONT");
     let out = child.join().unwrap();
@@ -369,8 +378,7 @@ fn a_frozen_destination_times_out() {
         let (port, file) = (dest.port, file.clone());
         move || replay(port, &[&args[..], &["--retry-for", "2", &file]].concat())
     });
-    std::thread::sleep(Duration::from_millis(300));
-    dest.signal("STOP");
+    freeze_once_busy(&dest);
     let started = std::time::Instant::now();
     let out = child.join().unwrap();
     let waited = started.elapsed();
