@@ -95,9 +95,21 @@ pub fn decode_span<'a>(
     data: &'a [u8],
     header: Header,
     span: &Span<'a>,
+    each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
+) -> rdb::Result<()> {
+    decode_span_with(data, header, span, true, each)
+}
+
+/// [`decode_span`]; with `stream_entries` false, streams come without their entries
+/// (validated all the same).
+pub fn decode_span_with<'a>(
+    data: &'a [u8],
+    header: Header,
+    span: &Span<'a>,
+    stream_entries: bool,
     mut each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
 ) -> rdb::Result<()> {
-    let mut parser = Parser::resume(data, header, span.start, span.state);
+    let mut parser = Parser::resume(data, header, span.start, span.state).stream_entries(stream_entries);
     while (parser.offset() as usize) < span.end {
         match parser.next_item()? {
             Some(item) => each(item, parser.offset())?,

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use crate::aof;
 use crate::filter::now_ms;
-use crate::pipeline::{self, decode_span, Plan};
+use crate::pipeline::{self, decode_span_with, Plan};
 use crate::rdb::{self, escape_key, Checksum, Function, Item, Record, Str, Value};
 use crate::source::{display_name, Source};
 
@@ -235,7 +235,8 @@ pub fn walk(data: &[u8], s: &mut Summary, plan: &Plan) -> rdb::Result<()> {
         |header, span| {
             let mut part = Summary::default();
             let mut dups = Dups::default();
-            let r = decode_span(data, header, span, |item, offset| part.add(item, offset, now, &mut dups));
+            // Stream entries are validated; check has no use for them kept.
+            let r = decode_span_with(data, header, span, false, |item, offset| part.add(item, offset, now, &mut dups));
             (part, r)
         },
         |(part, r)| {
@@ -338,21 +339,23 @@ fn check_unique(rec: &Record<'_>, dups: &mut Dups) -> Result<(), String> {
 }
 
 /// Finds a member that occurs twice: pairwise for a few members, through an
-/// open-addressing table of member indices (kept from key to key) for more.
+/// open-addressing table (kept from key to key) for more. A slot holds a member's index
+/// and the high half of its hash, so that members are compared only when their hashes
+/// agree.
 #[derive(Default)]
 pub struct Dups {
-    slots: Vec<u32>,
+    slots: Vec<u64>,
 }
 
 impl Dups {
-    const EMPTY: u32 = u32::MAX;
+    const EMPTY: u64 = u64::MAX;
 
     /// The index of the first member equal to an earlier one.
     fn find<'s, 'a: 's>(&mut self, n: usize, get: impl Fn(usize) -> &'s Str<'a>) -> Option<usize> {
         if n <= 4 {
             return (1..n).find(|&i| (0..i).any(|j| same(get(i), get(j))));
         }
-        let n32 = u32::try_from(n).ok().filter(|&v| v != Self::EMPTY)?;
+        let n32 = u32::try_from(n).ok().filter(|&v| v != u32::MAX)?;
         let size = (n * 2).next_power_of_two();
         let mask = size - 1;
         if self.slots.len() > (1 << 20) && size <= (1 << 20) {
@@ -362,14 +365,18 @@ impl Dups {
         self.slots.resize(size, Self::EMPTY);
         for i in 0..n32 {
             let member = get(i as usize);
-            let mut at = hash(member) as usize & mask;
+            let h = hash(member);
+            let tag = h & 0xffff_ffff_0000_0000;
+            let mut at = h as usize & mask;
             loop {
                 match self.slots[at] {
                     Self::EMPTY => {
-                        self.slots[at] = i;
+                        self.slots[at] = tag | i as u64;
                         break;
                     }
-                    j if same(get(j as usize), member) => return Some(i as usize),
+                    s if s & 0xffff_ffff_0000_0000 == tag && same(get(s as u32 as usize), member) => {
+                        return Some(i as usize)
+                    }
                     _ => at = (at + 1) & mask,
                 }
             }

@@ -106,6 +106,8 @@ pub struct Parser<'a> {
     state: State<'a>,
     verify_checksum: bool,
     skim: bool,
+    /// Streams come with their entries (off for `check`, which validates them only).
+    stream_entries: bool,
     done: bool,
 }
 
@@ -114,7 +116,15 @@ impl<'a> Parser<'a> {
         let header = parse_header(data)?;
         let mut cur = Cursor::new(data);
         cur.skip(Header::SIZE as u64, "header")?;
-        Ok(Parser { cur, header, state: State::default(), verify_checksum: true, skim: false, done: false })
+        Ok(Parser {
+            cur,
+            header,
+            state: State::default(),
+            verify_checksum: true,
+            skim: false,
+            stream_entries: true,
+            done: false,
+        })
     }
 
     /// A parser that continues at `pos` (an item boundary some other parser reached,
@@ -123,7 +133,7 @@ impl<'a> Parser<'a> {
         let mut cur = Cursor::new(data);
         // `pos` came from a parser over the same data, so it is in range.
         let _ = cur.skip(pos as u64, "a resume position");
-        Parser { cur, header, state, verify_checksum: true, skim: false, done: false }
+        Parser { cur, header, state, verify_checksum: true, skim: false, stream_entries: true, done: false }
     }
 
     /// Skim mode: records are stepped over by their length headers and come back as
@@ -131,6 +141,13 @@ impl<'a> Parser<'a> {
     pub fn skim(mut self, yes: bool) -> Self {
         self.skim = yes;
         self.verify_checksum = !yes;
+        self
+    }
+
+    /// With `false`, stream entries are validated as fully as ever but not kept:
+    /// `Stream::entries` comes back empty (for a caller that only checks the file).
+    pub fn stream_entries(mut self, keep: bool) -> Self {
+        self.stream_entries = keep;
         self
     }
 
@@ -259,7 +276,8 @@ impl<'a> Parser<'a> {
         self.check_type(at, t)?;
         let key = read_str(&mut self.cur)?;
         let start = self.cur.pos();
-        let value = read_value(&mut self.cur, self.header.vendor, t).map_err(|e| e.with_key(&key.bytes()))?;
+        let value = read_value(&mut self.cur, self.header.vendor, t, self.stream_entries)
+            .map_err(|e| e.with_key(&key.bytes()))?;
         let raw_value = &self.cur.data()[start..self.cur.pos()];
         let expire_at_ms = self.state.expire_at_ms.take();
         let idle_s = self.state.idle_s.take();

@@ -12,7 +12,8 @@ use super::value::{collect_listpack_entries, RDB_TYPE_STREAM_LISTPACKS_2, RDB_TY
 const STREAM_ITEM_FLAG_DELETED: i64 = 1;
 const STREAM_ITEM_FLAG_SAMEFIELDS: i64 = 2;
 
-pub fn read_stream<'a>(cur: &mut Cursor<'a>, t: u8) -> Result<Stream<'a>> {
+/// Reads a stream; with `keep_entries` false its entries are validated, not kept.
+pub fn read_stream<'a>(cur: &mut Cursor<'a>, t: u8, keep_entries: bool) -> Result<Stream<'a>> {
     let version = match t {
         RDB_TYPE_STREAM_LISTPACKS_2 => 2,
         RDB_TYPE_STREAM_LISTPACKS_3 => 3,
@@ -21,6 +22,7 @@ pub fn read_stream<'a>(cur: &mut Cursor<'a>, t: u8) -> Result<Stream<'a>> {
     };
     let nodes = read_len(cur, "stream node count")?;
     let mut entries = Vec::new();
+    let mut scratch = Vec::new();
     for _ in 0..nodes {
         let at = cur.offset();
         let node_key = read_str(cur)?;
@@ -33,7 +35,7 @@ pub fn read_stream<'a>(cur: &mut Cursor<'a>, t: u8) -> Result<Stream<'a>> {
         }
         let master = raw_id(&node_key);
         let blob = read_blob(cur, "stream listpack")?;
-        read_node(&blob, master, &mut entries)?;
+        read_node(&blob, master, keep_entries.then_some(&mut entries), &mut scratch)?;
     }
     let length = read_len(cur, "stream length")?;
     let last_id = read_id(cur)?;
@@ -72,8 +74,14 @@ fn read_id(cur: &mut Cursor<'_>) -> Result<StreamId> {
     Ok(StreamId { ms, seq })
 }
 
-/// Walks one node's listpack: the master entry, then entries relative to it.
-fn read_node<'a>(blob: &Blob<'a>, master: StreamId, out: &mut Vec<StreamEntry<'a>>) -> Result<()> {
+/// Walks one node's listpack: the master entry, then entries relative to it, into
+/// `out` when given. `fields`: a vector reused from entry to entry.
+fn read_node<'a>(
+    blob: &Blob<'a>,
+    master: StreamId,
+    mut out: Option<&mut Vec<StreamEntry<'a>>>,
+    fields: &mut Vec<(usize, Entry)>,
+) -> Result<()> {
     let lp = collect_listpack_entries(blob)?;
     if lp.is_empty() {
         return Err(blob.error("stream listpack", 0, "empty listpack inside a stream"));
@@ -123,7 +131,7 @@ fn read_node<'a>(blob: &Blob<'a>, master: StreamId, out: &mut Vec<StreamEntry<'a
                 .checked_add_signed(seq_delta)
                 .ok_or_else(|| blob.error("stream listpack", 0, "entry ID overflows"))?,
         };
-        let mut fields = Vec::new();
+        fields.clear();
         if flags & STREAM_ITEM_FLAG_SAMEFIELDS != 0 {
             for (k, &fi) in master_fields.iter().enumerate() {
                 let v = elem(i + k)?.clone();
@@ -149,8 +157,8 @@ fn read_node<'a>(blob: &Blob<'a>, master: StreamId, out: &mut Vec<StreamEntry<'a
                 &format!("entry lp-count {lp_count}, entry has {} elements", i - start - 1),
             ));
         }
-        if flags & STREAM_ITEM_FLAG_DELETED == 0 {
-            let fields = fields.into_iter().map(|(fi, v)| (blob.lift(lp[fi].clone()), blob.lift(v))).collect();
+        if let (0, Some(out)) = (flags & STREAM_ITEM_FLAG_DELETED, out.as_mut()) {
+            let fields = fields.drain(..).map(|(fi, v)| (blob.lift(lp[fi].clone()), blob.lift(v))).collect();
             out.push(StreamEntry { id, fields });
         }
     }

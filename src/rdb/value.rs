@@ -76,7 +76,7 @@ pub fn type_name(vendor: Vendor, t: u8) -> Option<&'static str> {
 }
 
 /// Decodes the value of type `t` at the cursor. `Ok(None)`: an empty collection.
-pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8) -> Result<Option<Value<'a>>> {
+pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8, stream_entries: bool) -> Result<Option<Value<'a>>> {
     let v = match (vendor, t) {
         (Vendor::Valkey, VALKEY_RDB_TYPE_HASH_2) => Value::Hash(read_valkey_hash_2(cur)?),
         (_, RDB_TYPE_STRING) => Value::String(read_str(cur)?),
@@ -168,9 +168,11 @@ pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8) -> Result<Opt
             Value::Set(collect_listpack(&blob)?)
         }
         (_, RDB_TYPE_STREAM_LISTPACKS | RDB_TYPE_STREAM_LISTPACKS_2 | RDB_TYPE_STREAM_LISTPACKS_3) => {
-            Value::Stream(Box::new(stream::read_stream(cur, t)?))
+            Value::Stream(Box::new(stream::read_stream(cur, t, stream_entries)?))
         }
-        (Vendor::Redis, RDB_TYPE_STREAM_LISTPACKS_4) => Value::Stream(Box::new(stream::read_stream(cur, t)?)),
+        (Vendor::Redis, RDB_TYPE_STREAM_LISTPACKS_4) => {
+            Value::Stream(Box::new(stream::read_stream(cur, t, stream_entries)?))
+        }
         (Vendor::Redis, RDB_TYPE_HASH_METADATA_PRE_GA) => {
             let n = read_len(cur, "hash size")?;
             let mut out = Vec::with_capacity(bounded_capacity(n, cur.remaining(), 3));
