@@ -41,7 +41,18 @@ pub fn decompress_into(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Resu
 /// Expands `input` at the end of `out` (back-references reach only what this call wrote).
 pub fn decompress_append(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Result<(), LzfError> {
     let base = out.len();
-    // Reserve what the input can plausibly expand to, never the declared length blindly.
+    // The output is sized up front when the input could expand to the declared length
+    // (an instruction of 3 bytes yields at most 264) and that length is modest; a
+    // larger or impossible one grows with what is produced, as hostile input may claim
+    // anything.
+    if declared <= input.len().saturating_mul(88) && declared <= PRESIZE_MAX {
+        out.resize(base + declared, 0);
+        let r = expand(input, &mut out[base..]);
+        if r.is_err() {
+            out.truncate(base);
+        }
+        return r;
+    }
     out.reserve(declared.min(input.len().saturating_mul(4)).max(16));
     let result = walk(input, declared, |op| match op {
         Op::Literal(bytes) => out.extend_from_slice(bytes),
@@ -60,6 +71,72 @@ pub fn decompress_append(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Re
     });
     debug_assert!(result.is_err() || out.len() - base == declared);
     result
+}
+
+/// Largest output sized before expanding.
+const PRESIZE_MAX: usize = 64 << 20;
+
+/// Expands `input` into `dst`, whose length is the declared length: the checks of
+/// [`walk`], in the same order with the same errors, with short copies done as fixed
+/// 32- or 16-byte moves where both sides have room (the bytes past a run are written
+/// again by what follows, or are past the end of the input and output, never read).
+fn expand(input: &[u8], dst: &mut [u8]) -> Result<(), LzfError> {
+    let (n, end) = (input.len(), dst.len());
+    let (mut i, mut o) = (0usize, 0usize);
+    while i < n {
+        let ctrl = input[i] as usize;
+        let at = i;
+        i += 1;
+        if ctrl < 32 {
+            let run = ctrl + 1;
+            if i + run > n {
+                return Err(LzfError::InputTruncated { at });
+            }
+            if o + run > end {
+                return Err(LzfError::LengthMismatch { produced: o + run, declared: end });
+            }
+            if i + 32 <= n && o + 32 <= end {
+                dst[o..o + 32].copy_from_slice(&input[i..i + 32]);
+            } else {
+                dst[o..o + run].copy_from_slice(&input[i..i + run]);
+            }
+            i += run;
+            o += run;
+        } else {
+            let mut len = ctrl >> 5;
+            if len == 7 {
+                len += *input.get(i).ok_or(LzfError::InputTruncated { at })? as usize;
+                i += 1;
+            }
+            let low = *input.get(i).ok_or(LzfError::InputTruncated { at })? as usize;
+            i += 1;
+            let back = ((ctrl & 0x1f) << 8) + low + 1;
+            if back > o {
+                return Err(LzfError::BadBackReference { at });
+            }
+            let len = len + 2;
+            if o + len > end {
+                return Err(LzfError::LengthMismatch { produced: o + len, declared: end });
+            }
+            let from = o - back;
+            if back >= 16 && len <= 16 && o + 16 <= end {
+                let (done, rest) = dst.split_at_mut(o);
+                rest[..16].copy_from_slice(&done[from..from + 16]);
+            } else if back >= len {
+                dst.copy_within(from..from + len, o);
+            } else {
+                // Overlapping: each byte may be one this copy just wrote.
+                for k in 0..len {
+                    dst[o + k] = dst[from + k];
+                }
+            }
+            o += len;
+        }
+    }
+    if o != end {
+        return Err(LzfError::LengthMismatch { produced: o, declared: end });
+    }
+    Ok(())
 }
 
 /// Checks that `input` expands to exactly `declared` bytes without producing them: the
@@ -168,6 +245,81 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The sized expansion and the growing one agree on every input: random mutations
+    /// of a block with literals and near, far and overlapping references.
+    #[test]
+    fn sized_and_growing_expansion_agree() {
+        let mut text = Vec::new();
+        for k in 0..400u32 {
+            text.extend_from_slice(format!("field:{k}:value-{}|", k % 7).as_bytes());
+        }
+        // Compress by hand: literals of up to 32 bytes and references to earlier text.
+        let mut block = Vec::new();
+        let mut p = 0;
+        while p < text.len() {
+            let window = p.saturating_sub(8000);
+            let found =
+                (window..p).rev().find(|&q| text[q..].iter().zip(&text[p..]).take_while(|(a, b)| a == b).count() >= 3);
+            match found {
+                Some(q) => {
+                    let len = text[q..].iter().zip(&text[p..]).take_while(|(a, b)| a == b).count().min(264);
+                    let back = p - q - 1;
+                    let l = len - 2;
+                    if l < 7 {
+                        block.push(((l << 5) | (back >> 8)) as u8);
+                    } else {
+                        block.push(((7 << 5) | (back >> 8)) as u8);
+                        block.push((l - 7) as u8);
+                    }
+                    block.push(back as u8);
+                    p += len;
+                }
+                None => {
+                    let run = (text.len() - p).min(1 + p % 32);
+                    block.push((run - 1) as u8);
+                    block.extend_from_slice(&text[p..p + run]);
+                    p += run;
+                }
+            }
+        }
+        let mut out = Vec::new();
+        decompress_into(&block, text.len(), &mut out).unwrap();
+        assert_eq!(out, text);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..3000 {
+            let mut input = block.clone();
+            for _ in 0..1 + (rng % 3) {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                let at = (rng % input.len() as u64) as usize;
+                input[at] ^= (rng >> 16) as u8;
+            }
+            let declared = text.len() - 8 + (rng >> 40) as usize % 16;
+            let mut grown = Vec::new();
+            let slow = walk_expand(&input, declared, &mut grown);
+            let fast = decompress_into(&input, declared, &mut out);
+            assert_eq!(fast, slow);
+            if fast.is_ok() {
+                assert_eq!(out, grown);
+            }
+        }
+    }
+
+    /// The growing expansion alone, for comparison.
+    fn walk_expand(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Result<(), LzfError> {
+        walk(input, declared, |op| match op {
+            Op::Literal(bytes) => out.extend_from_slice(bytes),
+            Op::Copy { back, len } => {
+                let start = out.len() - back;
+                for k in 0..len {
+                    let b = out[start + k];
+                    out.push(b);
+                }
+            }
+        })
     }
 
     #[test]
