@@ -10,7 +10,12 @@ fuzz_target!(|data: &[u8]| {
     let _ = intset::parse(data, |_| {});
     let _ = zipmap::parse(data, |_, _| {});
     if let Some((&n, rest)) = data.split_first() {
+        // Expansion (sized up front) and validation (the instruction walk alone) must
+        // agree, error for error; a success produces exactly the declared length.
+        let declared = n as usize * 64;
         let mut out = Vec::new();
-        let _ = lzf::decompress_into(rest, n as usize * 64, &mut out);
+        let expanded = lzf::decompress_into(rest, declared, &mut out);
+        assert_eq!(expanded, lzf::validate(rest, declared));
+        assert!(expanded.is_err() || out.len() == declared);
     }
 });
