@@ -1,12 +1,33 @@
 //! The AOF readers on arbitrary bytes: the RESP command log (strict and with truncated
-//! tails allowed) and the multi-part manifest. Never a panic; a truncated tail is cut no
-//! later than the data ends, and the strict reader fails exactly when the tolerant one cuts.
+//! tails allowed), the key filter on its commands, and the multi-part manifest. Never a
+//! panic; a truncated tail is cut no later than the data ends, and the strict reader
+//! fails exactly when the tolerant one cuts; a command the filter narrows names only
+//! selected keys and reads back as one command.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use redis_migration::aof::{manifest, read_log};
+use redis_migration::aof::{keys, manifest, read_log, select, Unit};
+use redis_migration::filter::Filter;
+use redis_migration::glob::Glob;
 
 fuzz_target!(|data: &[u8]| {
+    // The key filter on whatever commands the bytes hold: a narrowed command keeps its
+    // name and only selected keys, and re-reads as one command.
+    let filter = Filter { globs: vec![Glob::new(b"*a*")], ..Filter::default() };
+    let mut tally = select::Tally::default();
+    let _ = read_log(data, true, |u| {
+        if let Some(Unit::One(c)) = select::select(u, &filter, &mut tally).as_deref() {
+            if let Some(bytes) = &c.narrowed {
+                match keys::keys(&c.argv) {
+                    keys::Keys::Some(ks) => assert!(ks.iter().all(|k| filter.accepts_key(k))),
+                    other => panic!("a narrowed command names {other:?}"),
+                }
+                let mut n = 0;
+                assert_eq!(read_log(bytes, false, |_| n += 1), Ok(None));
+                assert_eq!(n, 1);
+            }
+        }
+    });
     let strict = read_log(data, false, |_| {});
     let tolerant = read_log(data, true, |_| {});
     match (&strict, &tolerant) {

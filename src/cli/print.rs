@@ -602,8 +602,9 @@ pub fn print_log<W: Write>(
     r.map_err(PrintError::Io)?.map_err(|e| PrintError::Log(e, base))
 }
 
-/// [`print_log`] with workers: this thread reads and batches, a scoped thread of the
-/// pool's renders, and the writer delivers in order.
+/// [`print_log`] with workers: a scoped thread reads the log and batches its units;
+/// the batches are filtered and rendered by the other threads (with two in all, by
+/// this one) and written in order by this one.
 fn print_log_parallel<W: Write>(
     data: &[u8],
     job: &Job,
