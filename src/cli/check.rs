@@ -407,6 +407,7 @@ fn hash(s: &Str<'_>) -> u64 {
         Str::Int(i) => int_text.format(*i).as_bytes(),
         Str::Borrowed(b) => b,
         Str::Owned(v) => v,
+        Str::Shared(v, r) => &v[r.clone()],
         Str::Lzf { .. } => {
             expanded = s.bytes();
             &expanded

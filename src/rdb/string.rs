@@ -1,7 +1,7 @@
 //! RDB lengths and strings (FORMAT.md §4–§6): the length encoding, the three integer
 //! string forms, LZF-compressed strings, and the two double encodings.
 
-use std::borrow::Cow;
+use std::rc::Rc;
 
 use super::container::Entry;
 use super::cursor::Cursor;
@@ -103,7 +103,7 @@ pub fn skip_str(cur: &mut Cursor<'_>) -> Result<()> {
 /// A container blob (ziplist, listpack, intset, zipmap) and where it came from, so
 /// errors inside it can be placed in the file.
 pub struct Blob<'a> {
-    pub data: Cow<'a, [u8]>,
+    pub data: BlobData<'a>,
     /// File offset of the string header.
     pub offset: u64,
     /// File offset of the first data byte (meaningful when not compressed).
@@ -111,14 +111,33 @@ pub struct Blob<'a> {
     pub compressed: bool,
 }
 
+/// A blob's bytes: the file's, or an LZF expansion that the strings lifted from it
+/// share (one buffer for a whole container, not one copy per element).
+pub enum BlobData<'a> {
+    File(&'a [u8]),
+    Expanded(Rc<Vec<u8>>),
+}
+
+impl std::ops::Deref for BlobData<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            BlobData::File(b) => b,
+            BlobData::Expanded(v) => v,
+        }
+    }
+}
+
 impl<'a> Blob<'a> {
-    /// Turns a container entry into a string that borrows from the file when it can.
+    /// Turns a container entry into a string that borrows from the file, or shares the
+    /// expanded blob.
     #[inline]
     pub fn lift(&self, e: Entry) -> Str<'a> {
         match (e, &self.data) {
             (Entry::Int(i), _) => Str::Int(i),
-            (Entry::Bytes(r), Cow::Borrowed(b)) => Str::Borrowed(&b[r]),
-            (Entry::Bytes(r), Cow::Owned(v)) => Str::Owned(v[r].to_vec()),
+            (Entry::Bytes(r), BlobData::File(b)) => Str::Borrowed(&b[r]),
+            (Entry::Bytes(r), BlobData::Expanded(v)) => Str::Shared(v.clone(), r),
         }
     }
 
@@ -137,11 +156,11 @@ pub fn read_blob<'a>(cur: &mut Cursor<'a>, what: &'static str) -> Result<Blob<'a
     match read_len_or_enc(cur)? {
         Len::Plain(n) => {
             let data_offset = cur.offset();
-            Ok(Blob { data: Cow::Borrowed(cur.read_bytes(n, what)?), offset, data_offset, compressed: false })
+            Ok(Blob { data: BlobData::File(cur.read_bytes(n, what)?), offset, data_offset, compressed: false })
         }
         Len::Encoded(RDB_ENC_LZF) => {
             let data = read_lzf(cur, offset)?;
-            Ok(Blob { data: Cow::Owned(data), offset, data_offset: offset, compressed: true })
+            Ok(Blob { data: BlobData::Expanded(Rc::new(data)), offset, data_offset: offset, compressed: true })
         }
         Len::Encoded(e) => {
             Err(Error::corrupt(offset, format!("{what} stored with string encoding {e}, expected raw bytes")))

@@ -11,7 +11,12 @@ pub enum Str<'a> {
     Borrowed(&'a [u8]),
     Owned(Vec<u8>),
     Int(i64),
-    Lzf { data: &'a [u8], len: usize },
+    Lzf {
+        data: &'a [u8],
+        len: usize,
+    },
+    /// A range of an expanded (LZF-compressed) container that its elements share.
+    Shared(std::rc::Rc<Vec<u8>>, std::ops::Range<usize>),
 }
 
 /// Equal when the logical bytes are.
@@ -30,6 +35,7 @@ impl<'a> Str<'a> {
         match self {
             Str::Borrowed(b) => Cow::Borrowed(b),
             Str::Owned(v) => Cow::Borrowed(v),
+            Str::Shared(v, r) => Cow::Borrowed(&v[r.clone()]),
             Str::Int(i) => Cow::Owned(itoa::Buffer::new().format(*i).as_bytes().to_vec()),
             Str::Lzf { .. } => {
                 let mut v = Vec::new();
@@ -45,6 +51,7 @@ impl<'a> Str<'a> {
         match self {
             Str::Borrowed(b) => Some(b),
             Str::Owned(v) => Some(v),
+            Str::Shared(v, r) => Some(&v[r.clone()]),
             Str::Int(_) | Str::Lzf { .. } => None,
         }
     }
@@ -55,6 +62,7 @@ impl<'a> Str<'a> {
         match self {
             Str::Borrowed(b) => out.extend_from_slice(b),
             Str::Owned(v) => out.extend_from_slice(v),
+            Str::Shared(v, r) => out.extend_from_slice(&v[r.clone()]),
             Str::Int(i) => out.extend_from_slice(itoa::Buffer::new().format(*i).as_bytes()),
             Str::Lzf { data, len } => {
                 let start = out.len();
@@ -72,6 +80,7 @@ impl<'a> Str<'a> {
         match self {
             Str::Borrowed(b) => b.len(),
             Str::Owned(v) => v.len(),
+            Str::Shared(_, r) => r.len(),
             Str::Int(i) => itoa::Buffer::new().format(*i).len(),
             Str::Lzf { len, .. } => *len,
         }
@@ -85,6 +94,7 @@ impl<'a> Str<'a> {
         match self {
             Str::Borrowed(b) => Str::Owned(b.to_vec()),
             Str::Owned(v) => Str::Owned(v),
+            Str::Shared(v, r) => Str::Owned(v[r].to_vec()),
             Str::Int(i) => Str::Int(i),
             s @ Str::Lzf { .. } => Str::Owned(s.bytes().into_owned()),
         }

@@ -36,6 +36,7 @@ pub fn bulk_str(out: &mut Vec<u8>, s: &Str<'_>) {
     match s {
         Str::Borrowed(b) => bulk(out, b),
         Str::Owned(v) => bulk(out, v),
+        Str::Shared(v, r) => bulk(out, &v[r.clone()]),
         Str::Int(i) => bulk_int(out, *i),
         Str::Lzf { len, .. } => {
             out.push(b'$');
