@@ -7,6 +7,21 @@ use super::container::{le_bytes, ContainerError, ContainerResult, Entry};
 const LP_EOF: u8 = 0xFF;
 const HEADER_SIZE: usize = 6;
 
+/// How many entries the header says the listpack holds, bounded by what its bytes can
+/// hold (every entry takes at least two): a capacity to reserve, never trusted further.
+pub fn count_hint(blob: &[u8]) -> usize {
+    let declared = match blob.get(4..6) {
+        Some(b) => u16::from_le_bytes([b[0], b[1]]) as usize,
+        None => 0,
+    };
+    let room = blob.len().saturating_sub(HEADER_SIZE + 1) / 2;
+    if declared == u16::MAX as usize {
+        0
+    } else {
+        declared.min(room)
+    }
+}
+
 /// Calls `f` for every entry, in order; returns the number of entries.
 pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
     if blob.len() < HEADER_SIZE + 1 {

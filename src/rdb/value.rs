@@ -300,13 +300,13 @@ fn collect_ziplist<'a>(blob: &Blob<'a>) -> Result<Vec<Str<'a>>> {
 }
 
 pub(crate) fn collect_listpack<'a>(blob: &Blob<'a>) -> Result<Vec<Str<'a>>> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(listpack::count_hint(&blob.data));
     listpack::parse(&blob.data, |e| out.push(blob.lift(e))).map_err(|e| blob.error("listpack", e.at, &e.msg))?;
     Ok(out)
 }
 
 pub(crate) fn collect_listpack_entries(blob: &Blob<'_>) -> Result<Vec<Entry>> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(listpack::count_hint(&blob.data));
     listpack::parse(&blob.data, |e| out.push(e)).map_err(|e: ContainerError| blob.error("listpack", e.at, &e.msg))?;
     Ok(out)
 }
