@@ -311,30 +311,49 @@ fn plain_ascii(b: &[u8]) -> bool {
     !words.remainder().iter().any(|&c| (c < 0x20) | (c == b'"') | (c == b'\\') | (c >= 0x80))
 }
 
-/// True when the text needs escaping (a control byte, quote or backslash).
-fn needs_escape(b: &[u8]) -> bool {
-    let mut words = b.chunks_exact(8);
-    for w in &mut words {
+/// The first byte at or after `from` that JSON must escape (a control byte, quote or
+/// backslash), or `b.len()`: eight bytes at a time, the lowest flagged byte of a word
+/// being exactly the first such byte in it.
+fn next_special(b: &[u8], from: usize) -> usize {
+    let mut i = from;
+    while let Some(w) = b.get(i..i + 8) {
         let mut a = [0u8; 8];
         a.copy_from_slice(w);
-        if needs_care(u64::from_le_bytes(a), false) {
-            return true;
+        let hits = care_bits(u64::from_le_bytes(a), false);
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
         }
+        i += 8;
     }
-    words.remainder().iter().any(|&c| (c < 0x20) | (c == b'"') | (c == b'\\'))
+    while i < b.len() && !((b[i] < 0x20) | (b[i] == b'"') | (b[i] == b'\\')) {
+        i += 1;
+    }
+    i
 }
 
 /// Whether any byte of `w` is below 0x20, a quote or a backslash (or, with `high`,
-/// 0x80 or above): the zero-byte tests of bit tricks, exact for each byte.
+/// 0x80 or above).
 #[inline(always)]
 fn needs_care(w: u64, high: bool) -> bool {
+    care_bits(w, high) != 0
+}
+
+/// Bit 7 of each byte of `w` that is below 0x20, a quote or a backslash (or, with
+/// `high`, 0x80 or above), by the zero-byte tricks: a byte above a flagged one may be
+/// flagged too (a borrow), but the lowest flag is always exact, and so is "none".
+#[inline(always)]
+fn care_bits(w: u64, high: bool) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // A byte below n: (byte - n) borrows into bit 7 where bit 7 of the byte was clear.
     let below = |n: u8| w.wrapping_sub(ONES * n as u64) & !w & HIGH;
     let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
     let hits = below(0x20) | zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64));
-    hits != 0 || (high && w & HIGH != 0)
+    if high {
+        hits | (w & HIGH)
+    } else {
+        hits
+    }
 }
 
 /// Writes valid UTF-8 as a JSON string, escaping what JSON requires.
@@ -342,22 +361,19 @@ fn write_text(out: &mut Vec<u8>, b: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(b.len() + 2);
     out.push(b'"');
-    // Most strings need no escaping: one vectorizable scan, one copy.
-    if !needs_escape(b) {
-        out.extend_from_slice(b);
-        out.push(b'"');
-        return;
-    }
+    // Runs between the bytes that need escaping are copied whole (most strings are one
+    // such run).
     let mut run = 0;
-    for (i, &c) in b.iter().enumerate() {
+    let mut i = next_special(b, 0);
+    while i < b.len() {
+        let c = b[i];
         let esc: &[u8] = match c {
             b'"' => b"\\\"",
             b'\\' => b"\\\\",
             b'\n' => b"\\n",
             b'\r' => b"\\r",
             b'\t' => b"\\t",
-            0..=0x1f => b"",
-            _ => continue,
+            _ => b"",
         };
         out.extend_from_slice(&b[run..i]);
         if esc.is_empty() {
@@ -366,6 +382,7 @@ fn write_text(out: &mut Vec<u8>, b: &[u8]) {
             out.extend_from_slice(esc);
         }
         run = i + 1;
+        i = next_special(b, run);
     }
     out.extend_from_slice(&b[run..]);
     out.push(b'"');
@@ -455,7 +472,10 @@ mod tests {
                 }
             }
             assert_eq!(super::plain_ascii(&b), !b.iter().any(|&c| special(c) || c >= 0x80), "{b:?}");
-            assert_eq!(super::needs_escape(&b), b.iter().any(|&c| special(c)), "{b:?}");
+            for from in 0..=b.len() {
+                let want = (from..b.len()).find(|&i| special(b[i])).unwrap_or(b.len());
+                assert_eq!(super::next_special(&b, from), want, "{b:?} from {from}");
+            }
         }
     }
 }
