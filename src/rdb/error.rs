@@ -16,9 +16,14 @@ pub enum ErrorKind {
     Checksum { stored: u64, computed: u64 },
 }
 
-/// A decoding error at a byte offset of the input.
+/// A decoding error at a byte offset of the input. Boxed: every `Result` of the
+/// decoder's small readers stays two words wide on the success path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct Error {
+pub struct Error(Box<ErrorAt>);
+
+/// What an [`Error`] holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorAt {
     /// Offset in the file (for values inside an LZF-compressed blob: the blob's offset).
     pub offset: u64,
     pub kind: ErrorKind,
@@ -26,17 +31,29 @@ pub struct Error {
     pub key: Option<String>,
 }
 
+impl std::ops::Deref for Error {
+    type Target = ErrorAt;
+
+    fn deref(&self) -> &ErrorAt {
+        &self.0
+    }
+}
+
 impl Error {
+    pub fn new(offset: u64, kind: ErrorKind) -> Error {
+        Error(Box::new(ErrorAt { offset, kind, key: None }))
+    }
+
     pub fn truncated(offset: u64, what: &'static str) -> Error {
-        Error { offset, kind: ErrorKind::Truncated { what }, key: None }
+        Error::new(offset, ErrorKind::Truncated { what })
     }
 
     pub fn corrupt(offset: u64, msg: impl Into<String>) -> Error {
-        Error { offset, kind: ErrorKind::Corrupt(msg.into()), key: None }
+        Error::new(offset, ErrorKind::Corrupt(msg.into()))
     }
 
     pub fn unsupported(offset: u64, msg: impl Into<String>) -> Error {
-        Error { offset, kind: ErrorKind::Unsupported(msg.into()), key: None }
+        Error::new(offset, ErrorKind::Unsupported(msg.into()))
     }
 
     /// True when the input is damaged (as opposed to valid but unsupported).
@@ -50,8 +67,8 @@ impl Error {
     }
 
     pub(crate) fn with_key(mut self, key: &[u8]) -> Error {
-        if self.key.is_none() {
-            self.key = Some(crate::rdb::escape_key(key));
+        if self.0.key.is_none() {
+            self.0.key = Some(crate::rdb::escape_key(key));
         }
         self
     }

@@ -326,11 +326,7 @@ impl<'a> Parser<'a> {
             } else {
                 let computed = crc64(&self.cur.data()[..end]);
                 if computed != stored {
-                    return Err(Error {
-                        offset: end as u64,
-                        kind: ErrorKind::Checksum { stored, computed },
-                        key: None,
-                    });
+                    return Err(Error::new(end as u64, ErrorKind::Checksum { stored, computed }));
                 }
                 Checksum::Ok(stored)
             }
