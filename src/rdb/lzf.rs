@@ -103,18 +103,10 @@ fn expand(input: &[u8], dst: &mut [u8]) -> Result<(), LzfError> {
             i += run;
             o += run;
         } else {
-            let mut len = ctrl >> 5;
-            if len == 7 {
-                len += *input.get(i).ok_or(LzfError::InputTruncated { at })? as usize;
-                i += 1;
-            }
-            let low = *input.get(i).ok_or(LzfError::InputTruncated { at })? as usize;
-            i += 1;
-            let back = ((ctrl & 0x1f) << 8) + low + 1;
+            let (back, len) = back_reference(input, &mut i, ctrl, at)?;
             if back > o {
                 return Err(LzfError::BadBackReference { at });
             }
-            let len = len + 2;
             if o + len > end {
                 return Err(LzfError::LengthMismatch { produced: o + len, declared: end });
             }
@@ -146,6 +138,20 @@ pub fn validate(input: &[u8], declared: usize) -> Result<(), LzfError> {
     walk(input, declared, |_| {})
 }
 
+/// The rest of a back-reference instruction whose control byte `ctrl` (at `at`) has
+/// been read: its distance (1-based) and length, with `i` moved past it.
+#[inline(always)]
+fn back_reference(input: &[u8], i: &mut usize, ctrl: usize, at: usize) -> Result<(usize, usize), LzfError> {
+    let mut len = ctrl >> 5;
+    if len == 7 {
+        len += *input.get(*i).ok_or(LzfError::InputTruncated { at })? as usize;
+        *i += 1;
+    }
+    let low = *input.get(*i).ok_or(LzfError::InputTruncated { at })? as usize;
+    *i += 1;
+    Ok((((ctrl & 0x1f) << 8) + low + 1, len + 2))
+}
+
 /// One LZF instruction, already checked against the input and the output so far.
 enum Op<'a> {
     Literal(&'a [u8]),
@@ -174,18 +180,11 @@ fn walk<'a>(input: &'a [u8], declared: usize, mut apply: impl FnMut(Op<'a>)) -> 
             i += run;
             (Op::Literal(lit), run)
         } else {
-            let mut len = ctrl >> 5;
-            if len == 7 {
-                len += *input.get(i).ok_or(LzfError::InputTruncated { at })? as usize;
-                i += 1;
-            }
-            let low = *input.get(i).ok_or(LzfError::InputTruncated { at })? as usize;
-            i += 1;
-            let back = ((ctrl & 0x1f) << 8) + low + 1;
+            let (back, len) = back_reference(input, &mut i, ctrl, at)?;
             if back > produced {
                 return Err(LzfError::BadBackReference { at });
             }
-            (Op::Copy { back, len: len + 2 }, len + 2)
+            (Op::Copy { back, len }, len)
         };
         produced += n;
         if produced > declared {
