@@ -299,13 +299,14 @@ fn aof_output_is_the_same_for_any_thread_count() {
         fixture("preamble-6.2/appendonly.aof"),
         fixture("multipart-7.0/appendonlydir"),
     ];
-    let variants: [&[&str]; 6] = [
+    let variants: [&[&str]; 7] = [
         &["--format", "json"],
         &["--format", "text"],
         &["--format", "resp"],
         &["--format", "resp", "--db", "0", "--match", "*a*"],
         &["--format", "json", "--regex", "^[a-m]"],
         &["--format", "resp", "--until", &before],
+        &["--format", "json", "--until", &before],
     ];
     for input in &inputs {
         for variant in variants {
