@@ -304,7 +304,7 @@ fn plain_ascii(b: &[u8]) -> bool {
     for w in &mut words {
         let mut a = [0u8; 8];
         a.copy_from_slice(w);
-        if needs_care(u64::from_le_bytes(a), true) {
+        if care_bits(u64::from_le_bytes(a), true) != 0 {
             return false;
         }
     }
@@ -329,13 +329,6 @@ fn next_special(b: &[u8], from: usize) -> usize {
         i += 1;
     }
     i
-}
-
-/// Whether any byte of `w` is below 0x20, a quote or a backslash (or, with `high`,
-/// 0x80 or above).
-#[inline(always)]
-fn needs_care(w: u64, high: bool) -> bool {
-    care_bits(w, high) != 0
 }
 
 /// Bit 7 of each byte of `w` that is below 0x20, a quote or a backslash (or, with
