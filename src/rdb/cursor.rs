@@ -63,6 +63,21 @@ impl<'a> Cursor<'a> {
         }
     }
 
+    /// The common case of an RDB string, taken without a call: a 6-bit length header (the
+    /// top two bits clear) and its bytes, when all of them are there. `None` leaves the
+    /// cursor where it was, for the general reader.
+    #[inline(always)]
+    pub fn take_short_str(&mut self) -> Option<&'a [u8]> {
+        let b = *self.data.get(self.pos)?;
+        if b >= 0x40 {
+            return None;
+        }
+        let start = self.pos + 1;
+        let s = self.data.get(start..start + b as usize)?;
+        self.pos = start + b as usize;
+        Some(s)
+    }
+
     /// Takes `n` bytes; fails (without allocating) if fewer remain.
     #[inline]
     pub fn read_bytes(&mut self, n: u64, what: &'static str) -> Result<&'a [u8]> {

@@ -39,10 +39,25 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
         if enc == LP_EOF {
             break;
         }
-        let (entry, size) = read_entry(blob, pos, enc)?;
+        // The two encodings of most entries (a 7-bit integer, a string under 64 bytes)
+        // are read here; the others, and every fault, by `read_entry`.
+        let (entry, size) = match enc {
+            0..=0x7f => (Entry::Int(enc as i64), 1),
+            0x80..=0xbf if pos + 1 + (enc & 0x3f) as usize + 1 < blob.len() => {
+                let len = (enc & 0x3f) as usize;
+                (Entry::Bytes(pos + 1..pos + 1 + len), 1 + len)
+            }
+            _ => read_entry(blob, pos, enc)?,
+        };
         pos += size;
         // backlen: the entry size in 7-bit groups, most significant first, every byte
-        // but the first with the high bit set.
+        // but the first with the high bit set. One byte, the size itself, below 128.
+        if size < 128 && blob.get(pos) == Some(&(size as u8)) {
+            pos += 1;
+            count += 1;
+            f(entry);
+            continue;
+        }
         let blen = backlen_size(size);
         let back =
             blob.get(pos..pos + blen).ok_or_else(|| ContainerError::new(pos, "listpack backlen runs past the end"))?;
@@ -77,6 +92,7 @@ fn backlen_size(l: usize) -> usize {
 }
 
 /// Reads one entry's encoding and data at `pos`; returns it and its size (without backlen).
+#[inline(never)]
 fn read_entry(blob: &[u8], pos: usize, enc: u8) -> ContainerResult<(Entry, usize)> {
     let str_entry = |hdr: usize, len: usize| -> ContainerResult<(Entry, usize)> {
         let start = pos + hdr;

@@ -21,7 +21,19 @@ pub enum Len {
     Encoded(u8),
 }
 
+#[inline(always)]
 pub fn read_len_or_enc(cur: &mut Cursor<'_>) -> Result<Len> {
+    match cur.peek_u8() {
+        Some(b) if b < 0x40 => {
+            cur.skip(1, "a length")?;
+            Ok(Len::Plain(b as u64))
+        }
+        _ => read_long_len_or_enc(cur),
+    }
+}
+
+#[inline(never)]
+fn read_long_len_or_enc(cur: &mut Cursor<'_>) -> Result<Len> {
     let at = cur.offset();
     let b = cur.read_u8("a length")?;
     Ok(match b >> 6 {
@@ -45,9 +57,18 @@ pub fn read_len(cur: &mut Cursor<'_>, what: &'static str) -> Result<u64> {
     }
 }
 
-/// Reads an RDB string. Plain strings borrow from the input; LZF strings are expanded
-/// into an owned buffer of exactly the declared length.
+/// Reads an RDB string. Plain strings borrow from the input; LZF strings are validated
+/// here and kept compressed (`Str::Lzf`) until their bytes are asked for.
+#[inline(always)]
 pub fn read_str<'a>(cur: &mut Cursor<'a>) -> Result<Str<'a>> {
+    match cur.take_short_str() {
+        Some(s) => Ok(Str::Borrowed(s)),
+        None => read_any_str(cur),
+    }
+}
+
+#[inline(never)]
+fn read_any_str<'a>(cur: &mut Cursor<'a>) -> Result<Str<'a>> {
     let at = cur.offset();
     match read_len_or_enc(cur)? {
         Len::Plain(n) => Ok(Str::Borrowed(cur.read_bytes(n, "string data")?)),
@@ -84,7 +105,16 @@ fn read_lzf(cur: &mut Cursor<'_>, at: u64) -> Result<Vec<u8>> {
 }
 
 /// Advances past a string without expanding it (for skims and skipped values).
+#[inline(always)]
 pub fn skip_str(cur: &mut Cursor<'_>) -> Result<()> {
+    match cur.take_short_str() {
+        Some(_) => Ok(()),
+        None => skip_any_str(cur),
+    }
+}
+
+#[inline(never)]
+fn skip_any_str(cur: &mut Cursor<'_>) -> Result<()> {
     let at = cur.offset();
     match read_len_or_enc(cur)? {
         Len::Plain(n) => cur.skip(n, "string data"),
