@@ -236,7 +236,7 @@ pub fn walk(data: &[u8], s: &mut Summary, plan: &Plan) -> rdb::Result<()> {
             let mut part = Summary::default();
             let mut dups = Dups::default();
             // Stream entries are validated; check has no use for them kept.
-            let r = decode_span_with(data, header, span, false, |item, offset| part.add(item, offset, now, &mut dups));
+            let r = decode_span_with(data, header, span, false, |item, offset| part.add(&item, offset, now, &mut dups));
             (part, r)
         },
         |(part, r)| {
@@ -249,7 +249,7 @@ pub fn walk(data: &[u8], s: &mut Summary, plan: &Plan) -> rdb::Result<()> {
 }
 
 impl Summary {
-    fn add(&mut self, item: Item<'_>, offset: u64, now: i64, dups: &mut Dups) -> rdb::Result<()> {
+    fn add(&mut self, item: &Item<'_>, offset: u64, now: i64, dups: &mut Dups) -> rdb::Result<()> {
         let s = self;
         match item {
             Item::Aux { key, value } => {
@@ -261,7 +261,7 @@ impl Summary {
                 }
             }
             Item::Record(rec) => {
-                check_unique(&rec, dups).map_err(|msg| rdb::Error::corrupt(offset, msg).with_key_text(&rec))?;
+                check_unique(rec, dups).map_err(|msg| rdb::Error::corrupt(offset, msg).with_key_text(rec))?;
                 let e = s.dbs.entry(rec.db).or_default();
                 e.0 += 1;
                 if let Some(t) = rec.expire_at_ms {
@@ -279,12 +279,12 @@ impl Summary {
                 }
             }
             Item::EmptyKey { .. } => s.empty_keys += 1,
-            Item::Function(f) => s.functions.push(function_name(&f)),
-            Item::ModuleAux { name, .. } => s.module_aux.push(name),
+            Item::Function(f) => s.functions.push(function_name(f)),
+            Item::ModuleAux { name, .. } => s.module_aux.push(name.clone()),
             Item::SlotInfo { .. } => s.slot_info += 1,
             Item::End { checksum, trailing } => {
-                s.checksum = Some(checksum);
-                s.trailing = trailing;
+                s.checksum = Some(*checksum);
+                s.trailing = *trailing;
             }
             Item::SelectDb(_) | Item::ResizeDb { .. } | Item::SlotImport { .. } | Item::Skimmed => {}
         }

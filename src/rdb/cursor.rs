@@ -63,18 +63,19 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// The common case of an RDB string, taken without a call: a 6-bit length header (the
-    /// top two bits clear) and its bytes, when all of them are there. `None` leaves the
-    /// cursor where it was, for the general reader.
+    /// The common case of an RDB string, taken without a call: a 6- or 14-bit length
+    /// header (the top bit clear) and its bytes, when all of them are there. `None` leaves
+    /// the cursor where it was, for the general reader.
     #[inline(always)]
     pub fn take_short_str(&mut self) -> Option<&'a [u8]> {
         let b = *self.data.get(self.pos)?;
-        if b >= 0x40 {
-            return None;
-        }
-        let start = self.pos + 1;
-        let s = self.data.get(start..start + b as usize)?;
-        self.pos = start + b as usize;
+        let (start, len) = match b {
+            0..=0x3f => (self.pos + 1, b as usize),
+            0x40..=0x7f => (self.pos + 2, ((b & 0x3f) as usize) << 8 | *self.data.get(self.pos + 1)? as usize),
+            _ => return None,
+        };
+        let s = self.data.get(start..start + len)?;
+        self.pos = start + len;
         Some(s)
     }
 
