@@ -111,9 +111,11 @@ pub fn decode_span_with<'a>(
 ) -> rdb::Result<()> {
     let mut parser = Parser::resume(data, header, span.start, span.state).stream_entries(stream_entries);
     while (parser.offset() as usize) < span.end {
-        match parser.next_item()? {
-            Some(item) => each(item, parser.offset())?,
-            None => break,
+        // Matched in place rather than with `?`, which moves the 160-byte item once more.
+        match parser.next_item() {
+            Ok(Some(item)) => each(item, parser.offset())?,
+            Ok(None) => break,
+            Err(e) => return Err(e),
         }
     }
     if let Some(e) = &span.skim_error {

@@ -251,7 +251,7 @@ impl<'a> Parser<'a> {
                     self.state.key_meta = Some(&self.cur.data()[start..self.cur.pos()]);
                 }
                 t if self.skim => return self.skip_record(at, t).map(Some),
-                t => return self.read_record(at, t).map(Some),
+                t => return self.read_record(at, t),
             }
         }
     }
@@ -272,7 +272,9 @@ impl<'a> Parser<'a> {
         Ok(Item::Skimmed)
     }
 
-    fn read_record(&mut self, at: u64, t: u8) -> Result<Item<'a>> {
+    /// Reads a record; the result comes wrapped as `next_item` returns it, so that the
+    /// 160-byte item is built where it is returned instead of being moved twice.
+    fn read_record(&mut self, at: u64, t: u8) -> Result<Option<Item<'a>>> {
         self.check_type(at, t)?;
         let key = read_str(&mut self.cur)?;
         let start = self.cur.pos();
@@ -283,7 +285,7 @@ impl<'a> Parser<'a> {
         let idle_s = self.state.idle_s.take();
         let freq = self.state.freq.take();
         let key_meta = self.state.key_meta.take();
-        Ok(match value {
+        Ok(Some(match value {
             Some(value) => Item::Record(Record {
                 db: self.state.db,
                 key,
@@ -296,7 +298,7 @@ impl<'a> Parser<'a> {
                 key_meta,
             }),
             None => Item::EmptyKey { db: self.state.db, key, rdb_type: t },
-        })
+        }))
     }
 
     fn read_module_aux(&mut self) -> Result<Item<'a>> {
