@@ -96,6 +96,12 @@ class Server:
         wait_pong(self.port, self.proc)
         self.ready = time.perf_counter() - self.t0
 
+    def cpu(self):
+        """CPU seconds (user + system) the server has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def keys(self):
         info = call(self.port, "INFO", "keyspace").decode()
         return sum(int(l.split("keys=")[1].split(",")[0]) for l in info.splitlines() if l.startswith("db"))
@@ -161,16 +167,23 @@ def main():
     def add(name, wall, rss=None, extra=None):
         rows.setdefault(name, []).append((wall, rss, extra))
 
+    # The destination's own CPU time: redis-server is single-threaded, so this is the
+    # floor under any replay's wall time, and what loading the file costs it by itself.
+    cpu = {}
+
     loaded = None
     for r in range(A.runs):
         s = Server(A.rdb)
         add("load (redis-server itself)", s.ready)
+        cpu.setdefault("load", []).append(s.cpu())
         loaded = s.keys()
         db0 = int(call(s.port, "DBSIZE")[1:])
         s.stop()
         for mode in ["restore", "commands"]:
             s = Server()
+            before = s.cpu()
             w, rss = timed([A.bin, "replay", "-q", "--mode", mode, *conn_args, "-dport", str(s.port), A.rdb])
+            cpu.setdefault(mode, []).append(s.cpu() - before)
             assert s.keys() == loaded, f"replay {mode}: {s.keys()} keys, loaded {loaded}"
             add(f"replay --mode {mode}", w, rss)
             s.stop()
@@ -212,6 +225,10 @@ def main():
     print()
     load = med["load (redis-server itself)"]
     print(f"replay --mode restore / redis-server's own load: {med['replay --mode restore'] / load:.2f}x (target <= 1.2)")
+    c = {k: statistics.median(v) for k, v in cpu.items()}
+    print(f"destination CPU, median: load {c['load']:.2f} s, restore stream {c['restore']:.2f} s "
+          f"({c['restore'] / c['load']:.2f}x), commands stream {c['commands']:.2f} s; "
+          f"restore wall / its destination CPU: {med['replay --mode restore'] / c['restore']:.2f}x")
     pipe = med["redis-cli --pipe (our commands)"]
     print(f"replay --mode commands / redis-cli --pipe:       {med['replay --mode commands'] / pipe:.2f}x (target <= 1.1)")
     if not A.no_twemproxy:
