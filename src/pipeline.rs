@@ -100,16 +100,16 @@ pub fn decode_span<'a>(
     decode_span_with(data, header, span, true, each)
 }
 
-/// [`decode_span`]; with `stream_entries` false, streams come without their entries
-/// (validated all the same).
+/// [`decode_span`]; with `contents` false, values come as [`Parser::contents`] says
+/// (validated all the same, some parts not kept).
 pub fn decode_span_with<'a>(
     data: &'a [u8],
     header: Header,
     span: &Span<'a>,
-    stream_entries: bool,
+    contents: bool,
     mut each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
 ) -> rdb::Result<()> {
-    let mut parser = Parser::resume(data, header, span.start, span.state).stream_entries(stream_entries);
+    let mut parser = Parser::resume(data, header, span.start, span.state).contents(contents);
     while (parser.offset() as usize) < span.end {
         // Matched in place rather than with `?`, which moves the 160-byte item once more.
         match parser.next_item() {

@@ -235,7 +235,7 @@ pub fn walk(data: &[u8], s: &mut Summary, plan: &Plan) -> rdb::Result<()> {
         |header, span| {
             let mut part = Summary::default();
             let mut dups = Dups::default();
-            // Stream entries are validated; check has no use for them kept.
+            // List elements and stream entries are validated; check has no use for them kept.
             let r = decode_span_with(data, header, span, false, |item, offset| part.add(&item, offset, now, &mut dups));
             (part, r)
         },

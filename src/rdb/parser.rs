@@ -106,8 +106,8 @@ pub struct Parser<'a> {
     state: State<'a>,
     verify_checksum: bool,
     skim: bool,
-    /// Streams come with their entries (off for `check`, which validates them only).
-    stream_entries: bool,
+    /// Values come whole (off for `check`, see [`Parser::contents`]).
+    contents: bool,
     done: bool,
 }
 
@@ -122,7 +122,7 @@ impl<'a> Parser<'a> {
             state: State::default(),
             verify_checksum: true,
             skim: false,
-            stream_entries: true,
+            contents: true,
             done: false,
         })
     }
@@ -133,7 +133,7 @@ impl<'a> Parser<'a> {
         let mut cur = Cursor::new(data);
         // `pos` came from a parser over the same data, so it is in range.
         let _ = cur.skip(pos as u64, "a resume position");
-        Parser { cur, header, state, verify_checksum: true, skim: false, stream_entries: true, done: false }
+        Parser { cur, header, state, verify_checksum: true, skim: false, contents: true, done: false }
     }
 
     /// Skim mode: records are stepped over by their length headers and come back as
@@ -144,10 +144,12 @@ impl<'a> Parser<'a> {
         self
     }
 
-    /// With `false`, stream entries are validated as fully as ever but not kept:
-    /// `Stream::entries` comes back empty (for a caller that only checks the file).
-    pub fn stream_entries(mut self, keep: bool) -> Self {
-        self.stream_entries = keep;
+    /// With `false`, the parts of values that a caller which only checks the file never
+    /// looks at are validated as fully as ever but not kept: `Stream::entries` comes back
+    /// empty, and a list holds its first element only (enough to show it is not empty).
+    /// Set, zset and hash members are always kept: `check` looks for duplicates.
+    pub fn contents(mut self, keep: bool) -> Self {
+        self.contents = keep;
         self
     }
 
@@ -278,8 +280,8 @@ impl<'a> Parser<'a> {
         self.check_type(at, t)?;
         let key = read_str(&mut self.cur)?;
         let start = self.cur.pos();
-        let value = read_value(&mut self.cur, self.header.vendor, t, self.stream_entries)
-            .map_err(|e| e.with_key(&key.bytes()))?;
+        let value =
+            read_value(&mut self.cur, self.header.vendor, t, self.contents).map_err(|e| e.with_key(&key.bytes()))?;
         let raw_value = &self.cur.data()[start..self.cur.pos()];
         let expire_at_ms = self.state.expire_at_ms.take();
         let idle_s = self.state.idle_s.take();

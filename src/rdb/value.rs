@@ -75,12 +75,21 @@ pub fn type_name(vendor: Vendor, t: u8) -> Option<&'static str> {
     })
 }
 
-/// Decodes the value of type `t` at the cursor. `Ok(None)`: an empty collection.
-pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8, stream_entries: bool) -> Result<Option<Value<'a>>> {
+/// Decodes the value of type `t` at the cursor. `Ok(None)`: an empty collection. With
+/// `contents` false, list elements past the first and stream entries are validated but
+/// not kept (see `Parser::contents`).
+pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8, contents: bool) -> Result<Option<Value<'a>>> {
     let v = match (vendor, t) {
         (Vendor::Valkey, VALKEY_RDB_TYPE_HASH_2) => Value::Hash(read_valkey_hash_2(cur)?),
         (_, RDB_TYPE_STRING) => Value::String(read_str(cur)?),
-        (_, RDB_TYPE_LIST) => Value::List(read_str_seq(cur, "list length")?),
+        (_, RDB_TYPE_LIST) => {
+            let n = read_len(cur, "list length")?;
+            let mut out = ListElems::new(contents, bounded_capacity(n, cur.remaining(), 1));
+            for _ in 0..n {
+                out.push(read_str(cur)?);
+            }
+            Value::List(out.items)
+        }
         (_, RDB_TYPE_SET) => Value::Set(read_str_seq(cur, "set size")?),
         (_, RDB_TYPE_ZSET | RDB_TYPE_ZSET_2) => Value::ZSet(read_zset(cur, t == RDB_TYPE_ZSET_2)?),
         (_, RDB_TYPE_HASH) => {
@@ -109,7 +118,9 @@ pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8, stream_entrie
         }
         (_, RDB_TYPE_LIST_ZIPLIST) => {
             let blob = read_blob(cur, "ziplist")?;
-            Value::List(collect_ziplist(&blob)?)
+            let mut out = ListElems::new(contents, 0);
+            out.add_ziplist(&blob)?;
+            Value::List(out.items)
         }
         (_, RDB_TYPE_SET_INTSET) => {
             let blob = read_blob(cur, "intset")?;
@@ -127,23 +138,23 @@ pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8, stream_entrie
         }
         (_, RDB_TYPE_LIST_QUICKLIST) => {
             let n = read_len(cur, "quicklist node count")?;
-            let mut out = Vec::new();
+            let mut out = ListElems::new(contents, 0);
             for _ in 0..n {
                 let blob = read_blob(cur, "quicklist ziplist node")?;
-                out.extend(collect_ziplist(&blob)?);
+                out.add_ziplist(&blob)?;
             }
-            Value::List(out)
+            Value::List(out.items)
         }
         (_, RDB_TYPE_LIST_QUICKLIST_2) => {
             let n = read_len(cur, "quicklist node count")?;
-            let mut out = Vec::new();
+            let mut out = ListElems::new(contents, 0);
             for _ in 0..n {
                 let at = cur.offset();
                 match read_len(cur, "quicklist node container")? {
                     QUICKLIST_NODE_CONTAINER_PLAIN => out.push(read_str(cur)?),
                     QUICKLIST_NODE_CONTAINER_PACKED => {
                         let blob = read_blob(cur, "quicklist listpack node")?;
-                        out.extend(collect_listpack(&blob)?);
+                        out.add_listpack(&blob)?;
                     }
                     c => {
                         return Err(Error::corrupt(
@@ -153,7 +164,7 @@ pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8, stream_entrie
                     }
                 }
             }
-            Value::List(out)
+            Value::List(out.items)
         }
         (_, RDB_TYPE_HASH_LISTPACK) => {
             let blob = read_blob(cur, "listpack")?;
@@ -168,11 +179,9 @@ pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8, stream_entrie
             Value::Set(collect_listpack(&blob)?)
         }
         (_, RDB_TYPE_STREAM_LISTPACKS | RDB_TYPE_STREAM_LISTPACKS_2 | RDB_TYPE_STREAM_LISTPACKS_3) => {
-            Value::Stream(Box::new(stream::read_stream(cur, t, stream_entries)?))
+            Value::Stream(Box::new(stream::read_stream(cur, t, contents)?))
         }
-        (Vendor::Redis, RDB_TYPE_STREAM_LISTPACKS_4) => {
-            Value::Stream(Box::new(stream::read_stream(cur, t, stream_entries)?))
-        }
+        (Vendor::Redis, RDB_TYPE_STREAM_LISTPACKS_4) => Value::Stream(Box::new(stream::read_stream(cur, t, contents)?)),
         (Vendor::Redis, RDB_TYPE_HASH_METADATA_PRE_GA) => {
             let n = read_len(cur, "hash size")?;
             let mut out = Vec::with_capacity(bounded_capacity(n, cur.remaining(), 3));
@@ -252,6 +261,54 @@ fn is_empty(v: &Value<'_>) -> bool {
         Value::ZSet(z) => z.is_empty(),
         Value::Hash(h) => h.is_empty(),
         Value::String(_) | Value::Stream(_) | Value::Module(_) => false,
+    }
+}
+
+/// A list's elements as they are decoded: every one, or with `keep` false only the
+/// first (the rest validated and dropped: the list is known not to be empty).
+struct ListElems<'a> {
+    keep: bool,
+    items: Vec<Str<'a>>,
+}
+
+impl<'a> ListElems<'a> {
+    fn new(keep: bool, capacity: usize) -> Self {
+        ListElems { keep, items: Vec::with_capacity(if keep { capacity } else { 1 }) }
+    }
+
+    #[inline]
+    fn wants(&self) -> bool {
+        self.keep || self.items.is_empty()
+    }
+
+    #[inline]
+    fn push(&mut self, s: Str<'a>) {
+        if self.wants() {
+            self.items.push(s);
+        }
+    }
+
+    fn add_ziplist(&mut self, blob: &Blob<'a>) -> Result<()> {
+        ziplist::parse(&blob.data, |e| {
+            if self.wants() {
+                self.items.push(blob.lift(e))
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| blob.error("ziplist", e.at, &e.msg))
+    }
+
+    fn add_listpack(&mut self, blob: &Blob<'a>) -> Result<()> {
+        if self.keep {
+            self.items.reserve(listpack::count_hint(&blob.data));
+        }
+        listpack::parse(&blob.data, |e| {
+            if self.wants() {
+                self.items.push(blob.lift(e))
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| blob.error("listpack", e.at, &e.msg))
     }
 }
 
