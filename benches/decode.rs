@@ -38,7 +38,8 @@ fn main() {
         let repeat = ((64 << 20) / data.len().max(1)).max(1);
         for threads in [1, 2] {
             // Small inputs in small batches, so that two threads have work to share.
-            let plan = Plan { threads, batch_bytes: (data.len() / 16).clamp(4096, Plan::DEFAULT_BATCH) };
+            let plan =
+                Plan { threads, batch_bytes: (data.len() / 16).clamp(4096, Plan::DEFAULT_BATCH), in_flight: None };
             let mbps = median_mbps(&data, &plan, repeat);
             println!("check {} ({} bytes × {repeat}), {threads} thread(s): {mbps:.0} MB/s", f.display(), data.len());
         }

@@ -24,6 +24,8 @@ pub struct Plan {
     pub threads: usize,
     /// Target input bytes per batch (a record larger than this is a batch of its own).
     pub batch_bytes: usize,
+    /// Most batches started and not yet delivered; `None`: one beyond the workers.
+    pub in_flight: Option<usize>,
 }
 
 impl Plan {
@@ -32,12 +34,12 @@ impl Plan {
     /// One worker per core.
     pub fn with_threads(threads: Option<usize>) -> Plan {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        Plan { threads: threads.unwrap_or(cores).max(1), batch_bytes: Plan::DEFAULT_BATCH }
+        Plan { threads: threads.unwrap_or(cores).max(1), batch_bytes: Plan::DEFAULT_BATCH, in_flight: None }
     }
 
     /// The plain sequential read: one thread, one batch.
     pub fn sequential() -> Plan {
-        Plan { threads: 1, batch_bytes: usize::MAX }
+        Plan { threads: 1, batch_bytes: usize::MAX, in_flight: None }
     }
 }
 
@@ -189,16 +191,19 @@ pub fn run_from<'a, T: Send>(
     }
     let skimmer = Skimmer { parser, len: data.len(), batch: plan.batch_bytes.max(1), done: false };
     let parallel = plan.threads > 1 && data.len() > plan.batch_bytes;
-    ordered(skimmer, plan.threads, parallel, |span| work(header, &span), deliver);
+    ordered(skimmer, plan.threads, plan.in_flight, parallel, |span| work(header, &span), deliver);
     Ok(())
 }
 
 /// Runs `work` over every span (on `threads` threads when `parallel`) and hands the
-/// results to `deliver` in the order of the spans. `deliver` returns false to stop
-/// early (an error, a closed pipe); spans not yet started are then skipped.
+/// results to `deliver` in the order of the spans, with at most `in_flight` spans
+/// started and not yet delivered (default: one more than the workers). `deliver`
+/// returns false to stop early (an error, a closed pipe); spans not yet started are
+/// then skipped.
 pub fn ordered<S: Send, T: Send>(
     spans: impl Iterator<Item = S>,
     threads: usize,
+    in_flight: Option<usize>,
     parallel: bool,
     work: impl Fn(S) -> T + Sync,
     mut deliver: impl FnMut(T) -> bool,
@@ -213,9 +218,11 @@ pub fn ordered<S: Send, T: Send>(
         }
         return;
     };
-    // One batch beyond the workers, so that none waits while the writer writes; more
-    // would only hold more output in memory.
-    let max_in_flight = threads + 1;
+    // By default one batch beyond the workers, so that none waits while the writer
+    // writes; more would only hold more output in memory. A caller whose results are
+    // small asks for more, so that a batch that takes long (one large record) does not
+    // leave the other workers idle behind it.
+    let max_in_flight = in_flight.unwrap_or(threads + 1).max(1);
     let stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel::<(usize, Option<T>)>();
     pool.in_place_scope(|scope| {

@@ -44,7 +44,7 @@ fn deep_walk(data: &[u8]) -> (Result<(), rdb::Error>, usize) {
     let r = walk(data, &mut summary, &Plan::sequential());
     let largest = LARGEST.with(|m| m.get());
     let mut batched = Summary::default();
-    let rb = walk(data, &mut batched, &Plan { threads: 1, batch_bytes: 1 });
+    let rb = walk(data, &mut batched, &Plan { threads: 1, batch_bytes: 1, in_flight: None });
     assert_eq!(r, rb, "batched walk disagrees");
     assert_eq!(summary, batched, "batched walk found other things");
     (r, largest)

@@ -12,7 +12,7 @@ fn both_ways(data: &[u8]) {
     let mut seq = Summary::default();
     let a = walk(data, &mut seq, &Plan::sequential());
     let mut batched = Summary::default();
-    let b = walk(data, &mut batched, &Plan { threads: 1, batch_bytes: 1 });
+    let b = walk(data, &mut batched, &Plan { threads: 1, batch_bytes: 1, in_flight: None });
     assert_eq!(a, b, "batched walk reports another error");
     assert_eq!(seq, batched, "batched walk found other things");
 }

@@ -89,7 +89,11 @@ fn check_file(file: &crate::source::InputFile, args: &Args) -> i32 {
     let mut tail = None;
     if aof::is_rdb(data) {
         let mut summary = Summary::default();
-        let result = walk(data, &mut summary, &args.threads.plan());
+        let mut plan = args.threads.plan();
+        // A batch's result is a small summary: keep more batches going, so that one with a
+        // large record does not leave the other workers waiting behind it.
+        plan.in_flight = Some(plan.threads * 6);
+        let result = walk(data, &mut summary, &plan);
         if let Some(b'*' | b'#') = data.get(data.len() - summary.trailing) {
             tail = Some(data.len() - summary.trailing);
             summary.trailing = 0;

@@ -639,6 +639,7 @@ fn print_log_parallel<W: Write>(
         pipeline::ordered(
             rx.into_iter(),
             workers,
+            None,
             workers > 1,
             |units| {
                 let mut b = LogBatch {
