@@ -115,8 +115,10 @@ impl InputArgs {
 
     /// `--until` needs `#TS:` annotations in the command logs among `logs` (bytes of each
     /// log part): refused when there are none, rather than silently taking everything.
-    pub fn check_until(&self, logs: &[&[u8]]) -> anyhow::Result<Option<crate::aof::Until>> {
+    pub fn check_until<'a>(&self, logs: impl FnOnce() -> Vec<&'a [u8]>) -> anyhow::Result<Option<crate::aof::Until>> {
         let Some(t) = self.until else { return Ok(None) };
+        // Finding the commands skims every snapshot to its end: only when asked.
+        let logs = logs();
         if logs.is_empty() {
             anyhow::bail!("--until cuts AOF commands by time, and the input has no AOF commands");
         }

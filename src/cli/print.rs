@@ -170,9 +170,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
     let aof_snapshot = files.iter().zip(&sources).any(|(f, s)| f.from_aof_flag && aof::is_rdb(s.bytes()));
     args.input.check_pairing(aof_snapshot)?;
-    let logs: Vec<&[u8]> =
-        sources.iter().filter_map(|s| aof::log_start(s.bytes()).map(|at| &s.bytes()[at..])).collect();
-    let until = args.input.check_until(&logs)?;
+    let until = args.input.check_until(|| {
+        sources.iter().filter_map(|s| aof::log_start(s.bytes()).map(|at| &s.bytes()[at..])).collect()
+    })?;
     let stdout = std::io::stdout();
     let mut out = Output::new(stdout.lock());
     out.until = until;

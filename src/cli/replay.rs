@@ -335,9 +335,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
     let aof_snapshot = files.iter().zip(&sources).any(|(f, s)| f.from_aof_flag && crate::aof::is_rdb(s.bytes()));
     args.input.check_pairing(aof_snapshot)?;
-    let logs: Vec<&[u8]> =
-        sources.iter().filter_map(|s| crate::aof::log_start(s.bytes()).map(|at| &s.bytes()[at..])).collect();
-    cfg.until = args.input.check_until(&logs)?;
+    cfg.until = args.input.check_until(|| {
+        sources.iter().filter_map(|s| crate::aof::log_start(s.bytes()).map(|at| &s.bytes()[at..])).collect()
+    })?;
     let inputs: Vec<replay::Input<'_>> = files
         .iter()
         .zip(&sources)
