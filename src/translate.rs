@@ -11,6 +11,7 @@
 //! Output is RESP, appended to a caller's buffer; the translator counts what it could
 //! not carry over so the caller can report it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::rdb::value::*;
@@ -119,6 +120,9 @@ pub struct Stats {
     pub restores: u64,
     /// Keys that went as commands in restore mode (too big, or a type the target lacks).
     pub restore_fallbacks: u64,
+    /// Plain strings that `replay --mode restore` sent in MSET batches instead of one
+    /// RESTORE each (see [`Translator::batchable_string`]).
+    pub batched_strings: u64,
     pub skipped_expired: u64,
     pub skipped_modules: u64,
     /// Keys refused: nothing was written for them.
@@ -144,6 +148,7 @@ impl Stats {
             commands,
             restores,
             restore_fallbacks,
+            batched_strings,
             skipped_expired,
             skipped_modules,
             refused,
@@ -159,6 +164,7 @@ impl Stats {
         self.commands += commands;
         self.restores += restores;
         self.restore_fallbacks += restore_fallbacks;
+        self.batched_strings += batched_strings;
         self.skipped_expired += skipped_expired;
         self.skipped_modules += skipped_modules;
         self.refused += refused;
@@ -190,6 +196,7 @@ impl Stats {
                 lines.push(format!("{n} {what}"));
             }
         };
+        add(self.batched_strings, "plain strings without expiry sent in MSET batches (less work for the destination)");
         add(self.skipped_expired, "keys skipped: expired (or within --expire-margin); --keep-expired sends them");
         add(self.skipped_modules, "module keys skipped: commands cannot carry module values (use --mode restore)");
         add(self.field_ttls_dropped, "hash field TTLs dropped (--drop-field-ttl)");
@@ -328,6 +335,35 @@ impl Translator {
             (self.selected, self.deferred, self.entry_db) = select_before;
         }
         ok
+    }
+
+    /// In restore mode, a key that is a short string (≤ 4 KB) with nothing but its value to
+    /// carry (no expiry, no LRU/LFU data, no key metadata): its value, which an MSET sets
+    /// as RESTORE would, for much less work on the destination's side (no payload to
+    /// check and parse, one command for many keys). `None`: the key goes by `record`.
+    pub fn batchable_string<'r>(&self, rec: &'r Record<'_>) -> Option<Cow<'r, [u8]>> {
+        const MAX: usize = 4096;
+        if self.cfg.mode != Mode::Restore
+            || rec.expire_at_ms.is_some()
+            || rec.idle_s.is_some()
+            || rec.freq.is_some()
+            || rec.key_meta.is_some()
+        {
+            return None;
+        }
+        match &rec.value {
+            // A compressed one is expanded here, where the destination would expand it.
+            Value::String(s) if s.len() <= MAX => Some(s.bytes()),
+            _ => None,
+        }
+    }
+
+    /// Counts an MSET of `keys` keys that the caller wrote for keys `batchable_string`
+    /// accepted.
+    pub fn count_batch(&mut self, keys: u64) {
+        self.stats.keys += keys;
+        self.stats.batched_strings += keys;
+        self.stats.commands += 1;
     }
 
     /// Takes back a key whose `commands` commands (already written by [`Translator::record`])

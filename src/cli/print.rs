@@ -33,7 +33,8 @@ pub enum ModeArg {
     Auto,
     /// SET/RPUSH/SADD/ZADD/HSET/XADD… chunked; works everywhere
     Commands,
-    /// RESTORE of the raw value: fastest and exact (PEL, consumer times, modules)
+    /// RESTORE of the raw value: fastest and exact (PEL, consumer times, modules); replay
+    /// sends short strings with nothing else to carry in MSET batches
     Restore,
 }
 

@@ -368,6 +368,7 @@ impl Report {
             "commands": s.commands,
             "restores": s.restores,
             "restore_fallbacks": s.restore_fallbacks,
+            "batched_strings": s.batched_strings,
             "skipped": {
                 "expired": s.skipped_expired,
                 "modules": s.skipped_modules,
@@ -926,6 +927,67 @@ impl Drop for Progress {
     }
 }
 
+/// MSET commands being filled by a snapshot batch, one per connection and db. Each
+/// holds the place (a piece) of its first key, so that its keys reach their connection
+/// no later than that key would have: the checkpoint's low-water mark, taken from the
+/// first unit of each chunk, never passes a key that is not applied.
+#[derive(Default)]
+struct MsetBatches {
+    open: Vec<OpenMset>,
+}
+
+struct OpenMset {
+    conn: usize,
+    db: u64,
+    /// Index in `SnapBatch::pieces` of its place.
+    piece: usize,
+    keys: u64,
+    /// The key and value bulk strings so far.
+    args: Vec<u8>,
+}
+
+impl MsetBatches {
+    const KEYS: u64 = 128;
+    const BYTES: usize = 64 << 10;
+
+    #[allow(clippy::too_many_arguments)]
+    fn add(&mut self, b: &mut SnapBatch, t: &mut Translator, conn: usize, db: u64, key: &[u8], value: &[u8], at: u64) {
+        let i = match self.open.iter().position(|m| m.conn == conn && m.db == db) {
+            Some(i) => i,
+            None => {
+                b.pieces.push((conn, Some(db), 0, 0, at));
+                self.open.push(OpenMset { conn, db, piece: b.pieces.len() - 1, keys: 0, args: Vec::new() });
+                self.open.len() - 1
+            }
+        };
+        let m = &mut self.open[i];
+        crate::resp::encode::bulk(&mut m.args, key);
+        crate::resp::encode::bulk(&mut m.args, value);
+        m.keys += 1;
+        if m.keys >= Self::KEYS || m.args.len() >= Self::BYTES {
+            let m = self.open.swap_remove(i);
+            Self::write(b, t, m);
+        }
+    }
+
+    /// Writes every MSET still open (at the end of the batch).
+    fn finish(&mut self, b: &mut SnapBatch, t: &mut Translator) {
+        for m in self.open.drain(..) {
+            Self::write(b, t, m);
+        }
+    }
+
+    fn write(b: &mut SnapBatch, t: &mut Translator, m: OpenMset) {
+        crate::resp::encode::array_header(&mut b.buf, 1 + 2 * m.keys as usize);
+        crate::resp::encode::bulk(&mut b.buf, b"MSET");
+        b.buf.extend_from_slice(&m.args);
+        b.ends.push(b.buf.len());
+        let piece = &mut b.pieces[m.piece];
+        (piece.2, piece.3) = (b.ends.len() - 1, b.ends.len());
+        t.count_batch(m.keys);
+    }
+}
+
 /// A snapshot batch, translated and split by connection.
 #[derive(Default)]
 struct SnapBatch {
@@ -1236,10 +1298,16 @@ impl<'c> Engine<'c> {
             }
         }
         drop(tx);
-        for _ in 0..asked {
-            if rx.recv().is_err() {
-                self.dead = true;
-                break;
+        // The checkpoint moves on while the replies come in (a slow destination may take
+        // long to answer what was routed).
+        while asked > 0 {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(_) => asked -= 1,
+                Err(mpsc::RecvTimeoutError::Timeout) => self.write_checkpoint(false),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.dead = true;
+                    break;
+                }
             }
         }
     }
@@ -1274,6 +1342,10 @@ impl<'c> Engine<'c> {
         let mut filter = cfg.filter.clone();
         // The translator decides about expired keys (it knows --expire-margin).
         filter.keep_expired = true;
+        // Plain strings in MSET batches: one key for one connection and db, overwriting
+        // what is there (as RESTORE … REPLACE does), which twemproxy would split up.
+        let batch_strings =
+            tcfg.mode == translate::Mode::Restore && cfg.on_existing == OnExisting::Replace && !shape.proxy;
         let mut trailing = None;
         let mut failure = None;
         type Buffers = (Vec<u8>, Vec<usize>, Vec<(usize, Option<u64>, usize, usize, u64)>);
@@ -1289,6 +1361,7 @@ impl<'c> Engine<'c> {
                     (b.buf, b.ends, b.pieces) = (buf, ends, pieces);
                 }
                 let mut t = Translator::unselected(tcfg.clone(), header.vendor, header.version);
+                let mut msets = MsetBatches::default();
                 let mut lookup = Vec::new();
                 let mut item_start = span.start as u64;
                 let r = decode_span(data, header, span, |item, end| {
@@ -1327,6 +1400,17 @@ impl<'c> Engine<'c> {
                                     )
                                 });
                                 return Ok(());
+                            }
+                            if batch_strings {
+                                if let Some(value) = t.batchable_string(&rec) {
+                                    if exists {
+                                        b.replaced += 1;
+                                    } else {
+                                        b.created += 1;
+                                    }
+                                    msets.add(&mut b, &mut t, shape.conn(&key), db, &key, &value, item_at);
+                                    return Ok(());
+                                }
                             }
                             let (start, first, before) = (b.buf.len(), b.ends.len(), t.stats.commands);
                             if !t.record(&rec, &mut b.buf) {
@@ -1385,6 +1469,7 @@ impl<'c> Engine<'c> {
                     }
                     Ok(())
                 });
+                msets.finish(&mut b, &mut t);
                 b.stats = t.stats;
                 b.error = r.err();
                 b
