@@ -1342,10 +1342,9 @@ impl<'c> Engine<'c> {
         let mut filter = cfg.filter.clone();
         // The translator decides about expired keys (it knows --expire-margin).
         filter.keep_expired = true;
-        // Plain strings in MSET batches: one key for one connection and db, overwriting
-        // what is there (as RESTORE … REPLACE does), which twemproxy would split up.
-        let batch_strings =
-            tcfg.mode == translate::Mode::Restore && cfg.on_existing == OnExisting::Replace && !shape.proxy;
+        // Plain strings in MSET batches, keys of one connection and db, overwriting what
+        // is there as RESTORE … REPLACE does (twemproxy splits an MSET across its backends).
+        let batch_strings = tcfg.mode == translate::Mode::Restore && cfg.on_existing == OnExisting::Replace;
         let mut trailing = None;
         let mut failure = None;
         type Buffers = (Vec<u8>, Vec<usize>, Vec<(usize, Option<u64>, usize, usize, u64)>);
