@@ -11,7 +11,6 @@
 //! Output is RESP, appended to a caller's buffer; the translator counts what it could
 //! not carry over so the caller can report it.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::rdb::value::*;
@@ -341,7 +340,7 @@ impl Translator {
     /// carry (no expiry, no LRU/LFU data, no key metadata): its value, which an MSET sets
     /// as RESTORE would, for much less work on the destination's side (no payload to
     /// check and parse, one command for many keys). `None`: the key goes by `record`.
-    pub fn batchable_string<'r>(&self, rec: &'r Record<'_>) -> Option<Cow<'r, [u8]>> {
+    pub fn batchable_string<'r, 'a>(&self, rec: &'r Record<'a>) -> Option<&'r Str<'a>> {
         const MAX: usize = 4096;
         if self.cfg.mode != Mode::Restore
             || rec.expire_at_ms.is_some()
@@ -352,8 +351,9 @@ impl Translator {
             return None;
         }
         match &rec.value {
-            // A compressed one is expanded here, where the destination would expand it.
-            Value::String(s) if s.len() <= MAX => Some(s.bytes()),
+            // A compressed one is expanded as it is written, where the destination would
+            // expand it.
+            Value::String(s) if s.len() <= MAX => Some(s),
             _ => None,
         }
     }

@@ -934,6 +934,8 @@ impl Drop for Progress {
 #[derive(Default)]
 struct MsetBatches {
     open: Vec<OpenMset>,
+    /// Argument buffers of written MSETs, for the next ones.
+    spare: Vec<Vec<u8>>,
 }
 
 struct OpenMset {
@@ -951,22 +953,32 @@ impl MsetBatches {
     const BYTES: usize = 64 << 10;
 
     #[allow(clippy::too_many_arguments)]
-    fn add(&mut self, b: &mut SnapBatch, t: &mut Translator, conn: usize, db: u64, key: &[u8], value: &[u8], at: u64) {
+    fn add(
+        &mut self,
+        b: &mut SnapBatch,
+        t: &mut Translator,
+        conn: usize,
+        db: u64,
+        key: &rdb::Str<'_>,
+        value: &rdb::Str<'_>,
+        at: u64,
+    ) {
         let i = match self.open.iter().position(|m| m.conn == conn && m.db == db) {
             Some(i) => i,
             None => {
                 b.pieces.push((conn, Some(db), 0, 0, at));
-                self.open.push(OpenMset { conn, db, piece: b.pieces.len() - 1, keys: 0, args: Vec::new() });
+                let args = self.spare.pop().unwrap_or_default();
+                self.open.push(OpenMset { conn, db, piece: b.pieces.len() - 1, keys: 0, args });
                 self.open.len() - 1
             }
         };
         let m = &mut self.open[i];
-        crate::resp::encode::bulk(&mut m.args, key);
-        crate::resp::encode::bulk(&mut m.args, value);
+        crate::resp::encode::bulk_str(&mut m.args, key);
+        crate::resp::encode::bulk_str(&mut m.args, value);
         m.keys += 1;
         if m.keys >= Self::KEYS || m.args.len() >= Self::BYTES {
             let m = self.open.swap_remove(i);
-            Self::write(b, t, m);
+            self.spare.push(Self::write(b, t, m));
         }
     }
 
@@ -977,7 +989,8 @@ impl MsetBatches {
         }
     }
 
-    fn write(b: &mut SnapBatch, t: &mut Translator, m: OpenMset) {
+    /// Writes `m` into the batch; gives back its emptied argument buffer.
+    fn write(b: &mut SnapBatch, t: &mut Translator, mut m: OpenMset) -> Vec<u8> {
         crate::resp::encode::array_header(&mut b.buf, 1 + 2 * m.keys as usize);
         crate::resp::encode::bulk(&mut b.buf, b"MSET");
         b.buf.extend_from_slice(&m.args);
@@ -985,6 +998,8 @@ impl MsetBatches {
         let piece = &mut b.pieces[m.piece];
         (piece.2, piece.3) = (b.ends.len() - 1, b.ends.len());
         t.count_batch(m.keys);
+        m.args.clear();
+        m.args
     }
 }
 
@@ -1407,7 +1422,7 @@ impl<'c> Engine<'c> {
                                     } else {
                                         b.created += 1;
                                     }
-                                    msets.add(&mut b, &mut t, shape.conn(&key), db, &key, &value, item_at);
+                                    msets.add(&mut b, &mut t, shape.conn(&key), db, &rec.key, value, item_at);
                                     return Ok(());
                                 }
                             }
