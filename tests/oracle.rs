@@ -329,6 +329,11 @@ pub(crate) fn dump_server(con: &mut redis::Connection, ver: (u32, u32)) -> KeyMa
                 redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(1000).query(con).unwrap();
             for key in keys {
                 let view = server_key(con, &key, ver);
+                if matches!(&view, KeyView::Hash(h) if h.is_empty()) {
+                    // Every field has expired: no client sees the hash, which the server
+                    // deletes with its last field (active expiry may not have run yet).
+                    continue;
+                }
                 let expire = if ver >= (7, 0) {
                     let t: i64 = redis::cmd("PEXPIRETIME").arg(&key).query(con).unwrap();
                     (t >= 0).then_some(t)
@@ -410,3 +415,54 @@ fn oracle_redis_8_2() {
 fn oracle_redis_8_2_module() {
     check_fixture(FIXTURES[3].0, FIXTURES[3].1);
 }
+
+#[test]
+fn oracle_redis_8_2_field_ttl() {
+    check_fixture(FIXTURES[4].0, FIXTURES[4].1);
+}
+
+/// Fields whose expiry has passed: left out (and a hash left with none, as a whole) and
+/// counted; `--keep-expired` prints them with their times.
+#[test]
+fn expired_hash_fields_are_left_out() {
+    let file = testdata("redis-8.2-field-ttl.rdb");
+    let fields = |args: &[&str]| -> (BTreeMap<String, Vec<(String, Option<i64>)>>, String) {
+        let mut all = vec!["print", "--format", "json"];
+        all.extend_from_slice(args);
+        all.push(file.to_str().unwrap());
+        let out = run(&all);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut keys = BTreeMap::new();
+        for line in out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let j: J = serde_json::from_slice(line).unwrap();
+            let Some(J::Array(value)) = j.get("value") else { continue };
+            let fields = value
+                .iter()
+                .filter_map(|f| Some((f.get(0)?.as_str()?.to_string(), f.get(2).and_then(J::as_i64))))
+                .collect();
+            keys.insert(j["key"].as_str().unwrap().to_string(), fields);
+        }
+        (keys, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (live, report) = fields(&[]);
+    let (all, _) = fields(&["--keep-expired"]);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let mut expired_fields = 0;
+    for (key, every) in &all {
+        let passed: Vec<&String> =
+            every.iter().filter(|(_, t)| t.is_some_and(|t| t <= now)).map(|(f, _)| f).collect();
+        expired_fields += passed.len();
+        match live.get(key) {
+            Some(kept) => {
+                assert!(kept.iter().all(|(f, _)| !passed.contains(&f)), "{key}: an expired field is printed");
+                assert_eq!(kept.len() + passed.len(), every.len(), "{key}: a live field is missing");
+            }
+            None => assert!(passed.len() == every.len() || key == "soon:gone-with-key", "{key}: left out"),
+        }
+    }
+    assert!(expired_fields > 250, "the fixture's fields have expired: {expired_fields}");
+    // soon:all, soon:big-all (every field) and soon:gone-with-key (its own expiry).
+    assert!(!live.contains_key("soon:all") && !live.contains_key("soon:big-all"), "{live:?}");
+    assert!(report.contains("3 expired (and "), "{report}");
+}
+

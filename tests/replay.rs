@@ -717,3 +717,43 @@ fn until_stops_the_aof_at_a_point_in_time() {
     forget_consumer_times(&mut y);
     assert_same(&y, &x, ver, "--until");
 }
+
+/// An AOF whose base holds keys and hash fields whose expiry has passed, and whose log
+/// still writes to them: Redis expires nothing while it loads, so APPEND, INCR or HINCRBY
+/// keep the past expiry (gone once loaded) while PERSIST, SET, HSET or a new PEXPIREAT
+/// make them live. `replay` in both modes and `print --format resp | redis-cli --pipe`
+/// end with what the server that loaded the AOF holds; JSON prints the kept keys as the
+/// file has them.
+#[test]
+fn expired_keys_that_the_log_writes_to() {
+    let dir = aof("expiring-8.2/appendonlydir");
+    let loaded = RedisServer::start_aof("8.2", &dir, &[]);
+    let mut a = loaded.conn();
+    let ver = server_version(&mut a);
+    let want = dump_server(&mut a, ver);
+    let has = |k: &str| want.contains_key(&(0, k.as_bytes().to_vec()));
+    assert!(has("exp:persisted") && has("exp:overwritten") && has("exp:re-expired") && has("exp:hash"), "{want:?}");
+    assert!(!has("exp:appended") && !has("exp:counter") && !has("exp:list") && !has("exp:untouched"), "{want:?}");
+    let path = dir.to_str().unwrap();
+    for mode in ["restore", "commands"] {
+        let empty = RedisServer::start("8.2", None, &[]);
+        let out = replay(empty.port, &["--mode", mode, "-aof", path]);
+        let report = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {report}");
+        assert!(report.contains("8 expired keys kept for the AOF commands"), "{mode}: {report}");
+        assert_same(&want, &dump_server(&mut empty.conn(), ver), ver, &format!("replay {mode}"));
+    }
+    let empty = RedisServer::start("8.2", None, &[]);
+    let (report, code) = crate::translate::pipe_args(&empty, &[path]);
+    assert_eq!(code, 0, "{report}");
+    assert_same(&want, &dump_server(&mut empty.conn(), ver), ver, "print --format resp");
+    // JSON: the kept keys with their past expiry, the untouched one left out.
+    let out = crate::util::run(&["print", "--format", "json", path]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    let appended = json.lines().find(|l| l.contains("\"exp:appended\"")).expect("exp:appended is printed");
+    let v: serde_json::Value = serde_json::from_str(appended).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!(v["expire_at_ms"].as_i64().is_some_and(|t| t < now), "{appended}");
+    assert!(!json.contains("\"exp:untouched\""), "{json}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kept 8 keys"), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -173,6 +173,16 @@ fn restore_redis_8_2_module() {
     roundtrip("redis-8.2-module.rdb", "8.2", "restore");
 }
 
+#[test]
+fn commands_redis_8_2_field_ttl() {
+    roundtrip("redis-8.2-field-ttl.rdb", "8.2", "commands");
+}
+
+#[test]
+fn restore_redis_8_2_field_ttl() {
+    roundtrip("redis-8.2-field-ttl.rdb", "8.2", "restore");
+}
+
 /// Lua scripts from the `lua` AUX field arrive in the destination's script cache.
 #[test]
 fn scripts_are_loaded() {

@@ -30,8 +30,9 @@ pub struct Args {
 pub struct Summary {
     version: String,
     aux: Vec<(String, String)>,
-    /// db → (keys, with expiry, expired)
-    dbs: BTreeMap<u64, (u64, u64, u64)>,
+    /// db → (keys, with expiry, expired, hash fields expired). A hash whose fields have
+    /// all expired counts as an expired key.
+    dbs: BTreeMap<u64, (u64, u64, u64, u64)>,
     /// Keys per RDB type byte.
     types: Vec<u64>,
     vendor: Option<rdb::Vendor>,
@@ -268,12 +269,10 @@ impl Summary {
                 check_unique(rec, dups).map_err(|msg| rdb::Error::corrupt(offset, msg).with_key_text(rec))?;
                 let e = s.dbs.entry(rec.db).or_default();
                 e.0 += 1;
-                if let Some(t) = rec.expire_at_ms {
-                    e.1 += 1;
-                    if t <= now {
-                        e.2 += 1;
-                    }
-                }
+                e.1 += rec.expire_at_ms.is_some() as u64;
+                let expired = crate::expiry::Expired::of(rec, now);
+                e.2 += expired.whole() as u64;
+                e.3 += expired.fields;
                 if s.types.is_empty() {
                     s.types = vec![0; 256];
                 }
@@ -298,11 +297,12 @@ impl Summary {
     /// Adds what a later part of the file holds.
     fn merge(&mut self, part: Summary) {
         self.aux.extend(part.aux);
-        for (db, (k, e, x)) in part.dbs {
+        for (db, (k, e, x, f)) in part.dbs {
             let d = self.dbs.entry(db).or_default();
             d.0 += k;
             d.1 += e;
             d.2 += x;
+            d.3 += f;
         }
         if self.types.is_empty() {
             self.types = part.types;
@@ -484,8 +484,12 @@ fn report(name: &str, s: &Summary) -> String {
     }
     let total: u64 = s.dbs.values().map(|d| d.0).sum();
     let _ = writeln!(o, "keys: {total}");
-    for (db, (keys, with_ttl, expired)) in &s.dbs {
-        let _ = writeln!(o, "  db {db}: {keys} keys, {with_ttl} with expiry, {expired} already expired");
+    for (db, (keys, with_ttl, expired, fields)) in &s.dbs {
+        let fields = match fields {
+            0 => String::new(),
+            n => format!(", {n} hash fields already expired"),
+        };
+        let _ = writeln!(o, "  db {db}: {keys} keys, {with_ttl} with expiry, {expired} already expired{fields}");
     }
     let vendor = s.vendor.unwrap_or(rdb::Vendor::Redis);
     let encodings: BTreeMap<&str, u64> = (0..s.types.len())

@@ -131,6 +131,10 @@ pub struct Counts {
     pub commands: u64,
     /// FLUSHALL / FLUSHDB / SWAPDB among them.
     pub flushes: u64,
+    /// Hash fields left out because their expiry had passed.
+    pub expired_fields: u64,
+    /// Keys with something expired, kept for the log commands that write to them.
+    pub kept: u64,
 }
 
 impl Counts {
@@ -141,6 +145,8 @@ impl Counts {
         self.empty += o.empty;
         self.commands += o.commands;
         self.flushes += o.flushes;
+        self.expired_fields += o.expired_fields;
+        self.kept += o.kept;
     }
 }
 
@@ -174,6 +180,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let until = args.input.check_until(|| {
         sources.iter().filter_map(|s| aof::log_start(s.bytes()).map(|at| &s.bytes()[at..])).collect()
     })?;
+    let inputs = files.iter().zip(&sources).map(|(f, s)| (s.bytes(), args.input.allow_truncated && f.last_of_set));
+    let log_keys = crate::expiry::LogKeysOnce::new(inputs.collect(), &job.filter, until);
     let stdout = std::io::stdout();
     let mut out = Output::new(stdout.lock());
     out.until = until;
@@ -182,7 +190,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         let allow_truncated = args.input.allow_truncated && file.last_of_set;
         let data = source.bytes();
         let result = if aof::is_rdb(data) {
-            print_rdb(data, &job, &mut out).and_then(|trailing| {
+            print_rdb(data, &job, &log_keys, &mut out).and_then(|trailing| {
                 let tail = &data[data.len() - trailing..];
                 match tail.first() {
                     Some(b'*' | b'#') => print_log(tail, data.len() - trailing, &job, &mut out, allow_truncated),
@@ -223,6 +231,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             Err(PrintError::Usage(msg)) => return Err(anyhow::anyhow!("{name}: {msg}")),
         }
     }
+    if let Err(e) = out.write_cleanup() {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return Ok(super::EXIT_OK);
+        }
+        return Err(anyhow::anyhow!("writing output: {e}"));
+    }
     match out.sink.flush() {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(super::EXIT_OK),
         other => other?,
@@ -232,6 +246,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if job.translate.is_some() {
         let stats = &out.stats;
         counts.expired += stats.skipped_expired;
+        counts.expired_fields += stats.skipped_expired_fields;
         if stats.refused > 0 {
             code = super::EXIT_PROBLEMS;
         }
@@ -266,12 +281,23 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let keys_seen = counts.printed + counts.filtered + counts.expired + counts.empty;
     if !args.quiet && (keys_seen > 0 || counts.commands + tally.filtered == 0) {
         eprintln!(
-            "printed {} keys; left out: {} by filters, {} expired{}, {} empty collections (Redis skips them too)",
+            "printed {} keys; left out: {} by filters, {} expired{}{}, {} empty collections (Redis skips them too)",
             counts.printed,
             counts.filtered,
             counts.expired,
+            match counts.expired_fields {
+                0 => String::new(),
+                n => format!(" (and {n} expired hash fields)"),
+            },
             if job.filter.keep_expired { "" } else { " (--keep-expired keeps them)" },
             counts.empty
+        );
+    }
+    if !args.quiet && counts.kept > 0 && job.translate.is_none() {
+        eprintln!(
+            "kept {} keys whose expiry (or some of whose fields' expiry) has passed: AOF commands write to them, \
+             and Redis expires nothing while it loads an AOF",
+            counts.kept
         );
     }
     Ok(code)
@@ -297,9 +323,27 @@ pub struct Output<W: Write> {
     pub until: Option<aof::Until>,
     /// What the filters did to AOF commands.
     pub tally: aof::select::Tally,
+    /// RESP: keys sent with the expiry sentinel, to clean up after the last log.
+    kept: Vec<crate::expiry::Kept>,
 }
 
 impl<W: Write> Output<W> {
+    /// RESP: the scripts that end the kept keys (see [`crate::expiry`]), after everything.
+    fn write_cleanup(&mut self) -> std::io::Result<()> {
+        let mut buf = Vec::new();
+        for k in std::mem::take(&mut self.kept) {
+            if k.db != self.selected {
+                array_header(&mut buf, 2);
+                bulk(&mut buf, b"SELECT");
+                bulk_u64(&mut buf, k.db);
+                self.selected = k.db;
+                self.stats.commands += 1;
+            }
+            self.stats.commands += crate::expiry::encode_cleanup(&mut buf, &k);
+        }
+        self.sink.write_all(&buf)
+    }
+
     pub fn new(sink: W) -> Output<W> {
         Output {
             sink,
@@ -308,6 +352,7 @@ impl<W: Write> Output<W> {
             selected: 0,
             until: None,
             tally: Default::default(),
+            kept: Vec::new(),
         }
     }
 }
@@ -336,12 +381,18 @@ struct Batch {
     stats: Option<Stats>,
     dbs: Option<(u64, u64)>,
     error: Option<crate::rdb::Error>,
+    kept: Vec<crate::expiry::Kept>,
 }
 
 /// Decodes one RDB (in parallel batches) and writes what the filter selects to the
 /// output, in file order. Returns how many bytes follow the RDB (an AOF's commands after
 /// an RDB preamble).
-pub fn print_rdb<W: Write>(data: &[u8], job: &Job, out: &mut Output<W>) -> Result<usize, PrintError> {
+pub fn print_rdb<W: Write>(
+    data: &[u8],
+    job: &Job,
+    log_keys: &crate::expiry::LogKeysOnce<'_>,
+    out: &mut Output<W>,
+) -> Result<usize, PrintError> {
     let mut trailing = 0;
     let extras = job.filter.selects_everything() && job.format != Format::Text;
     // Output buffers go back and forth between the writer and the workers.
@@ -360,15 +411,17 @@ pub fn print_rdb<W: Write>(data: &[u8], job: &Job, out: &mut Output<W>) -> Resul
             let mut translator =
                 job.translate.as_ref().map(|cfg| Translator::for_batch(cfg.clone(), header.vendor, header.version));
             let mut trailing = None;
+            let mut kept = Vec::new();
             let r = decode_span(data, header, span, |item, _| {
                 if let Item::End { trailing: t, .. } = item {
                     trailing = Some(t);
                 }
-                render(item, job, extras, translator.as_mut(), &mut buf, &mut counts);
+                let mut r = Render { job, extras, log_keys, buf: &mut buf, counts: &mut counts, kept: &mut kept };
+                r.item(item, translator.as_mut());
                 Ok(())
             });
             let dbs = translator.as_ref().and_then(Translator::batch_dbs);
-            Batch { buf, trailing, counts, stats: translator.map(|t| t.stats), dbs, error: r.err() }
+            Batch { buf, trailing, counts, stats: translator.map(|t| t.stats), dbs, error: r.err(), kept }
         },
         |mut batch| {
             if let Some((entry, exit)) = batch.dbs {
@@ -390,6 +443,7 @@ pub fn print_rdb<W: Write>(data: &[u8], job: &Job, out: &mut Output<W>) -> Resul
             }
             let written = out.sink.write_all(&batch.buf);
             out.counts.merge(batch.counts);
+            out.kept.append(&mut batch.kept);
             if let Some(stats) = batch.stats {
                 out.stats.merge(stats);
             }
@@ -666,49 +720,90 @@ fn print_log_parallel<W: Write>(
     Ok(read)
 }
 
-/// Renders one item of the file into `buf`.
-fn render(
-    item: Item<'_>,
-    job: &Job,
+/// Renders the items of one batch.
+struct Render<'r, 'k> {
+    job: &'r Job,
+    /// Functions and scripts are printed too (no key filter, not text).
     extras: bool,
-    translator: Option<&mut Translator>,
-    buf: &mut Vec<u8>,
-    counts: &mut Counts,
-) {
-    let filter = &job.filter;
-    match item {
-        Item::Record(rec) => {
-            if !filter.keep_expired && filter.is_expired(&rec) {
-                counts.expired += 1;
-            } else if filter.accepts(&rec) {
-                match (job.format, translator) {
-                    (Format::Resp, Some(t)) => {
-                        if t.record(&rec, buf) {
-                            counts.printed += 1;
-                        }
-                    }
-                    (Format::Text, _) => {
-                        text::write_record(buf, &rec);
-                        counts.printed += 1;
-                    }
-                    _ => {
-                        json::write_record(buf, &rec);
-                        counts.printed += 1;
-                    }
+    log_keys: &'r crate::expiry::LogKeysOnce<'k>,
+    buf: &'r mut Vec<u8>,
+    counts: &'r mut Counts,
+    /// RESP: keys sent with the expiry sentinel.
+    kept: &'r mut Vec<crate::expiry::Kept>,
+}
+
+impl Render<'_, '_> {
+    /// Renders one item of the file into `buf`.
+    fn item(&mut self, item: Item<'_>, translator: Option<&mut Translator>) {
+        let (job, extras) = (self.job, self.extras);
+        match item {
+            Item::Record(rec) => match (job.format, translator) {
+                (Format::Resp, Some(t)) => self.command_record(rec, t),
+                _ => self.record(rec),
+            },
+            Item::EmptyKey { .. } => self.counts.empty += 1,
+            Item::Function(f) if extras => match translator {
+                Some(t) => t.function(&f, self.buf),
+                None => json::write_function(self.buf, &f),
+            },
+            Item::Aux { key, value } if extras && key.bytes().as_ref() == b"lua" => match translator {
+                Some(t) => t.script(&value, self.buf),
+                None => json::write_script(self.buf, &value),
+            },
+            _ => {}
+        }
+    }
+
+    /// A key as JSON or text: what has expired is left out (keys, then hash fields), but
+    /// for keys that a log command of the job writes to (see [`crate::expiry`]).
+    fn record(&mut self, mut rec: crate::rdb::Record<'_>) {
+        let filter = &self.job.filter;
+        let mut drop_fields = false;
+        if !filter.keep_expired {
+            let expired = crate::expiry::Expired::of(&rec, filter.now_ms);
+            if !expired.none() {
+                if self.log_keys.get().contains(rec.db, &rec.key.bytes()) {
+                    self.counts.kept += filter.selects(&rec) as u64;
+                } else if expired.whole() {
+                    self.counts.expired += 1;
+                    self.counts.expired_fields += expired.fields;
+                    return;
+                } else {
+                    drop_fields = true;
                 }
-            } else {
-                counts.filtered += 1;
             }
         }
-        Item::EmptyKey { .. } => counts.empty += 1,
-        Item::Function(f) if extras => match translator {
-            Some(t) => t.function(&f, buf),
-            None => json::write_function(buf, &f),
-        },
-        Item::Aux { key, value } if extras && key.bytes().as_ref() == b"lua" => match translator {
-            Some(t) => t.script(&value, buf),
-            None => json::write_script(buf, &value),
-        },
-        _ => {}
+        if !filter.selects(&rec) {
+            self.counts.filtered += 1;
+            return;
+        }
+        if drop_fields {
+            self.counts.expired_fields += crate::expiry::drop_expired_fields(&mut rec, filter.now_ms);
+        }
+        match self.job.format {
+            Format::Text => text::write_record(self.buf, &rec),
+            _ => json::write_record(self.buf, &rec),
+        }
+        self.counts.printed += 1;
+    }
+
+    /// A key as commands: the translator leaves out what has expired, but for keys that
+    /// a log command of the job writes to, which it sends with the expiry sentinel.
+    fn command_record(&mut self, rec: crate::rdb::Record<'_>, t: &mut Translator) {
+        if !self.job.filter.selects(&rec) {
+            self.counts.filtered += 1;
+            return;
+        }
+        let kept = t.expiry_now().is_some_and(|now| {
+            !crate::expiry::Expired::of(&rec, now).none() && self.log_keys.get().contains(rec.db, &rec.key.bytes())
+        });
+        if kept {
+            if let Some(k) = t.record_kept(&rec, self.buf) {
+                self.kept.push(k);
+                self.counts.printed += 1;
+            }
+        } else if t.record(&rec, self.buf) {
+            self.counts.printed += 1;
+        }
     }
 }

@@ -514,6 +514,8 @@ pub fn run(cfg: &Config, inputs: &[Input<'_>]) -> Result<Report, Error> {
         (path.clone(), checkpoint::Checkpoint { run: run_id, connections: shape.n, inputs: ids, options, resume: from })
     });
 
+    let log_keys =
+        crate::expiry::LogKeysOnce::new(inputs.iter().map(|i| (i.data, i.allow_truncated)).collect(), &cfg.filter, cfg.until);
     let progress = Progress::start(cfg.progress, report.input_bytes);
     let mut engine = Engine::start(cfg, &shape, tcfg, report, run_id, ck)?;
     engine.sent_commands = progress.commands.clone();
@@ -527,14 +529,20 @@ pub fn run(cfg: &Config, inputs: &[Input<'_>]) -> Result<Report, Error> {
         if engine.stopped() {
             break;
         }
+        let skip_to = if file == from.file { from.offset as usize } else { 0 };
+        if (file < from.file || skip_to > 0) && aof::is_rdb(input.data) {
+            // Resuming: the keys an earlier run sent with the expiry sentinel still
+            // need their cleanup.
+            let upto = if file < from.file { input.data.len() } else { skip_to };
+            engine.kept_before(input, upto, &log_keys);
+        }
         if file < from.file {
             done_before += input.data.len() as u64;
             continue;
         }
-        let skip_to = if file == from.file { from.offset as usize } else { 0 };
         let mut tail = Some(0);
         if aof::is_rdb(input.data) {
-            tail = engine.snapshot(file, input, skip_to, &existing, &progress, done_before);
+            tail = engine.snapshot(file, input, skip_to, &existing, &log_keys, &progress, done_before);
             if let Some(t) = tail {
                 let at = input.data.len() - t;
                 tail = matches!(input.data.get(at), Some(b'*' | b'#')).then_some(at);
@@ -548,6 +556,9 @@ pub fn run(cfg: &Config, inputs: &[Input<'_>]) -> Result<Report, Error> {
         // Everything of one file is applied before the next starts (a FUNCTION LOAD of
         // the snapshot before an FCALL of the log).
         engine.drain_all();
+    }
+    if !engine.stopped() {
+        engine.cleanup(inputs);
     }
     drop(progress);
     let mut report = engine.finish(inputs);
@@ -1020,6 +1031,8 @@ struct SnapBatch {
     trailing: Option<usize>,
     end_offset: u64,
     error: Option<rdb::Error>,
+    /// Keys sent with the expiry sentinel, for the cleanup after the last log.
+    kept: Vec<crate::expiry::Kept>,
 }
 
 struct Engine<'c> {
@@ -1054,6 +1067,8 @@ struct Engine<'c> {
     checkpoint: Option<(std::path::PathBuf, checkpoint::Checkpoint)>,
     last_checkpoint: Instant,
     until: Option<aof::Until>,
+    /// Keys sent with the expiry sentinel (see [`crate::expiry`]).
+    kept: Vec<crate::expiry::Kept>,
 }
 
 impl<'c> Engine<'c> {
@@ -1090,6 +1105,7 @@ impl<'c> Engine<'c> {
             checkpoint,
             last_checkpoint: Instant::now(),
             until: cfg.until,
+            kept: Vec::new(),
         };
         if cfg.dry_run {
             return Ok(e);
@@ -1342,12 +1358,14 @@ impl<'c> Engine<'c> {
 
     /// Replays a snapshot; returns the bytes after its end (a preamble AOF's commands),
     /// `None` when it stopped.
+    #[allow(clippy::too_many_arguments)]
     fn snapshot(
         &mut self,
         file: usize,
         input: &Input<'_>,
         skip_to: usize,
         existing: &HashSet<Vec<u8>>,
+        log_keys: &crate::expiry::LogKeysOnce<'_>,
         progress: &Progress,
         done_before: u64,
     ) -> Option<usize> {
@@ -1427,7 +1445,16 @@ impl<'c> Engine<'c> {
                                 }
                             }
                             let (start, first, before) = (b.buf.len(), b.ends.len(), t.stats.commands);
-                            if !t.record(&rec, &mut b.buf) {
+                            // A key a later log command writes to keeps what has expired.
+                            let kept = t.expiry_now().is_some_and(|now| {
+                                !crate::expiry::Expired::of(&rec, now).none() && log_keys.get().contains(rec.db, &key)
+                            });
+                            if kept {
+                                match t.record_kept(&rec, &mut b.buf) {
+                                    Some(k) => b.kept.push(k),
+                                    None => return Ok(()),
+                                }
+                            } else if !t.record(&rec, &mut b.buf) {
                                 return Ok(());
                             }
                             let mut at = start;
@@ -1449,6 +1476,10 @@ impl<'c> Engine<'c> {
                                 b.ends.truncate(first);
                                 let why = format!("twemproxy does not take {name} (--mode restore carries this key)");
                                 t.retract(&rec.key, t.stats.commands - before, why);
+                                if kept {
+                                    b.kept.pop();
+                                    t.stats.kept_for_log -= 1;
+                                }
                                 return Ok(());
                             }
                             if exists {
@@ -1497,6 +1528,7 @@ impl<'c> Engine<'c> {
                 self.report.created += b.created;
                 self.report.replaced += b.replaced;
                 self.report.refused.merge(b.refused);
+                self.kept.append(&mut b.kept);
                 for &(conn, db, first, end, at) in &b.pieces {
                     if first == end {
                         continue;
@@ -1536,6 +1568,60 @@ impl<'c> Engine<'c> {
             return None;
         }
         trailing
+    }
+
+    /// The keys of `input` before byte `upto` that a run sent with the expiry sentinel.
+    fn kept_before(&mut self, input: &Input<'_>, upto: usize, log_keys: &crate::expiry::LogKeysOnce<'_>) {
+        let Some(now) = self.tcfg.expiry_now() else { return };
+        let (cfg, shape) = (self.cfg, self.shape);
+        let mut kept = Vec::new();
+        let _ = pipeline::run(
+            input.data,
+            &cfg.plan,
+            |header, span| {
+                let mut found = Vec::new();
+                let _ = decode_span(input.data, header, span, |item, end| {
+                    if let Item::Record(rec) = item {
+                        if end as usize <= upto
+                            && cfg.filter.accepts(&rec)
+                            && shape.db(rec.db).is_some()
+                            && !crate::expiry::Expired::of(&rec, now).none()
+                            && log_keys.get().contains(rec.db, &rec.key.bytes())
+                        {
+                            found.push(crate::expiry::Kept::of(&rec, now));
+                        }
+                    }
+                    Ok(())
+                });
+                found
+            },
+            |mut found| {
+                kept.append(&mut found);
+                true
+            },
+        );
+        self.kept.append(&mut kept);
+    }
+
+    /// After the last log: the scripts that delete what the kept keys still hold with
+    /// the expiry sentinel (see [`crate::expiry`]), each on its key's connection. They
+    /// may run twice (a resumed run sends them again): they only delete what still has
+    /// the sentinel.
+    fn cleanup(&mut self, inputs: &[Input<'_>]) {
+        let Some(last) = inputs.len().checked_sub(1) else { return };
+        let pos = Position { file: last, offset: inputs[last].data.len() as u64 };
+        let mut buf = Vec::new();
+        for k in std::mem::take(&mut self.kept) {
+            let Some(db) = self.shape.db(k.db) else { continue };
+            buf.clear();
+            let n = crate::expiry::encode_cleanup(&mut buf, &k);
+            self.report.stats.commands += n;
+            let mut ends = Vec::with_capacity(n as usize);
+            push_ends(&buf, 0, &mut ends);
+            let conn = self.shape.conn(&k.key);
+            self.route(conn, Some(db), &buf, 0, &ends, Origin { pos, resendable: true });
+        }
+        self.drain_all();
     }
 
     /// Replays the command log at `data[base..]`.

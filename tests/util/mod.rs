@@ -13,8 +13,13 @@ pub fn testdata(name: &str) -> PathBuf {
 }
 
 /// The fixtures and the server version that wrote each.
-pub const FIXTURES: [(&str, &str); 4] =
-    [("redis-6.2.rdb", "6.2"), ("redis-7.0.rdb", "7.0"), ("redis-8.2.rdb", "8.2"), ("redis-8.2-module.rdb", "8.2")];
+pub const FIXTURES: [(&str, &str); 5] = [
+    ("redis-6.2.rdb", "6.2"),
+    ("redis-7.0.rdb", "7.0"),
+    ("redis-8.2.rdb", "8.2"),
+    ("redis-8.2-module.rdb", "8.2"),
+    ("redis-8.2-field-ttl.rdb", "8.2"),
+];
 
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_redis-migration"))
