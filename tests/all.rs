@@ -7,4 +7,5 @@ mod bad_input;
 mod cli;
 mod oracle;
 mod replay;
+mod sanitize;
 mod translate;

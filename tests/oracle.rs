@@ -426,7 +426,8 @@ fn oracle_redis_8_2_field_ttl() {
 #[test]
 fn expired_hash_fields_are_left_out() {
     let file = testdata("redis-8.2-field-ttl.rdb");
-    let fields = |args: &[&str]| -> (BTreeMap<String, Vec<(String, Option<i64>)>>, String) {
+    type Fields = BTreeMap<String, Vec<(String, Option<i64>)>>;
+    let fields = |args: &[&str]| -> (Fields, String) {
         let mut all = vec!["print", "--format", "json"];
         all.extend_from_slice(args);
         all.push(file.to_str().unwrap());
@@ -449,8 +450,7 @@ fn expired_hash_fields_are_left_out() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let mut expired_fields = 0;
     for (key, every) in &all {
-        let passed: Vec<&String> =
-            every.iter().filter(|(_, t)| t.is_some_and(|t| t <= now)).map(|(f, _)| f).collect();
+        let passed: Vec<&String> = every.iter().filter(|(_, t)| t.is_some_and(|t| t <= now)).map(|(f, _)| f).collect();
         expired_fields += passed.len();
         match live.get(key) {
             Some(kept) => {
@@ -465,4 +465,3 @@ fn expired_hash_fields_are_left_out() {
     assert!(!live.contains_key("soon:all") && !live.contains_key("soon:big-all"), "{live:?}");
     assert!(report.contains("3 expired (and "), "{report}");
 }
-

@@ -6,6 +6,10 @@ use super::container::{le_bytes, ContainerError, ContainerResult};
 pub fn parse(blob: &[u8], mut f: impl FnMut(i64)) -> ContainerResult<usize> {
     let width = u32::from_le_bytes(le_bytes(blob, 0, "intset encoding")?) as usize;
     let len = u32::from_le_bytes(le_bytes(blob, 4, "intset length")?) as usize;
+    // `intset.c`, `intsetValidateIntegrity`: an empty intset is damage, not an empty key.
+    if len == 0 {
+        return Err(ContainerError::new(4, "intset holds no elements"));
+    }
     if !matches!(width, 2 | 4 | 8) {
         return Err(ContainerError::new(0, format!("intset element width {width}, expected 2, 4 or 8")));
     }

@@ -59,14 +59,13 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
             continue;
         }
         let blen = backlen_size(size);
-        let back =
-            blob.get(pos..pos + blen).ok_or_else(|| ContainerError::new(pos, "listpack backlen runs past the end"))?;
-        let mut value = 0usize;
-        for (k, &b) in back.iter().rev().enumerate() {
-            value |= ((b & 0x7f) as usize) << (7 * k);
+        if pos + blen > blob.len() {
+            return Err(ContainerError::new(pos, "listpack backlen runs past the end"));
         }
-        if value != size {
-            return Err(ContainerError::new(pos, format!("listpack backlen says {value}, entry is {size} bytes")));
+        let value = decode_backlen(blob, pos + blen - 1);
+        if value != Some(size) {
+            let said = value.map_or_else(|| "more than 5 bytes".to_string(), |v| v.to_string());
+            return Err(ContainerError::new(pos, format!("listpack backlen says {said}, entry is {size} bytes")));
         }
         pos += blen;
         count += 1;
@@ -79,6 +78,21 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
         return Err(ContainerError::new(4, format!("listpack header counts {declared} entries, found {count}")));
     }
     Ok(count)
+}
+
+/// Reads a backlen backwards from its last byte, as Redis does (`listpack.c`,
+/// `lpDecodeBacklen`): 7 bits a byte, while the high bit says more precede; `None` past
+/// five bytes.
+fn decode_backlen(blob: &[u8], last: usize) -> Option<usize> {
+    let mut value = 0usize;
+    for k in 0..5 {
+        let b = *blob.get(last.checked_sub(k)?)?;
+        value |= ((b & 0x7f) as usize) << (7 * k);
+        if b & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
 }
 
 fn backlen_size(l: usize) -> usize {

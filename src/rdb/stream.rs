@@ -6,7 +6,7 @@ use super::container::{parse_canonical_i64, Entry};
 use super::cursor::{bounded_capacity, Cursor};
 use super::error::{Error, Result};
 use super::string::{read_blob, read_len, read_str, Blob};
-use super::types::{Consumer, ConsumerGroup, PendingEntry, Stream, StreamEntry, StreamId, StreamIdmp};
+use super::types::{Consumer, ConsumerGroup, PendingEntry, Str, Stream, StreamEntry, StreamId, StreamIdmp};
 use super::value::{collect_listpack_entries, RDB_TYPE_STREAM_LISTPACKS_2, RDB_TYPE_STREAM_LISTPACKS_3};
 
 const STREAM_ITEM_FLAG_DELETED: i64 = 1;
@@ -20,9 +20,13 @@ pub fn read_stream<'a>(cur: &mut Cursor<'a>, t: u8, keep_entries: bool) -> Resul
         26 => 4,
         _ => 1,
     };
+    let nodes_at = cur.offset();
     let nodes = read_len(cur, "stream node count")?;
     let mut entries = Vec::new();
     let mut scratch = Vec::new();
+    // Master IDs with where each was read: Redis refuses a stream that repeats one
+    // (`rdb.c`, `rdbLoadObject`: "Listpack re-added with existing key").
+    let mut masters: Vec<(StreamId, u64)> = Vec::with_capacity(bounded_capacity(nodes, cur.remaining(), 18));
     for _ in 0..nodes {
         let at = cur.offset();
         let node_key = read_str(cur)?;
@@ -34,10 +38,19 @@ pub fn read_stream<'a>(cur: &mut Cursor<'a>, t: u8, keep_entries: bool) -> Resul
             ));
         }
         let master = raw_id(&node_key);
+        masters.push((master, at));
         let blob = read_blob(cur, "stream listpack")?;
         read_node(&blob, master, keep_entries.then_some(&mut entries), &mut scratch)?;
     }
+    masters.sort_unstable();
+    if let Some(w) = masters.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(Error::corrupt(w[0].1.max(w[1].1), format!("stream node master ID {} appears twice", w[0].0)));
+    }
+    let length_at = cur.offset();
     let length = read_len(cur, "stream length")?;
+    if nodes == 0 && length != 0 {
+        return Err(Error::corrupt(length_at, format!("stream length {length} with no nodes (at {nodes_at})")));
+    }
     let last_id = read_id(cur)?;
     let (first_id, max_deleted_id, entries_added) = if version >= 2 {
         let first = read_id(cur)?;
@@ -49,11 +62,26 @@ pub fn read_stream<'a>(cur: &mut Cursor<'a>, t: u8, keep_entries: bool) -> Resul
     };
     let ngroups = read_len(cur, "consumer group count")?;
     let mut groups = Vec::with_capacity(bounded_capacity(ngroups, cur.remaining(), 4));
+    let mut names = Vec::with_capacity(groups.capacity());
     for _ in 0..ngroups {
+        names.push(cur.offset());
         groups.push(read_group(cur, version)?);
+    }
+    // `t_stream.c`, `streamCreateCG`: one group per name.
+    if let Some((i, name)) = first_repeat(groups.iter().map(|g| &g.name)) {
+        return Err(Error::corrupt(names[i], format!("consumer group \"{name}\" appears twice")));
     }
     let idmp = if version >= 4 { Some(read_idmp(cur)?) } else { None };
     Ok(Stream { entries, length, last_id, first_id, max_deleted_id, entries_added, groups, idmp })
+}
+
+/// The index of the first name equal to an earlier one, and that name (as text).
+fn first_repeat<'s, 'a: 's>(names: impl Iterator<Item = &'s Str<'a>>) -> Option<(usize, String)> {
+    let mut seen: Vec<(std::borrow::Cow<'s, [u8]>, usize)> = names.map(Str::bytes).zip(0..).collect();
+    // By name, then position: in a run of equal names, each but the first repeats one.
+    seen.sort_unstable();
+    let (i, name) = seen.windows(2).filter(|w| w[0].0 == w[1].0).map(|w| (w[1].1, &w[1].0)).min_by_key(|r| r.0)?;
+    Some((i, crate::rdb::escape_key(name)))
 }
 
 fn raw_id(b: &[u8]) -> StreamId {
@@ -106,8 +134,8 @@ fn read_node<'a>(
         lp.get(i).ok_or_else(|| blob.error("stream listpack", 0, &format!("ends inside an entry (element {i})")))
     };
     // Master entry: live count, deleted count, master field count, fields, terminator 0.
-    let _live = count_at(0, "live entry count")?;
-    let _deleted = count_at(1, "deleted entry count")?;
+    let live = count_at(0, "live entry count")?;
+    let deleted = count_at(1, "deleted entry count")?;
     let nmaster = count_at(2, "master field count")?;
     let master_fields: Vec<usize> = (3..3 + nmaster).collect();
     let mut i = 3 + nmaster;
@@ -115,7 +143,9 @@ fn read_node<'a>(
         return Err(blob.error("stream listpack", 0, "master entry terminator is not 0"));
     }
     i += 1;
+    let mut found = 0usize;
     while i < lp.len() {
+        found += 1;
         let start = i;
         let flags = int_at(i, "entry flags")?;
         let ms_delta = int_at(i + 1, "entry ID ms delta")?;
@@ -162,6 +192,15 @@ fn read_node<'a>(
             out.push(StreamEntry { id, fields });
         }
     }
+    // `t_stream.c`, `streamValidateListpackIntegrity`: the node holds exactly the live
+    // and deleted entries its master entry counts.
+    if found != live + deleted {
+        return Err(blob.error(
+            "stream listpack",
+            0,
+            &format!("{found} entries, the master entry counts {live} live and {deleted} deleted"),
+        ));
+    }
     Ok(())
 }
 
@@ -174,6 +213,7 @@ fn read_group<'a>(cur: &mut Cursor<'a>, version: u8) -> Result<ConsumerGroup<'a>
     } else {
         None
     };
+    let pel_at = cur.offset();
     let npel = read_len(cur, "group PEL size")?;
     let mut pending = Vec::with_capacity(bounded_capacity(npel, cur.remaining(), 25));
     for _ in 0..npel {
@@ -184,9 +224,17 @@ fn read_group<'a>(cur: &mut Cursor<'a>, version: u8) -> Result<ConsumerGroup<'a>
     }
     let mut pel_ids: Vec<StreamId> = pending.iter().map(|p| p.id).collect();
     pel_ids.sort_unstable();
+    if let Some(w) = pel_ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(Error::corrupt(pel_at, format!("group PEL holds entry {} twice", w[0])));
+    }
+    // Which group PEL entries a consumer owns (`rdb.c`, `rdbLoadObject`: with deep
+    // sanitization, an entry no consumer owns is refused).
+    let mut owned_any = vec![false; pel_ids.len()];
     let nconsumers = read_len(cur, "consumer count")?;
     let mut consumers = Vec::with_capacity(bounded_capacity(nconsumers, cur.remaining(), 10));
+    let mut consumer_at = Vec::with_capacity(consumers.capacity());
     for _ in 0..nconsumers {
+        consumer_at.push(cur.offset());
         let cname = read_str(cur)?;
         let seen_time_ms = cur.read_i64_le("a consumer seen time")?;
         let active_time_ms = if version >= 3 { Some(cur.read_i64_le("a consumer active time")?) } else { None };
@@ -196,12 +244,28 @@ fn read_group<'a>(cur: &mut Cursor<'a>, version: u8) -> Result<ConsumerGroup<'a>
             let at = cur.offset();
             let id = read_raw_id(cur)?;
             // Redis refuses a consumer PEL entry that is not in the group PEL.
-            if pel_ids.binary_search(&id).is_err() {
-                return Err(Error::corrupt(at, format!("consumer PEL entry {id} is not in the group PEL")));
+            match pel_ids.binary_search(&id) {
+                Ok(k) => owned_any[k] = true,
+                Err(_) => return Err(Error::corrupt(at, format!("consumer PEL entry {id} is not in the group PEL"))),
             }
             owned.push(id);
         }
+        let mut sorted = owned.clone();
+        sorted.sort_unstable();
+        if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::corrupt(
+                *consumer_at.last().unwrap_or(&0),
+                format!("consumer PEL holds entry {} twice", w[0]),
+            ));
+        }
         consumers.push(Consumer { name: cname, seen_time_ms, active_time_ms, pending: owned });
+    }
+    // `t_stream.c`, `streamCreateConsumer`: one consumer per name in a group.
+    if let Some((i, name)) = first_repeat(consumers.iter().map(|c| &c.name)) {
+        return Err(Error::corrupt(consumer_at[i], format!("consumer \"{name}\" appears twice in its group")));
+    }
+    if let Some(k) = owned_any.iter().position(|&o| !o) {
+        return Err(Error::corrupt(pel_at, format!("group PEL entry {} has no consumer", pel_ids[k])));
     }
     Ok(ConsumerGroup { name, last_delivered_id, entries_read, pending, consumers })
 }

@@ -225,11 +225,3 @@ pub fn parse_score(text: &[u8]) -> Option<f64> {
     }
     s.parse::<f64>().ok()
 }
-
-/// Reads an RDB integer-as-string element's integer value, or parses a plain string.
-pub fn str_as_i64(s: &Str<'_>) -> Option<i64> {
-    match s {
-        Str::Int(i) => Some(*i),
-        other => super::container::parse_canonical_i64(&other.bytes()),
-    }
-}

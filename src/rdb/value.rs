@@ -5,7 +5,7 @@
 use super::container::{ContainerError, Entry};
 use super::cursor::{bounded_capacity, Cursor};
 use super::error::{Error, Result};
-use super::string::{read_blob, read_len, read_str, read_string_double, str_as_i64, Blob};
+use super::string::{read_blob, read_len, read_str, read_string_double, Blob};
 use super::types::{HashField, Str, Value};
 use super::{intset, listpack, module, stream, ziplist, zipmap, Vendor};
 
@@ -141,6 +141,8 @@ pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8, contents: boo
             let mut out = ListElems::new(contents, 0);
             for _ in 0..n {
                 let blob = read_blob(cur, "quicklist ziplist node")?;
+                quicklist_node_not_empty(&blob)?;
+                // A node holding an empty ziplist is skipped, as Redis skips it.
                 out.add_ziplist(&blob)?;
             }
             Value::List(out.items)
@@ -151,9 +153,17 @@ pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8, contents: boo
             for _ in 0..n {
                 let at = cur.offset();
                 match read_len(cur, "quicklist node container")? {
-                    QUICKLIST_NODE_CONTAINER_PLAIN => out.push(read_str(cur)?),
+                    QUICKLIST_NODE_CONTAINER_PLAIN => {
+                        let node_at = cur.offset();
+                        let s = read_str(cur)?;
+                        if s.is_empty() {
+                            return Err(Error::corrupt(node_at, "quicklist plain node of 0 bytes"));
+                        }
+                        out.push(s)
+                    }
                     QUICKLIST_NODE_CONTAINER_PACKED => {
                         let blob = read_blob(cur, "quicklist listpack node")?;
+                        quicklist_node_not_empty(&blob)?;
                         out.add_listpack(&blob)?;
                     }
                     c => {
@@ -195,7 +205,13 @@ pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8, contents: boo
             Value::Hash(out)
         }
         (Vendor::Redis, RDB_TYPE_HASH_METADATA) => {
+            let at = cur.offset();
             let min_expire = cur.read_i64_le("the hash minimum field expiry")?;
+            // `rdb.c`, `rdbLoadObject`: at most EB_EXPIRE_TIME_INVALID (2^48), which
+            // stands for "no field has an expiry".
+            if min_expire as u64 > EB_EXPIRE_TIME_MAX as u64 + 1 {
+                return Err(Error::corrupt(at, format!("hash minimum field expiry {min_expire} is out of range")));
+            }
             let n = read_len(cur, "hash size")?;
             let mut out = Vec::with_capacity(bounded_capacity(n, cur.remaining(), 3));
             for _ in 0..n {
@@ -231,10 +247,25 @@ pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8, contents: boo
             }
             let mut out = Vec::with_capacity(entries.len() / 3);
             let mut it = entries.into_iter();
+            // `rdb.c`, `_lpEntryValidation`: each expiry an integer entry in range, in
+            // ascending order, and the fields without one (0) last.
+            let mut last = -1i64;
             while let (Some(field), Some(value), Some(ttl)) = (it.next(), it.next(), it.next()) {
-                let ttl = str_as_i64(&ttl)
-                    .filter(|&v| (0..=EB_EXPIRE_TIME_MAX).contains(&v))
-                    .ok_or_else(|| blob.error("listpack", 0, "field expiry is not an integer in range"))?;
+                let Str::Int(ttl) = ttl else {
+                    return Err(blob.error("listpack", 0, "a field expiry is stored as a string, not an integer"));
+                };
+                if !(0..=EB_EXPIRE_TIME_MAX).contains(&ttl) {
+                    return Err(blob.error("listpack", 0, &format!("field expiry {ttl} is out of range")));
+                }
+                if ttl != 0 && (last == 0 || ttl < last) {
+                    let why = if last == 0 {
+                        format!("field expiry {ttl} after a field without one (those come last)")
+                    } else {
+                        format!("field expiry {ttl} after {last} (they are kept in ascending order)")
+                    };
+                    return Err(blob.error("listpack", 0, &why));
+                }
+                last = ttl;
                 out.push(HashField { field, value, expire_at_ms: (ttl != 0).then_some(ttl) });
             }
             Value::Hash(out)
@@ -242,6 +273,15 @@ pub fn read_value<'a>(cur: &mut Cursor<'a>, vendor: Vendor, t: u8, contents: boo
         _ => return Err(Error::unsupported(cur.offset().saturating_sub(1), format!("value type {t}"))),
     };
     Ok(if is_empty(&v) { None } else { Some(v) })
+}
+
+/// A quicklist node's blob may not be empty (`rdb.c`, `rdbLoadObject`: an encoded length
+/// of 0 is refused, for ziplist and listpack nodes alike).
+fn quicklist_node_not_empty(blob: &Blob<'_>) -> Result<()> {
+    if blob.data.is_empty() {
+        return Err(blob.error("quicklist node", 0, "node of 0 bytes"));
+    }
+    Ok(())
 }
 
 /// Largest field expiry Redis accepts (`EB_EXPIRE_TIME_MAX`, 2^48 - 1 ms).

@@ -108,7 +108,9 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
     if pos != blob.len() - 1 {
         return Err(ContainerError::new(pos, "ziplist end byte 0xFF before the end of the blob"));
     }
-    if zltail != last_start {
+    // Redis checks the tail against the last entry when there is one, else only that it
+    // falls inside the blob (`ziplist.c`, `ziplistValidateIntegrity`).
+    if (count > 0 && zltail != last_start) || zltail > blob.len() - 1 {
         return Err(ContainerError::new(4, format!("ziplist tail offset {zltail}, last entry starts at {last_start}")));
     }
     if zllen != u16::MAX && zllen as usize != count {

@@ -35,7 +35,11 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry, Entry)) -> ContainerResult<us
     if pos != blob.len() - 1 {
         return Err(ContainerError::new(pos, "zipmap end byte before the end of the blob"));
     }
-    // Redis accepts the count byte only when it is exact or the "count unknown" value 254.
+    // `zipmap.c`, `zipmapValidateIntegrity`: a zipmap with no pair is damage, not an empty
+    // key; the count byte is exact or 254 ("count unknown").
+    if count == 0 {
+        return Err(ContainerError::new(0, "zipmap holds no pairs"));
+    }
     if zmlen != 254 && zmlen as usize != count {
         return Err(ContainerError::new(0, format!("zipmap header counts {zmlen} pairs, found {count}")));
     }

@@ -514,8 +514,11 @@ pub fn run(cfg: &Config, inputs: &[Input<'_>]) -> Result<Report, Error> {
         (path.clone(), checkpoint::Checkpoint { run: run_id, connections: shape.n, inputs: ids, options, resume: from })
     });
 
-    let log_keys =
-        crate::expiry::LogKeysOnce::new(inputs.iter().map(|i| (i.data, i.allow_truncated)).collect(), &cfg.filter, cfg.until);
+    let log_keys = crate::expiry::LogKeysOnce::new(
+        inputs.iter().map(|i| (i.data, i.allow_truncated)).collect(),
+        &cfg.filter,
+        cfg.until,
+    );
     let progress = Progress::start(cfg.progress, report.input_bytes);
     let mut engine = Engine::start(cfg, &shape, tcfg, report, run_id, ck)?;
     engine.sent_commands = progress.commands.clone();
