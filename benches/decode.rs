@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use redis_migration::cli::check::{walk, Summary};
+use redis_migration::check::{walk, Summary};
 use redis_migration::pipeline::Plan;
 
 fn median_mbps(data: &[u8], plan: &Plan, repeat: usize) -> f64 {

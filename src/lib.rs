@@ -1,23 +1,29 @@
 //! redis-migration: read Redis snapshots and command logs, and move their data.
 //!
+//! - [`check`] is the deep check of inputs, a consumer of the input stream.
 //! - [`aof`] reads AOF command logs (plain, RDB-preamble, multi-part).
 //! - [`rdb`] decodes RDB files (every version, every encoding) into records.
 //! - [`expiry`] applies expiry as Redis does when it loads a snapshot, or a snapshot and a log.
 //! - [`filter`] selects records by db, key pattern, type and expiry.
 //! - [`output`] renders records as JSON lines or text.
 //! - [`glob`] is Redis's own glob matcher, over bytes.
+//! - [`input`] is the ordered input stream: every input of a job, in load order, to a consumer.
 //! - [`translate`] turns records into the commands that recreate them (RESP).
 //! - [`resp`] encodes RESP.
+//! - [`print`] writes the stream as JSON lines, text or RESP, a consumer of the input stream.
 //! - [`pipeline`] splits a file into batches decoded in parallel, delivered in order.
 //! - [`replay`] loads the stream into Redis or twemproxy over N pipelined connections.
 
 pub mod aof;
+pub mod check;
 pub mod cli;
 pub mod expiry;
 pub mod filter;
 pub mod glob;
+pub mod input;
 pub mod output;
 pub mod pipeline;
+pub mod print;
 pub mod rdb;
 pub mod replay;
 pub mod resp;

@@ -54,14 +54,16 @@ pub struct Span<'a> {
 }
 
 /// Cuts an RDB into spans.
-struct Skimmer<'a> {
+struct Skimmer<'a, 'e> {
     parser: Parser<'a>,
     len: usize,
     batch: usize,
     done: bool,
+    /// Set when the skim reaches the EOF opcode: the bytes after the trailer.
+    trailing: &'e std::cell::Cell<Option<usize>>,
 }
 
-impl<'a> Iterator for Skimmer<'a> {
+impl<'a> Iterator for Skimmer<'a, '_> {
     type Item = Span<'a>;
 
     fn next(&mut self) -> Option<Span<'a>> {
@@ -72,7 +74,12 @@ impl<'a> Iterator for Skimmer<'a> {
         let state = self.parser.state();
         loop {
             match self.parser.next_item() {
-                Ok(Some(Item::End { .. })) | Ok(None) => {
+                Ok(Some(Item::End { trailing, .. })) => {
+                    self.trailing.set(Some(trailing));
+                    self.done = true;
+                    return Some(Span { start, end: self.len, state, skim_error: None });
+                }
+                Ok(None) => {
                     self.done = true;
                     return Some(Span { start, end: self.len, state, skim_error: None });
                 }
@@ -149,13 +156,14 @@ fn pool(threads: usize) -> Option<Arc<rayon::ThreadPool>> {
 
 /// Runs `work` over every span of `data` (on `plan.threads` threads) and hands the results
 /// to `deliver` in file order. `deliver` returns false to stop early (an error, a closed
-/// pipe); spans not yet started are then skipped. Returns the header error, if any.
+/// pipe); spans not yet started are then skipped. Returns the header error, if any; else
+/// when the skim reached the EOF opcode, the header and the bytes after the trailer.
 pub fn run<'a, T: Send>(
     data: &'a [u8],
     plan: &Plan,
     work: impl Fn(Header, &Span<'a>) -> T + Sync,
     deliver: impl FnMut(T) -> bool,
-) -> rdb::Result<()> {
+) -> rdb::Result<Option<(Header, usize)>> {
     run_from(data, 0, plan, work, deliver)
 }
 
@@ -169,7 +177,7 @@ pub fn run_from<'a, T: Send>(
     plan: &Plan,
     work: impl Fn(Header, &Span<'a>) -> T + Sync,
     deliver: impl FnMut(T) -> bool,
-) -> rdb::Result<()> {
+) -> rdb::Result<Option<(Header, usize)>> {
     let parser = Parser::new(data)?;
     let header = parser.header();
     let mut parser = parser.skim(true);
@@ -189,10 +197,11 @@ pub fn run_from<'a, T: Send>(
             Some(_) => {}
         }
     }
-    let skimmer = Skimmer { parser, len: data.len(), batch: plan.batch_bytes.max(1), done: false };
+    let trailing = std::cell::Cell::new(None);
+    let skimmer = Skimmer { parser, len: data.len(), batch: plan.batch_bytes.max(1), done: false, trailing: &trailing };
     let parallel = plan.threads > 1 && data.len() > plan.batch_bytes;
     ordered(skimmer, plan.threads, plan.in_flight, parallel, |span| work(header, &span), deliver);
-    Ok(())
+    Ok(trailing.get().map(|t| (header, t)))
 }
 
 /// Runs `work` over every span (on `threads` threads when `parallel`) and hands the

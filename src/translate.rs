@@ -247,74 +247,36 @@ pub struct Translator {
     /// The file's vendor and RDB version (set per input).
     pub vendor: Vendor,
     pub file_rdb_version: u32,
-    /// The database the output stream has selected (`None`: track nothing, never SELECT).
-    selected: Option<u64>,
-    /// Batch mode: the first record's SELECT is left to whoever joins the batches.
-    deferred: bool,
-    /// The db the first record of a deferred batch needs selected.
-    entry_db: Option<u64>,
+    /// Where each command written ends in the output, when asked (see
+    /// [`Translator::keep_ends`]).
+    ends: Option<Vec<usize>>,
 }
 
 impl Translator {
-    /// A translator whose output starts on db 0 and SELECTs when the db changes.
-    pub fn new(cfg: Config) -> Translator {
-        Translator {
-            cfg,
-            stats: Stats::default(),
-            vendor: Vendor::Redis,
-            file_rdb_version: 0,
-            selected: Some(0),
-            deferred: false,
-            entry_db: None,
-        }
+    /// A translator for records of a file of `vendor` and `rdb_version`. It never selects a
+    /// database: whoever writes its output out puts each record's commands on a stream
+    /// (or a connection) that is on the record's db.
+    pub fn new(cfg: Config, vendor: Vendor, rdb_version: u32) -> Translator {
+        Translator { cfg, stats: Stats::default(), vendor, file_rdb_version: rdb_version, ends: None }
     }
 
-    /// A translator for one batch of a file cut into batches: it writes no SELECT before
-    /// its first record and reports that record's db in [`Translator::batch_dbs`], so the
-    /// writer joining the batches selects it only when the stream is not already on it.
-    pub fn for_batch(cfg: Config, vendor: Vendor, rdb_version: u32) -> Translator {
-        let mut t = Translator::new(cfg);
-        t.set_source(vendor, rdb_version);
-        t.deferred = true;
-        t
+    /// Keep where each command ends (offsets in the output buffer), for a caller that
+    /// routes commands one by one; see [`Translator::take_ends`].
+    pub fn keep_ends(mut self) -> Translator {
+        self.ends = Some(Vec::new());
+        self
     }
 
-    /// A translator that never SELECTs: its caller routes each record's commands to a
-    /// connection that is on the record's db (replay).
-    pub fn unselected(cfg: Config, vendor: Vendor, rdb_version: u32) -> Translator {
-        let mut t = Translator::new(cfg);
-        t.set_source(vendor, rdb_version);
-        t.selected = None;
-        t
+    /// The ends of the commands written since the last call.
+    pub fn take_ends(&mut self) -> impl Iterator<Item = usize> + '_ {
+        self.ends.iter_mut().flat_map(|e| e.drain(..))
     }
 
-    /// For a batch translator that wrote any record: the db its output starts on and the
-    /// db it ends on.
-    pub fn batch_dbs(&self) -> Option<(u64, u64)> {
-        Some((self.entry_db?, self.selected?))
-    }
-
-    /// Sets the input file's vendor and version (for RESTORE payload versions).
-    pub fn set_source(&mut self, vendor: Vendor, rdb_version: u32) {
-        self.vendor = vendor;
-        self.file_rdb_version = rdb_version;
-    }
-
-    fn select(&mut self, db: u64, out: &mut Vec<u8>) {
-        if self.deferred {
-            self.deferred = false;
-            self.entry_db = Some(db);
-            self.selected = Some(db);
-            return;
-        }
-        if let Some(cur) = self.selected {
-            if cur != db {
-                array_header(out, 2);
-                bulk(out, b"SELECT");
-                bulk_u64(out, db);
-                self.stats.commands += 1;
-                self.selected = Some(db);
-            }
+    /// A command was written whole, up to `out.len()`.
+    fn done(&mut self, out: &[u8]) {
+        self.stats.commands += 1;
+        if let Some(e) = &mut self.ends {
+            e.push(out.len());
         }
     }
 
@@ -380,8 +342,7 @@ impl Translator {
         }
         let start = out.len();
         let commands_before = self.stats.commands;
-        let select_before = (self.selected, self.deferred, self.entry_db);
-        self.select(rec.db, out);
+        let ends_before = self.ends.as_ref().map_or(0, Vec::len);
         let ok = match self.cfg.mode {
             Mode::Restore => match self.restore_version(rec) {
                 Some(ver) if self.goes_as_restore(rec) => {
@@ -398,10 +359,12 @@ impl Translator {
         if ok {
             self.stats.keys += 1;
         } else {
-            // Nothing of a skipped key stays in the stream, not even its SELECT.
+            // Nothing of a skipped key stays in the stream.
             out.truncate(start);
             self.stats.commands = commands_before;
-            (self.selected, self.deferred, self.entry_db) = select_before;
+            if let Some(e) = &mut self.ends {
+                e.truncate(ends_before);
+            }
         }
         ok
     }
@@ -504,7 +467,7 @@ impl Translator {
             bulk(out, b"FREQ");
             bulk_u64(out, freq as u64);
         }
-        self.stats.commands += 1;
+        self.done(out);
         self.stats.restores += 1;
     }
 
@@ -544,7 +507,7 @@ impl Translator {
             bulk(out, b"PEXPIREAT");
             bulk_str(out, key);
             bulk_int(out, t);
-            self.stats.commands += 1;
+            self.done(out);
         }
         true
     }
@@ -553,7 +516,7 @@ impl Translator {
         array_header(out, 2);
         bulk(out, b"DEL");
         bulk_str(out, key);
-        self.stats.commands += 1;
+        self.done(out);
     }
 
     fn string(&mut self, key: &Str<'_>, s: &Str<'_>, out: &mut Vec<u8>) {
@@ -563,10 +526,10 @@ impl Translator {
         let mut chunks = bytes.chunks(step);
         let first = chunks.next().unwrap_or(&[]);
         command(out, &[b"SET", &key.bytes(), first]);
-        self.stats.commands += 1;
+        self.done(out);
         for c in chunks {
             command(out, &[b"APPEND", &key.bytes(), c]);
-            self.stats.commands += 1;
+            self.done(out);
         }
     }
 
@@ -599,7 +562,7 @@ impl Translator {
             for item in &items[i..i + n] {
                 write(out, item);
             }
-            self.stats.commands += 1;
+            self.done(out);
             i += n;
         }
     }
@@ -641,7 +604,7 @@ impl Translator {
                     for f in chunk {
                         bulk_str(out, f);
                     }
-                    self.stats.commands += 1;
+                    self.done(out);
                 }
             }
         }
@@ -660,7 +623,7 @@ impl Translator {
                 bulk_str(out, f);
                 bulk_str(out, v);
             }
-            self.stats.commands += 1;
+            self.done(out);
         }
         if s.entries.is_empty() {
             // Create the key with one entry trimmed away at once: an empty stream.
@@ -673,7 +636,7 @@ impl Translator {
             bulk_id(out, id);
             bulk(out, b"x");
             bulk(out, b"y");
-            self.stats.commands += 1;
+            self.done(out);
         }
         // XSETID restores the last ID (and, on 7.0+, the counters XADD cannot).
         let full = seven && s.entries_added.is_some() && s.max_deleted_id.is_some();
@@ -687,7 +650,7 @@ impl Translator {
             bulk(out, b"MAXDELETEDID");
             bulk_id(out, max_deleted);
         }
-        self.stats.commands += 1;
+        self.done(out);
         let live: std::collections::HashSet<StreamId> = if s.groups.iter().any(|g| !g.pending.is_empty()) {
             s.entries.iter().map(|e| e.id).collect()
         } else {
@@ -705,7 +668,7 @@ impl Translator {
                 bulk(out, b"ENTRIESREAD");
                 bulk_u64(out, n);
             }
-            self.stats.commands += 1;
+            self.done(out);
             let mut owner: HashMap<StreamId, &Str<'_>> = HashMap::new();
             for c in &g.consumers {
                 self.stats.consumer_times_reset += 1;
@@ -719,7 +682,7 @@ impl Translator {
                     bulk_str(out, key);
                     bulk_str(out, &g.name);
                     bulk_str(out, &c.name);
-                    self.stats.commands += 1;
+                    self.done(out);
                 }
             }
             for p in &g.pending {
@@ -743,7 +706,7 @@ impl Translator {
                 bulk_u64(out, p.delivery_count);
                 bulk(out, b"FORCE");
                 bulk(out, b"JUSTID");
-                self.stats.commands += 1;
+                self.done(out);
             }
         }
     }
@@ -757,7 +720,7 @@ impl Translator {
                 bulk(out, b"LOAD");
                 bulk(out, b"REPLACE");
                 bulk_str(out, code);
-                self.stats.commands += 1;
+                self.done(out);
                 self.stats.functions += 1;
             }
             _ => self.stats.functions_skipped += 1,
@@ -770,7 +733,7 @@ impl Translator {
         bulk(out, b"SCRIPT");
         bulk(out, b"LOAD");
         bulk_str(out, body);
-        self.stats.commands += 1;
+        self.done(out);
         self.stats.scripts += 1;
     }
 }
@@ -778,7 +741,6 @@ impl Translator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rdb::ModuleValue;
 
     fn rec<'a>(db: u64, key: &'a [u8], value: Value<'a>) -> Record<'a> {
         Record {
@@ -795,21 +757,9 @@ mod tests {
     }
 
     #[test]
-    fn a_skipped_key_leaves_no_select_behind() {
-        let mut t = Translator::new(Config::default());
-        let mut out = Vec::new();
-        let module = Value::Module(ModuleValue { name: "graphdata".into(), encver: 0, raw: b"" });
-        assert!(!t.record(&rec(1, b"m", module), &mut out));
-        assert!(out.is_empty());
-        assert!(t.record(&rec(1, b"k", Value::String(Str::Borrowed(b"v"))), &mut out));
-        assert_eq!(out, b"*2\r\n$6\r\nSELECT\r\n$1\r\n1\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n");
-        assert_eq!((t.stats.keys, t.stats.commands, t.stats.skipped_modules), (1, 2, 1));
-    }
-
-    #[test]
     fn chunks_respect_max_args_and_ttl_comes_last() {
         let cfg = Config { max_args: 2, ..Config::default() };
-        let mut t = Translator::new(cfg);
+        let mut t = Translator::new(cfg, Vendor::Redis, 12);
         let mut out = Vec::new();
         let items = vec![Str::Int(1), Str::Int(2), Str::Int(3)];
         let mut r = rec(0, b"l", Value::List(items));

@@ -5,7 +5,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use redis_migration::cli::check::{walk, Summary};
+use redis_migration::check::{walk, Summary};
 use redis_migration::pipeline::Plan;
 use redis_migration::rdb::{self, Item, Parser};
 

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use redis_migration::cli::check::{walk, Summary};
+use redis_migration::check::{walk, Summary};
 use redis_migration::pipeline::Plan;
 
 fn both_ways(data: &[u8]) {

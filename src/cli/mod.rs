@@ -99,6 +99,19 @@ pub struct InputArgs {
 }
 
 impl InputArgs {
+    /// The inputs as the library takes them.
+    pub fn spec(&self) -> crate::input::Spec {
+        crate::input::Spec {
+            rdb: self.rdb.clone(),
+            files: self.files.clone(),
+            aof: self.aof.clone(),
+            no_mmap: self.no_mmap,
+            allow_truncated: self.allow_truncated,
+            force: self.force,
+            until: self.until,
+        }
+    }
+
     /// The files to read, in order: -rdb files, the FILE arguments, then -aof inputs.
     pub fn files(&self) -> anyhow::Result<Vec<crate::source::InputFile>> {
         let all: Vec<PathBuf> = self.rdb.iter().chain(self.files.iter()).cloned().collect();
@@ -231,6 +244,78 @@ impl FilterArgs {
             types: self.types.iter().map(|&t| t.into()).collect(),
             keep_expired: self.keep_expired,
             now_ms: now_ms(),
+        })
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModeArg {
+    /// replay: RESTORE where the destination takes the payload, commands for the rest;
+    /// print: commands
+    Auto,
+    /// SET/RPUSH/SADD/ZADD/HSET/XADD… chunked; works everywhere
+    Commands,
+    /// RESTORE of the raw value: fastest and exact (PEL, consumer times, modules); replay
+    /// sends short strings with nothing else to carry in MSET batches
+    Restore,
+}
+
+/// How records become commands (`--format resp`).
+#[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Commands (--format resp)")]
+pub struct TranslateArgs {
+    /// How keys travel [default: commands for print, auto for replay]
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Redis version of the destination (decides ENTRIESREAD, field TTLs, RESTORE versions)
+    /// [default: print: the newest known; replay: asked of the destination]
+    #[arg(long, value_name = "X.Y")]
+    pub target_version: Option<String>,
+    /// Most elements in one command
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_args: usize,
+    /// Most bytes in one command (longer strings go as SET then APPENDs)
+    #[arg(long, value_name = "BYTES", default_value_t = 4 << 20)]
+    pub max_bytes: usize,
+    /// RESTORE payloads larger than this go as commands
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub restore_max_bytes: usize,
+    /// Treat keys expiring within this many milliseconds as expired
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub expire_margin: i64,
+    /// Send hashes with field TTLs to destinations older than 7.4 without their TTLs
+    #[arg(long)]
+    pub drop_field_ttl: bool,
+}
+
+impl TranslateArgs {
+    /// `--target-version`, when given.
+    pub fn target(&self) -> anyhow::Result<Option<crate::translate::Version>> {
+        self.target_version
+            .as_ref()
+            .map(|t| {
+                crate::translate::Version::parse(t)
+                    .ok_or_else(|| anyhow::anyhow!("--target-version {t:?}: expected a version like 7.2"))
+            })
+            .transpose()
+    }
+
+    pub fn to_config(&self, keep_expired: bool, now_ms: i64) -> anyhow::Result<crate::translate::Config> {
+        use crate::translate::{Config, Mode, Version};
+        let target = self.target()?.unwrap_or(Version::LATEST);
+        Ok(Config {
+            mode: match self.mode {
+                None | Some(ModeArg::Auto | ModeArg::Commands) => Mode::Commands,
+                Some(ModeArg::Restore) => Mode::Restore,
+            },
+            target,
+            max_args: self.max_args.max(1),
+            max_bytes: self.max_bytes.max(1),
+            restore_max_bytes: self.restore_max_bytes,
+            keep_expired,
+            expire_margin_ms: self.expire_margin,
+            drop_field_ttl: self.drop_field_ttl,
+            now_ms,
         })
     }
 }

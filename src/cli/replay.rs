@@ -13,7 +13,7 @@ use crate::replay::{self, DestKind, Endpoint, OnExisting};
 use crate::source::{display_name, Source};
 use crate::translate::Mode;
 
-use super::print::{ModeArg, TranslateArgs};
+use super::{ModeArg, TranslateArgs};
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KindArg {

@@ -655,8 +655,8 @@ fn verify_inputs(cfg: &Config, inputs: &[Input<'_>]) -> Result<InputFacts, Error
                 s if s.verified => (s.trailing, s),
                 _ => {
                     // No checksum to trust: the whole decode is the check.
-                    let mut summary = crate::cli::check::Summary::default();
-                    crate::cli::check::walk(data, &mut summary, &cfg.plan).map_err(bad)?;
+                    let mut summary = crate::check::Summary::default();
+                    crate::check::walk(data, &mut summary, &cfg.plan).map_err(bad)?;
                     let rdb = RdbShape {
                         dbs: summary.dbs().collect(),
                         functions: summary.functions_and_scripts(),
@@ -1395,7 +1395,7 @@ impl<'c> Engine<'c> {
                 if let Some((buf, ends, pieces)) = spare.lock().ok().and_then(|mut v| v.pop()) {
                     (b.buf, b.ends, b.pieces) = (buf, ends, pieces);
                 }
-                let mut t = Translator::unselected(tcfg.clone(), header.vendor, header.version);
+                let mut t = Translator::new(tcfg.clone(), header.vendor, header.version);
                 let mut msets = MsetBatches::default();
                 let mut lookup = Vec::new();
                 let mut item_start = span.start as u64;

@@ -72,6 +72,13 @@ pub fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
     }
 }
 
+/// `SELECT db`: the one place a database switch is encoded.
+pub fn select(out: &mut Vec<u8>, db: u64) {
+    array_header(out, 2);
+    bulk(out, b"SELECT");
+    bulk_u64(out, db);
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
