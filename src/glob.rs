@@ -14,6 +14,8 @@ enum Token {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {
     tokens: Vec<Token>,
+    /// The pattern as given.
+    pattern: Vec<u8>,
 }
 
 impl Glob {
@@ -68,10 +70,15 @@ impl Glob {
                 }
             }
         }
-        Glob { tokens }
+        Glob { tokens, pattern: pattern.to_vec() }
     }
 
     /// True when the pattern is `*` alone (matches everything).
+    /// The pattern as given.
+    pub fn pattern(&self) -> &[u8] {
+        &self.pattern
+    }
+
     pub fn matches_all(&self) -> bool {
         self.tokens == [Token::Star]
     }

@@ -284,6 +284,19 @@ impl<'d, 's> Batch<'d, 's> {
         pipeline::decode_span_with(self.data, self.header, self.span, contents, each)
     }
 
+    /// Steps over the batch's items by their length headers (no value decoded, no
+    /// checksum), handing each one and the db it is in to `each`.
+    pub fn skim(&self, mut each: impl FnMut(&Item<'d>, u64)) -> rdb::Result<()> {
+        let mut p = rdb::Parser::resume(self.data, self.header, self.span.start, self.span.state).skim(true);
+        while (p.offset() as usize) < self.span.end {
+            match p.next_item()? {
+                Some(item) => each(&item, p.state().db),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
     /// Where the batch starts in its file.
     pub fn start(&self) -> u64 {
         self.span.start as u64

@@ -275,16 +275,29 @@ fn big_source(n: usize) -> (RedisServer, PathBuf) {
 }
 
 /// Kills the destination's client connections every `every` until stopped.
-fn killer(port: u16, every: Duration, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u32> {
+/// Kills the destination's client connections each time it has processed `every` more
+/// commands, until `stop`: interruptions that follow the replay's progress, not the
+/// clock (a fast machine finishes a small replay between two timed kills). Returns how
+/// many kills found connections to kill.
+fn killer(port: u16, every: u64, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u32> {
     std::thread::spawn(move || {
         let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/")).unwrap().get_connection().unwrap();
+        let processed = |c: &mut redis::Connection| -> u64 {
+            let info: String = redis::cmd("INFO").arg("stats").query(c).unwrap_or_default();
+            info.lines().find_map(|l| l.strip_prefix("total_commands_processed:")?.trim().parse().ok()).unwrap_or(0)
+        };
+        let mut next = processed(&mut c) + every;
         let mut kills = 0;
         while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(every);
+            std::thread::sleep(Duration::from_millis(2));
+            if processed(&mut c) < next {
+                continue;
+            }
             let n: i64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").query(&mut c).unwrap_or(0);
             if n > 0 {
                 kills += 1;
             }
+            next = processed(&mut c) + every;
         }
         kills
     })
@@ -295,7 +308,7 @@ fn killed_connections_heal() {
     let (src, path) = big_source(20_000);
     let dest = RedisServer::start("7.0", None, &[]);
     let stop = Arc::new(AtomicBool::new(false));
-    let k = killer(dest.port, Duration::from_millis(150), stop.clone());
+    let k = killer(dest.port, 15_000, stop.clone());
     // Commands mode, 5 elements per command: each list is DEL + 3 RPUSH, and a
     // connection lost between them must resend the key from its DEL.
     let out = replay(
@@ -541,7 +554,7 @@ fn aof_commands_are_applied_once_through_killed_connections() {
     let loaded = RedisServer::start_aof("7.0", &dir, &[]);
     let dest = RedisServer::start("7.0", None, &[]);
     let stop = Arc::new(AtomicBool::new(false));
-    let k = killer(dest.port, Duration::from_millis(120), stop.clone());
+    let k = killer(dest.port, 12_000, stop.clone());
     let out = replay(dest.port, &["--pipeline", "8", "-n", "3", "-aof", dir.to_str().unwrap()]);
     stop.store(true, Ordering::Relaxed);
     let kills = k.join().unwrap();
@@ -565,8 +578,19 @@ fn a_killed_replay_resumes_from_its_checkpoint() {
     let args = |extra: &[&str]| {
         let mut v: Vec<String> = vec!["replay".into(), "-dport".into(), dest.port.to_string()];
         v.extend(
-            ["--pipeline", "1", "-n", "2", "--checkpoint", ck.to_str().unwrap(), "-aof", dir.to_str().unwrap()]
-                .map(String::from),
+            [
+                "--pipeline",
+                "1",
+                "-n",
+                "2",
+                "--checkpoint-every-ms",
+                "20",
+                "--checkpoint",
+                ck.to_str().unwrap(),
+                "-aof",
+                dir.to_str().unwrap(),
+            ]
+            .map(String::from),
         );
         v.extend(extra.iter().map(|s| s.to_string()));
         v
@@ -581,9 +605,8 @@ fn a_killed_replay_resumes_from_its_checkpoint() {
         (v["resume"]["file"].as_u64()? > 0 || v["resume"]["offset"].as_u64()? > 0).then_some(())
     };
     while moved().is_none() && t0.elapsed() < Duration::from_secs(30) {
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(2));
     }
-    std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(ck.exists(), "the killed replay left no checkpoint");
@@ -756,4 +779,35 @@ fn expired_keys_that_the_log_writes_to() {
     assert!(v["expire_at_ms"].as_i64().is_some_and(|t| t < now), "{appended}");
     assert!(!json.contains("\"exp:untouched\""), "{json}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("kept 8 keys"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A checkpoint keeps the key patterns themselves: one written by a run with
+/// `--match 'h*'` does not resume a run with `--match 's*'` (which would skip keys it
+/// never sent), and does resume one with `--match 'h*'`.
+#[test]
+fn a_checkpoint_is_refused_for_other_key_patterns() {
+    let dest = RedisServer::start("7.0", None, &[]);
+    let work = tempfile::tempdir().unwrap();
+    let ck = work.path().join("replay.checkpoint");
+    // A log that stops the run (a FLUSHALL without --allow-flush, not caught before the
+    // first write with --no-precheck): the checkpoint stays.
+    let stop = work.path().join("stop.aof");
+    std::fs::write(&stop, "*1\r\n$8\r\nFLUSHALL\r\n").unwrap();
+    let rdb = testdata("redis-7.0.rdb");
+    let run = |pattern: &str| {
+        bin()
+            .args(["replay", "-dport", &dest.port.to_string(), "--no-precheck", "--match", pattern])
+            .args(["--checkpoint", ck.to_str().unwrap(), "-rdb", rdb.to_str().unwrap(), "-aof", stop.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let first = run("h*");
+    assert_eq!(first.status.code(), Some(2), "{}", text(&first));
+    assert!(text(&first).contains("--allow-flush"), "{}", text(&first));
+    assert!(ck.exists(), "the stopped run left its checkpoint");
+    let other = run("s*");
+    assert_eq!(other.status.code(), Some(2), "{}", text(&other));
+    assert!(text(&other).contains("cannot resume") && text(&other).contains("other options"), "{}", text(&other));
+    let same = run("h*");
+    assert!(text(&same).contains("resumed from the checkpoint"), "{}", text(&same));
 }

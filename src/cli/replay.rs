@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 
 use crate::replay::{self, DestKind, Endpoint, OnExisting};
-use crate::source::{display_name, Source};
+use crate::source::display_name;
 use crate::translate::Mode;
 
 use super::{ModeArg, TranslateArgs};
@@ -124,6 +124,9 @@ pub struct Args {
     /// (it is refused for other inputs or options, and removed when the replay completes)
     #[arg(long, value_name = "FILE")]
     pub checkpoint: Option<PathBuf>,
+    /// How often the checkpoint moves, in ms (tests move it often)
+    #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
+    pub checkpoint_every_ms: u64,
     /// Skip verifying the input before the first write
     #[arg(long)]
     pub no_precheck: bool,
@@ -242,7 +245,6 @@ pub fn parse_db_map(items: &[String]) -> anyhow::Result<BTreeMap<u64, u64>> {
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     use std::io::IsTerminal;
-    let files = args.input.files()?;
     let mut db_map = parse_db_map(&args.db_map)?;
     let mut endpoint =
         Endpoint { host: args.dip.clone(), port: args.dport, user: args.user.clone(), password: None, tls: None };
@@ -297,7 +299,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         Some(ModeArg::Commands) => Some(Mode::Commands),
         Some(ModeArg::Restore) => Some(Mode::Restore),
     };
-    let mut cfg = replay::Config {
+    let cfg = replay::Config {
         endpoint,
         connections: args.connections.map(usize::from),
         window: args.pipeline.map(|p| p as usize),
@@ -325,29 +327,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         timeout: Duration::from_secs(args.timeout),
         progress: !args.quiet && std::io::stderr().is_terminal(),
         checkpoint: args.checkpoint.clone(),
-        until: None,
+        checkpoint_every: Duration::from_millis(args.checkpoint_every_ms),
     };
 
-    let mut sources = Vec::with_capacity(files.len());
-    for f in &files {
-        let name = display_name(&f.path);
-        sources.push(Source::open(&f.path, args.input.no_mmap).map_err(|e| anyhow::anyhow!("{name}: {e}"))?);
-    }
-    let aof_snapshot = files.iter().zip(&sources).any(|(f, s)| f.from_aof_flag && crate::aof::is_rdb(s.bytes()));
-    args.input.check_pairing(aof_snapshot)?;
-    cfg.until = args.input.check_until(|| {
-        sources.iter().filter_map(|s| crate::aof::log_start(s.bytes()).map(|at| &s.bytes()[at..])).collect()
-    })?;
-    let inputs: Vec<replay::Input<'_>> = files
-        .iter()
-        .zip(&sources)
-        .map(|(f, s)| replay::Input {
-            name: display_name(&f.path),
-            data: s.bytes(),
-            allow_truncated: args.input.allow_truncated && f.last_of_set,
-        })
-        .collect();
-
+    let inputs = crate::input::Inputs::open(&args.input.spec())?;
     let report = replay::run(&cfg, &inputs).map_err(|e| anyhow::anyhow!("{e}"))?;
     let code = report.exit_code();
     match args.format {

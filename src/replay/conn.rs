@@ -299,12 +299,7 @@ pub struct Chunk {
     pub transaction: Option<u64>,
 }
 
-/// Where a unit came from: input file index and byte offset.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Position {
-    pub file: usize,
-    pub offset: u64,
-}
+pub use crate::input::Position;
 
 /// Commands for one connection are sent in chunks of about this size.
 pub const CHUNK_BYTES: usize = 256 << 10;

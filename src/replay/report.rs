@@ -1,0 +1,261 @@
+//! What a replay did, for people (text) and machines (JSON), and the progress line on
+//! stderr while it runs.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::conn::Errors;
+use super::dest::DestKind;
+use crate::aof;
+use crate::translate::{Mode, Stats, Version};
+
+/// What a replay did.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub destination: String,
+    pub kind: Option<DestKind>,
+    pub mode: Option<Mode>,
+    pub target: Option<Version>,
+    pub connections: usize,
+    pub dry_run: bool,
+    /// Translation counts (keys, commands, RESTOREs, refusals of the translator).
+    pub stats: Stats,
+    pub filtered: u64,
+    pub empty: u64,
+    pub skipped_existing: u64,
+    /// Dry run: keys that would be created, and replaced.
+    pub created: u64,
+    pub replaced: u64,
+    /// Log commands routed, barriers run, MULTI blocks unwrapped (twemproxy), log
+    /// commands skipped because they touch a skipped key.
+    pub log_commands: u64,
+    pub barriers: u64,
+    pub multi_unwrapped: u64,
+    pub log_skipped: u64,
+    /// What the filters did to AOF commands.
+    pub log_filter: aof::select::Tally,
+    /// What we refused to send, by reason.
+    pub refused: Errors,
+    /// Commands answered, bytes written, errors the destination answered.
+    pub answered: u64,
+    pub bytes: u64,
+    pub errors: Errors,
+    pub reconnects: u64,
+    /// Commands and bytes a dry run would have sent.
+    pub would_send: (u64, u64),
+    pub input_bytes: u64,
+    pub wall: Duration,
+    pub warnings: Vec<String>,
+    /// Why the replay stopped before its end.
+    pub failure: Option<String>,
+    /// Where a resumed replay started, and log commands it found already applied.
+    pub resumed_at: Option<String>,
+    pub already_applied: u64,
+    /// `--until`, as it ended.
+    pub until: Option<aof::Until>,
+}
+
+impl Report {
+    /// Keys and commands not applied: refused by us or by the translator, module keys
+    /// commands cannot carry, functions the destination cannot load.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.total()
+            + self.stats.refused
+            + self.stats.skipped_modules
+            + self.stats.functions_skipped
+            + self.log_filter.doubtful()
+    }
+
+    /// 0 all applied, 1 ran to the end with rejected commands or refused keys, 2 stopped.
+    pub fn exit_code(&self) -> i32 {
+        if self.failure.is_some() {
+            2
+        } else if self.errors.total() > 0 || self.refused_total() > 0 {
+            1
+        } else {
+            0
+        }
+    }
+
+    pub fn text(&self) -> String {
+        let mut o = Vec::new();
+        let mode = match self.mode {
+            Some(Mode::Restore) => "restore mode",
+            Some(Mode::Commands) => "commands mode",
+            None => "",
+        };
+        let target = self.target.map_or(String::new(), |v| format!(", payloads for Redis {v}+"));
+        o.push(format!(
+            "{} {} ({}, {mode}{target}, {} connections)",
+            if self.dry_run { "dry run against" } else { "replayed into" },
+            self.destination,
+            self.kind.map_or("?".to_string(), |k| k.to_string()),
+            self.connections
+        ));
+        if let Some(r) = &self.resumed_at {
+            o.push(format!(
+                "resumed from the checkpoint at {r}; {} AOF commands were already applied",
+                self.already_applied
+            ));
+        }
+        o.push(self.stats.report());
+        if self.filtered + self.empty + self.skipped_existing > 0 {
+            o.push(format!(
+                "left out: {} keys by filters, {} empty collections, {} keys the destination had (--on-existing skip)",
+                self.filtered, self.empty, self.skipped_existing
+            ));
+        }
+        if self.log_commands + self.log_skipped + self.log_filter.filtered > 0 {
+            o.push(format!(
+                "AOF: {} commands ({} run alone as barriers, {} MULTI blocks unwrapped for twemproxy, {} skipped: they touch skipped keys, {} left out by filters)",
+                self.log_commands, self.barriers, self.multi_unwrapped, self.log_skipped, self.log_filter.filtered
+            ));
+        }
+        o.extend(self.log_filter.report());
+        if self.dry_run {
+            o.push(format!(
+                "would send {} commands ({} bytes): {} keys created, {} replaced",
+                self.would_send.0, self.would_send.1, self.created, self.replaced
+            ));
+        } else {
+            let secs = self.wall.as_secs_f64().max(1e-9);
+            o.push(format!(
+                "sent {} commands, {:.1} MB in {:.2} s ({:.1} MB/s, {:.0} commands/s); {} reconnects",
+                self.answered,
+                self.bytes as f64 / 1e6,
+                secs,
+                self.bytes as f64 / 1e6 / secs,
+                self.answered as f64 / secs,
+                self.reconnects
+            ));
+        }
+        let mut errors = |title: &str, e: &Errors| {
+            for (kind, (n, examples)) in &e.by_kind {
+                o.push(format!("{title} {kind}: {n}"));
+                for ex in examples {
+                    o.push(format!("  {ex}"));
+                }
+            }
+        };
+        errors("rejected by the destination,", &self.errors);
+        errors("refused before sending,", &self.refused);
+        if let Some(u) = &self.until {
+            o.push(u.report());
+        }
+        for w in &self.warnings {
+            o.push(format!("warning: {w}"));
+        }
+        if let Some(f) = &self.failure {
+            o.push(format!("STOPPED: {f}"));
+        }
+        o.join("\n")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        let errors = |e: &Errors| {
+            serde_json::Value::Object(
+                e.by_kind
+                    .iter()
+                    .map(|(k, (n, ex))| (k.clone(), serde_json::json!({"count": n, "examples": ex})))
+                    .collect(),
+            )
+        };
+        let s = &self.stats;
+        serde_json::json!({
+            "destination": self.destination,
+            "kind": self.kind.map(DestKind::json_name),
+            "mode": self.mode.map(|m| match m { Mode::Restore => "restore", Mode::Commands => "commands" }),
+            "target_version": self.target.map(|v| v.to_string()),
+            "connections": self.connections,
+            "dry_run": self.dry_run,
+            "keys": s.keys,
+            "commands": s.commands,
+            "restores": s.restores,
+            "restore_fallbacks": s.restore_fallbacks,
+            "batched_strings": s.batched_strings,
+            "skipped": {
+                "expired": s.skipped_expired,
+                "modules": s.skipped_modules,
+                "filtered": self.filtered,
+                "empty": self.empty,
+                "existing": self.skipped_existing,
+                "log_commands": self.log_skipped,
+                "log_commands_filtered": self.log_filter.filtered,
+            },
+            "log_commands_narrowed": self.log_filter.narrowed,
+            "log_commands_mixed_keys": {"count": self.log_filter.mixed, "examples": self.log_filter.mixed_examples},
+            "log_commands_unknown_keys": {"count": self.log_filter.unknown, "examples": self.log_filter.unknown_examples},
+            "refused_keys": s.refused,
+            "refused_examples": s.refused_examples.iter().map(|(k, why)| serde_json::json!({"key": k, "why": why})).collect::<Vec<_>>(),
+            "refused": errors(&self.refused),
+            "errors": errors(&self.errors),
+            "log_commands": self.log_commands,
+            "barriers": self.barriers,
+            "multi_unwrapped": self.multi_unwrapped,
+            "answered": self.answered,
+            "bytes": self.bytes,
+            "reconnects": self.reconnects,
+            "would_send": {"commands": self.would_send.0, "bytes": self.would_send.1, "created": self.created, "replaced": self.replaced},
+            "input_bytes": self.input_bytes,
+            "wall_s": self.wall.as_secs_f64(),
+            "warnings": self.warnings,
+            "resumed_at": self.resumed_at,
+            "until": self.until.map(|u| serde_json::json!({"unix": u.until_s, "reached": u.reached, "left_out": u.left_out})),
+            "already_applied": self.already_applied,
+            "failure": self.failure,
+            "exit_code": self.exit_code(),
+        })
+    }
+}
+
+/// Progress on stderr, when asked: input read, keys, commands sent and their rate, time left.
+pub(super) struct Progress {
+    pub(super) done: Arc<AtomicU64>,
+    pub(super) keys: Arc<AtomicU64>,
+    pub(super) commands: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Progress {
+    pub(super) fn start(show: bool, total: u64) -> Progress {
+        let done = Arc::new(AtomicU64::new(0));
+        let keys = Arc::new(AtomicU64::new(0));
+        let commands = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = show.then(|| {
+            let (done, keys, commands, stop) = (done.clone(), keys.clone(), commands.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    let d = done.load(Ordering::Relaxed);
+                    let secs = start.elapsed().as_secs_f64();
+                    let eta = if d > 0 { secs * (total.saturating_sub(d)) as f64 / d as f64 } else { 0.0 };
+                    let pct = if total > 0 { 100.0 * d as f64 / total as f64 } else { 100.0 };
+                    let c = commands.load(Ordering::Relaxed);
+                    eprint!(
+                        "\rreplay: {pct:5.1}% of {:.1} MB, {} keys, {} commands ({:.0}/s), {secs:.0} s, about {eta:.0} s left   ",
+                        total as f64 / 1e6,
+                        keys.load(Ordering::Relaxed),
+                        c,
+                        c as f64 / secs.max(1e-3),
+                    );
+                }
+                eprint!("\r{:100}\r", "");
+            })
+        });
+        Progress { done, keys, commands, stop, thread }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
