@@ -9,6 +9,7 @@
 //! - [`translate`] turns records into the commands that recreate them (RESP).
 //! - [`resp`] encodes RESP.
 //! - [`pipeline`] splits a file into batches decoded in parallel, delivered in order.
+//! - [`net`] talks to servers: endpoints and URLs, TLS, links, raw snapshot transfers.
 //! - [`replay`] loads the stream into Redis or twemproxy over N pipelined connections.
 
 pub mod aof;
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod expiry;
 pub mod filter;
 pub mod glob;
+pub mod net;
 pub mod output;
 pub mod pipeline;
 pub mod rdb;

@@ -1,277 +1,21 @@
-//! One connection to the destination: our own RESP writer and reply reader over a plain
-//! TCP socket (no client library: redis-rs sends CLIENT SETINFO, which twemproxy answers
-//! by closing the connection).
+//! One connection to the destination, as replay drives it. The socket itself is a
+//! [`Link`] of [`crate::net`] (re-exported here with its error, answer and endpoint, the
+//! names replay's modules use).
 //!
-//! [`Link`] is the socket with a read buffer, and a synchronous `call` for set-up work
-//! (AUTH, the probe, EXISTS). [`Worker`] is a connection's thread: it writes the chunks it
-//! is given, keeping at most `window` commands (and `window_bytes`) unanswered, matches
-//! every reply to its command, and heals a lost connection when what was unanswered can
-//! safely be sent again (see `Worker::heal`).
+//! [`Worker`] is a connection's thread: it writes the chunks it is given, keeping at most
+//! `window` commands (and `window_bytes`) unanswered, matches every reply to its command,
+//! and heals a lost connection when what was unanswered can safely be sent again (see
+//! `Worker::heal`).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::resp::encode::{array_header, bulk, bulk_u64, command};
-use crate::resp::reply::{self, Reply};
-
-/// Where to connect and how to log in.
-#[derive(Debug, Clone)]
-pub struct Endpoint {
-    pub host: String,
-    pub port: u16,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub tls: Option<super::tls::Tls>,
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "[{}]:{}", self.host, self.port)
-        } else {
-            write!(f, "{}:{}", self.host, self.port)
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum LinkError {
-    #[error("{0}")]
-    Io(std::io::Error),
-    #[error("the destination closed the connection")]
-    Closed,
-    #[error("the destination did not answer within --timeout")]
-    Timeout,
-    #[error("authentication failed: {0}")]
-    Auth(String),
-    #[error("unreadable reply: {0}")]
-    Protocol(String),
-    #[error("TLS: {0}")]
-    Tls(String),
-}
-
-impl LinkError {
-    /// A fault of the connection (as opposed to a refusal or garbage).
-    pub fn is_connection(&self) -> bool {
-        matches!(self, LinkError::Io(_) | LinkError::Closed | LinkError::Timeout)
-    }
-}
-
-impl From<std::io::Error> for LinkError {
-    /// A socket's read or write timeout shows as `WouldBlock` (or `TimedOut`).
-    fn from(e: std::io::Error) -> Self {
-        match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => LinkError::Timeout,
-            _ => LinkError::Io(e),
-        }
-    }
-}
-
-/// A reply to a set-up command, owned.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
-    Simple(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<Vec<u8>>),
-    Array(usize),
-}
-
-impl Answer {
-    fn from(r: &Reply<'_>) -> Answer {
-        match r {
-            Reply::Simple(s) => Answer::Simple(String::from_utf8_lossy(s).into_owned()),
-            Reply::Error(s) => Answer::Error(String::from_utf8_lossy(s).into_owned()),
-            Reply::Int(i) => Answer::Int(*i),
-            Reply::Bulk(b) => Answer::Bulk(b.map(<[u8]>::to_vec)),
-            Reply::Array(a) => Answer::Array(a.as_ref().map_or(0, Vec::len)),
-        }
-    }
-}
-
-/// A plain or TLS socket.
-enum Transport {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
-}
-
-impl Transport {
-    fn shutdown(&self) {
-        let sock = match self {
-            Transport::Plain(s) => s,
-            Transport::Tls(t) => &t.sock,
-        };
-        let _ = sock.shutdown(Shutdown::Both);
-    }
-}
-
-impl Read for Transport {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Transport::Plain(s) => s.read(buf),
-            Transport::Tls(t) => t.read(buf),
-        }
-    }
-}
-
-impl Write for Transport {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Transport::Plain(s) => s.write(buf),
-            Transport::Tls(t) => t.write(buf),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Transport::Plain(s) => s.flush(),
-            Transport::Tls(t) => t.flush(),
-        }
-    }
-}
-
-/// A socket to the destination and the replies read from it so far.
-pub struct Link {
-    stream: Transport,
-    buf: Vec<u8>,
-    /// Replies start at `buf[start..]`.
-    start: usize,
-}
-
-/// Read at least this much at a time.
-const READ_CHUNK: usize = 64 << 10;
-/// Longest reply read (replies to RESTORE, SET, EXISTS, DUMP of the probe key are short).
-const MAX_REPLY: usize = 64 << 20;
-
-impl Link {
-    /// Connects and logs in (`AUTH [user] password`) when a password is set. `timeout`
-    /// bounds the connection and then every read and write (`Duration::ZERO`: connect
-    /// within 10 s, then wait as long as it takes).
-    pub fn open(ep: &Endpoint, timeout: Duration) -> Result<Link, LinkError> {
-        let mut last = None;
-        let addrs = (ep.host.as_str(), ep.port).to_socket_addrs()?;
-        let (connect, io) = match timeout {
-            Duration::ZERO => (Duration::from_secs(10), None),
-            t => (t, Some(t)),
-        };
-        for addr in addrs {
-            match TcpStream::connect_timeout(&addr, connect) {
-                Ok(stream) => {
-                    stream.set_nodelay(true)?;
-                    stream.set_read_timeout(io)?;
-                    stream.set_write_timeout(io)?;
-                    let stream = match &ep.tls {
-                        None => Transport::Plain(stream),
-                        Some(tls) => {
-                            let conn = rustls::ClientConnection::new(tls.config.clone(), tls.name.clone())
-                                .map_err(|e| LinkError::Tls(e.to_string()))?;
-                            Transport::Tls(Box::new(rustls::StreamOwned::new(conn, stream)))
-                        }
-                    };
-                    let mut stream = stream;
-                    // The handshake now, so that a certificate problem is named as one.
-                    if let Transport::Tls(t) = &mut stream {
-                        while t.conn.is_handshaking() {
-                            t.conn.complete_io(&mut t.sock).map_err(|e| LinkError::Tls(e.to_string()))?;
-                        }
-                    }
-                    let mut link = Link { stream, buf: Vec::with_capacity(READ_CHUNK), start: 0 };
-                    link.auth(ep)?;
-                    return Ok(link);
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(LinkError::Io(last.unwrap_or_else(|| std::io::Error::other("the host name resolves to no address"))))
-    }
-
-    fn auth(&mut self, ep: &Endpoint) -> Result<(), LinkError> {
-        let Some(pass) = &ep.password else { return Ok(()) };
-        let answer = match &ep.user {
-            Some(user) => self.call(&[b"AUTH", user.as_bytes(), pass.as_bytes()])?,
-            None => self.call(&[b"AUTH", pass.as_bytes()])?,
-        };
-        match answer {
-            Answer::Simple(_) => Ok(()),
-            Answer::Error(e) => Err(LinkError::Auth(e)),
-            other => Err(LinkError::Protocol(format!("AUTH answered {other:?}"))),
-        }
-    }
-
-    /// Sends one command and waits for its reply.
-    pub fn call(&mut self, args: &[&[u8]]) -> Result<Answer, LinkError> {
-        let mut out = Vec::new();
-        command(&mut out, args);
-        self.stream.write_all(&out)?;
-        self.next_reply(Answer::from)
-    }
-
-    /// Sends bytes holding whole commands.
-    pub fn send(&mut self, bytes: &[u8]) -> Result<(), LinkError> {
-        self.stream.write_all(bytes).map_err(LinkError::from)
-    }
-
-    /// Reads until one whole reply is there; hands it to `f`.
-    pub fn next_reply<T>(&mut self, f: impl FnOnce(&Reply<'_>) -> T) -> Result<T, LinkError> {
-        loop {
-            if let Some((r, used)) = reply::parse(&self.buf[self.start..]).map_err(LinkError::Protocol)? {
-                let t = f(&r);
-                self.start += used;
-                return Ok(t);
-            }
-            self.fill()?;
-        }
-    }
-
-    /// Reads once, then hands every whole reply in the buffer to `f` (which may stop
-    /// early by returning false).
-    fn replies(&mut self, mut f: impl FnMut(&Reply<'_>) -> bool) -> Result<(), LinkError> {
-        self.fill()?;
-        while let Some((r, used)) = reply::parse(&self.buf[self.start..]).map_err(LinkError::Protocol)? {
-            let go_on = f(&r);
-            self.start += used;
-            if !go_on {
-                break;
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads what the socket has (blocking until something comes). Our commands get short
-    /// replies: one that grows past `MAX_REPLY` unfinished is not a reply to them.
-    fn fill(&mut self) -> Result<(), LinkError> {
-        if self.start > 0 && self.start * 2 >= self.buf.len() {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        if self.buf.len() - self.start > MAX_REPLY {
-            return Err(LinkError::Protocol(format!("a reply longer than {} MB", MAX_REPLY >> 20)));
-        }
-        let len = self.buf.len();
-        self.buf.resize(len + READ_CHUNK, 0);
-        let n = loop {
-            match self.stream.read(&mut self.buf[len..]) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
-        };
-        self.buf.truncate(len + *n.as_ref().unwrap_or(&0));
-        match n {
-            Ok(0) => Err(LinkError::Closed),
-            Ok(_) => Ok(()),
-            Err(e) => Err(LinkError::from(e)),
-        }
-    }
-
-    pub fn close(&self) {
-        self.stream.shutdown();
-    }
-}
+pub use crate::net::{Answer, Endpoint, Link, LinkError};
+use crate::resp::encode::{array_header, bulk, bulk_u64};
+use crate::resp::reply::Reply;
 
 /// Commands for one connection: whole units (a key's commands, an AOF command or MULTI
 /// block), all in one db.
@@ -650,7 +394,7 @@ impl Worker {
         self.report.bytes += (end - start) as u64;
         let bytes = &f.chunk.buf[start..end];
         match &mut self.link {
-            Some(l) => l.stream.write_all(bytes).map_err(|e| Step::Link(LinkError::from(e))),
+            Some(l) => l.send(bytes).map_err(Step::Link),
             None => Err(Step::Link(LinkError::Closed)),
         }
     }

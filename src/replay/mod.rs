@@ -14,7 +14,7 @@
 pub mod checkpoint;
 pub mod conn;
 pub mod proxy;
-pub mod tls;
+pub use crate::net::tls;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -23,8 +23,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use crate::net::{Endpoint, Link, LinkError};
 use conn::{Chunk, ConnReport, Fatal, Msg, Worker, WorkerConfig, CHUNK_BYTES};
-pub use conn::{Endpoint, Errors, Link, LinkError, Position};
+pub use conn::{Errors, Position};
 
 use crate::aof::keys::{keys, slot, Keys};
 use crate::aof::{self, Command, Unit};
