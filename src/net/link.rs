@@ -5,8 +5,10 @@
 //! [`Link`] is the socket with a read buffer: [`Link::open`] connects within a timeout
 //! and logs in (`AUTH [user] password`); [`Link::call`] sends one command and waits for its
 //! reply (set-up work: AUTH, probes, EXISTS); [`Link::send`] and [`Link::replies`] let a
-//! pipelining caller write and read on its own schedule. Replies are decoded by
-//! [`crate::resp::reply`]; the link only buffers bytes and hands them over.
+//! pipelining caller write and read on its own schedule; [`Link::read_line`] reads the
+//! bare lines of the replication handshake, and `read_bulk_payload` (in `bulk.rs`) a
+//! snapshot transfer. Replies are decoded by [`crate::resp::reply`]; the link only
+//! buffers bytes and hands them over.
 //!
 //! The timeout given to `open` bounds every later read and write too: a server that
 //! takes or answers nothing for that long is [`LinkError::Timeout`].
@@ -84,12 +86,15 @@ enum Transport {
 }
 
 impl Transport {
-    fn shutdown(&self) {
-        let sock = match self {
+    fn socket(&self) -> &TcpStream {
+        match self {
             Transport::Plain(s) => s,
             Transport::Tls(t) => &t.sock,
-        };
-        let _ = sock.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn shutdown(&self) {
+        let _ = self.socket().shutdown(Shutdown::Both);
     }
 }
 
@@ -186,12 +191,27 @@ impl Link {
         }
     }
 
+    /// Bounds every later read and write by `timeout` (`Duration::ZERO`: no bound), in
+    /// place of the one given to [`Link::open`].
+    pub fn set_timeout(&self, timeout: Duration) -> Result<(), LinkError> {
+        let io = (timeout != Duration::ZERO).then_some(timeout);
+        let sock = self.stream.socket();
+        sock.set_read_timeout(io)?;
+        sock.set_write_timeout(io)?;
+        Ok(())
+    }
+
     /// Sends one command and waits for its reply.
     pub fn call(&mut self, args: &[&[u8]]) -> Result<Answer, LinkError> {
+        self.send_command(args)?;
+        self.next_reply(Answer::from)
+    }
+
+    /// Sends one command without waiting for a reply.
+    pub fn send_command(&mut self, args: &[&[u8]]) -> Result<(), LinkError> {
         let mut out = Vec::new();
         command(&mut out, args);
-        self.stream.write_all(&out)?;
-        self.next_reply(Answer::from)
+        self.send(&out)
     }
 
     /// Sends bytes holding whole commands.
@@ -223,6 +243,57 @@ impl Link {
             }
         }
         Ok(())
+    }
+
+    /// Reads one line, up to its `\n`, and returns it without its `\n` or `\r\n`: the way
+    /// a replica reads the master's answers during the handshake (replication.c,
+    /// `receiveSynchronousResponse` and `connSyncReadLine`), where a bare newline is a
+    /// keepalive the caller skips. A line of more than `max` bytes is an error.
+    pub fn read_line(&mut self, max: usize) -> Result<Vec<u8>, LinkError> {
+        let mut searched = 0;
+        loop {
+            let unread = &self.buf[self.start..];
+            if let Some(nl) = unread[searched..].iter().position(|&b| b == b'\n') {
+                let nl = searched + nl;
+                let line = unread[..nl].strip_suffix(b"\r").unwrap_or(&unread[..nl]).to_vec();
+                self.start += nl + 1;
+                return Ok(line);
+            }
+            if unread.len() > max {
+                let shown = String::from_utf8_lossy(&unread[..unread.len().min(32)]).into_owned();
+                return Err(LinkError::Protocol(format!("a line longer than {max} bytes, starting {shown:?}")));
+            }
+            searched = unread.len();
+            self.fill()?;
+        }
+    }
+
+    /// Raw bytes, at most `into.len()`: first those already read into the buffer, else
+    /// what one read of the socket gives (blocking, within the timeout). `Closed` when the
+    /// server has closed the connection; never `Ok(0)` unless `into` is empty.
+    pub(super) fn read_raw(&mut self, into: &mut [u8]) -> Result<usize, LinkError> {
+        if into.is_empty() {
+            return Ok(0);
+        }
+        let unread = &self.buf[self.start..];
+        if !unread.is_empty() {
+            let n = unread.len().min(into.len());
+            into[..n].copy_from_slice(&unread[..n]);
+            self.start += n;
+            if self.start == self.buf.len() {
+                self.buf.clear();
+                self.start = 0;
+            }
+            return Ok(n);
+        }
+        loop {
+            match self.stream.read(into) {
+                Ok(0) => return Err(LinkError::Closed),
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(LinkError::from(e)),
+            }
+        }
     }
 
     /// Reads what the socket has (blocking until something comes). Our commands get short

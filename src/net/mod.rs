@@ -11,11 +11,15 @@
 //! - [`tls`]: the rustls client configuration ([`tls::Tls`]) from CA, client certificate
 //!   and server-name options.
 //! - [`link`]: [`Link`], one connection (plain or TLS): connect within a timeout, AUTH,
-//!   `call`, `send`, `replies`, `close`; [`LinkError`], [`Answer`].
+//!   `call`, `send`, `replies`, `read_line`, `close`; [`LinkError`], [`Answer`].
+//! - [`bulk`]: a snapshot transfer (`$<len>` or `$EOF:<mark>`, after keepalive newlines)
+//!   read raw into any `Write` in bounded memory: [`Link::read_bulk_payload`].
 
+pub mod bulk;
 pub mod endpoint;
 pub mod link;
 pub mod tls;
 
+pub use bulk::{BulkError, Framing, Payload};
 pub use endpoint::{parse_url, Endpoint, Url, UrlError};
 pub use link::{Answer, Link, LinkError};
