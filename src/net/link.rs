@@ -22,7 +22,8 @@ use crate::resp::encode::command;
 use crate::resp::reply::{self, Reply};
 
 /// Why a link failed. [`LinkError::is_connection`] tells a lost connection (worth
-/// reconnecting) from a refusal or garbage.
+/// reconnecting) from a refusal or garbage. The messages still speak of "the
+/// destination" and `--timeout`, as replay's reports always have; other users wrap them.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     #[error("{0}")]

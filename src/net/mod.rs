@@ -6,14 +6,10 @@
 //! [`crate::resp`]) and raw transfers. It must not know what the bytes mean: no RDB or
 //! AOF decoding, no replay logic (chunks, routing, retries, reports), no clap.
 //!
-//! - [`endpoint`]: [`Endpoint`] (host, port, user, password, TLS; shown without the
-//!   password) and `redis://` / `rediss://` URLs ([`parse_url`]).
-//! - [`tls`]: the rustls client configuration ([`tls::Tls`]) from CA, client certificate
-//!   and server-name options.
-//! - [`link`]: [`Link`], one connection (plain or TLS): connect within a timeout, AUTH,
-//!   `call`, `send`, `replies`, `read_line`, `close`; [`LinkError`], [`Answer`].
-//! - [`bulk`]: a snapshot transfer (`$<len>` or `$EOF:<mark>`, after keepalive newlines)
-//!   read raw into any `Write` in bounded memory: [`Link::read_bulk_payload`].
+//! - [`endpoint`]: where a server is ([`Endpoint`], never shown with its password) and `redis://` URLs.
+//! - [`tls`]: the rustls client configuration, from CA, client certificate and server-name options.
+//! - [`link`]: one connection ([`Link`]): connect, AUTH, call, pipeline, read lines and replies.
+//! - [`bulk`]: a snapshot transfer (`$<len>` or `$EOF:<mark>`) read raw into a file in bounded memory.
 
 pub mod bulk;
 pub mod endpoint;
