@@ -10,8 +10,9 @@
 //! - [`input`] is the ordered input stream: every input of a job, in load order, to a consumer.
 //! - [`translate`] turns records into the commands that recreate them (RESP).
 //! - [`resp`] encodes RESP.
-//! - [`print`] writes the stream as JSON lines, text or RESP, a consumer of the input stream.
+//! - [`print`](mod@print) writes the stream as JSON lines, text or RESP, a consumer of the input stream.
 //! - [`pipeline`] splits a file into batches decoded in parallel, delivered in order.
+//! - [`net`] talks to servers: endpoints and URLs, TLS, links, raw snapshot transfers.
 //! - [`replay`] loads the stream into Redis or twemproxy over N pipelined connections.
 
 pub mod aof;
@@ -21,6 +22,7 @@ pub mod expiry;
 pub mod filter;
 pub mod glob;
 pub mod input;
+pub mod net;
 pub mod output;
 pub mod pipeline;
 pub mod print;

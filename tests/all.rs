@@ -6,6 +6,7 @@ mod aof;
 mod bad_input;
 mod cli;
 mod golden;
+mod net;
 mod oracle;
 mod replay;
 mod sanitize;

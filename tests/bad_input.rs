@@ -15,7 +15,8 @@ use crate::util::{testdata, FIXTURES};
 struct Tracking;
 
 thread_local! {
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
+    /// The largest allocation on this thread since it was last reset (tests/net.rs reads it too).
+    pub(crate) static LARGEST: Cell<usize> = const { Cell::new(0) };
 }
 
 unsafe impl GlobalAlloc for Tracking {

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::ValueEnum;
 
+use crate::net::parse_url;
 use crate::replay::{self, DestKind, Endpoint, OnExisting};
 use crate::source::display_name;
 use crate::translate::Mode;
@@ -147,88 +148,6 @@ pub struct Args {
     pub translate: TranslateArgs,
 }
 
-/// `redis://[user[:password]@]host[:port][/db]`, percent-decoded.
-#[derive(Debug, Default, PartialEq)]
-pub struct Url {
-    pub host: String,
-    pub port: Option<u16>,
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub db: Option<u64>,
-    pub tls: bool,
-}
-
-pub fn parse_url(s: &str) -> anyhow::Result<Url> {
-    let mut url = Url::default();
-    let rest = if let Some(r) = s.strip_prefix("redis://") {
-        r
-    } else if let Some(r) = s.strip_prefix("rediss://") {
-        url.tls = true;
-        r
-    } else {
-        anyhow::bail!("{s}: expected redis://[user[:password]@]host[:port][/db] (rediss:// for TLS)");
-    };
-    let (auth, hostpart) = match rest.rfind('@') {
-        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
-        None => (None, rest),
-    };
-    if let Some(auth) = auth {
-        let (user, pass) = match auth.split_once(':') {
-            Some((u, p)) => (u, Some(p)),
-            None => (auth, None),
-        };
-        // redis://:password@host (no user) and redis://user:password@host
-        if !user.is_empty() {
-            url.user = Some(percent_decode(user)?);
-        }
-        url.password = pass.map(percent_decode).transpose()?;
-        if url.password.is_none() && url.user.is_some() {
-            // redis://password@host, as redis-cli -u reads it
-            url.password = url.user.take();
-        }
-    }
-    let (hostport, db) = match hostpart.split_once('/') {
-        Some((h, d)) if !d.is_empty() => {
-            (h, Some(d.parse::<u64>().map_err(|_| anyhow::anyhow!("{s}: the db after / must be a number"))?))
-        }
-        Some((h, _)) => (h, None),
-        None => (hostpart, None),
-    };
-    url.db = db;
-    let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
-        let (h, after) = inner.split_once(']').ok_or_else(|| anyhow::anyhow!("{s}: unclosed [ in the host"))?;
-        (h, after.strip_prefix(':'))
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (hostport, None),
-        }
-    };
-    url.host = if host.is_empty() { "127.0.0.1".into() } else { host.into() };
-    url.port = port.map(|p| p.parse::<u16>().map_err(|_| anyhow::anyhow!("{s}: bad port {p:?}"))).transpose()?;
-    Ok(url)
-}
-
-fn percent_decode(s: &str) -> anyhow::Result<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-            let v = hex
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(|| anyhow::anyhow!("bad %-escape in the URL"))?;
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| anyhow::anyhow!("the URL's user or password is not UTF-8 once decoded"))
-}
-
 pub fn parse_db_map(items: &[String]) -> anyhow::Result<BTreeMap<u64, u64>> {
     let mut map = BTreeMap::new();
     for it in items {
@@ -344,29 +263,6 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls() {
-        let u = parse_url("redis://alice:p%40ss@10.0.0.1:6380/2").unwrap();
-        assert_eq!(
-            u,
-            Url {
-                host: "10.0.0.1".into(),
-                port: Some(6380),
-                user: Some("alice".into()),
-                password: Some("p@ss".into()),
-                db: Some(2),
-                tls: false
-            }
-        );
-        let u = parse_url("redis://:secret@host").unwrap();
-        assert_eq!((u.user, u.password.as_deref(), u.port), (None, Some("secret"), None));
-        let u = parse_url("redis://[::1]:7000").unwrap();
-        assert_eq!((u.host.as_str(), u.port), ("::1", Some(7000)));
-        assert!(parse_url("rediss://h").unwrap().tls);
-        assert!(parse_url("http://h").is_err());
-        assert!(parse_url("redis://h:99999").is_err());
-    }
 
     #[test]
     fn db_maps() {

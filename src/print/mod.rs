@@ -1,7 +1,7 @@
 //! `print`: a consumer of the ordered input stream that writes every selected key as
 //! JSON lines (lossless), text, or the RESP commands that recreate it, and every log
 //! command as JSON, text or RESP; the workers render batches ([`render`]), this module's
-//! [`Printer`] writes them out in input order through one buffer.
+//! `Printer` writes them out in input order through one buffer.
 
 pub mod render;
 

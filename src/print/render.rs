@@ -1,7 +1,7 @@
 //! The workers' half of `print`: snapshot records and log units rendered into a buffer,
 //! as JSON lines, text, or RESP commands. A batch of RESP selects the databases its
 //! records move between; the db it starts on is selected by the writer, which knows
-//! where the stream before it ended ([`super::Printer`]).
+//! where the stream before it ended (the module's `Printer`).
 
 use crate::aof::{self, Unit};
 use crate::expiry::{self, LogKeysOnce};

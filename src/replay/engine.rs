@@ -10,12 +10,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::conn::{Chunk, ConnReport, Fatal, Link, LinkError, Msg, Worker, WorkerConfig, CHUNK_BYTES};
+use super::chunk::{Chunk, CHUNK_BYTES};
 use super::dest::Destination;
 use super::report::Report;
+use super::worker::{ConnReport, Fatal, Msg, Worker, WorkerConfig};
 use super::{checkpoint, Config, Error, Position};
 use crate::expiry::Kept;
 use crate::input::Inputs;
+use crate::net::{Link, LinkError};
 
 /// Most bytes of commands sent and not yet answered, over all connections (a key larger
 /// than this goes alone).

@@ -3,9 +3,10 @@
 //! a barrier; a MULTI block runs whole, alone, or unwrapped where the destination has no
 //! MULTI.
 
-use super::conn::{describe, Chunk};
+use super::chunk::Chunk;
 use super::dest::Route;
 use super::engine::Origin;
+use super::worker::describe;
 use super::{existing_key, OnExisting, Position, Run};
 use crate::aof::keys::{keys, Keys};
 use crate::aof::{self, Command, Unit};

@@ -2,12 +2,12 @@
 //! connections. This module only orchestrates; the rooms:
 //! - [`precheck`]: the inputs verified before the first write, what the destination
 //!   cannot take refused up front, the keys it already has;
-//! - [`probe`]: what the destination is; [`dest`]: what it can do and where each command
+//! - [`probe`](mod@probe): what the destination is; [`dest`]: what it can do and where each command
 //!   goes (standalone Redis, twemproxy; Redis Cluster next);
 //! - `snapshot` (records translated on the workers, routed in input order), `log` (log
 //!   units admitted and routed), `engine` (routing, back pressure, barriers, the
 //!   low-water mark), `txn` (log commands applied exactly once);
-//! - [`conn`]: the connections' threads; [`checkpoint`]: where a stopped run resumes;
+//! - [`chunk`]: what a connection is handed; [`worker`]: the connections' threads; [`checkpoint`]: where a stopped run resumes;
 //!   [`report`]: what it did, and the progress line.
 //!
 //! Each key's commands go to the connection its slot picks, so per-key order holds; a
@@ -16,7 +16,7 @@
 //! command; refusals are counted and reported.
 
 pub mod checkpoint;
-pub mod conn;
+pub mod chunk;
 pub mod dest;
 mod engine;
 mod log;
@@ -25,14 +25,17 @@ pub mod probe;
 pub mod proxy;
 pub mod report;
 mod snapshot;
-pub mod tls;
 mod txn;
+pub mod worker;
+
+pub use crate::net::tls;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-pub use conn::{Endpoint, Errors, Link, LinkError};
+pub use crate::net::{Endpoint, Link, LinkError};
+pub use chunk::Errors;
 pub use dest::DestKind;
 pub use probe::{probe, version_of_rdb, Probe};
 pub use report::Report;

@@ -5,13 +5,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use super::conn::{Link, LinkError};
 use super::dest::Destination;
 use super::report::Report;
 use super::{existing_key, Config, Error};
 use crate::aof::keys::{keys, Keys};
 use crate::aof::{self, Command, Unit};
 use crate::input::{self, Batch, Flow, Input, InputError, Inputs, LogEnd, Map, Reader, Sink};
+use crate::net::{Link, LinkError};
 use crate::rdb::{self, ErrorKind, Header, Item};
 
 /// What the inputs hold, as the up-front refusals need it.

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use super::conn::{Answer, Endpoint, Link, LinkError};
 use super::dest::DestKind;
+use crate::net::{Answer, Endpoint, Link, LinkError};
 use crate::translate::Version;
 
 /// What the destination is.

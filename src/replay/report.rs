@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::conn::Errors;
+use super::chunk::Errors;
 use super::dest::DestKind;
 use crate::aof;
 use crate::translate::{Mode, Stats, Version};

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
-use super::conn::{Errors, CHUNK_BYTES};
+use super::chunk::{Errors, CHUNK_BYTES};
 use super::dest::Destination;
 use super::engine::Origin;
 use super::{existing_key, Config, OnExisting, Position, Run};

@@ -3,9 +3,10 @@
 //! position of its last unit; after a lost connection (or a resumed run) that key says
 //! what ran. Snapshot units need none of this: each rebuilds its key from scratch.
 
-use super::conn::{Answer, Chunk, Link, LinkError};
+use super::chunk::Chunk;
 use super::engine::Engine;
 use super::Position;
+use crate::net::{Answer, Link, LinkError};
 
 /// A position as one number, ordered like positions (the applied keys hold these).
 pub(super) fn mark(p: Position) -> u64 {
