@@ -24,6 +24,11 @@ fn replay(port: u16, args: &[&str]) -> Output {
         .expect("run replay")
 }
 
+/// The JSON report of a replay run with `--format json`.
+fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not a JSON report ({e}): {}", text(o)))
+}
+
 fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -57,8 +62,8 @@ fn fixtures_in(mode: &str) {
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let loaded = RedisServer::start(version, Some(&path), &extra);
         let empty = RedisServer::start(version, None, &extra);
-        let out = replay(empty.port, &["--mode", mode, "-n", "3", "-rdb", path.to_str().unwrap()]);
-        let report = text(&out);
+        let out = replay(empty.port, &["--format", "json", "--mode", mode, "-n", "3", "-rdb", path.to_str().unwrap()]);
+        let report = json(&out);
         let (mut a, mut b) = (loaded.conn(), empty.conn());
         let ver = server_version(&mut a);
         let mut want = dump_server(&mut a, ver);
@@ -71,9 +76,8 @@ fn fixtures_in(mode: &str) {
         // Module keys cannot go as commands: not applied, so exit 1 and said so.
         let code = if mode == "commands" && modules > 0 { 1 } else { 0 };
         assert_eq!(out.status.code(), Some(code), "{file} {mode}: {report}");
-        if code == 1 {
-            assert!(report.contains(&format!("{modules} module keys skipped")), "{report}");
-        }
+        assert_eq!(report["skipped"]["modules"], if code == 1 { modules as u64 } else { 0 }, "{report}");
+        assert_eq!(report["exit_code"], code, "{report}");
         assert_same(&want, &got, ver, &format!("{file} replay {mode}"));
         if ver >= (7, 0) {
             assert_eq!(functions(&mut a), functions(&mut b), "{file} {mode}: functions");
@@ -218,12 +222,12 @@ fn through_twemproxy() {
     assert_eq!(written, 0);
 
     // db 0 in auto mode (RESTORE: streams too), onto both backends.
-    let out = replay(proxy.port, &["--db", "0", "-n", "3", "-rdb", file]);
-    let report = text(&out);
+    let out = replay(proxy.port, &["--format", "json", "--db", "0", "-n", "3", "-rdb", file]);
+    let report = json(&out);
     assert_eq!(out.status.code(), Some(0), "{report}");
-    assert!(report.contains("twemproxy"), "{report}");
+    assert_eq!(report["kind"], "twemproxy", "{report}");
     // Strings in MSET batches, which twemproxy splits across its backends.
-    assert!(report.contains("plain strings without expiry sent in MSET batches"), "{report}");
+    assert!(report["batched_strings"].as_u64() > Some(0), "{report}");
     let mut a = loaded.conn();
     let ver = server_version(&mut a);
     let mut want = dump_server(&mut a, ver);
@@ -240,10 +244,13 @@ fn through_twemproxy() {
     for b in [&b1, &b2] {
         redis::cmd("FLUSHALL").query::<()>(&mut b.conn()).unwrap();
     }
-    let out = replay(proxy.port, &["--db", "0", "--mode", "commands", "-rdb", file]);
-    let report = text(&out);
+    let out = replay(proxy.port, &["--format", "json", "--db", "0", "--mode", "commands", "-rdb", file]);
+    let report = json(&out);
     assert_eq!(out.status.code(), Some(1), "{report}");
-    assert!(report.contains("twemproxy does not take XADD"), "{report}");
+    let streams = want.values().filter(|(v, _)| matches!(v, KeyView::Stream(_))).count() as u64;
+    assert_eq!(report["refused_keys"], streams, "{report}");
+    let why = report["refused_examples"][0]["why"].as_str().unwrap_or_default();
+    assert!(why.contains("twemproxy does not take XADD"), "{report}");
     let mut got = union(&[&b1, &b2], ver);
     want.retain(|_, (v, _)| !matches!(v, KeyView::Stream(_)));
     forget_what_commands_cannot_carry(&mut want, &mut got);
@@ -313,18 +320,26 @@ fn killed_connections_heal() {
     // connection lost between them must resend the key from its DEL.
     let out = replay(
         dest.port,
-        &["--mode", "commands", "--max-args", "5", "--pipeline", "4", "-n", "2", path.to_str().unwrap()],
+        &[
+            "--format",
+            "json",
+            "--mode",
+            "commands",
+            "--max-args",
+            "5",
+            "--pipeline",
+            "4",
+            "-n",
+            "2",
+            path.to_str().unwrap(),
+        ],
     );
     stop.store(true, Ordering::Relaxed);
     let kills = k.join().unwrap();
-    let report = text(&out);
+    let report = json(&out);
     assert_eq!(out.status.code(), Some(0), "{report}");
     assert!(kills >= 2, "the replay ended before it was interrupted twice ({kills} kills): {report}");
-    let reconnects: u64 = report
-        .lines()
-        .find_map(|l| l.split("; ").nth(1)?.strip_suffix(" reconnects")?.parse().ok())
-        .expect("reconnects in the report");
-    assert!(reconnects >= 2, "{report}");
+    assert!(report["reconnects"].as_u64() >= Some(2), "{report}");
     let mut a = src.conn();
     let ver = server_version(&mut a);
     assert_same(&dump_server(&mut a, ver), &dump_server(&mut dest.conn(), ver), ver, "after killed connections");
@@ -337,7 +352,12 @@ fn a_durable_destination_killed_and_restarted() {
     let child = std::thread::spawn({
         let port = dest.port;
         let path = path.clone();
-        move || replay(port, &["--pipeline", "2", "-n", "2", "--retry-for", "30", path.to_str().unwrap()])
+        move || {
+            replay(
+                port,
+                &["--format", "json", "--pipeline", "2", "-n", "2", "--retry-for", "30", path.to_str().unwrap()],
+            )
+        }
     });
     std::thread::sleep(Duration::from_millis(400));
     dest.kill();
@@ -345,16 +365,19 @@ fn a_durable_destination_killed_and_restarted() {
     dest.restart();
     let out = child.join().unwrap();
     // The strings went in MSET batches (restore mode), and those heal as RESTOREs do.
-    assert!(text(&out).contains("20000 plain strings without expiry sent in MSET batches"), "{}", text(&out));
+    assert_eq!(json(&out)["batched_strings"], 20000, "{}", text(&out));
     assert_healed(&out, &src, &dest, "after a restart");
 }
 
 /// A replay that lost its connections on the way: it ended with exit 0 after at least
 /// one reconnect, and `dest` holds what `src` holds.
 fn assert_healed(out: &Output, src: &RedisServer, dest: &RedisServer, what: &str) {
-    let report = text(out);
+    let report = json(out);
     assert_eq!(out.status.code(), Some(0), "{what}: {report}");
-    assert!(!report.contains("; 0 reconnects"), "{what}: the replay ended before its connections were lost: {report}");
+    assert!(
+        report["reconnects"].as_u64() > Some(0),
+        "{what}: the replay ended before its connections were lost: {report}"
+    );
     let mut a = src.conn();
     let ver = server_version(&mut a);
     assert_same(&dump_server(&mut a, ver), &dump_server(&mut dest.conn(), ver), ver, what);
@@ -378,7 +401,7 @@ fn freeze_once_busy(dest: &RedisServer) {
 fn a_frozen_destination_times_out() {
     let (src, path) = big_source(6_000);
     let file = path.to_str().unwrap().to_string();
-    let args = ["--pipeline", "2", "-n", "2", "--timeout", "1"];
+    let args = ["--format", "json", "--pipeline", "2", "-n", "2", "--timeout", "1"];
 
     let dest = RedisServer::start("7.0", None, &[]);
     let child = std::thread::spawn({
@@ -726,9 +749,14 @@ fn until_stops_the_aof_at_a_point_in_time() {
     let (dir, ts, files) = crate::aof::until_fixture();
     let (cut, whole) = (RedisServer::start("7.0", None, &[]), RedisServer::start("7.0", None, &[]));
     let until = (ts - 1).to_string();
-    let out = replay(cut.port, &["--allow-flush", "--until", &until, "-aof", dir.to_str().unwrap()]);
+    let out =
+        replay(cut.port, &["--format", "json", "--allow-flush", "--until", &until, "-aof", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(text(&out).contains("AOF commands after it left out"), "{}", text(&out));
+    let report = json(&out);
+    assert!(
+        report["until"]["reached"].as_bool() == Some(true) && report["until"]["left_out"].as_u64() > Some(0),
+        "{report}"
+    );
     let mut args: Vec<&str> = vec!["--allow-flush"];
     args.extend(files.iter().map(String::as_str));
     let out = replay(whole.port, &args);
@@ -760,10 +788,14 @@ fn expired_keys_that_the_log_writes_to() {
     let path = dir.to_str().unwrap();
     for mode in ["restore", "commands"] {
         let empty = RedisServer::start("8.2", None, &[]);
-        let out = replay(empty.port, &["--mode", mode, "-aof", path]);
-        let report = text(&out);
+        let out = replay(empty.port, &["--format", "json", "--mode", mode, "-aof", path]);
+        let report = json(&out);
         assert_eq!(out.status.code(), Some(0), "{mode}: {report}");
-        assert!(report.contains("8 expired keys kept for the AOF commands"), "{mode}: {report}");
+        assert_eq!(
+            (report["kept_for_log"].as_u64(), report["skipped"]["expired"].as_u64()),
+            (Some(8), Some(1)),
+            "{mode}: {report}"
+        );
         assert_same(&want, &dump_server(&mut empty.conn(), ver), ver, &format!("replay {mode}"));
     }
     let empty = RedisServer::start("8.2", None, &[]);

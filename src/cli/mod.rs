@@ -111,51 +111,6 @@ impl InputArgs {
             until: self.until,
         }
     }
-
-    /// The files to read, in order: -rdb files, the FILE arguments, then -aof inputs.
-    pub fn files(&self) -> anyhow::Result<Vec<crate::source::InputFile>> {
-        let all: Vec<PathBuf> = self.rdb.iter().chain(self.files.iter()).cloned().collect();
-        if all.is_empty() && self.aof.is_empty() {
-            anyhow::bail!("no input: give RDB or AOF files (or -rdb FILE, -aof FILE|DIR)");
-        }
-        let mut files = crate::source::expand_inputs(&all)?;
-        files.extend(crate::source::expand_inputs(&self.aof)?.into_iter().map(|mut f| {
-            f.from_aof_flag = true;
-            f
-        }));
-        Ok(files)
-    }
-
-    /// `--until` needs `#TS:` annotations in the command logs among `logs` (bytes of each
-    /// log part): refused when there are none, rather than silently taking everything.
-    pub fn check_until<'a>(&self, logs: impl FnOnce() -> Vec<&'a [u8]>) -> anyhow::Result<Option<crate::aof::Until>> {
-        let Some(t) = self.until else { return Ok(None) };
-        // Finding the commands skims every snapshot to its end: only when asked.
-        let logs = logs();
-        if logs.is_empty() {
-            anyhow::bail!("--until cuts AOF commands by time, and the input has no AOF commands");
-        }
-        if !logs.iter().any(|l| crate::aof::has_timestamps(l)) {
-            anyhow::bail!(
-                "--until needs #TS annotations, and this AOF has none (Redis writes them only with \
-                 aof-timestamp-enabled yes)"
-            );
-        }
-        Ok(Some(crate::aof::Until::new(t)))
-    }
-
-    /// Refuses `-rdb X -aof Y` when Y starts with a snapshot of its own: X would be loaded,
-    /// then replaced key by key by Y's snapshot, and Y's commands applied on top of both.
-    pub fn check_pairing(&self, aof_has_snapshot: bool) -> anyhow::Result<()> {
-        if !self.rdb.is_empty() && !self.aof.is_empty() && aof_has_snapshot && !self.force {
-            anyhow::bail!(
-                "the AOF given with -aof starts with its own snapshot (a base RDB or an RDB preamble), \
-                 so -rdb would be loaded as well and commands like INCR applied twice; \
-                 give the AOF alone, or --force"
-            );
-        }
-        Ok(())
-    }
 }
 
 /// How many threads decode.

@@ -25,6 +25,8 @@ pub mod probe;
 pub mod proxy;
 pub mod report;
 mod snapshot;
+#[cfg(test)]
+mod tests;
 mod txn;
 pub mod worker;
 

@@ -175,8 +175,10 @@ impl Report {
             "restores": s.restores,
             "restore_fallbacks": s.restore_fallbacks,
             "batched_strings": s.batched_strings,
+            "kept_for_log": s.kept_for_log,
             "skipped": {
                 "expired": s.skipped_expired,
+                "expired_fields": s.skipped_expired_fields,
                 "modules": s.skipped_modules,
                 "filtered": self.filtered,
                 "empty": self.empty,

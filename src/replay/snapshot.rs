@@ -35,6 +35,14 @@ pub(super) struct SnapBatch {
     kept: Vec<expiry::Kept>,
 }
 
+#[cfg(test)]
+impl SnapBatch {
+    /// The commands and the counts, for tests.
+    pub(super) fn parts(&self) -> (&[u8], &[usize], &Stats) {
+        (&self.buf, &self.ends, &self.stats)
+    }
+}
+
 /// Buffers of a batch the engine is done with, for the next batches.
 type Buffers = (Vec<u8>, Vec<usize>, Vec<(usize, Option<u64>, usize, usize, u64)>);
 
