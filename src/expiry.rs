@@ -28,6 +28,7 @@ use crate::aof::keys::{keys, Keys};
 use crate::aof::select::{select, Tally};
 use crate::aof::{self, Command, Unit, Until};
 use crate::filter::Filter;
+use crate::rdb::value::{RDB_TYPE_HASH_LISTPACK_EX, RDB_TYPE_HASH_METADATA_PRE_GA};
 use crate::rdb::{Record, Value};
 use crate::resp::encode::{array_header, bulk, bulk_int, bulk_u64};
 
@@ -153,7 +154,9 @@ impl Expired {
     pub fn of(rec: &Record<'_>, now_ms: i64) -> Expired {
         let key = rec.expire_at_ms.is_some_and(|t| t <= now_ms);
         let (fields, of) = match &rec.value {
-            Value::Hash(fs) => {
+            // Only the encodings with field TTLs have fields to look at (Valkey's HASH_2 is
+            // type 22 too).
+            Value::Hash(fs) if (RDB_TYPE_HASH_METADATA_PRE_GA..=RDB_TYPE_HASH_LISTPACK_EX).contains(&rec.rdb_type) => {
                 (fs.iter().filter(|f| f.expire_at_ms.is_some_and(|t| t <= now_ms)).count() as u64, fs.len() as u64)
             }
             _ => (0, 0),
