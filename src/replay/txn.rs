@@ -18,7 +18,7 @@ impl Engine<'_> {
     /// key (db 0), the position of its last unit: MULTI, the commands, [SELECT 0], SET
     /// key mark, [SELECT db], EXEC.
     pub(super) fn transaction(&self, conn: usize, c: Chunk) -> Chunk {
-        use crate::resp::encode::command;
+        use crate::resp::encode::{command, select};
         let Some(&(_, last)) = c.units.last() else { return c };
         let m = mark(last);
         let mut t = Chunk { db: c.db, exit_db: c.exit_db, transaction: Some(m), ..Chunk::default() };
@@ -29,20 +29,22 @@ impl Engine<'_> {
         let base = t.buf.len();
         t.buf.extend_from_slice(&c.buf);
         t.ends.extend(c.ends.iter().map(|e| e + base));
+        // The applied key lives in db 0: SELECT 0 before its SET and back after it.
         let exit = c.exit_db.unwrap_or(0);
         let key = format!("{}{conn}", self.applied_prefix);
-        let tail: [Option<Vec<Vec<u8>>>; 4] = [
-            (exit != 0).then(|| vec![b"SELECT".to_vec(), b"0".to_vec()]),
-            Some(vec![b"SET".to_vec(), key.into_bytes(), m.to_string().into_bytes()]),
-            (exit != 0).then(|| vec![b"SELECT".to_vec(), exit.to_string().into_bytes()]),
-            Some(vec![b"EXEC".to_vec()]),
-        ];
-        for args in tail.into_iter().flatten() {
+        let mut push = |write: &dyn Fn(&mut Vec<u8>)| {
             cmd.clear();
-            let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-            command(&mut cmd, &refs);
+            write(&mut cmd);
             t.push_command(&cmd);
+        };
+        if exit != 0 {
+            push(&|o| select(o, 0));
         }
+        push(&|o| command(o, &[b"SET", key.as_bytes(), m.to_string().as_bytes()]));
+        if exit != 0 {
+            push(&|o| select(o, exit));
+        }
+        push(&|o| command(o, &[b"EXEC"]));
         t
     }
 

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use super::chunk::{Chunk, Errors, Position, CHUNK_BYTES};
 use crate::net::{Answer, Endpoint, Link, LinkError};
-use crate::resp::encode::{array_header, bulk, bulk_u64};
 use crate::resp::reply::Reply;
 
 /// What a connection is told.
@@ -224,9 +223,7 @@ impl Worker {
             if let Some(db) = flight.chunk.db {
                 if self.cfg.select && self.selected != Some(db) {
                     let mut sel = Vec::with_capacity(24);
-                    array_header(&mut sel, 2);
-                    bulk(&mut sel, b"SELECT");
-                    bulk_u64(&mut sel, db);
+                    crate::resp::encode::select(&mut sel, db);
                     self.link_mut()?.send(&sel)?;
                     self.inflight.push_back(Pending::Select);
                     self.unanswered += 1;
