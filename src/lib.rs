@@ -7,6 +7,7 @@
 //! - [`output`] renders records as JSON lines or text.
 //! - [`glob`] is Redis's own glob matcher, over bytes.
 //! - [`translate`] turns records into the commands that recreate them (RESP).
+//! - [`version`] maps server versions to the RDB versions they write, and back.
 //! - [`resp`] encodes RESP.
 //! - [`pipeline`] splits a file into batches decoded in parallel, delivered in order.
 //! - [`replay`] loads the stream into Redis or twemproxy over N pipelined connections.
@@ -23,3 +24,4 @@ pub mod replay;
 pub mod resp;
 pub mod source;
 pub mod translate;
+pub mod version;

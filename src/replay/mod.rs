@@ -32,6 +32,7 @@ use crate::filter::Filter;
 use crate::pipeline::{self, decode_span, Plan};
 use crate::rdb::{self, Item};
 use crate::translate::{self, Mode, Stats, Translator, Version};
+use crate::version::version_of_rdb;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DestKind {
@@ -137,21 +138,6 @@ impl Probe {
             (Some(d), _) => Some(d),
             (None, v) => v,
         }
-    }
-}
-
-/// The oldest Redis version that writes RDB version `v` (Valkey 9's 80 and later count as 7.2).
-pub fn version_of_rdb(v: u32) -> Version {
-    match v {
-        80.. => Version(7, 2),
-        13.. => Version(8, 6),
-        12 => Version(7, 4),
-        11 => Version(7, 2),
-        10 => Version(7, 0),
-        9 => Version(5, 0),
-        8 => Version(4, 0),
-        7 => Version(3, 2),
-        _ => Version(2, 8),
     }
 }
 
