@@ -72,7 +72,8 @@ pub struct Cut {
 }
 
 /// Why a log could not be read to its end.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at byte {at}: {msg} (the last complete command ends at byte {last_good})")]
 pub struct LogError {
     /// Where the problem is.
     pub at: usize,
@@ -81,12 +82,6 @@ pub struct LogError {
     /// The data ends early (a crash, a copy cut short), as opposed to damaged bytes.
     pub truncated: bool,
     pub msg: String,
-}
-
-impl std::fmt::Display for LogError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "at byte {}: {} (the last complete command ends at byte {})", self.at, self.msg, self.last_good)
-    }
 }
 
 /// `--until`: where a log is cut by time. Commands after the first `#TS:` annotation later

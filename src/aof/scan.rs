@@ -3,8 +3,6 @@
 //! `aof-timestamp-enabled`). Headers are walked and payloads skipped by their length:
 //! values are binary, so nothing is ever found by searching for `*`.
 
-use std::fmt;
-
 /// Most arguments in one command (Redis caps a multibulk at 1024 × 1024 × 1024 too).
 const MAX_ARGC: u64 = 1 << 30;
 /// Longest bulk argument (Redis's `proto-max-bulk-len` cannot exceed 512 MB by default;
@@ -26,7 +24,8 @@ pub enum Entry<'a> {
 }
 
 /// Why scanning stopped before the end.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{msg}")]
 pub struct ScanError {
     /// Start of the entry that could not be read: everything before it is complete.
     pub entry_start: usize,
@@ -36,12 +35,6 @@ pub struct ScanError {
     /// bytes that are not an AOF at all.
     pub truncated: bool,
     pub msg: String,
-}
-
-impl fmt::Display for ScanError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.msg)
-    }
 }
 
 /// Walks the entries of a RESP log held in memory.

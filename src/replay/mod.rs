@@ -481,7 +481,7 @@ pub fn run(cfg: &Config, inputs: &[Input<'_>]) -> Result<Report, Error> {
             ));
         }
         let shown = crate::source::display_name(path);
-        if let Some(ck) = checkpoint::Checkpoint::load(path).map_err(|e| Error::Input(shown.clone(), e))? {
+        if let Some(ck) = checkpoint::Checkpoint::load(path).map_err(|e| Error::Input(shown.clone(), e.to_string()))? {
             if let Some(why) = ck.mismatch(&ids, &options, shape.n) {
                 return Err(Error::Refused(format!(
                     "the checkpoint {shown} cannot resume this replay: {why}; remove it to start over"
