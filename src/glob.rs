@@ -71,11 +71,6 @@ impl Glob {
         Glob { tokens }
     }
 
-    /// True when the pattern is `*` alone (matches everything).
-    pub fn matches_all(&self) -> bool {
-        self.tokens == [Token::Star]
-    }
-
     pub fn is_match(&self, s: &[u8]) -> bool {
         let t = &self.tokens;
         let (mut ti, mut si) = (0usize, 0usize);

@@ -32,8 +32,8 @@ pub struct Manifest {
 
 impl Manifest {
     /// Paths of the files to load, in order, next to the manifest in `dir`.
-    pub fn load_order(&self, dir: &Path) -> Vec<(PathBuf, Kind)> {
-        self.base.iter().chain(&self.incr).map(|p| (dir.join(&p.name), p.kind)).collect()
+    pub fn load_order(&self, dir: &Path) -> Vec<PathBuf> {
+        self.base.iter().chain(&self.incr).map(|p| dir.join(&p.name)).collect()
     }
 }
 
