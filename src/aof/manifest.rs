@@ -1,7 +1,7 @@
-//! The Redis 7 multi-part AOF manifest (FORMAT.md §12.3): one line per file,
-//! `file <name> seq <n> type <b|h|i>` as key/value pairs in any order (unknown keys are
-//! ignored), `#` comments, names quoted with C escapes when they hold special characters.
-//! Load order: the base (at most one), then the incr files in manifest order with
+//! The Redis 7 multi-part AOF manifest, read as `aof.c`, `aofLoadManifestFromFile` reads
+//! it: one line per file, `file <name> seq <n> type <b|h|i>` as key/value pairs in any
+//! order (unknown keys are ignored), `#` comments, names quoted with C escapes when they
+//! hold special characters. Load order: the base (at most one), then the incr files in manifest order with
 //! strictly increasing seqs; history files are left out.
 
 use std::path::{Path, PathBuf};

@@ -1,5 +1,6 @@
-//! AOF input (FORMAT.md §12): plain RESP command logs, RDB-preamble files (a snapshot,
-//! then commands), and Redis 7 multi-part directories with their manifest.
+//! AOF input: plain RESP command logs, RDB-preamble files (a snapshot, then commands),
+//! and Redis 7 multi-part directories with their manifest (`aof.c`: `loadAppendOnlyFiles`
+//! loads the base, then the incr files; `loadSingleAppendOnlyFile` loads one file).
 //!
 //! [`read_log`] turns a command log into units: one command, or a whole MULTI…EXEC
 //! block, each command carrying the db its SELECTs put it in. A log that ends inside a

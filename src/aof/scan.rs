@@ -1,7 +1,8 @@
-//! The RESP command log (FORMAT.md §12.1): `*<argc>\r\n` then argc × `$<len>\r\n<bytes>\r\n`,
-//! with `#…\r\n` annotation lines between commands (`#TS:<unix>` when
-//! `aof-timestamp-enabled`). Headers are walked and payloads skipped by their length:
-//! values are binary, so nothing is ever found by searching for `*`.
+//! The RESP command log as `aof.c`, `loadSingleAppendOnlyFile` reads it: `*<argc>\r\n`
+//! then argc × `$<len>\r\n<bytes>\r\n`, with `#…\r\n` annotation lines between commands
+//! (`#TS:<unix>` when `aof-timestamp-enabled`: `genAofTimestampAnnotationIfNeeded`).
+//! Headers are walked and payloads skipped by their length: values are binary, so nothing
+//! is ever found by searching for `*`.
 
 /// Most arguments in one command (Redis caps a multibulk at 1024 × 1024 × 1024 too).
 const MAX_ARGC: u64 = 1 << 30;

@@ -86,7 +86,8 @@ pub const VALKEY_RDB_TYPE_HASH_2: u8 = 22;
 
 // ---- Opcodes (`rdb.h`; read by `rdb.c`, `rdbLoadRioWithLoadingCtx`) -----------------
 
-/// Module metadata of the key that follows (`rdb.h` of Redis 8.6).
+/// Module metadata of the key that follows (`rdb.h` of Redis 8.6; read by `keymeta.c`,
+/// `rdbLoadKeyMetadata`).
 pub const RDB_OPCODE_KEY_META: u8 = 243;
 /// A slot migration job (`RDB_OPCODE_SLOT_IMPORT` in Valkey 9's `rdb.h`): the same byte
 /// as Redis's [`RDB_OPCODE_KEY_META`].

@@ -1,6 +1,8 @@
-//! RDB decoding (FORMAT.md §1–§11, §14): the header, the opcode loop, and one decoder per
-//! value family. Pure: no threads, no I/O beyond the byte slice it is given. Records
-//! borrow from that slice (usually an mmapped file) wherever the encoding allows.
+//! RDB decoding as `rdb.c` loads a file: the header and the opcode loop
+//! (`rdbLoadRioWithLoadingCtx`), one decoder per value family (`rdbLoadObject`), the
+//! CRC-64 trailer (`crc64.c`). Pure: no threads, no I/O beyond the byte slice it is
+//! given. Records borrow from that slice (usually an mmapped file) wherever the encoding
+//! allows.
 
 pub mod constants;
 pub mod container;

@@ -1,6 +1,6 @@
 //! Module values (MODULE_2) and MODULE_AUX records, skipped generically: the value is a
 //! stream of tagged items ending with an EOF tag, so it can be walked without the module
-//! and kept as an opaque payload (FORMAT.md §8).
+//! and kept as an opaque payload, as `rdb.c`, `rdbLoadCheckModuleValue` walks it.
 
 use super::constants::*;
 use super::cursor::Cursor;

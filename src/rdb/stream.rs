@@ -1,5 +1,6 @@
-//! Streams (types 15, 19, 21, 26; FORMAT.md §11): listpack nodes keyed by a master ID,
-//! the stream metadata, consumer groups with their PEL and consumers, and (v4) the
+//! Streams (types 15, 19, 21, 26; `rdb.c`, `rdbLoadObject`): listpack nodes keyed by a
+//! master ID (each checked as `t_stream.c`, `streamValidateListpackIntegrity` does), the
+//! stream metadata, consumer groups with their PEL and consumers, and (v4) the
 //! idempotent-producer state.
 
 use super::constants::{

@@ -1,5 +1,7 @@
-//! RDB lengths and strings (FORMAT.md §4–§6): the length encoding, the three integer
-//! string forms, LZF-compressed strings, and the two double encodings.
+//! RDB lengths and strings, as `rdb.c` reads them: the length encoding
+//! (`rdbLoadLenByRef`), the three integer string forms and LZF-compressed strings
+//! (`rdbGenericLoadStringObject`), and the two double encodings (`rdbLoadDoubleValue`,
+//! `rdbLoadBinaryDoubleValue`).
 
 use std::rc::Rc;
 

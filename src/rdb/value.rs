@@ -1,6 +1,8 @@
-//! Value decoders, one per family of RDB type bytes (FORMAT.md §7, §10). Every encoding
-//! is turned into its logical value; empty collections come back as `None`, because
-//! Redis skips them when loading.
+//! Value decoders, one per family of RDB type bytes (`rdb.c`, `rdbLoadObject`), the
+//! packed containers validated as `ziplistValidateIntegrity`, `lpValidateIntegrity`,
+//! `intsetValidateIntegrity` and `zipmapValidateIntegrity` do. Every encoding is turned
+//! into its logical value; empty collections come back as `None`, because Redis skips
+//! them when loading.
 
 use super::cursor::{bounded_capacity, Cursor};
 use super::error::{Error, Result};
