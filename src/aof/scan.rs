@@ -49,6 +49,11 @@ impl<'a> Scanner<'a> {
         Scanner { data, pos: 0 }
     }
 
+    /// A scanner whose next entry starts at `pos` (an entry boundary of `data`).
+    pub fn at(data: &'a [u8], pos: usize) -> Scanner<'a> {
+        Scanner { data, pos }
+    }
+
     /// Offset of the next entry.
     pub fn pos(&self) -> usize {
         self.pos
