@@ -338,7 +338,7 @@ impl Summary {
 /// are left out: their parser already requires strictly ascending elements.
 fn check_unique(rec: &Record<'_>, dups: &mut Dups) -> Result<(), String> {
     let found = match &rec.value {
-        Value::Set(_) if rec.rdb_type == rdb::value::RDB_TYPE_SET_INTSET => None,
+        Value::Set(_) if rec.rdb_type == rdb::RDB_TYPE_SET_INTSET => None,
         Value::Set(items) => dups.find(items.len(), |i| &items[i]).map(|i| ("set member", &items[i])),
         Value::ZSet(items) => dups.find(items.len(), |i| &items[i].0).map(|i| ("zset member", &items[i].0)),
         Value::Hash(fields) => dups.find(fields.len(), |i| &fields[i].field).map(|i| ("hash field", &fields[i].field)),

@@ -35,7 +35,7 @@ use crate::resp::encode::{array_header, bulk, bulk_int, bulk_u64};
 /// The expiry that stands for "passed, but kept while a log is applied": the latest that
 /// HPEXPIREAT takes (`t_hash.c`, `HFE_MAX_ABS_TIME_MSEC`: `EB_EXPIRE_TIME_MAX >> 2`, in
 /// the year 4199), and PEXPIREAT takes it too.
-pub const SENTINEL_MS: i64 = crate::rdb::value::EB_EXPIRE_TIME_MAX >> 2;
+pub const SENTINEL_MS: i64 = crate::rdb::EB_EXPIRE_TIME_MAX >> 2;
 
 /// The keys that log commands of the job name, per db: the snapshot keys whose expired
 /// parts must be kept.

@@ -73,14 +73,9 @@ impl Glob {
         Glob { tokens, pattern: pattern.to_vec() }
     }
 
-    /// True when the pattern is `*` alone (matches everything).
     /// The pattern as given.
     pub fn pattern(&self) -> &[u8] {
         &self.pattern
-    }
-
-    pub fn matches_all(&self) -> bool {
-        self.tokens == [Token::Star]
     }
 
     pub fn is_match(&self, s: &[u8]) -> bool {

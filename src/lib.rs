@@ -9,6 +9,7 @@
 //! - [`glob`] is Redis's own glob matcher, over bytes.
 //! - [`input`] is the ordered input stream: every input of a job, in load order, to a consumer.
 //! - [`translate`] turns records into the commands that recreate them (RESP).
+//! - [`version`] maps server versions to the RDB versions they write, and back.
 //! - [`resp`] encodes RESP.
 //! - [`print`](mod@print) writes the stream as JSON lines, text or RESP, a consumer of the input stream.
 //! - [`pipeline`] splits a file into batches decoded in parallel, delivered in order.
@@ -31,3 +32,4 @@ pub mod replay;
 pub mod resp;
 pub mod source;
 pub mod translate;
+pub mod version;

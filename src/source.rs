@@ -65,15 +65,13 @@ pub struct InputFile {
     /// The last file of its set (a single file is a set of one): only there may a
     /// truncated AOF tail be tolerated.
     pub last_of_set: bool,
-    /// Which manifest line it came from, for files of a multi-part AOF.
-    pub part: Option<crate::aof::manifest::Kind>,
     /// Given with -aof.
     pub from_aof_flag: bool,
 }
 
 impl InputFile {
     fn single(path: PathBuf) -> InputFile {
-        InputFile { path, last_of_set: true, part: None, from_aof_flag: false }
+        InputFile { path, last_of_set: true, from_aof_flag: false }
     }
 }
 
@@ -137,7 +135,7 @@ fn multipart(manifest: &Path) -> std::io::Result<Vec<InputFile>> {
     let files = m.load_order(dir);
     let n = files.len();
     let mut out = Vec::with_capacity(n);
-    for (i, (path, kind)) in files.into_iter().enumerate() {
+    for (i, path) in files.into_iter().enumerate() {
         if !path.is_file() {
             return Err(std::io::Error::other(format!(
                 "{}: lists {}, which does not exist",
@@ -145,7 +143,7 @@ fn multipart(manifest: &Path) -> std::io::Result<Vec<InputFile>> {
                 path.display()
             )));
         }
-        out.push(InputFile { path, last_of_set: i + 1 == n, part: Some(kind), from_aof_flag: false });
+        out.push(InputFile { path, last_of_set: i + 1 == n, from_aof_flag: false });
     }
     Ok(out)
 }

@@ -13,66 +13,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::rdb::value::*;
+use crate::rdb::constants::VALKEY_RDB_TYPE_HASH_2;
 use crate::rdb::{crc64_parts, Function, HashField, Record, Str, Stream, StreamId, Value, Vendor};
 use crate::resp::encode::{array_header, bulk, bulk_id, bulk_int, bulk_score, bulk_str, bulk_u64, command};
+use crate::version::type_min_rdb_version;
+pub use crate::version::Version;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Commands,
     Restore,
-}
-
-/// A Redis server version, `major.minor`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version(pub u32, pub u32);
-
-impl Version {
-    /// The newest version this translator knows.
-    pub const LATEST: Version = Version(8, 6);
-
-    pub fn parse(s: &str) -> Option<Version> {
-        let mut it = s.trim().split('.');
-        let major = it.next()?.parse().ok()?;
-        let minor = it.next().map_or(Some(0), |m| m.parse().ok())?;
-        Some(Version(major, minor))
-    }
-
-    /// The RDB version a server of this version writes (and the newest it accepts).
-    pub fn rdb_version(self) -> u32 {
-        match self {
-            v if v >= Version(8, 6) => 13,
-            v if v >= Version(7, 4) => 12,
-            v if v >= Version(7, 2) => 11,
-            v if v >= Version(7, 0) => 10,
-            v if v >= Version(5, 0) => 9,
-            v if v >= Version(4, 0) => 8,
-            v if v >= Version(3, 2) => 7,
-            _ => 6,
-        }
-    }
-}
-
-impl std::fmt::Display for Version {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{}", self.0, self.1)
-    }
-}
-
-/// The oldest RDB version that has type byte `t` (Redis layouts).
-pub fn type_min_rdb_version(t: u8) -> u32 {
-    match t {
-        RDB_TYPE_STRING..=RDB_TYPE_HASH => 1,
-        RDB_TYPE_ZSET_2 | RDB_TYPE_MODULE_2 => 8,
-        RDB_TYPE_HASH_ZIPMAP..=RDB_TYPE_ZSET_ZIPLIST => 2,
-        RDB_TYPE_HASH_ZIPLIST => 4,
-        RDB_TYPE_LIST_QUICKLIST => 7,
-        RDB_TYPE_STREAM_LISTPACKS => 9,
-        RDB_TYPE_HASH_LISTPACK..=RDB_TYPE_STREAM_LISTPACKS_2 => 10,
-        RDB_TYPE_SET_LISTPACK | RDB_TYPE_STREAM_LISTPACKS_3 => 11,
-        RDB_TYPE_HASH_METADATA_PRE_GA..=RDB_TYPE_HASH_LISTPACK_EX => 12,
-        _ => 13,
-    }
 }
 
 #[derive(Debug, Clone)]

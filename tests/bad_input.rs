@@ -149,7 +149,8 @@ fn fuzz_regressions_replay_cleanly() {
 }
 
 /// KEY_META (Redis 8.6, RDB 13) has no real sample anywhere: these bytes are hand-made
-/// from the layout in FORMAT.md §8.4 (class count, 4-byte class spec, module items, EOF).
+/// from the layout Redis 8.6 reads (`keymeta.c`, `rdbLoadKeyMetadata`: class count, 4-byte
+/// class spec, module items, EOF).
 #[test]
 fn key_meta_hand_made() {
     let mut data = b"REDIS0013".to_vec();

@@ -1,12 +1,13 @@
 //! The AOF readers on arbitrary bytes: the RESP command log (strict and with truncated
-//! tails allowed), the key filter on its commands, and the multi-part manifest. Never a
-//! panic; a truncated tail is cut no later than the data ends, and the strict reader
-//! fails exactly when the tolerant one cuts; a command the filter narrows names only
-//! selected keys and reads back as one command.
+//! tails allowed), the resumable reader fed in two pieces, the key filter on its
+//! commands, and the multi-part manifest. Never a panic; a truncated tail is cut no later
+//! than the data ends, and the strict reader fails exactly when the tolerant one cuts;
+//! the resumable reader gives the units, the error and the end of a one-shot read; a
+//! command the filter narrows names only selected keys and reads back as one command.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use redis_migration::aof::{keys, manifest, read_log, select, Unit};
+use redis_migration::aof::{keys, manifest, read_log, select, LogReader, Unit};
 use redis_migration::filter::Filter;
 use redis_migration::glob::Glob;
 
@@ -39,6 +40,33 @@ fuzz_target!(|data: &[u8]| {
         }
         (Err(a), Err(b)) => assert!(!a.truncated && a == b),
         other => panic!("strict and tolerant readers disagree: {other:?}"),
+    }
+    // The resumable reader, given the data in two pieces (the first byte says where the
+    // first ends), then asked to judge the end.
+    let cut = data.first().map_or(0, |&b| b as usize * data.len() / 255);
+    for allow in [false, true] {
+        let mut units = Vec::new();
+        let one_shot = read_log(data, allow, |u| units.push(u.clone()));
+        let mut reader = LogReader::new();
+        let mut pieces = Vec::new();
+        let mut error = None;
+        'feed: for part in [&data[..cut], data] {
+            loop {
+                match reader.next(part) {
+                    Ok(Some(unit)) => pieces.push(unit),
+                    Ok(None) => break,
+                    Err(e) => {
+                        error = Some(e);
+                        break 'feed;
+                    }
+                }
+            }
+        }
+        let end = match error {
+            Some(e) => Err(e),
+            None => reader.finish(data, allow),
+        };
+        assert_eq!((&pieces, &end), (&units, &one_shot), "fed in two pieces cut at {cut}");
     }
     let _ = manifest::parse(data);
 });

@@ -1,7 +1,7 @@
-//! The Redis 7 multi-part AOF manifest (FORMAT.md §12.3): one line per file,
-//! `file <name> seq <n> type <b|h|i>` as key/value pairs in any order (unknown keys are
-//! ignored), `#` comments, names quoted with C escapes when they hold special characters.
-//! Load order: the base (at most one), then the incr files in manifest order with
+//! The Redis 7 multi-part AOF manifest, read as `aof.c`, `aofLoadManifestFromFile` reads
+//! it: one line per file, `file <name> seq <n> type <b|h|i>` as key/value pairs in any
+//! order (unknown keys are ignored), `#` comments, names quoted with C escapes when they
+//! hold special characters. Load order: the base (at most one), then the incr files in manifest order with
 //! strictly increasing seqs; history files are left out.
 
 use std::path::{Path, PathBuf};
@@ -32,22 +32,53 @@ pub struct Manifest {
 
 impl Manifest {
     /// Paths of the files to load, in order, next to the manifest in `dir`.
-    pub fn load_order(&self, dir: &Path) -> Vec<(PathBuf, Kind)> {
-        self.base.iter().chain(&self.incr).map(|p| (dir.join(&p.name), p.kind)).collect()
+    pub fn load_order(&self, dir: &Path) -> Vec<PathBuf> {
+        self.base.iter().chain(&self.incr).map(|p| dir.join(&p.name)).collect()
     }
 }
 
+/// Why a manifest was refused: which line, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("the manifest is empty")]
+    Empty,
+    #[error("line {line} is longer than {} bytes", MAX_LINE)]
+    LineTooLong { line: usize },
+    #[error("line {line} is blank")]
+    BlankLine { line: usize },
+    #[error("line {line}: unbalanced quotes")]
+    UnbalancedQuotes { line: usize },
+    #[error("line {line}: {fields} fields, expected key/value pairs with file, seq and type")]
+    FieldCount { line: usize, fields: usize },
+    /// A `type` other than `b`, `h` or `i` (lossy text).
+    #[error("line {line}: unknown file type {kind:?}")]
+    UnknownType { line: usize, kind: String },
+    #[error("line {line}: needs file, seq (a number) and type")]
+    Incomplete { line: usize },
+    #[error("line {line}: the file name is not UTF-8")]
+    NameNotUtf8 { line: usize },
+    /// Empty, `.`, `..` or holding a `/`: the files live next to the manifest.
+    #[error("line {line}: {name:?} is not a plain file name")]
+    NotPlainName { line: usize, name: String },
+    #[error("line {line}: a second base file")]
+    SecondBase { line: usize },
+    #[error("line {line}: incr seq {seq} does not increase")]
+    SeqNotIncreasing { line: usize, seq: u64 },
+    #[error("the manifest names no base or incr file")]
+    NoFiles,
+}
+
 /// Parses manifest text; the error says which line and why.
-pub fn parse(text: &[u8]) -> Result<Manifest, String> {
+pub fn parse(text: &[u8]) -> Result<Manifest, ManifestError> {
     if text.is_empty() {
-        return Err("the manifest is empty".into());
+        return Err(ManifestError::Empty);
     }
     let mut base: Option<Part> = None;
     let mut incr: Vec<Part> = Vec::new();
     for (i, raw) in text.split_inclusive(|&b| b == b'\n').enumerate() {
         let n = i + 1;
         if raw.len() > MAX_LINE {
-            return Err(format!("line {n} is longer than {MAX_LINE} bytes"));
+            return Err(ManifestError::LineTooLong { line: n });
         }
         let line = raw.strip_suffix(b"\n").unwrap_or(raw);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -55,11 +86,11 @@ pub fn parse(text: &[u8]) -> Result<Manifest, String> {
             continue;
         }
         if line.iter().all(u8::is_ascii_whitespace) {
-            return Err(format!("line {n} is blank"));
+            return Err(ManifestError::BlankLine { line: n });
         }
-        let tokens = split_args(line).ok_or_else(|| format!("line {n}: unbalanced quotes"))?;
+        let tokens = split_args(line).ok_or(ManifestError::UnbalancedQuotes { line: n })?;
         if tokens.len() < 6 || tokens.len() % 2 != 0 {
-            return Err(format!("line {n}: {} fields, expected key/value pairs with file, seq and type", tokens.len()));
+            return Err(ManifestError::FieldCount { line: n, fields: tokens.len() });
         }
         let (mut name, mut seq, mut kind) = (None, None, None);
         for pair in tokens.chunks(2) {
@@ -72,7 +103,8 @@ pub fn parse(text: &[u8]) -> Result<Manifest, String> {
                         b"h" => Some(Kind::History),
                         b"i" => Some(Kind::Incr),
                         other => {
-                            return Err(format!("line {n}: unknown file type {:?}", String::from_utf8_lossy(other)))
+                            let kind = String::from_utf8_lossy(other).into_owned();
+                            return Err(ManifestError::UnknownType { line: n, kind });
                         }
                     }
                 }
@@ -80,19 +112,19 @@ pub fn parse(text: &[u8]) -> Result<Manifest, String> {
             }
         }
         let (Some(name), Some(seq), Some(kind)) = (name, seq, kind) else {
-            return Err(format!("line {n}: needs file, seq (a number) and type"));
+            return Err(ManifestError::Incomplete { line: n });
         };
-        let name = String::from_utf8(name).map_err(|_| format!("line {n}: the file name is not UTF-8"))?;
+        let name = String::from_utf8(name).map_err(|_| ManifestError::NameNotUtf8 { line: n })?;
         if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-            return Err(format!("line {n}: {name:?} is not a plain file name"));
+            return Err(ManifestError::NotPlainName { line: n, name });
         }
         let part = Part { name, seq, kind };
         match kind {
-            Kind::Base if base.is_some() => return Err(format!("line {n}: a second base file")),
+            Kind::Base if base.is_some() => return Err(ManifestError::SecondBase { line: n }),
             Kind::Base => base = Some(part),
             Kind::Incr => {
                 if incr.last().is_some_and(|p| p.seq >= seq) {
-                    return Err(format!("line {n}: incr seq {seq} does not increase"));
+                    return Err(ManifestError::SeqNotIncreasing { line: n, seq });
                 }
                 incr.push(part);
             }
@@ -100,7 +132,7 @@ pub fn parse(text: &[u8]) -> Result<Manifest, String> {
         }
     }
     if base.is_none() && incr.is_empty() {
-        return Err("the manifest names no base or incr file".into());
+        return Err(ManifestError::NoFiles);
     }
     Ok(Manifest { base, incr })
 }
@@ -221,5 +253,24 @@ mod tests {
         }
         let long = format!("file {} seq 1 type i\n", "a".repeat(1100));
         assert!(parse(long.as_bytes()).is_err());
+    }
+
+    /// The messages are part of the output (`check` and `replay` print them).
+    #[test]
+    fn messages() {
+        let said = |text: &[u8]| parse(text).unwrap_err().to_string();
+        assert_eq!(said(b""), "the manifest is empty");
+        assert_eq!(said(b"file a seq 1 type i\n\n"), "line 2 is blank");
+        assert_eq!(said(b"file \"a seq 1 type i\n"), "line 1: unbalanced quotes");
+        assert_eq!(said(b"file a seq 1\n"), "line 1: 4 fields, expected key/value pairs with file, seq and type");
+        assert_eq!(said(b"file a seq 1 type \xffx\n"), "line 1: unknown file type \"\u{fffd}x\"");
+        assert_eq!(said(b"file a seq x type i\n"), "line 1: needs file, seq (a number) and type");
+        assert_eq!(said(b"file \"\\xff\" seq 1 type i\n"), "line 1: the file name is not UTF-8");
+        assert_eq!(said(b"file .. seq 1 type i\n"), "line 1: \"..\" is not a plain file name");
+        assert_eq!(said(b"file a seq 1 type b\nfile b seq 2 type b\n"), "line 2: a second base file");
+        assert_eq!(said(b"file a seq 2 type i\nfile b seq 2 type i\n"), "line 2: incr seq 2 does not increase");
+        assert_eq!(said(b"file a seq 1 type h\n"), "the manifest names no base or incr file");
+        let long = format!("file {} seq 1 type i\n", "a".repeat(1100));
+        assert_eq!(said(long.as_bytes()), "line 1 is longer than 1024 bytes");
     }
 }

@@ -1,18 +1,22 @@
-//! AOF input (FORMAT.md §12): plain RESP command logs, RDB-preamble files (a snapshot,
-//! then commands), and Redis 7 multi-part directories with their manifest.
+//! AOF input: plain RESP command logs, RDB-preamble files (a snapshot, then commands),
+//! and Redis 7 multi-part directories with their manifest (`aof.c`: `loadAppendOnlyFiles`
+//! loads the base, then the incr files; `loadSingleAppendOnlyFile` loads one file).
 //!
 //! [`read_log`] turns a command log into units: one command, or a whole MULTI…EXEC
 //! block, each command carrying the db its SELECTs put it in. A log that ends inside a
 //! command, or inside a MULTI that never reached EXEC, is truncated: an error naming the
 //! offset of the last complete unit, or (when allowed) the end of what is loaded, as
-//! Redis's `aof-load-truncated` does.
+//! Redis's `aof-load-truncated` does. [`LogReader`] reads the same units one at a time
+//! from a log that may still be growing (the end of the data is "call again", not a
+//! truncation), and judges the end of a finished one apart.
 
 pub mod keys;
 pub mod manifest;
+mod reader;
 pub mod scan;
 pub mod select;
 
-use scan::{Entry, Scanner};
+pub use reader::{read_log, LogReader};
 
 /// One command of a log, borrowing from the file.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,7 +76,8 @@ pub struct Cut {
 }
 
 /// Why a log could not be read to its end.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at byte {at}: {msg} (the last complete command ends at byte {last_good})")]
 pub struct LogError {
     /// Where the problem is.
     pub at: usize,
@@ -81,12 +86,6 @@ pub struct LogError {
     /// The data ends early (a crash, a copy cut short), as opposed to damaged bytes.
     pub truncated: bool,
     pub msg: String,
-}
-
-impl std::fmt::Display for LogError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "at byte {}: {} (the last complete command ends at byte {})", self.at, self.msg, self.last_good)
-    }
 }
 
 /// `--until`: where a log is cut by time. Commands after the first `#TS:` annotation later
@@ -160,99 +159,6 @@ pub fn log_start(data: &[u8]) -> Option<usize> {
 /// True for bytes that start with an RDB header (a snapshot, or an RDB-preamble AOF).
 pub fn is_rdb(data: &[u8]) -> bool {
     data.starts_with(b"REDIS") || data.starts_with(b"VALKEY")
-}
-
-/// Reads a command log, handing each unit to `f` in order. With `allow_truncated`, a
-/// truncated tail ends the log where its last complete unit ends (reported as a [`Cut`]);
-/// damage is an error either way. Units are lent, so that a single command's argument
-/// vector is reused for the next one.
-pub fn read_log<'a>(
-    data: &'a [u8],
-    allow_truncated: bool,
-    mut f: impl FnMut(&Unit<'a>),
-) -> Result<Option<Cut>, LogError> {
-    let mut scanner = Scanner::new(data);
-    let mut argv: Vec<&'a [u8]> = Vec::new();
-    let mut db = 0u64;
-    let mut multi: Option<(usize, Vec<Command<'a>>)> = None;
-    let mut last_good = 0usize;
-    loop {
-        let entry = match scanner.next_entry(&mut argv) {
-            Ok(Some(e)) => e,
-            Ok(None) => break,
-            Err(e) => {
-                let last_good = multi.as_ref().map_or(last_good, |(start, _)| *start);
-                if e.truncated && allow_truncated {
-                    return Ok(Some(Cut { at: last_good, dropped: data.len() - last_good, why: e.msg }));
-                }
-                return Err(LogError { at: e.at, last_good, truncated: e.truncated, msg: e.msg });
-            }
-        };
-        let (start, end) = match entry {
-            Entry::Timestamp { unix, .. } => {
-                if multi.is_none() {
-                    f(&Unit::Timestamp(unix));
-                }
-                continue;
-            }
-            Entry::Annotation { .. } => continue,
-            Entry::Command { start, end } => (start, end),
-        };
-        let cmd =
-            Command { db, argv: std::mem::take(&mut argv), raw: &data[start..end], offset: start, narrowed: None };
-        let bad = |msg: String| LogError { at: start, last_good, truncated: false, msg };
-        if cmd.is("SELECT") {
-            db = select_db(&cmd.argv).ok_or_else(|| bad("SELECT without a valid database number".into()))?;
-            if multi.is_none() {
-                last_good = end;
-            }
-            argv = cmd.argv;
-            continue;
-        }
-        if cmd.is("MULTI") {
-            if multi.is_some() {
-                return Err(bad("MULTI inside MULTI".into()));
-            }
-            multi = Some((start, vec![cmd]));
-            continue;
-        }
-        if cmd.is("EXEC") {
-            let Some((_, mut block)) = multi.take() else {
-                return Err(bad("EXEC without MULTI".into()));
-            };
-            block.push(cmd);
-            f(&Unit::Multi(block));
-            last_good = end;
-            continue;
-        }
-        match &mut multi {
-            Some((_, block)) => block.push(cmd),
-            None => {
-                let unit = Unit::One(cmd);
-                f(&unit);
-                if let Unit::One(cmd) = unit {
-                    argv = cmd.argv; // the vector goes back to the scanner
-                }
-                last_good = end;
-            }
-        }
-    }
-    if let Some((start, _)) = multi {
-        let msg = "the log ends inside a MULTI that has no EXEC".to_string();
-        if allow_truncated {
-            return Ok(Some(Cut { at: start, dropped: data.len() - start, why: msg }));
-        }
-        return Err(LogError { at: start, last_good: start, truncated: true, msg });
-    }
-    Ok(None)
-}
-
-/// The db of a `SELECT n` command.
-fn select_db(argv: &[&[u8]]) -> Option<u64> {
-    match argv {
-        [_, n] => std::str::from_utf8(n).ok()?.parse().ok(),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -1,9 +1,8 @@
-//! The RESP command log (FORMAT.md §12.1): `*<argc>\r\n` then argc × `$<len>\r\n<bytes>\r\n`,
-//! with `#…\r\n` annotation lines between commands (`#TS:<unix>` when
-//! `aof-timestamp-enabled`). Headers are walked and payloads skipped by their length:
-//! values are binary, so nothing is ever found by searching for `*`.
-
-use std::fmt;
+//! The RESP command log as `aof.c`, `loadSingleAppendOnlyFile` reads it: `*<argc>\r\n`
+//! then argc × `$<len>\r\n<bytes>\r\n`, with `#…\r\n` annotation lines between commands
+//! (`#TS:<unix>` when `aof-timestamp-enabled`: `genAofTimestampAnnotationIfNeeded`).
+//! Headers are walked and payloads skipped by their length: values are binary, so nothing
+//! is ever found by searching for `*`.
 
 /// Most arguments in one command (Redis caps a multibulk at 1024 × 1024 × 1024 too).
 const MAX_ARGC: u64 = 1 << 30;
@@ -26,7 +25,8 @@ pub enum Entry<'a> {
 }
 
 /// Why scanning stopped before the end.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{msg}")]
 pub struct ScanError {
     /// Start of the entry that could not be read: everything before it is complete.
     pub entry_start: usize,
@@ -38,12 +38,6 @@ pub struct ScanError {
     pub msg: String,
 }
 
-impl fmt::Display for ScanError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.msg)
-    }
-}
-
 /// Walks the entries of a RESP log held in memory.
 pub struct Scanner<'a> {
     data: &'a [u8],
@@ -53,6 +47,11 @@ pub struct Scanner<'a> {
 impl<'a> Scanner<'a> {
     pub fn new(data: &'a [u8]) -> Scanner<'a> {
         Scanner { data, pos: 0 }
+    }
+
+    /// A scanner whose next entry starts at `pos` (an entry boundary of `data`).
+    pub fn at(data: &'a [u8], pos: usize) -> Scanner<'a> {
+        Scanner { data, pos }
     }
 
     /// Offset of the next entry.

@@ -1,4 +1,4 @@
-//! JSON lines as DESIGN.md specifies: one object per key,
+//! JSON lines as README.md ("JSON lines") describes them: one object per key,
 //! `{"db":0,"key":K,"type":"hash","expire_at_ms":null,"value":V}`. Byte strings are JSON
 //! strings when valid UTF-8, else `{"base64":"…"}`; scores JSON cannot hold and stream
 //! IDs are strings. Written by hand into one buffer: no intermediate tree, no allocation

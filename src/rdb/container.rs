@@ -11,8 +11,10 @@ pub enum Entry {
     Int(i64),
 }
 
-/// A structural error at an offset inside a container blob.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A structural error at an offset inside a container blob (placed in the file by
+/// `string::Blob::error`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at +{at} in the blob: {msg}")]
 pub struct ContainerError {
     pub at: usize,
     pub msg: String,

@@ -4,21 +4,17 @@
 
 use super::error::{Error, Result};
 
+/// A position in the bytes it was given (a whole file, for the parser: its offsets are
+/// the file's).
 #[derive(Clone)]
 pub struct Cursor<'a> {
     data: &'a [u8],
     pos: usize,
-    /// Offset of `data[0]` in the file, for error messages.
-    base: u64,
 }
 
 impl<'a> Cursor<'a> {
     pub fn new(data: &'a [u8]) -> Cursor<'a> {
-        Cursor { data, pos: 0, base: 0 }
-    }
-
-    pub fn with_base(data: &'a [u8], base: u64) -> Cursor<'a> {
-        Cursor { data, pos: 0, base }
+        Cursor { data, pos: 0 }
     }
 
     #[inline]
@@ -26,10 +22,10 @@ impl<'a> Cursor<'a> {
         self.pos
     }
 
-    /// Absolute offset (file offset) of the next byte.
+    /// Offset of the next byte (a file offset, for error messages).
     #[inline]
     pub fn offset(&self) -> u64 {
-        self.base + self.pos as u64
+        self.pos as u64
     }
 
     #[inline]
@@ -40,11 +36,6 @@ impl<'a> Cursor<'a> {
     #[inline]
     pub fn remaining(&self) -> usize {
         self.data.len() - self.pos
-    }
-
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.pos >= self.data.len()
     }
 
     #[inline]
@@ -107,10 +98,6 @@ impl<'a> Cursor<'a> {
         Ok(u16::from_le_bytes(self.read_array(what)?))
     }
 
-    pub fn read_u32_le(&mut self, what: &'static str) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.read_array(what)?))
-    }
-
     pub fn read_i32_le(&mut self, what: &'static str) -> Result<i32> {
         Ok(i32::from_le_bytes(self.read_array(what)?))
     }
@@ -133,10 +120,6 @@ impl<'a> Cursor<'a> {
 
     pub fn read_f64_le(&mut self, what: &'static str) -> Result<f64> {
         Ok(f64::from_le_bytes(self.read_array(what)?))
-    }
-
-    pub fn read_f32_le(&mut self, what: &'static str) -> Result<f32> {
-        Ok(f32::from_le_bytes(self.read_array(what)?))
     }
 }
 

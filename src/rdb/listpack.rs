@@ -3,6 +3,8 @@
 //! Every entry's backlen is decoded and checked, as Redis's deep sanitization does.
 
 use super::container::{le_bytes, ContainerError, ContainerResult, Entry};
+use super::error::Result;
+use super::string::Blob;
 
 const LP_EOF: u8 = 0xFF;
 const HEADER_SIZE: usize = 6;
@@ -78,6 +80,14 @@ pub fn parse(blob: &[u8], mut f: impl FnMut(Entry)) -> ContainerResult<usize> {
         return Err(ContainerError::new(4, format!("listpack header counts {declared} entries, found {count}")));
     }
     Ok(count)
+}
+
+/// Every entry of a listpack blob, as positions in it (a stream node is read by index);
+/// an error is placed in the file by the blob.
+pub fn collect_entries(blob: &Blob<'_>) -> Result<Vec<Entry>> {
+    let mut out = Vec::with_capacity(count_hint(&blob.data));
+    parse(&blob.data, |e| out.push(e)).map_err(|e| blob.error("listpack", e.at, &e.msg))?;
+    Ok(out)
 }
 
 /// Reads a backlen backwards from its last byte, as Redis does (`listpack.c`,

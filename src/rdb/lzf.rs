@@ -4,30 +4,17 @@
 //! from liblzf's code.
 
 /// Why a compressed block could not be expanded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LzfError {
     /// A literal run or back-reference reads past the end of the input.
+    #[error("LZF data ends inside an instruction at +{at}")]
     InputTruncated { at: usize },
     /// A back-reference points before the start of the output.
+    #[error("LZF back-reference before the start of the output at +{at}")]
     BadBackReference { at: usize },
     /// The output would exceed (or, at the end, not reach) the declared length.
+    #[error("LZF data expands to {produced} bytes, the header declared {declared}")]
     LengthMismatch { produced: usize, declared: usize },
-}
-
-impl std::fmt::Display for LzfError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LzfError::InputTruncated { at } => {
-                write!(f, "LZF data ends inside an instruction at +{at}")
-            }
-            LzfError::BadBackReference { at } => {
-                write!(f, "LZF back-reference before the start of the output at +{at}")
-            }
-            LzfError::LengthMismatch { produced, declared } => {
-                write!(f, "LZF data expands to {produced} bytes, the header declared {declared}")
-            }
-        }
-    }
 }
 
 /// Expands `input` into `out` (cleared first); the result must be exactly `declared`

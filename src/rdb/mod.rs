@@ -1,7 +1,10 @@
-//! RDB decoding (FORMAT.md §1–§11, §14): the header, the opcode loop, and one decoder per
-//! value family. Pure: no threads, no I/O beyond the byte slice it is given. Records
-//! borrow from that slice (usually an mmapped file) wherever the encoding allows.
+//! RDB decoding as `rdb.c` loads a file: the header and the opcode loop
+//! (`rdbLoadRioWithLoadingCtx`), one decoder per value family (`rdbLoadObject`), the
+//! CRC-64 trailer (`crc64.c`). Pure: no threads, no I/O beyond the byte slice it is
+//! given. Records borrow from that slice (usually an mmapped file) wherever the encoding
+//! allows.
 
+pub mod constants;
 pub mod container;
 pub mod cursor;
 pub mod error;
@@ -19,14 +22,10 @@ pub mod zipmap;
 
 mod parser;
 
+pub use constants::*;
 pub use error::{Error, ErrorKind, Result};
 pub use parser::{parse_header, Header, Parser, State, Vendor};
 pub use types::*;
-
-/// Highest Redis RDB version this reader knows (Redis 8.6).
-pub const RDB_VERSION_MAX: u32 = 13;
-/// Valkey 9's RDB version (`VALKEY080`).
-pub const VALKEY_RDB_VERSION: u32 = 80;
 
 /// CRC-64/Jones as Redis computes it ("123456789" → 0xe9c6d914c4b8d9ca), with the
 /// carry-less-multiply folding of `crc-fast` (several GB/s) where the CPU has it.

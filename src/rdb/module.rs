@@ -1,18 +1,12 @@
 //! Module values (MODULE_2) and MODULE_AUX records, skipped generically: the value is a
 //! stream of tagged items ending with an EOF tag, so it can be walked without the module
-//! and kept as an opaque payload (FORMAT.md §8).
+//! and kept as an opaque payload, as `rdb.c`, `rdbLoadCheckModuleValue` walks it.
 
+use super::constants::*;
 use super::cursor::Cursor;
 use super::error::{Error, Result};
 use super::string::{read_len, skip_str};
 use super::types::ModuleValue;
-
-pub const RDB_MODULE_OPCODE_EOF: u64 = 0;
-pub const RDB_MODULE_OPCODE_SINT: u64 = 1;
-pub const RDB_MODULE_OPCODE_UINT: u64 = 2;
-pub const RDB_MODULE_OPCODE_FLOAT: u64 = 3;
-pub const RDB_MODULE_OPCODE_DOUBLE: u64 = 4;
-pub const RDB_MODULE_OPCODE_STRING: u64 = 5;
 
 const MODULE_CHARSET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 

@@ -2,6 +2,8 @@
 //! keys and values, EOF and the CRC-64 trailer. `Parser::next_item` yields items in file
 //! order; per-key state (expiry, idle, freq, key metadata) applies to the next key only.
 
+use super::constants::*;
+use super::crc64;
 use super::cursor::Cursor;
 use super::error::{Error, ErrorKind, Result};
 use super::module::{module_name, skip_items};
@@ -9,22 +11,6 @@ use super::skim::skip_value;
 use super::string::{read_len, read_str, skip_str};
 use super::types::{Checksum, Function, Item, Record};
 use super::value::{read_value, type_name};
-use super::{crc64, RDB_VERSION_MAX, VALKEY_RDB_VERSION};
-
-pub const RDB_OPCODE_KEY_META: u8 = 243; // Redis 13+
-pub const RDB_OPCODE_SLOT_IMPORT: u8 = 243; // Valkey 80+
-pub const RDB_OPCODE_SLOT_INFO: u8 = 244;
-pub const RDB_OPCODE_FUNCTION2: u8 = 245;
-pub const RDB_OPCODE_FUNCTION_PRE_GA: u8 = 246;
-pub const RDB_OPCODE_MODULE_AUX: u8 = 247;
-pub const RDB_OPCODE_IDLE: u8 = 248;
-pub const RDB_OPCODE_FREQ: u8 = 249;
-pub const RDB_OPCODE_AUX: u8 = 250;
-pub const RDB_OPCODE_RESIZEDB: u8 = 251;
-pub const RDB_OPCODE_EXPIRETIME_MS: u8 = 252;
-pub const RDB_OPCODE_EXPIRETIME: u8 = 253;
-pub const RDB_OPCODE_SELECTDB: u8 = 254;
-pub const RDB_OPCODE_EOF: u8 = 255;
 
 /// Who wrote the file: type 22 and opcodes 0xF2/0xF3 mean different things for each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -309,7 +295,7 @@ impl<'a> Parser<'a> {
         let (name, encver) = module_name(id);
         let at = self.cur.offset();
         let when_op = read_len(&mut self.cur, "a module aux 'when' tag")?;
-        if when_op != super::module::RDB_MODULE_OPCODE_UINT {
+        if when_op != RDB_MODULE_OPCODE_UINT {
             return Err(Error::corrupt(at, format!("module aux 'when' tag {when_op}, expected 2 (unsigned integer)")));
         }
         let when = read_len(&mut self.cur, "a module aux 'when'")?;

@@ -4,11 +4,11 @@
 //! stops with an error where the bytes run out; the full decoder, run afterwards on the
 //! same bytes, names the precise problem.
 
+use super::constants::*;
 use super::cursor::Cursor;
 use super::error::{Error, Result};
 use super::module::skip_items;
 use super::string::{read_len, skip_str};
-use super::value::*;
 use super::Vendor;
 
 /// Advances the cursor past a value of type `t`.

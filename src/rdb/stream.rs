@@ -1,23 +1,25 @@
-//! Streams (types 15, 19, 21, 26; FORMAT.md §11): listpack nodes keyed by a master ID,
-//! the stream metadata, consumer groups with their PEL and consumers, and (v4) the
+//! Streams (types 15, 19, 21, 26; `rdb.c`, `rdbLoadObject`): listpack nodes keyed by a
+//! master ID (each checked as `t_stream.c`, `streamValidateListpackIntegrity` does), the
+//! stream metadata, consumer groups with their PEL and consumers, and (v4) the
 //! idempotent-producer state.
 
+use super::constants::{
+    RDB_TYPE_STREAM_LISTPACKS_2, RDB_TYPE_STREAM_LISTPACKS_3, RDB_TYPE_STREAM_LISTPACKS_4, STREAM_ITEM_FLAG_DELETED,
+    STREAM_ITEM_FLAG_SAMEFIELDS,
+};
 use super::container::{parse_canonical_i64, Entry};
 use super::cursor::{bounded_capacity, Cursor};
 use super::error::{Error, Result};
+use super::listpack;
 use super::string::{read_blob, read_len, read_str, Blob};
 use super::types::{Consumer, ConsumerGroup, PendingEntry, Str, Stream, StreamEntry, StreamId, StreamIdmp};
-use super::value::{collect_listpack_entries, RDB_TYPE_STREAM_LISTPACKS_2, RDB_TYPE_STREAM_LISTPACKS_3};
-
-const STREAM_ITEM_FLAG_DELETED: i64 = 1;
-const STREAM_ITEM_FLAG_SAMEFIELDS: i64 = 2;
 
 /// Reads a stream; with `keep_entries` false its entries are validated, not kept.
 pub fn read_stream<'a>(cur: &mut Cursor<'a>, t: u8, keep_entries: bool) -> Result<Stream<'a>> {
     let version = match t {
         RDB_TYPE_STREAM_LISTPACKS_2 => 2,
         RDB_TYPE_STREAM_LISTPACKS_3 => 3,
-        26 => 4,
+        RDB_TYPE_STREAM_LISTPACKS_4 => 4,
         _ => 1,
     };
     let nodes_at = cur.offset();
@@ -110,7 +112,7 @@ fn read_node<'a>(
     mut out: Option<&mut Vec<StreamEntry<'a>>>,
     fields: &mut Vec<(usize, Entry)>,
 ) -> Result<()> {
-    let lp = collect_listpack_entries(blob)?;
+    let lp = listpack::collect_entries(blob)?;
     if lp.is_empty() {
         return Err(blob.error("stream listpack", 0, "empty listpack inside a stream"));
     }

@@ -1,18 +1,16 @@
-//! RDB lengths and strings (FORMAT.md §4–§6): the length encoding, the three integer
-//! string forms, LZF-compressed strings, and the two double encodings.
+//! RDB lengths and strings, as `rdb.c` reads them: the length encoding
+//! (`rdbLoadLenByRef`), the three integer string forms and LZF-compressed strings
+//! (`rdbGenericLoadStringObject`), and the two double encodings (`rdbLoadDoubleValue`,
+//! `rdbLoadBinaryDoubleValue`).
 
 use std::rc::Rc;
 
+use super::constants::*;
 use super::container::Entry;
 use super::cursor::Cursor;
 use super::error::{Error, Result};
 use super::lzf;
 use super::types::Str;
-
-pub const RDB_ENC_INT8: u8 = 0;
-pub const RDB_ENC_INT16: u8 = 1;
-pub const RDB_ENC_INT32: u8 = 2;
-pub const RDB_ENC_LZF: u8 = 3;
 
 /// A length, or the marker of a specially encoded string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,15 +34,16 @@ pub fn read_len_or_enc(cur: &mut Cursor<'_>) -> Result<Len> {
 fn read_long_len_or_enc(cur: &mut Cursor<'_>) -> Result<Len> {
     let at = cur.offset();
     let b = cur.read_u8("a length")?;
+    // `rdb.c`, `rdbLoadLenByRef`: the two high bits say which form follows.
     Ok(match b >> 6 {
-        0 => Len::Plain((b & 0x3f) as u64),
-        1 => Len::Plain((((b & 0x3f) as u64) << 8) | cur.read_u8("a 14-bit length")? as u64),
-        2 => match b {
-            0x80 => Len::Plain(cur.read_u32_be("a 32-bit length")? as u64),
-            0x81 => Len::Plain(cur.read_u64_be("a 64-bit length")?),
+        RDB_6BITLEN => Len::Plain((b & 0x3f) as u64),
+        RDB_14BITLEN => Len::Plain((((b & 0x3f) as u64) << 8) | cur.read_u8("a 14-bit length")? as u64),
+        RDB_ENCVAL => Len::Encoded(b & 0x3f),
+        _ => match b {
+            RDB_32BITLEN => Len::Plain(cur.read_u32_be("a 32-bit length")? as u64),
+            RDB_64BITLEN => Len::Plain(cur.read_u64_be("a 64-bit length")?),
             _ => return Err(Error::corrupt(at, format!("length byte {b:#04x} is not a valid length encoding"))),
         },
-        _ => Len::Encoded(b & 0x3f),
     })
 }
 

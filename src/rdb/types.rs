@@ -89,16 +89,6 @@ impl<'a> Str<'a> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    pub fn into_owned(self) -> Str<'static> {
-        match self {
-            Str::Borrowed(b) => Str::Owned(b.to_vec()),
-            Str::Owned(v) => Str::Owned(v),
-            Str::Shared(v, r) => Str::Owned(v[r].to_vec()),
-            Str::Int(i) => Str::Int(i),
-            s @ Str::Lzf { .. } => Str::Owned(s.bytes().into_owned()),
-        }
-    }
 }
 
 /// A stream ID `ms-seq`.
@@ -225,29 +215,6 @@ impl ValueType {
             ValueType::Module => "module",
         }
     }
-
-    pub fn from_name(s: &str) -> Option<ValueType> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "string" => ValueType::String,
-            "list" => ValueType::List,
-            "set" => ValueType::Set,
-            "zset" => ValueType::ZSet,
-            "hash" => ValueType::Hash,
-            "stream" => ValueType::Stream,
-            "module" => ValueType::Module,
-            _ => return None,
-        })
-    }
-
-    pub const ALL: [ValueType; 7] = [
-        ValueType::String,
-        ValueType::List,
-        ValueType::Set,
-        ValueType::ZSet,
-        ValueType::Hash,
-        ValueType::Stream,
-        ValueType::Module,
-    ];
 }
 
 impl Value<'_> {

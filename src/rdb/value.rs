@@ -1,45 +1,18 @@
-//! Value decoders, one per family of RDB type bytes (FORMAT.md §7, §10). Every encoding
-//! is turned into its logical value; empty collections come back as `None`, because
-//! Redis skips them when loading.
+//! Value decoders, one per family of RDB type bytes (`rdb.c`, `rdbLoadObject`), the
+//! packed containers validated as `ziplistValidateIntegrity`, `lpValidateIntegrity`,
+//! `intsetValidateIntegrity` and `zipmapValidateIntegrity` do. Every encoding is turned
+//! into its logical value; empty collections come back as `None`, because Redis skips
+//! them when loading.
 
-use super::container::{ContainerError, Entry};
 use super::cursor::{bounded_capacity, Cursor};
 use super::error::{Error, Result};
 use super::string::{read_blob, read_len, read_str, read_string_double, Blob};
 use super::types::{HashField, Str, Value};
 use super::{intset, listpack, module, stream, ziplist, zipmap, Vendor};
 
-pub const RDB_TYPE_STRING: u8 = 0;
-pub const RDB_TYPE_LIST: u8 = 1;
-pub const RDB_TYPE_SET: u8 = 2;
-pub const RDB_TYPE_ZSET: u8 = 3;
-pub const RDB_TYPE_HASH: u8 = 4;
-pub const RDB_TYPE_ZSET_2: u8 = 5;
-pub const RDB_TYPE_MODULE_PRE_GA: u8 = 6;
-pub const RDB_TYPE_MODULE_2: u8 = 7;
-pub const RDB_TYPE_HASH_ZIPMAP: u8 = 9;
-pub const RDB_TYPE_LIST_ZIPLIST: u8 = 10;
-pub const RDB_TYPE_SET_INTSET: u8 = 11;
-pub const RDB_TYPE_ZSET_ZIPLIST: u8 = 12;
-pub const RDB_TYPE_HASH_ZIPLIST: u8 = 13;
-pub const RDB_TYPE_LIST_QUICKLIST: u8 = 14;
-pub const RDB_TYPE_STREAM_LISTPACKS: u8 = 15;
-pub const RDB_TYPE_HASH_LISTPACK: u8 = 16;
-pub const RDB_TYPE_ZSET_LISTPACK: u8 = 17;
-pub const RDB_TYPE_LIST_QUICKLIST_2: u8 = 18;
-pub const RDB_TYPE_STREAM_LISTPACKS_2: u8 = 19;
-pub const RDB_TYPE_SET_LISTPACK: u8 = 20;
-pub const RDB_TYPE_STREAM_LISTPACKS_3: u8 = 21;
-pub const RDB_TYPE_HASH_METADATA_PRE_GA: u8 = 22;
-pub const RDB_TYPE_HASH_LISTPACK_EX_PRE_GA: u8 = 23;
-pub const RDB_TYPE_HASH_METADATA: u8 = 24;
-pub const RDB_TYPE_HASH_LISTPACK_EX: u8 = 25;
-pub const RDB_TYPE_STREAM_LISTPACKS_4: u8 = 26;
-/// Valkey 9 (`VALKEY080`): hash with per-field expiry; the same byte as Redis's 22.
-pub const VALKEY_RDB_TYPE_HASH_2: u8 = 22;
-
-pub const QUICKLIST_NODE_CONTAINER_PLAIN: u64 = 1;
-pub const QUICKLIST_NODE_CONTAINER_PACKED: u64 = 2;
+// The type bytes were defined here before `constants.rs`: `rdb::value::RDB_TYPE_*`
+// keeps naming them.
+pub use super::constants::*;
 
 /// The encoding a type byte stands for, as `check` reports it.
 pub fn type_name(vendor: Vendor, t: u8) -> Option<&'static str> {
@@ -284,9 +257,6 @@ fn quicklist_node_not_empty(blob: &Blob<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Largest field expiry Redis accepts (`EB_EXPIRE_TIME_MAX`, 2^48 - 1 ms).
-pub const EB_EXPIRE_TIME_MAX: i64 = (1 << 48) - 1;
-
 fn field_expiry(at: u64, ttl: u64) -> Result<Option<i64>> {
     match ttl {
         0 => Ok(None),
@@ -396,15 +366,9 @@ fn collect_ziplist<'a>(blob: &Blob<'a>) -> Result<Vec<Str<'a>>> {
     Ok(out)
 }
 
-pub(crate) fn collect_listpack<'a>(blob: &Blob<'a>) -> Result<Vec<Str<'a>>> {
+fn collect_listpack<'a>(blob: &Blob<'a>) -> Result<Vec<Str<'a>>> {
     let mut out = Vec::with_capacity(listpack::count_hint(&blob.data));
     listpack::parse(&blob.data, |e| out.push(blob.lift(e))).map_err(|e| blob.error("listpack", e.at, &e.msg))?;
-    Ok(out)
-}
-
-pub(crate) fn collect_listpack_entries(blob: &Blob<'_>) -> Result<Vec<Entry>> {
-    let mut out = Vec::with_capacity(listpack::count_hint(&blob.data));
-    listpack::parse(&blob.data, |e| out.push(e)).map_err(|e: ContainerError| blob.error("listpack", e.at, &e.msg))?;
     Ok(out)
 }
 

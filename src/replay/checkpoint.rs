@@ -30,6 +30,27 @@ impl InputId {
     }
 }
 
+/// Why a checkpoint file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The file is not JSON.
+    #[error("not a checkpoint: {0}")]
+    NotJson(serde_json::Error),
+    /// JSON without the fields this tool writes.
+    #[error("not a checkpoint of this tool (fields missing)")]
+    FieldsMissing,
+}
+
+/// Two errors are equal when they are of one kind and say the same (I/O and JSON errors
+/// do not compare themselves).
+impl PartialEq for CheckpointError {
+    fn eq(&self, other: &Self) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other) && self.to_string() == other.to_string()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     pub run: u64,
@@ -41,14 +62,14 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     /// Reads a checkpoint; `Ok(None)` when there is no file.
-    pub fn load(path: &Path) -> Result<Option<Checkpoint>, String> {
+    pub fn load(path: &Path) -> Result<Option<Checkpoint>, CheckpointError> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
-        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("not a checkpoint: {e}"))?;
-        let bad = || "not a checkpoint of this tool (fields missing)".to_string();
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(CheckpointError::NotJson)?;
+        let bad = || CheckpointError::FieldsMissing;
         let num = |v: &serde_json::Value| v.as_u64().ok_or_else(bad);
         let hex = |v: &serde_json::Value| v.as_str().and_then(|s| u64::from_str_radix(s, 16).ok()).ok_or_else(bad);
         let mut inputs = Vec::new();

@@ -39,7 +39,8 @@ use std::time::{Duration, Instant};
 pub use crate::net::{Endpoint, Link, LinkError};
 pub use chunk::Errors;
 pub use dest::DestKind;
-pub use probe::{probe, version_of_rdb, Probe};
+pub use crate::version::version_of_rdb;
+pub use probe::{probe, Probe};
 pub use report::Report;
 
 pub use crate::input::Position;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::dest::DestKind;
 use crate::net::{Answer, Endpoint, Link, LinkError};
-use crate::translate::Version;
+use crate::version::{version_of_rdb, Version};
 
 /// What the destination is.
 #[derive(Debug, Clone)]
@@ -30,21 +30,6 @@ impl Probe {
             (Some(d), _) => Some(d),
             (None, v) => v,
         }
-    }
-}
-
-/// The oldest Redis version that writes RDB version `v` (Valkey 9's 80 and later count as 7.2).
-pub fn version_of_rdb(v: u32) -> Version {
-    match v {
-        80.. => Version(7, 2),
-        13.. => Version(8, 6),
-        12 => Version(7, 4),
-        11 => Version(7, 2),
-        10 => Version(7, 0),
-        9 => Version(5, 0),
-        8 => Version(4, 0),
-        7 => Version(3, 2),
-        _ => Version(2, 8),
     }
 }
 

@@ -37,12 +37,31 @@ impl Reply<'_> {
     }
 }
 
+/// Why bytes cannot be a reply: the stream is lost from there on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyError {
+    /// An integer, bulk length or array length that is not a number (lossy text).
+    #[error("expected a number in a reply, got {0:?}")]
+    NotANumber(String),
+    #[error("bulk length overflows")]
+    BulkLengthOverflow,
+    #[error("a reply header without an end of line")]
+    HeaderTooLong,
+    #[error("a bulk reply not followed by CRLF")]
+    BulkWithoutCrlf,
+    #[error("replies nested too deeply")]
+    TooDeep,
+    /// A first byte that starts no RESP2 reply.
+    #[error("a reply starting with byte 0x{0:02x}")]
+    BadStart(u8),
+}
+
 /// Deepest array nesting accepted (Redis's own replies to our commands nest at most 2).
 const MAX_DEPTH: usize = 16;
 
 /// Parses one reply at the start of `buf`: the reply and the bytes it took, `None` when
-/// incomplete, an error message when the bytes are not RESP.
-pub fn parse(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, String> {
+/// incomplete, an error when the bytes are not RESP.
+pub fn parse(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, ReplyError> {
     parse_at(buf, 0, 0)
 }
 
@@ -54,19 +73,19 @@ fn line(buf: &[u8], pos: usize) -> Option<(&[u8], usize)> {
     Some((body, pos + nl + 1))
 }
 
-fn number(text: &[u8]) -> Result<i64, String> {
+fn number(text: &[u8]) -> Result<i64, ReplyError> {
     std::str::from_utf8(text)
         .ok()
         .and_then(|s| s.parse::<i64>().ok())
-        .ok_or_else(|| format!("expected a number in a reply, got {:?}", String::from_utf8_lossy(text)))
+        .ok_or_else(|| ReplyError::NotANumber(String::from_utf8_lossy(text).into_owned()))
 }
 
-fn parse_at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<(Reply<'_>, usize)>, String> {
+fn parse_at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<(Reply<'_>, usize)>, ReplyError> {
     let Some(&kind) = buf.get(pos) else { return Ok(None) };
     let Some((body, next)) = line(buf, pos + 1) else {
         // A header line longer than any real one is not RESP.
         if buf.len() - pos > 64 << 10 && kind != b'-' && kind != b'+' {
-            return Err("a reply header without an end of line".into());
+            return Err(ReplyError::HeaderTooLong);
         }
         return Ok(None);
     };
@@ -80,12 +99,12 @@ fn parse_at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<(Reply<'_>, u
                 Reply::Bulk(None)
             } else {
                 let n = n as usize;
-                let end = next.checked_add(n).and_then(|e| e.checked_add(2)).ok_or("bulk length overflows")?;
+                let end = next.checked_add(n).and_then(|e| e.checked_add(2)).ok_or(ReplyError::BulkLengthOverflow)?;
                 if buf.len() < end {
                     return Ok(None);
                 }
                 if &buf[end - 2..end] != b"\r\n" {
-                    return Err("a bulk reply not followed by CRLF".into());
+                    return Err(ReplyError::BulkWithoutCrlf);
                 }
                 return Ok(Some((Reply::Bulk(Some(&buf[next..end - 2])), end - pos)));
             }
@@ -96,7 +115,7 @@ fn parse_at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<(Reply<'_>, u
                 Reply::Array(None)
             } else {
                 if depth >= MAX_DEPTH {
-                    return Err("replies nested too deeply".into());
+                    return Err(ReplyError::TooDeep);
                 }
                 // Every element takes at least 3 bytes: an array longer than that cannot be
                 // complete yet, and is not sized before its elements arrive.
@@ -115,7 +134,7 @@ fn parse_at(buf: &[u8], pos: usize, depth: usize) -> Result<Option<(Reply<'_>, u
                 return Ok(Some((Reply::Array(Some(items)), at - pos)));
             }
         }
-        other => return Err(format!("a reply starting with byte 0x{other:02x}")),
+        other => return Err(ReplyError::BadStart(other)),
     };
     Ok(Some((reply, next - pos)))
 }
@@ -149,5 +168,16 @@ mod tests {
         assert!(parse(b"$1\r\nab\r\n").is_err());
         assert_eq!(parse(b"$-1\r\n"), Ok(Some((Reply::Bulk(None), 5))));
         assert_eq!(parse(b"*99999999999\r\n"), Ok(None));
+    }
+
+    /// The messages reach the report (a lost connection names its reason).
+    #[test]
+    fn messages() {
+        let said = |b: &[u8]| parse(b).unwrap_err().to_string();
+        assert_eq!(said(b"?x\r\n"), "a reply starting with byte 0x3f");
+        assert_eq!(said(b":1x\r\n"), "expected a number in a reply, got \"1x\"");
+        assert_eq!(said(b"$1\r\nab\r\n"), "a bulk reply not followed by CRLF");
+        assert_eq!(said(&[b"*1\r\n".repeat(MAX_DEPTH + 1), b":1\r\n".to_vec()].concat()), "replies nested too deeply");
+        assert_eq!(said(&[&b"$"[..], &[b'1'; 70_000]].concat()), "a reply header without an end of line");
     }
 }
