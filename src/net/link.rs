@@ -223,7 +223,9 @@ impl Link {
     /// Reads until one whole reply is there; hands it to `f`.
     pub fn next_reply<T>(&mut self, f: impl FnOnce(&Reply<'_>) -> T) -> Result<T, LinkError> {
         loop {
-            if let Some((r, used)) = reply::parse(&self.buf[self.start..]).map_err(|e| LinkError::Protocol(e.to_string()))? {
+            if let Some((r, used)) =
+                reply::parse(&self.buf[self.start..]).map_err(|e| LinkError::Protocol(e.to_string()))?
+            {
                 let t = f(&r);
                 self.start += used;
                 return Ok(t);
@@ -236,7 +238,9 @@ impl Link {
     /// early by returning false).
     pub fn replies(&mut self, mut f: impl FnMut(&Reply<'_>) -> bool) -> Result<(), LinkError> {
         self.fill()?;
-        while let Some((r, used)) = reply::parse(&self.buf[self.start..]).map_err(|e| LinkError::Protocol(e.to_string()))? {
+        while let Some((r, used)) =
+            reply::parse(&self.buf[self.start..]).map_err(|e| LinkError::Protocol(e.to_string()))?
+        {
             let go_on = f(&r);
             self.start += used;
             if !go_on {

@@ -37,9 +37,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 pub use crate::net::{Endpoint, Link, LinkError};
+pub use crate::version::version_of_rdb;
 pub use chunk::Errors;
 pub use dest::DestKind;
-pub use crate::version::version_of_rdb;
 pub use probe::{probe, Probe};
 pub use report::Report;
 
