@@ -1,6 +1,8 @@
 //! `redis-migration check FILE…`: each file checked for itself (see [`crate::check`]).
 //! Exit 0 healthy, 1 damaged, 2 could not run.
 
+use std::io::Write;
+
 use crate::input::{InputError, Inputs};
 
 /// Check the integrity of RDB files and summarize their contents
@@ -36,7 +38,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             }
         };
         let report = crate::check::check_input(&inputs, &plan, args.quiet);
-        print!("{}", report.text);
+        // A reader that stopped reading (`| head`) is not an error of ours.
+        let mut out = std::io::stdout().lock();
+        match out.write_all(report.text.as_bytes()).and_then(|()| out.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(worst),
+            other => other?,
+        }
         if let Some(e) = report.problem {
             eprintln!("error: {e}");
             worst = worst.max(match e {

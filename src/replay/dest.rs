@@ -74,8 +74,11 @@ pub trait Destination: Sync + Send {
     fn takes(&self, argv: &[&[u8]]) -> bool;
     /// True when it takes every command (no need to ask [`Destination::takes`]).
     fn takes_every_command(&self) -> bool;
-    /// The connection of a key's commands (its slot, so that a key stays on one).
-    fn conn_of(&self, key: &[u8]) -> usize;
+    /// The connection of a key's commands: by its slot, so that a key stays on one (and
+    /// the keys of one hash tag with it).
+    fn conn_of(&self, key: &[u8]) -> usize {
+        slot(key) as usize % self.connections()
+    }
     /// Where a command of db `db` on `keys` goes.
     fn route(&self, keys: &Keys<'_>) -> Route {
         match keys {
@@ -125,10 +128,6 @@ impl Destination for Standalone {
     fn takes_every_command(&self) -> bool {
         true
     }
-
-    fn conn_of(&self, key: &[u8]) -> usize {
-        slot(key) as usize % self.n
-    }
 }
 
 /// twemproxy (nutcracker): db 0 only, no SELECT, no MULTI, no function libraries, and
@@ -163,10 +162,6 @@ impl Destination for Twemproxy {
 
     fn takes_every_command(&self) -> bool {
         false
-    }
-
-    fn conn_of(&self, key: &[u8]) -> usize {
-        slot(key) as usize % self.n
     }
 }
 
