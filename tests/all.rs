@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod faults;
 mod golden;
+mod html;
 mod net;
 mod oracle;
 mod replay;
