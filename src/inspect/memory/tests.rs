@@ -1,0 +1,1 @@
+//! Whole-record figures checked against what the servers reported.
