@@ -7,6 +7,8 @@ mod bad_input;
 mod cli;
 mod faults;
 mod golden;
+mod memory;
+mod memory_data;
 mod net;
 mod oracle;
 mod replay;

@@ -44,6 +44,9 @@ use alloc::{dict_table_size, sds_request, size_class};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     pub version: Version,
+    /// The patch release, where it matters (6.2.12 and 7.0.10 began to count a stream's
+    /// listpacks by their allocation); `None`: the newest of `version`.
+    pub patch: Option<u32>,
     pub thresholds: Thresholds,
     /// Cluster mode (7.0 and 7.2 count keyspace metadata per key).
     pub cluster: bool,
@@ -55,7 +58,13 @@ impl Target {
     /// A standalone server of `version` with the default thresholds and Redis's own
     /// build of jemalloc.
     pub fn new(version: Version) -> Target {
-        Target { version, thresholds: Thresholds::defaults(version), cluster: false, allocator: Allocator::Jemalloc }
+        Target {
+            version,
+            patch: None,
+            thresholds: Thresholds::defaults(version),
+            cluster: false,
+            allocator: Allocator::Jemalloc,
+        }
     }
 }
 
@@ -138,13 +147,7 @@ pub fn usage(rec: &Record<'_>, target: &Target) -> Usage {
 
 /// `MEMORY USAGE key SAMPLES 0` for `rec` on `target`, the key having reached it by `load`.
 pub fn usage_with(rec: &Record<'_>, target: &Target, load: Load) -> Usage {
-    let m = Model {
-        v: target.version,
-        q: target.allocator.quantum(),
-        cluster: target.cluster,
-        th: target.thresholds,
-        load,
-    };
+    let m = Model::new(target, load);
     let key_len = rec.key.len() as u64;
     let expires = rec.expire_at_ms.is_some();
     let sized = match &rec.value {
@@ -178,13 +181,7 @@ pub fn usage_with(rec: &Record<'_>, target: &Target, load: Load) -> Usage {
 /// Reported per db, not per key. In cluster mode from 7.4 the keyspace is one dict per
 /// slot; this counts it as one.
 pub fn db_overhead(keys: u64, expires: u64, target: &Target) -> u64 {
-    let m = Model {
-        v: target.version,
-        q: target.allocator.quantum(),
-        cluster: target.cluster,
-        th: target.thresholds,
-        load: Load::Rdb,
-    };
+    let m = Model::new(target, Load::Rdb);
     let buckets = |n: u64| if n == 0 { 0 } else { 8 * dict_table_size(n) };
     if m.kvobj() {
         // `server.c`, `dbDictType` / `dbExpiresDictType`: no_value dicts of kvobj keys,
@@ -209,6 +206,7 @@ pub(crate) struct Sized {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Model {
     pub v: Version,
+    pub patch: Option<u32>,
     pub q: u64,
     pub cluster: bool,
     pub th: Thresholds,
@@ -216,8 +214,17 @@ pub(crate) struct Model {
 }
 
 impl Model {
+    fn new(t: &Target, load: Load) -> Model {
+        Model { v: t.version, patch: t.patch, q: t.allocator.quantum(), cluster: t.cluster, th: t.thresholds, load }
+    }
+
     pub fn at_least(&self, major: u32, minor: u32) -> bool {
         self.v >= Version(major, minor)
+    }
+
+    /// At least `major.minor.patch` (an unknown patch is the newest).
+    pub fn at_least_patch(&self, major: u32, minor: u32, patch: u32) -> bool {
+        self.v > Version(major, minor) || (self.v == Version(major, minor) && self.patch.is_none_or(|p| p >= patch))
     }
 
     /// `zmalloc_size` of a request.
@@ -304,10 +311,15 @@ impl Model {
     /// `asize += (double)elesize/samples*count`: the average of the sampled elements
     /// times their number, in doubles, truncated back to an integer as C does.
     pub fn add_average(&self, asize: u64, elesize: f64, samples: u64, count: u64) -> u64 {
+        self.add_average_f(asize as f64, elesize, samples, count)
+    }
+
+    /// [`Model::add_average`] from a size that is an expectation (a bucket count).
+    pub fn add_average_f(&self, asize: f64, elesize: f64, samples: u64, count: u64) -> u64 {
         if samples == 0 {
-            return asize;
+            return asize as u64;
         }
-        (asize as f64 + elesize / samples as f64 * count as f64) as u64
+        (asize + elesize / samples as f64 * count as f64) as u64
     }
 }
 

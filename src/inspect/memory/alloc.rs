@@ -69,6 +69,17 @@ pub struct DictSim {
     used: u64,
     /// Non-empty buckets of `ht[0]` still to move.
     pending: u64,
+    /// The latest rehash: whether it is over depends on how many buckets its keys
+    /// filled, which [`DictSim::expected_buckets`] weighs.
+    last: Option<Rehash>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rehash {
+    old: u64,
+    new: u64,
+    keys: u64,
+    steps: u64,
 }
 
 impl DictSim {
@@ -95,10 +106,16 @@ impl DictSim {
         let s = self.s0 as f64;
         let nonempty = s * (1.0 - (1.0 - 1.0 / s).powf(self.used as f64));
         self.pending = nonempty.round().max(1.0) as u64;
+        self.last = Some(Rehash { old: self.s0, new: size, keys: self.used, steps: 0 });
     }
 
     /// One `_dictRehashStep` (any lookup or insert while rehashing).
     pub fn step(&mut self) {
+        // Every operation since the last rehash began counts: had the keys filled more
+        // buckets than expected, the rehash would still take one step per operation.
+        if let Some(r) = self.last.as_mut() {
+            r.steps += 1;
+        }
         if self.s1 == 0 {
             return;
         }
@@ -145,13 +162,70 @@ impl DictSim {
         }
     }
 
-    /// `dictSlots` / `dictBuckets`: both tables while rehashing.
+    /// `dictSlots` / `dictBuckets`: both tables while rehashing (as the expected number
+    /// of non-empty buckets decides it).
     pub fn buckets(&self) -> u64 {
         self.s0 + self.s1
     }
 
+    /// The expected `dictBuckets`: the new table, and the old one as long as the steps
+    /// taken since the last rehash began may not have emptied it (the chance that its
+    /// keys filled more buckets than that).
+    pub fn expected_buckets(&self) -> f64 {
+        match self.last {
+            Some(r) if self.s0 + self.s1 == r.new || self.s0 + self.s1 == r.old + r.new => {
+                r.new as f64 + r.old as f64 * more_filled_than(r.keys, r.old, r.steps)
+            }
+            _ => self.buckets() as f64,
+        }
+    }
+
     pub fn used(&self) -> u64 {
         self.used
+    }
+}
+
+/// The chance that `keys` keys hashed into `buckets` buckets fill more than `k` of them.
+/// Exact (the distribution built key by key) for small tables, else the normal
+/// approximation of the occupancy distribution.
+fn more_filled_than(keys: u64, buckets: u64, k: u64) -> f64 {
+    if k >= keys.min(buckets) {
+        return 0.0;
+    }
+    let s = buckets as f64;
+    if buckets <= 256 && keys <= 4096 {
+        // p[j]: the chance that j buckets are filled.
+        let mut p = vec![0.0f64; buckets as usize + 1];
+        p[0] = 1.0;
+        for _ in 0..keys {
+            for j in (0..buckets as usize).rev() {
+                let moved = p[j] * (s - j as f64) / s;
+                p[j + 1] += moved;
+                p[j] -= moved;
+            }
+        }
+        return p[k as usize + 1..].iter().sum();
+    }
+    let u = keys as f64;
+    let q1 = (1.0 - 1.0 / s).powf(u);
+    let q2 = (1.0 - 2.0 / s).powf(u);
+    let mean = s * (1.0 - q1);
+    let var = (s * (s - 1.0) * q2 + s * q1 - s * s * q1 * q1).max(1e-9);
+    let z = (k as f64 + 0.5 - mean) / var.sqrt();
+    1.0 - normal_cdf(z)
+}
+
+/// Φ(z), by Abramowitz and Stegun's 7.1.26 (error below 1.5e-7).
+fn normal_cdf(z: f64) -> f64 {
+    let x = z.abs() / std::f64::consts::SQRT_2;
+    let t = 1.0 / (1.0 + 0.327_591_1 * x);
+    let poly =
+        t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erf = 1.0 - poly * (-x * x).exp();
+    if z >= 0.0 {
+        0.5 * (1.0 + erf)
+    } else {
+        0.5 * (1.0 - erf)
     }
 }
 
@@ -284,6 +358,32 @@ mod tests {
         p.expand(600);
         p.add_n(600);
         assert_eq!(p.buckets(), 1024);
+    }
+
+    #[test]
+    fn occupancy_chances() {
+        // Two keys in two buckets: both filled half the time.
+        assert!((more_filled_than(2, 2, 1) - 0.5).abs() < 1e-12);
+        assert_eq!(more_filled_than(3, 8, 3), 0.0);
+        // The exact and the approximate agree near the boundary.
+        let exact = more_filled_than(256, 256, 162);
+        let approx = {
+            let s = 256.0f64;
+            let q1 = (1.0 - 1.0 / s).powf(256.0);
+            let q2 = (1.0 - 2.0 / s).powf(256.0);
+            let var = s * (s - 1.0) * q2 + s * q1 - s * s * q1 * q1;
+            1.0 - normal_cdf((162.5 - s * (1.0 - q1)) / var.sqrt())
+        };
+        assert!((exact - approx).abs() < 0.05, "{exact} {approx}");
+        assert!((normal_cdf(0.0) - 0.5).abs() < 1e-7);
+        assert!((normal_cdf(1.96) - 0.975).abs() < 1e-3);
+        // A dict rehashing from 8 into 16 buckets after 5 steps: more likely done than not.
+        let mut d = DictSim::new();
+        d.add_n(8);
+        d.add();
+        d.add_n(5);
+        let e = d.expected_buckets();
+        assert!(e > 16.0 && e < 20.0, "{e}");
     }
 
     #[test]

@@ -53,7 +53,8 @@ fn ht_cost(m: &Model, base: u64, d: &DictSim, entries: impl Iterator<Item = u64>
         elesize += e;
         n += 1;
     }
-    m.add_average(base + m.dict_struct() + 8 * d.buckets(), elesize as f64, n, n)
+    let asize = (base + m.dict_struct()) as f64 + 8.0 * d.expected_buckets();
+    m.add_average_f(asize, elesize as f64, n, n)
 }
 
 fn presized(n: u64) -> DictSim {
@@ -316,8 +317,9 @@ pub(super) fn zset(m: &Model, rec: &Record<'_>, pairs: &[(Str<'_>, f64)]) -> Siz
             let entry = if m.kvobj() { 16.0 } else { 24.0 };
             let node = alloc::expected_skiplist_node(m.q);
             let elesize: f64 = lens.iter().map(|&l| m.sds(l) as f64 + entry + node).sum();
-            let asize = base + 16 + 32 + m.dict_struct() + 8 * d.buckets() + alloc::skiplist_header(m.q);
-            (m.add_average(asize, elesize, n, n), "skiplist")
+            let asize =
+                (base + 16 + 32 + m.dict_struct() + alloc::skiplist_header(m.q)) as f64 + 8.0 * d.expected_buckets();
+            (m.add_average_f(asize, elesize, n, n), "skiplist")
         }
     };
     Sized { bytes, encoding, elements: n, largest }
@@ -576,7 +578,17 @@ fn load_hash(m: &Model, rec: &Record<'_>, fields: &[HashField<'_>], with_ttl: bo
     // too many fields; else a listpack filled pair by pair until a field or value is too
     // long, then a hash table (`hashTypeConvert`, then `dictTryExpand` for what is left).
     if too_many {
-        return HEnc::Ht(after_expiry(m, rec, presized(n)));
+        // Type 4 is presized; 22 and 24 go through `hashTypeConvert` of an empty
+        // listpack and grow by inserts.
+        let d = if t == RDB_TYPE_HASH {
+            presized(n)
+        } else {
+            let mut d = DictSim::new();
+            d.expand(0);
+            d.add_n(n);
+            d
+        };
+        return HEnc::Ht(after_expiry(m, rec, d));
     }
     let long = fields.iter().position(|f| {
         f.field.len() as u64 > th.hash_max_listpack_value || f.value.len() as u64 > th.hash_max_listpack_value
@@ -604,7 +616,11 @@ fn after_expiry(m: &Model, rec: &Record<'_>, d: DictSim) -> DictSim {
     if loaded <= now || !m.at_least(7, 4) || loaded - now > 1 << 24 {
         return d;
     }
-    let mut full = presized(loaded);
+    let mut full = DictSim::new();
+    if loaded <= m.th.hash_max_listpack_entries {
+        full.expand(loaded);
+    }
+    full.add_n(loaded);
     for _ in now..loaded {
         full.delete();
     }

@@ -219,7 +219,7 @@ mod tests {
     use crate::version::Version;
 
     fn model(v: Version) -> Model {
-        Model { v, q: 8, cluster: false, th: Thresholds::defaults(v), load: Load::Rdb }
+        Model { v, patch: None, q: 8, cluster: false, th: Thresholds::defaults(v), load: Load::Rdb }
     }
 
     #[test]

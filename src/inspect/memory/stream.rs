@@ -21,10 +21,11 @@ fn tree(numele: u64, numnodes: u64) -> u64 {
     numele * 16 + numnodes * 4 + numnodes * 8 * 30
 }
 
-/// The struct sizes of a version: `stream`, `streamCG`, `streamConsumer`, `streamNACK`.
+/// The struct sizes of a version: `stream`, `streamCG`, `streamConsumer`, `streamNACK`
+/// (8.2's measured on 8.2.3: its sources are not at hand).
 fn structs(m: &Model) -> (u64, u64, u64, u64) {
     if m.kvobj() {
-        (112, 48, 32, 24)
+        (112, 40, 32, 32)
     } else if m.at_least(7, 2) {
         (80, 40, 32, 24)
     } else if m.listpacks() {
@@ -39,15 +40,20 @@ pub(super) fn stream(m: &Model, rec: &Record<'_>, s: &Stream<'_>) -> Sized {
     let (stream_struct, cg_struct, consumer_struct, nack) = structs(m);
     let base = m.base(rec.key.len() as u64, rec.expire_at_ms.is_some());
 
-    // The nodes: the file's listpacks, or those XADD builds again.
+    // The nodes: the file's listpacks, or those XADD builds again. Each counts its
+    // allocation (`zmalloc_size`) from 6.2.12 and 7.0.10, its bytes (`lpBytes`) before.
+    let allocated = if m.listpacks() { m.at_least_patch(7, 0, 10) } else { m.at_least_patch(6, 2, 12) };
     let nodes: Vec<([u8; 16], u64)> = match (m.commands(), raw::stream_nodes(rec.raw_value)) {
-        (false, Some(stored)) => stored.into_iter().map(|(k, bytes)| (k, m.class(bytes))).collect(),
-        _ => xadd(m, s, m.commands()),
+        (false, Some(stored)) => {
+            stored.into_iter().map(|(k, bytes)| (k, if allocated { m.class(bytes) } else { bytes })).collect()
+        }
+        _ => xadd(m, s, m.commands(), allocated),
     };
     let mut keys: Vec<[u8; 16]> = nodes.iter().map(|n| n.0).collect();
     keys.sort_unstable();
     keys.dedup();
     let mut bytes = base + stream_struct + tree(nodes.len() as u64, rax::nodes(&keys));
+
     bytes += nodes.iter().map(|n| n.1).sum::<u64>();
 
     // Through commands a pending entry whose message is gone cannot be claimed, and a
@@ -85,7 +91,7 @@ fn sorted_keys(ids: impl Iterator<Item = StreamId>) -> Vec<[u8; 16]> {
 /// `stream-node-max-entries`; a full node is shrunk to fit, a new one allocated with
 /// `lpNew(4096)` (`prealloc`; else, with the preallocation of none, as a loaded stream
 /// would hold the same entries). Each node's master ID and allocation.
-fn xadd(m: &Model, s: &Stream<'_>, prealloc: bool) -> Vec<([u8; 16], u64)> {
+fn xadd(m: &Model, s: &Stream<'_>, prealloc: bool, allocated: bool) -> Vec<([u8; 16], u64)> {
     let th = &m.th;
     let node_max = if th.stream_node_max_bytes == 0 || th.stream_node_max_bytes > LISTPACK_MAX_SIZE {
         LISTPACK_MAX_SIZE
@@ -103,7 +109,7 @@ fn xadd(m: &Model, s: &Stream<'_>, prealloc: bool) -> Vec<([u8; 16], u64)> {
             let full = lp.bytes + total >= node_max
                 || (th.stream_node_max_entries > 0 && *count >= th.stream_node_max_entries);
             if full {
-                out.push((rax::key(*master), m.class(lp.bytes)));
+                out.push((rax::key(*master), if allocated { m.class(lp.bytes) } else { lp.bytes }));
                 cur = None;
             }
         }
@@ -134,7 +140,12 @@ fn xadd(m: &Model, s: &Stream<'_>, prealloc: bool) -> Vec<([u8; 16], u64)> {
         }
     }
     if let Some((master, _, _, lp)) = cur {
-        out.push((rax::key(master), if prealloc { lp.alloc } else { m.class(lp.bytes) }));
+        let counted = match (allocated, prealloc) {
+            (false, _) => lp.bytes,
+            (true, true) => lp.alloc,
+            (true, false) => m.class(lp.bytes),
+        };
+        out.push((rax::key(master), counted));
     }
     out
 }
