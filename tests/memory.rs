@@ -8,11 +8,12 @@
 //! the error of the total. `cargo test -- --nocapture` prints them, and the keys off by
 //! more than 3%.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use redis_migration::expiry::{drop_expired_fields, Expired};
 use redis_migration::filter::now_ms;
-use redis_migration::inspect::memory::{usage_with, Allocator, Load, Target, Thresholds, Usage};
+use redis_migration::inspect::memory::{db_overhead_sized, usage_with, Allocator, Load, Target, Thresholds, Usage};
 use redis_migration::rdb::{Item, Parser, Record, Str, Value};
 use redis_migration::version::Version;
 
@@ -22,6 +23,7 @@ use crate::util::{falkordb_module, testdata, RedisServer, FIXTURES};
 struct Row {
     db: u64,
     key: Vec<u8>,
+    expires: bool,
     kind: &'static str,
     module: bool,
     predicted: Usage,
@@ -46,7 +48,7 @@ fn version_of(v: &str) -> Version {
 
 /// The jemalloc build of a server, told by a raw string's sds: 49 bytes are a class of 56
 /// with Redis's own jemalloc, 64 with a 16-byte quantum (Debian's shared one).
-fn allocator(con: &mut redis::Connection, version: Version) -> Allocator {
+fn allocator(con: &mut redis::Connection, version: Version, cluster: bool) -> Allocator {
     let key = b"memory:allocator-probe";
     let value = [b'x'; 45];
     let _: () = redis::cmd("SET").arg(&key[..]).arg(&value[..]).query(con).unwrap();
@@ -64,7 +66,7 @@ fn allocator(con: &mut redis::Connection, version: Version) -> Allocator {
         key_meta: None,
     };
     for a in [Allocator::Jemalloc, Allocator::SystemJemalloc] {
-        let t = Target { allocator: a, ..Target::new(version) };
+        let t = Target { allocator: a, cluster, ..Target::new(version) };
         if usage_with(&rec, &t, Load::Rdb).bytes == got {
             return a;
         }
@@ -80,12 +82,16 @@ fn patch(con: &mut redis::Connection) -> Option<u32> {
 }
 
 fn target(con: &mut redis::Connection, version: Version) -> Target {
+    target_of(con, version, false)
+}
+
+fn target_of(con: &mut redis::Connection, version: Version, cluster: bool) -> Target {
     Target {
         version,
         patch: patch(con),
         thresholds: Thresholds::defaults(version),
-        cluster: false,
-        allocator: allocator(con, version),
+        cluster,
+        allocator: allocator(con, version, cluster),
     }
 }
 
@@ -93,11 +99,29 @@ fn target(con: &mut redis::Connection, version: Version) -> Target {
 /// left out, and hash fields whose expiry passed (a hash left with none as well), as a
 /// loading server leaves them (`expiry::drop_expired_fields`).
 fn predict(data: &[u8], target: &Target, load: Load) -> Vec<Row> {
+    predict_with_sizes(data, target, load).0
+}
+
+/// [`predict`], and the `RESIZEDB` counts of each db (what its tables are sized for).
+fn predict_with_sizes(data: &[u8], target: &Target, load: Load) -> (Vec<Row>, BTreeMap<u64, (u64, u64)>) {
     let now = now_ms();
     let mut p = Parser::new(data).unwrap();
     let mut out = Vec::new();
+    let mut sizes = BTreeMap::new();
+    let mut db = 0;
     while let Some(item) = p.next_item().unwrap() {
-        let Item::Record(mut rec) = item else { continue };
+        let mut rec = match item {
+            Item::Record(rec) => rec,
+            Item::SelectDb(n) => {
+                db = n;
+                continue;
+            }
+            Item::ResizeDb { db_size, expires_size } => {
+                sizes.insert(db, (db_size, expires_size));
+                continue;
+            }
+            _ => continue,
+        };
         let expired = Expired::of(&rec, now);
         if expired.whole() {
             continue;
@@ -107,6 +131,7 @@ fn predict(data: &[u8], target: &Target, load: Load) -> Vec<Row> {
         out.push(Row {
             db: rec.db,
             key: rec.key.bytes().into_owned(),
+            expires: rec.expire_at_ms.is_some(),
             kind: rec.value.value_type().name(),
             module: matches!(rec.value, Value::Module(_)),
             predicted,
@@ -114,7 +139,7 @@ fn predict(data: &[u8], target: &Target, load: Load) -> Vec<Row> {
             encoding: String::new(),
         });
     }
-    out
+    (out, sizes)
 }
 
 /// Fills in what the server says of each key; keys the server does not have are
@@ -227,9 +252,67 @@ fn fixture(file: &str) {
     let server = start(ver, Some(&path), file.contains("module"));
     let t = target(&mut server.conn(), version_of(ver));
     let data = std::fs::read(&path).unwrap();
-    let (rows, missing) = measure(&server, predict(&data, &t, Load::Rdb));
+    let (rows, sizes) = predict_with_sizes(&data, &t, Load::Rdb);
+    let (rows, missing) = measure(&server, rows);
     assert!(missing.is_empty(), "{file}: keys the server does not have: {:?}", keys(&missing));
     report(&format!("{file} on {ver}"), &rows);
+    db_overheads(&server, &rows, &sizes, &t, file);
+}
+
+/// `db_overhead` against `MEMORY STATS` (`overhead.hashtable.main` and `.expires` of
+/// each db), less what those count that `MEMORY USAGE` has already counted per key (the
+/// dict entry and the robj before 8.2, the robj from 8.2) or that exists with the db
+/// empty (8.2's two kvstore structs, 216 bytes each).
+fn db_overheads(server: &RedisServer, rows: &[Row], sizes: &BTreeMap<u64, (u64, u64)>, t: &Target, file: &str) {
+    let mut con = server.conn();
+    let stats: redis::Value = redis::cmd("MEMORY").arg("STATS").query(&mut con).unwrap();
+    let stats = map_of(&stats);
+    for (&db, &sized) in sizes {
+        let keys = rows.iter().filter(|r| r.db == db).count() as u64;
+        let expires = rows.iter().filter(|r| r.db == db && r.expires).count() as u64;
+        let Some(dbstats) = stats.iter().find(|(k, _)| k == &format!("db.{db}")).map(|(_, v)| map_of(v)) else {
+            continue;
+        };
+        let num = |name: &str| match dbstats.iter().find(|(k, _)| k == name) {
+            Some((_, redis::Value::Int(n))) => *n as u64,
+            other => panic!("{name}: {other:?}"),
+        };
+        let (main, exp) = (num("overhead.hashtable.main"), num("overhead.hashtable.expires"));
+        let want = if t.version >= Version(8, 2) {
+            main - 16 * keys - 216 + exp - 216
+        } else {
+            let entry = if t.allocator == Allocator::Jemalloc { 24 } else { 32 };
+            main - 40 * keys + exp + (entry - 24) * expires
+        };
+        let got = db_overhead_sized(keys, expires, Some(sized), t);
+        println!(
+            "memory {file} db {db}: {keys} keys, {expires} with expiry, overhead {got} bytes (MEMORY STATS: {want})"
+        );
+        assert_eq!(got, want, "{file} db {db}");
+    }
+}
+
+/// A RESP2 flat map or a RESP3 map as (name, value) pairs.
+fn map_of(v: &redis::Value) -> Vec<(String, redis::Value)> {
+    match v {
+        redis::Value::Array(items) => items
+            .chunks(2)
+            .filter_map(|kv| match &kv[0] {
+                redis::Value::BulkString(k) => Some((String::from_utf8_lossy(k).into_owned(), kv[1].clone())),
+                redis::Value::SimpleString(k) => Some((k.clone(), kv[1].clone())),
+                _ => None,
+            })
+            .collect(),
+        redis::Value::Map(pairs) => pairs
+            .iter()
+            .filter_map(|(k, v)| match k {
+                redis::Value::BulkString(k) => Some((String::from_utf8_lossy(k).into_owned(), v.clone())),
+                redis::Value::SimpleString(k) => Some((k.clone(), v.clone())),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn keys(rows: &[Row]) -> Vec<String> {
@@ -294,6 +377,39 @@ fn newer_servers_load_older_files() {
         let (rows, missing) = measure(&server, predict(&data, &t, Load::Rdb));
         assert!(missing.is_empty(), "{file} on {ver}: keys the server does not have: {:?}", keys(&missing));
         report(&format!("{file} loaded by {ver}"), &rows);
+    }
+}
+
+/// Cluster mode: 7.0 counts each key's slot-list metadata (two pointers) in its
+/// `MEMORY USAGE`, 8.2 nothing more. The generated keys, replayed as commands into a
+/// single node that serves every slot.
+#[test]
+fn cluster_mode() {
+    for ver in ["7.0", "8.2"] {
+        let version = version_of(ver);
+        let built = start(ver, None, false);
+        let mut con = built.conn();
+        crate::memory_data::write(&mut con, version);
+        let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
+        let dump = built.dir.path().join("dump.rdb");
+        let data = std::fs::read(&dump).unwrap();
+
+        let node = RedisServer::start(ver, None, &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]);
+        let mut con = node.conn();
+        let _: () = redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(0).arg(16383).query(&mut con).unwrap();
+        for _ in 0..100 {
+            let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut con).unwrap();
+            if info.contains("cluster_state:ok") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let t = target_of(&mut con, version, true);
+        let (print_report, code) = crate::translate::pipe_into(&node, &dump, &["--target-version", ver]);
+        assert_eq!(code, 0, "{print_report}");
+        let (rows, missing) = measure(&node, predict(&data, &t, Load::Commands));
+        assert!(missing.is_empty(), "keys the server does not have: {:?}", keys(&missing));
+        report(&format!("generated keys as commands on a {ver} cluster node"), &rows);
     }
 }
 

@@ -174,21 +174,40 @@ pub fn usage_with(rec: &Record<'_>, target: &Target, load: Load) -> Usage {
     }
 }
 
-/// What a db costs beyond its keys' `MEMORY USAGE`: the keyspace's bucket array (sized
-/// for the db's keys when the file is loaded: `rdb.c`, `RDB_OPCODE_RESIZEDB`), and the
+/// What a db costs beyond its keys' `MEMORY USAGE`: the keyspace's bucket array and the
 /// expires dict (its buckets and one entry per key with an expiry); from 8.2 also the
-/// keyspace's own entries (`dictEntryNoValue` of 16 bytes: the key lives in the object).
-/// Reported per db, not per key. In cluster mode from 7.4 the keyspace is one dict per
-/// slot; this counts it as one.
+/// keyspace's own entries (the key lives in the object; the dict holds a
+/// `dictEntryNoValue` of 16 bytes per key) and the two dicts with their metadata.
+/// Reported per db, not per key; the tables sized for the keys they hold.
 pub fn db_overhead(keys: u64, expires: u64, target: &Target) -> u64 {
+    db_overhead_sized(keys, expires, None, target)
+}
+
+/// [`db_overhead`] of a db loaded from a file whose `RESIZEDB` gave `resize_db` (keys,
+/// expires): `rdb.c`, `RDB_OPCODE_RESIZEDB`, `dictExpand`s both tables to those counts,
+/// which include the keys that had expired and were not loaded (before 8.2 the expires
+/// table even when its count is 0). In cluster mode from 7.4 the keyspace is one dict per
+/// slot; this counts it as one.
+pub fn db_overhead_sized(keys: u64, expires: u64, resize_db: Option<(u64, u64)>, target: &Target) -> u64 {
     let m = Model::new(target, Load::Rdb);
-    let buckets = |n: u64| if n == 0 { 0 } else { 8 * dict_table_size(n) };
+    let buckets = |n: u64, sized: Option<u64>| match sized {
+        // 8.2 creates a slot's dict with its first key (`kvstoreExpand` skips empty ones).
+        Some(s) if !m.kvobj() || n > 0 => 8 * dict_table_size(n.max(s)),
+        _ if n > 0 => 8 * dict_table_size(n),
+        _ => 0,
+    };
+    let main = buckets(keys, resize_db.map(|r| r.0));
+    let exp = buckets(expires, resize_db.map(|r| r.1));
     if m.kvobj() {
-        // `server.c`, `dbDictType` / `dbExpiresDictType`: no_value dicts of kvobj keys,
-        // an entry {key, next} per key (`dict.c`, `dictEntryNoValue`).
-        buckets(keys) + 16 * keys + buckets(expires) + 16 * expires
+        // `object.c`, `getMemoryOverheadData`, `kvstoreMemUsage`: no_value dicts of
+        // kvobj keys (`server.c`, `dbDictType`), an entry {key, next} per key; the main
+        // dict with its key-size histogram (measured on 8.2.3: 2464 bytes with the dict),
+        // the expires dict with its base metadata (64).
+        let main_dict = if keys > 0 { 2464 } else { 0 };
+        let exp_dict = if expires > 0 { 64 } else { 0 };
+        main_dict + main + 16 * keys + exp_dict + exp + 16 * expires
     } else {
-        buckets(keys) + buckets(expires) + m.class(24) * expires
+        main + exp + m.class(24) * expires
     }
 }
 
