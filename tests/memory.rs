@@ -413,6 +413,47 @@ fn cluster_mode() {
     }
 }
 
+/// Thresholds from a redis.conf: a server started with them loads the generated keys'
+/// RDB, converting what no longer fits (listpack hashes over 100 fields, intsets over 100
+/// members) and packing what now does (skiplists of up to 1000 members become listpacks,
+/// their scores written as text by the version), with 16-element list nodes.
+#[test]
+fn thresholds_from_redis_conf() {
+    for ver in ["6.2", "7.0", "8.2"] {
+        let version = version_of(ver);
+        let mut conf = String::from(
+            "hash-max-ziplist-entries 100\nzset-max-ziplist-entries 1000\nset-max-intset-entries 100\n\
+             list-max-ziplist-size 16\n",
+        );
+        if version >= Version(7, 2) {
+            conf.push_str("set-max-listpack-entries 1000\n");
+        }
+        let built = start(ver, None, false);
+        let mut con = built.conn();
+        crate::memory_data::write(&mut con, version);
+        let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
+        let dump = built.dir.path().join("dump.rdb");
+        let data = std::fs::read(&dump).unwrap();
+
+        let args: Vec<String> = conf
+            .lines()
+            .flat_map(|l| {
+                let (k, v) = l.split_once(' ').unwrap();
+                [format!("--{k}"), v.to_string()]
+            })
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let loaded = RedisServer::start(ver, Some(&dump), &args);
+        let t = Target {
+            thresholds: Thresholds::from_redis_conf(&conf, version).unwrap(),
+            ..target(&mut loaded.conn(), version)
+        };
+        let (rows, missing) = measure(&loaded, predict(&data, &t, Load::Rdb));
+        assert!(missing.is_empty(), "keys the server does not have: {:?}", keys(&missing));
+        report(&format!("generated keys loaded by {ver} with other thresholds"), &rows);
+    }
+}
+
 #[test]
 fn generated_6_2() {
     generated("6.2");

@@ -194,6 +194,12 @@ fn more_filled_than(keys: u64, buckets: u64, k: u64) -> f64 {
     }
     let s = buckets as f64;
     if buckets <= 256 && keys <= 4096 {
+        thread_local! {
+            static SEEN: std::cell::RefCell<std::collections::HashMap<(u64, u64, u64), f64>> = Default::default();
+        }
+        if let Some(p) = SEEN.with(|m| m.borrow().get(&(keys, buckets, k)).copied()) {
+            return p;
+        }
         // p[j]: the chance that j buckets are filled.
         let mut p = vec![0.0f64; buckets as usize + 1];
         p[0] = 1.0;
@@ -204,7 +210,14 @@ fn more_filled_than(keys: u64, buckets: u64, k: u64) -> f64 {
                 p[j] -= moved;
             }
         }
-        return p[k as usize + 1..].iter().sum();
+        let p: f64 = p[k as usize + 1..].iter().sum();
+        SEEN.with(|m| {
+            let mut m = m.borrow_mut();
+            if m.len() < 100_000 {
+                m.insert((keys, buckets, k), p);
+            }
+        });
+        return p;
     }
     let u = keys as f64;
     let q1 = (1.0 - 1.0 / s).powf(u);

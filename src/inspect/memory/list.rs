@@ -71,6 +71,8 @@ pub(super) fn list(m: &Model, rec: &Record<'_>, elems: &[Str<'_>]) -> Sized {
 /// The nodes as the file has them, when the target keeps them: quicklist 2 from 7.0,
 /// quicklist 1 on 6.2 as is and from 7.0 each node converted to a listpack
 /// (`_ziplistEntryConvertAndValidate`, then `lpShrinkToFit`). `None`: build by pushing.
+/// A node's element count is read (expanding it when LZF-compressed) only where it
+/// matters: to convert its elements, or for a count limit (a positive fill).
 fn file_nodes(m: &Model, rec: &Record<'_>, items: &[Item]) -> Option<Vec<QNode>> {
     let t = rec.rdb_type;
     let keeps = match t {
@@ -81,21 +83,25 @@ fn file_nodes(m: &Model, rec: &Record<'_>, items: &[Item]) -> Option<Vec<QNode>>
     if !keeps {
         return None;
     }
-    let stored = raw::quicklist_nodes(rec.raw_value, t)?;
-    if stored.iter().map(|n| n.count).sum::<u64>() != items.len() as u64 {
+    let convert = t == RDB_TYPE_LIST_QUICKLIST && m.listpacks();
+    let need_counts = convert || m.th.list_max_listpack_size >= 0;
+    let stored = raw::quicklist_nodes(rec.raw_value, t, need_counts)?;
+    let known: Option<u64> = stored.iter().map(|n| n.count).sum();
+    if known.is_some_and(|k| k != items.len() as u64) {
         return None;
     }
     let mut out = Vec::with_capacity(stored.len());
     let mut at = 0usize;
     for n in stored {
-        let mine = &items[at..at + n.count as usize];
-        at += n.count as usize;
-        let sz = if t == RDB_TYPE_LIST_QUICKLIST && m.listpacks() {
+        let count = n.count.unwrap_or(0);
+        let sz = if convert {
+            let mine = items.get(at..at + count as usize)?;
+            at += count as usize;
             encode::listpack(mine.iter().copied())
         } else {
             n.bytes
         };
-        out.push(QNode { plain: n.plain, sz, count: n.count });
+        out.push(QNode { plain: n.plain, sz, count });
     }
     Some(out)
 }

@@ -93,16 +93,19 @@ pub struct Node {
     pub plain: bool,
     /// The blob's length (a ziplist or listpack, or the plain element).
     pub bytes: u64,
-    /// Elements in the node.
-    pub count: u64,
+    /// Elements in the node: always when `counts` is asked for, else when the header is
+    /// at hand without expanding LZF (most nodes of a file are compressed).
+    pub count: Option<u64>,
 }
 
 /// The nodes of a quicklist record (type 14: ziplists; 18: a container before each
-/// node). Empty ziplist nodes, which Redis skips when it loads, are left out.
-pub fn quicklist_nodes(raw: &[u8], rdb_type: u8) -> Option<Vec<Node>> {
+/// node). Empty nodes (a ziplist of 11 bytes, a listpack of 7), which Redis skips when it
+/// loads, are left out.
+pub fn quicklist_nodes(raw: &[u8], rdb_type: u8, counts: bool) -> Option<Vec<Node>> {
     let mut cur = Cursor::new(raw);
     let n = read_len(&mut cur, "node count").ok()?;
     let mut out = Vec::new();
+    let ziplists = rdb_type == RDB_TYPE_LIST_QUICKLIST;
     for _ in 0..n {
         let plain = if rdb_type == RDB_TYPE_LIST_QUICKLIST_2 {
             read_len(&mut cur, "container").ok()? == QUICKLIST_NODE_CONTAINER_PLAIN
@@ -110,14 +113,14 @@ pub fn quicklist_nodes(raw: &[u8], rdb_type: u8) -> Option<Vec<Node>> {
             false
         };
         let s = read_stored(&mut cur)?;
-        let count = if plain {
-            1
-        } else if rdb_type == RDB_TYPE_LIST_QUICKLIST {
-            ziplist_count(&s)?
-        } else {
-            listpack_count(&s)?
+        let count = match (&s, plain, counts) {
+            (_, true, _) => Some(1),
+            (Stored::Lzf(..), false, false) => None,
+            _ if ziplists => Some(ziplist_count(&s)?),
+            _ => Some(listpack_count(&s)?),
         };
-        if count > 0 {
+        let empty = if plain { false } else { s.len() == if ziplists { 11 } else { 7 } };
+        if count != Some(0) && !empty {
             out.push(Node { plain, bytes: s.len(), count });
         }
     }
@@ -199,9 +202,12 @@ mod tests {
         let mut raw = vec![2u8, 2, lp.len() as u8];
         raw.extend(lp);
         raw.extend([1, 2, b'z', b'z']);
-        let nodes = quicklist_nodes(&raw, RDB_TYPE_LIST_QUICKLIST_2).unwrap();
-        assert_eq!(nodes, vec![Node { plain: false, bytes: 10, count: 1 }, Node { plain: true, bytes: 2, count: 1 }]);
-        assert_eq!(quicklist_nodes(&raw[..5], RDB_TYPE_LIST_QUICKLIST_2), None);
+        let nodes = quicklist_nodes(&raw, RDB_TYPE_LIST_QUICKLIST_2, true).unwrap();
+        assert_eq!(
+            nodes,
+            vec![Node { plain: false, bytes: 10, count: Some(1) }, Node { plain: true, bytes: 2, count: Some(1) }]
+        );
+        assert_eq!(quicklist_nodes(&raw[..5], RDB_TYPE_LIST_QUICKLIST_2, true), None);
     }
 
     #[test]
