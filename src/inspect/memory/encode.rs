@@ -238,11 +238,14 @@ pub fn d2string(v: f64, text: ScoreText) -> String {
 
 /// C's `printf("%.17g")`: 17 significant digits, fixed notation for exponents from -4 to
 /// 16, else scientific with at least two exponent digits; trailing zeros dropped.
-pub fn printf_g17(v: f64) -> String {
+fn printf_g17(v: f64) -> String {
     let sci = format!("{:.16e}", v.abs());
     let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let digits: Vec<u8> = mant.bytes().filter(u8::is_ascii_digit).collect();
+    if digits.is_empty() {
+        return sci; // not finite: `d2string` answers those before
+    }
     let mut out = String::new();
     if v < 0.0 {
         out.push('-');
@@ -281,11 +284,14 @@ pub fn printf_g17(v: f64) -> String {
 
 /// `deps/fpconv/fpconv_dtoa.c`: the shortest digits that read back exactly (grisu2,
 /// shortest in all but rare cases), laid out by `emit_digits`.
-pub fn fpconv_dtoa(v: f64) -> String {
+fn fpconv_dtoa(v: f64) -> String {
     let sci = format!("{:e}", v.abs());
     let (mant, e) = sci.split_once('e').unwrap_or((&sci, "0"));
     let e: i64 = e.parse().unwrap_or(0);
     let digits: Vec<u8> = mant.bytes().filter(u8::is_ascii_digit).collect();
+    if digits.is_empty() {
+        return sci; // not finite: `d2string` answers those before
+    }
     let nd = digits.len() as i64;
     // K: the exponent of the last digit.
     let k = e - (nd - 1);
@@ -407,5 +413,8 @@ mod tests {
         assert_eq!(score_item(2.0, ScoreText::V6), Item::Int(2));
         assert_eq!(score_item(-0.0, ScoreText::V6), Item::Bytes(2));
         assert_eq!(score_item(-0.0, ScoreText::V7), Item::Int(0));
+        // Never reached with these, but no panic either.
+        assert_eq!(fpconv_dtoa(f64::NAN), "NaN");
+        assert_eq!(printf_g17(f64::INFINITY), "inf");
     }
 }

@@ -173,7 +173,7 @@ fn allow_insert(m: &Model, node: &QNode, fill: i64, sz: u64) -> bool {
     // `_quicklistNodeSizeMeetsOptimizationRequirement`, then the safety limit, then the
     // count (a negative fill beyond -5 allows nothing more).
     if fill < 0 {
-        let offset = (-fill - 1) as usize;
+        let offset = (fill.unsigned_abs() - 1) as usize;
         if offset < OPTIMIZATION_LEVEL.len() && new_sz <= OPTIMIZATION_LEVEL[offset] {
             return true;
         }
@@ -187,7 +187,7 @@ fn node_limit(fill: i64) -> (u64, u64) {
     if fill >= 0 {
         (u64::MAX, fill.max(1) as u64)
     } else {
-        let offset = ((-fill - 1) as usize).min(OPTIMIZATION_LEVEL.len() - 1);
+        let offset = ((fill.unsigned_abs() - 1) as usize).min(OPTIMIZATION_LEVEL.len() - 1);
         (OPTIMIZATION_LEVEL[offset], u64::MAX)
     }
 }

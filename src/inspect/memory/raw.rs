@@ -48,6 +48,11 @@ fn read_stored<'a>(cur: &mut Cursor<'a>) -> Option<Stored<'a>> {
         Len::Encoded(RDB_ENC_LZF) => {
             let clen = read_len(cur, "LZF compressed length").ok()?;
             let ulen = read_len(cur, "LZF uncompressed length").ok()?;
+            // LZF expands at most 88-fold (as the decoder checks): a larger claim is
+            // damage, and no size is computed from it.
+            if ulen > clen.saturating_mul(88).saturating_add(8) {
+                return None;
+            }
             Some(Stored::Lzf(cur.read_bytes(clen, "LZF data").ok()?, usize::try_from(ulen).ok()?))
         }
         Len::Encoded(_) => None,
