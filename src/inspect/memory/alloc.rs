@@ -155,10 +155,22 @@ impl DictSim {
         }
     }
 
-    /// Adds `n` keys one by one.
-    pub fn add_n(&mut self, n: u64) {
-        for _ in 0..n {
-            self.add();
+    /// Adds `n` keys one by one (while no rehash is under way and the table has room,
+    /// many at once: each would only count a step).
+    pub fn add_n(&mut self, mut n: u64) {
+        while n > 0 {
+            let room = if self.s1 == 0 && self.s0 > 0 { self.s0.saturating_sub(self.used) } else { 0 };
+            if room > 1 {
+                let k = n.min(room - 1);
+                self.used += k;
+                if let Some(r) = self.last.as_mut() {
+                    r.steps += k;
+                }
+                n -= k;
+            } else {
+                self.add();
+                n -= 1;
+            }
         }
     }
 
@@ -371,6 +383,23 @@ mod tests {
         p.expand(600);
         p.add_n(600);
         assert_eq!(p.buckets(), 1024);
+    }
+
+    #[test]
+    fn adding_many_is_adding_one_by_one() {
+        for n in [0, 1, 3, 4, 5, 9, 100, 1000, 5000] {
+            for pre in [0, 4, 100, 4096] {
+                let (mut a, mut b) = (DictSim::new(), DictSim::new());
+                a.expand(pre);
+                b.expand(pre);
+                a.add_n(n);
+                for _ in 0..n {
+                    b.add();
+                }
+                assert_eq!((a.buckets(), a.used()), (b.buckets(), b.used()), "{n} after {pre}");
+                assert_eq!(a.expected_buckets(), b.expected_buckets(), "{n} after {pre}");
+            }
+        }
     }
 
     #[test]

@@ -64,8 +64,8 @@ fn presized(n: u64) -> DictSim {
     d
 }
 
-fn items_of(elems: &[Str<'_>]) -> (Vec<Item>, Vec<u64>) {
-    (elems.iter().map(encode::item).collect(), elems.iter().map(|s| s.len() as u64).collect())
+fn items_of(elems: &[Str<'_>]) -> Vec<Item> {
+    elems.iter().map(encode::item).collect()
 }
 
 /// Whether the file's blob is what the target keeps: the element count in its header
@@ -78,25 +78,28 @@ fn file_blob(rec: &Record<'_>, entries: u64) -> Option<u64> {
 // ---- Sets ------------------------------------------------------------------------------
 
 enum SetEnc {
-    Intset,
+    /// An intset of these bytes.
+    Intset(u64),
     Listpack(u64),
     Ht(DictSim),
 }
 
+/// The bytes of an intset of these members (all integers).
+fn intset_of(items: &[Item]) -> u64 {
+    let ints = items.iter().filter_map(|i| if let Item::Int(v) = i { Some(*v) } else { None });
+    let (min, max) = ints.fold((i64::MAX, i64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    encode::intset_bytes(items.len() as u64, min, max)
+}
+
 pub(super) fn set(m: &Model, rec: &Record<'_>, elems: &[Str<'_>]) -> Sized {
-    let (items, lens) = items_of(elems);
-    let n = items.len() as u64;
+    let lens: Vec<u64> = elems.iter().map(|s| s.len() as u64).collect();
+    let n = lens.len() as u64;
     let largest = lens.iter().copied().max().unwrap_or(0);
     let base = m.base(rec.key.len() as u64, rec.expire_at_ms.is_some());
-    let enc = if m.commands() { sadd(m, &items, &lens) } else { load_set(m, rec, &items, &lens) };
+    let enc = if m.commands() { sadd(m, &items_of(elems), &lens) } else { load_set(m, rec, elems, &lens) };
     let (bytes, encoding) = match enc {
-        SetEnc::Intset => {
-            let ints = items.iter().filter_map(|i| if let Item::Int(v) = i { Some(*v) } else { None });
-            let (min, max) = ints.fold((i64::MAX, i64::MIN), |(a, b), v| (a.min(v), b.max(v)));
-            let is = encode::intset_bytes(n, min, max);
-            // 6.2: `sizeof(*is) + encoding * length`, the bytes; 7.0: `zmalloc_size`.
-            (base + if m.listpacks() { m.class(is) } else { is }, "intset")
-        }
+        // 6.2: `sizeof(*is) + encoding * length`, the bytes; 7.0: `zmalloc_size`.
+        SetEnc::Intset(is) => (base + if m.listpacks() { m.class(is) } else { is }, "intset"),
         SetEnc::Listpack(alloc) => (base + alloc, "listpack"),
         SetEnc::Ht(d) => (ht_cost(m, base, &d, lens.iter().map(|&l| 24 + m.sds(l))), "hashtable"),
     };
@@ -108,26 +111,22 @@ fn intset_max(m: &Model) -> u64 {
 }
 
 /// `rdbLoadObject` for the three set types.
-fn load_set(m: &Model, rec: &Record<'_>, items: &[Item], lens: &[u64]) -> SetEnc {
-    let n = items.len() as u64;
+fn load_set(m: &Model, rec: &Record<'_>, elems: &[Str<'_>], lens: &[u64]) -> SetEnc {
+    let n = lens.len() as u64;
     let th = &m.th;
     match rec.rdb_type {
-        RDB_TYPE_SET_INTSET if items.iter().all(|i| matches!(i, Item::Int(_))) => {
-            // Too many for the target: `setTypeConvert`, presized.
-            if n > th.set_max_intset_entries {
-                SetEnc::Ht(presized(n))
-            } else {
-                SetEnc::Intset
-            }
-        }
+        // Too many for the target: `setTypeConvert`, presized.
+        RDB_TYPE_SET_INTSET if n > th.set_max_intset_entries => SetEnc::Ht(presized(n)),
+        RDB_TYPE_SET_INTSET => SetEnc::Intset(file_blob(rec, n).unwrap_or_else(|| intset_of(&items_of(elems)))),
         RDB_TYPE_SET_LISTPACK if m.at_least(7, 2) => {
             if n > th.set_max_listpack_entries {
                 SetEnc::Ht(presized(n))
             } else {
-                SetEnc::Listpack(m.class(file_blob(rec, n).unwrap_or_else(|| encode::listpack(items.iter().copied()))))
+                let bytes = file_blob(rec, n).unwrap_or_else(|| encode::listpack(elems.iter().map(encode::item)));
+                SetEnc::Listpack(m.class(bytes))
             }
         }
-        _ => load_set_members(m, items, lens),
+        _ => load_set_members(m, &items_of(elems), lens),
     }
 }
 
@@ -141,7 +140,7 @@ fn load_set_members(m: &Model, items: &[Item], lens: &[u64]) -> SetEnc {
         return SetEnc::Ht(presized(n));
     }
     let Some(first) = items.iter().position(|i| !matches!(i, Item::Int(_))) else {
-        return SetEnc::Intset;
+        return SetEnc::Intset(intset_of(items));
     };
     let i = first as u64;
     if !m.at_least(7, 2) {
@@ -191,7 +190,7 @@ fn sadd(m: &Model, items: &[Item], lens: &[u64]) -> SetEnc {
         enc = Some(match enc {
             None if m.at_least(7, 2) => {
                 if first_is_int && hint <= th.set_max_intset_entries {
-                    SetEnc::Intset
+                    SetEnc::Intset(0)
                 } else if hint <= th.set_max_listpack_entries {
                     SetEnc::Listpack(0)
                 } else {
@@ -202,7 +201,7 @@ fn sadd(m: &Model, items: &[Item], lens: &[u64]) -> SetEnc {
             }
             None => {
                 if first_is_int {
-                    SetEnc::Intset
+                    SetEnc::Intset(0)
                 } else {
                     SetEnc::Ht(DictSim::new())
                 }
@@ -214,7 +213,7 @@ fn sadd(m: &Model, items: &[Item], lens: &[u64]) -> SetEnc {
                 d.add_n(count);
                 SetEnc::Ht(d)
             }
-            Some(SetEnc::Intset) if m.at_least(7, 2) && hint > th.set_max_intset_entries => {
+            Some(SetEnc::Intset(_)) if m.at_least(7, 2) && hint > th.set_max_intset_entries => {
                 let mut d = DictSim::new();
                 d.expand(hint);
                 d.add_n(count);
@@ -223,13 +222,13 @@ fn sadd(m: &Model, items: &[Item], lens: &[u64]) -> SetEnc {
             Some(e) => e,
         });
         for (&it, &len) in items[start..end].iter().zip(&lens[start..end]) {
-            let e = enc.take().unwrap_or(SetEnc::Intset);
+            let e = enc.take().unwrap_or(SetEnc::Intset(0));
             enc = Some(match e {
                 SetEnc::Ht(mut d) => {
                     d.add();
                     SetEnc::Ht(d)
                 }
-                SetEnc::Intset => match it {
+                SetEnc::Intset(_) => match it {
                     Item::Int(v) => {
                         ints.push(v);
                         if ints.len() as u64 > intset_max(m) {
@@ -238,7 +237,7 @@ fn sadd(m: &Model, items: &[Item], lens: &[u64]) -> SetEnc {
                             d.add_n(ints.len() as u64);
                             SetEnc::Ht(d)
                         } else {
-                            SetEnc::Intset
+                            SetEnc::Intset(0)
                         }
                     }
                     Item::Bytes(_) => {
@@ -283,8 +282,8 @@ fn sadd(m: &Model, items: &[Item], lens: &[u64]) -> SetEnc {
     }
     match enc {
         Some(SetEnc::Listpack(_)) => SetEnc::Listpack(lp.alloc),
+        Some(SetEnc::Intset(_)) | None => SetEnc::Intset(intset_of(items)),
         Some(e) => e,
-        None => SetEnc::Intset,
     }
 }
 

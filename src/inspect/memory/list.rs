@@ -28,21 +28,22 @@ struct QNode {
 }
 
 pub(super) fn list(m: &Model, rec: &Record<'_>, elems: &[Str<'_>]) -> Sized {
-    let items: Vec<Item> = elems.iter().map(encode::item).collect();
     let lens: Vec<u64> = elems.iter().map(|s| s.len() as u64).collect();
-    let elements = items.len() as u64;
+    let elements = lens.len() as u64;
     let largest = lens.iter().copied().max().unwrap_or(0);
+    // How the packed encodings see each element, worked out only when needed.
+    let items = || -> Vec<Item> { elems.iter().map(encode::item).collect() };
     let key_len = rec.key.len() as u64;
     let base = m.base(key_len, rec.expire_at_ms.is_some());
     let sized = |bytes, encoding| Sized { bytes, encoding, elements, largest };
 
     if m.commands() && m.at_least(7, 2) {
-        if let Some(lp) = rpush_listpack(m, &items, &lens) {
+        if let Some(lp) = rpush_listpack(m, &items(), &lens) {
             return sized(base + m.class(lp), "listpack");
         }
     }
     let nodes =
-        if m.commands() { None } else { file_nodes(m, rec, &items) }.unwrap_or_else(|| pushed(m, &items, &lens));
+        if m.commands() { None } else { file_nodes(m, rec, elems) }.unwrap_or_else(|| pushed(m, &items(), &lens));
 
     // 7.2: a list left as one small packed node becomes a listpack
     // (`listTypeTryConvertQuicklist`), except one read from an old ziplist (type 10),
@@ -73,7 +74,7 @@ pub(super) fn list(m: &Model, rec: &Record<'_>, elems: &[Str<'_>]) -> Sized {
 /// (`_ziplistEntryConvertAndValidate`, then `lpShrinkToFit`). `None`: build by pushing.
 /// A node's element count is read (expanding it when LZF-compressed) only where it
 /// matters: to convert its elements, or for a count limit (a positive fill).
-fn file_nodes(m: &Model, rec: &Record<'_>, items: &[Item]) -> Option<Vec<QNode>> {
+fn file_nodes(m: &Model, rec: &Record<'_>, elems: &[Str<'_>]) -> Option<Vec<QNode>> {
     let t = rec.rdb_type;
     let keeps = match t {
         RDB_TYPE_LIST_QUICKLIST => true,
@@ -87,7 +88,7 @@ fn file_nodes(m: &Model, rec: &Record<'_>, items: &[Item]) -> Option<Vec<QNode>>
     let need_counts = convert || m.th.list_max_listpack_size >= 0;
     let stored = raw::quicklist_nodes(rec.raw_value, t, need_counts)?;
     let known: Option<u64> = stored.iter().map(|n| n.count).sum();
-    if known.is_some_and(|k| k != items.len() as u64) {
+    if known.is_some_and(|k| k != elems.len() as u64) {
         return None;
     }
     let mut out = Vec::with_capacity(stored.len());
@@ -95,9 +96,9 @@ fn file_nodes(m: &Model, rec: &Record<'_>, items: &[Item]) -> Option<Vec<QNode>>
     for n in stored {
         let count = n.count.unwrap_or(0);
         let sz = if convert {
-            let mine = items.get(at..at + count as usize)?;
+            let mine = elems.get(at..at + count as usize)?;
             at += count as usize;
-            encode::listpack(mine.iter().copied())
+            encode::listpack(mine.iter().map(encode::item))
         } else {
             n.bytes
         };
