@@ -416,14 +416,15 @@ fn cluster_mode() {
 /// Thresholds from a redis.conf: a server started with them loads the generated keys'
 /// RDB, converting what no longer fits (listpack hashes over 100 fields, intsets over 100
 /// members) and packing what now does (skiplists of up to 1000 members become listpacks,
-/// their scores written as text by the version), with 16-element list nodes.
+/// their scores written as text by the version), with 16-element list nodes kept
+/// LZF-compressed but the first and last.
 #[test]
 fn thresholds_from_redis_conf() {
     for ver in ["6.2", "7.0", "8.2"] {
         let version = version_of(ver);
         let mut conf = String::from(
             "hash-max-ziplist-entries 100\nzset-max-ziplist-entries 1000\nset-max-intset-entries 100\n\
-             list-max-ziplist-size 16\n",
+             list-max-ziplist-size 16\nlist-compress-depth 1\n",
         );
         if version >= Version(7, 2) {
             conf.push_str("set-max-listpack-entries 1000\n");

@@ -25,7 +25,14 @@ struct QNode {
     /// `node->sz`: the bytes of its ziplist or listpack (or the plain element).
     sz: u64,
     count: u64,
+    /// Its LZF-compressed length, when known (the file stores it compressed).
+    lzf: Option<u64>,
 }
+
+/// `quicklist.c`, `MIN_COMPRESS_BYTES` and `MIN_COMPRESS_IMPROVE`: a node is compressed
+/// from 48 bytes, when that saves more than 8.
+const MIN_COMPRESS_BYTES: u64 = 48;
+const MIN_COMPRESS_IMPROVE: u64 = 8;
 
 pub(super) fn list(m: &Model, rec: &Record<'_>, elems: &[Str<'_>]) -> Sized {
     let lens: Vec<u64> = elems.iter().map(|s| s.len() as u64).collect();
@@ -58,8 +65,25 @@ pub(super) fn list(m: &Model, rec: &Record<'_>, elems: &[Str<'_>]) -> Sized {
     // `object.c`, `objectComputeSize`: the quicklist, then every node's struct and its
     // entry: the ziplist's bytes on 6.2 (`ziplistBlobLen`), the allocation from 7.0
     // (`zmalloc_size`); averaged per node (7.x) or per element (8.0) and multiplied back.
+    // With `list-compress-depth` d, every node but the first and last d is kept
+    // LZF-compressed (`__quicklistCompress`): a `quicklistLZF` of 4 bytes and the
+    // compressed bytes, which are the file's when it stores the node compressed (RDB
+    // and quicklist compress with the same LZF); 6.2 counts `ziplistBlobLen` of it,
+    // which reads the compressed length. A node whose compressed length is not known
+    // is counted uncompressed.
+    let depth = usize::try_from(m.th.list_compress_depth).unwrap_or(usize::MAX);
+    let inner = |i: usize| depth > 0 && nodes.len() > depth.saturating_mul(2) && i >= depth && i < nodes.len() - depth;
     let node_struct = if m.listpacks() { 40 } else { 32 };
-    let elesize: u64 = nodes.iter().map(|n| node_struct + if m.listpacks() { m.class(n.sz) } else { n.sz }).sum();
+    let entry = |i: usize, n: &QNode| -> u64 {
+        let lzf = n.lzf.filter(|&c| inner(i) && n.sz >= MIN_COMPRESS_BYTES && c + MIN_COMPRESS_IMPROVE < n.sz);
+        match (lzf, m.listpacks()) {
+            (Some(c), true) => m.class(4 + c),
+            (Some(c), false) => c,
+            (None, true) => m.class(n.sz),
+            (None, false) => n.sz,
+        }
+    };
+    let elesize: u64 = nodes.iter().enumerate().map(|(i, n)| node_struct + entry(i, n)).sum();
     let asize = base + QUICKLIST;
     let bytes = if m.at_least(8, 0) {
         m.add_average(asize, elesize as f64, elements, elements)
@@ -95,14 +119,16 @@ fn file_nodes(m: &Model, rec: &Record<'_>, elems: &[Str<'_>]) -> Option<Vec<QNod
     let mut at = 0usize;
     for n in stored {
         let count = n.count.unwrap_or(0);
-        let sz = if convert {
+        let (sz, lzf) = if convert {
             let mine = elems.get(at..at + count as usize)?;
             at += count as usize;
-            encode::listpack(mine.iter().map(encode::item))
+            let sz = encode::listpack(mine.iter().map(encode::item));
+            // The listpack's compressed length, as the ziplist's ratio: an estimate.
+            (sz, n.lzf.map(|c| (c as f64 * sz as f64 / n.bytes.max(1) as f64).round() as u64))
         } else {
-            n.bytes
+            (n.bytes, n.lzf)
         };
-        out.push(QNode { plain: n.plain, sz, count });
+        out.push(QNode { plain: n.plain, sz, count, lzf });
     }
     Some(out)
 }
@@ -115,7 +141,7 @@ fn pushed(m: &Model, items: &[Item], lens: &[u64]) -> Vec<QNode> {
     let mut zl = Ziplist::default();
     for (&it, &sz) in items.iter().zip(lens) {
         if m.listpacks() && sz >= PACKED_THRESHOLD {
-            nodes.push(QNode { plain: true, sz, count: 1 });
+            nodes.push(QNode { plain: true, sz, count: 1, lzf: None });
             continue;
         }
         let entry = if m.listpacks() { encode::lp_entry(it) } else { zl.entry_len(it) };
@@ -137,7 +163,7 @@ fn pushed(m: &Model, items: &[Item], lens: &[u64]) -> Vec<QNode> {
                     zl.push(it);
                     zl.bytes
                 };
-                nodes.push(QNode { plain: false, sz, count: 1 });
+                nodes.push(QNode { plain: false, sz, count: 1, lzf: None });
             }
         }
     }

@@ -101,6 +101,8 @@ pub struct Node {
     /// Elements in the node: always when `counts` is asked for, else when the header is
     /// at hand without expanding LZF (most nodes of a file are compressed).
     pub count: Option<u64>,
+    /// The LZF-compressed length, when the file stores the node compressed.
+    pub lzf: Option<u64>,
 }
 
 /// The nodes of a quicklist record (type 14: ziplists; 18: a container before each
@@ -125,8 +127,12 @@ pub fn quicklist_nodes(raw: &[u8], rdb_type: u8, counts: bool) -> Option<Vec<Nod
             _ => Some(listpack_count(&s)?),
         };
         let empty = if plain { false } else { s.len() == if ziplists { 11 } else { 7 } };
+        let lzf = match &s {
+            Stored::Lzf(data, _) => Some(data.len() as u64),
+            Stored::Plain(_) => None,
+        };
         if count != Some(0) && !empty {
-            out.push(Node { plain, bytes: s.len(), count });
+            out.push(Node { plain, bytes: s.len(), count, lzf });
         }
     }
     Some(out)
@@ -210,7 +216,10 @@ mod tests {
         let nodes = quicklist_nodes(&raw, RDB_TYPE_LIST_QUICKLIST_2, true).unwrap();
         assert_eq!(
             nodes,
-            vec![Node { plain: false, bytes: 10, count: Some(1) }, Node { plain: true, bytes: 2, count: Some(1) }]
+            vec![
+                Node { plain: false, bytes: 10, count: Some(1), lzf: None },
+                Node { plain: true, bytes: 2, count: Some(1), lzf: None }
+            ]
         );
         assert_eq!(quicklist_nodes(&raw[..5], RDB_TYPE_LIST_QUICKLIST_2, true), None);
     }
