@@ -8,6 +8,8 @@ mod cli;
 mod faults;
 mod golden;
 mod html;
+mod memory;
+mod memory_data;
 mod net;
 mod oracle;
 mod replay;

@@ -1,4 +1,5 @@
-//! `inspect`: what a snapshot holds and what it will cost in memory. For now only the
-//! page of `inspect --html` ([`html`]), drawn from the inspect report's JSON document.
+//! `inspect`: what a snapshot holds and what it costs in memory on a target server;
+//! the page of `inspect --html` ([`html`]).
 
 pub mod html;
+pub mod memory;
