@@ -7,7 +7,7 @@
 //! - [`filter`] selects records by db, key pattern, type and expiry.
 //! - [`output`] renders records as JSON lines or text.
 //! - [`glob`] is Redis's own glob matcher, over bytes.
-//! - [`inspect`] sizes keys as a target server holds them (`MEMORY USAGE`) and draws its report as a page.
+//! - [`inspect`](mod@inspect) says what snapshots hold and what they cost in memory, a consumer of the input stream.
 //! - [`input`] is the ordered input stream: every input of a job, in load order, to a consumer.
 //! - [`translate`] turns records into the commands that recreate them (RESP).
 //! - [`version`] maps server versions to the RDB versions they write, and back.

@@ -8,6 +8,7 @@ mod cli;
 mod faults;
 mod golden;
 mod html;
+mod inspect;
 mod memory;
 mod memory_data;
 mod net;

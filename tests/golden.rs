@@ -1,6 +1,7 @@
-//! Golden files: what `check`, `print --format json` and `print --format text` write for
-//! every fixture, byte for byte, kept in `tests/golden/`. A change of output shows up
-//! here as a diff to read; `UPDATE_GOLDEN=1 cargo test golden` writes the new files.
+//! Golden files: what `check`, `print --format json`, `print --format text` and
+//! `inspect --format json` write for every fixture, byte for byte, kept in
+//! `tests/golden/`. A change of output shows up here as a diff to read;
+//! `UPDATE_GOLDEN=1 cargo test golden` writes the new files.
 
 use std::path::Path;
 
@@ -19,8 +20,13 @@ const INPUTS: [&str; 9] = [
     "testdata/aof/expiring-8.2/appendonlydir",
 ];
 
-const OUTPUTS: [(&str, &[&str]); 3] =
-    [("check", &["check"]), ("json", &["print", "--format", "json"]), ("text", &["print", "--format", "text"])];
+const OUTPUTS: [(&str, &[&str]); 4] = [
+    ("check", &["check"]),
+    ("json", &["print", "--format", "json"]),
+    ("text", &["print", "--format", "text"]),
+    // The inspect document, its schema and figures (expiry judged at a fixed time).
+    ("inspect", &["inspect", "--format", "json", "--now", "1800000000"]),
+];
 
 #[test]
 fn outputs_match_the_golden_files() {

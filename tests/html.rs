@@ -63,7 +63,7 @@ fn realistic(top_n: usize) -> Value {
 
     let enc = |keys: u64, elements: u64, mem: u64| json!({"keys": keys, "elements": elements, "memory_bytes": mem});
     let le_bins = |first: u64, counts: &[u64]| {
-        counts.iter().enumerate().map(|(i, &keys)| json!({"le": first << i, "keys": keys})).collect::<Vec<_>>()
+        counts.iter().enumerate().map(|(i, &keys)| json!({"bin": first << i, "keys": keys})).collect::<Vec<_>>()
     };
     json!({
         "schema": "redis-migration-inspect/1",
@@ -142,7 +142,7 @@ fn empty() -> Value {
         "dbs": {}, "types": {}, "top": [],
         "prefixes": {"prefix": "", "keys": 0, "memory_bytes": 0, "no_ttl_bytes": 0, "children": []},
         "ttl": {"bins": bins},
-        "sizes": {"elements": [{"le": 1, "keys": 0}, {"le": 2, "keys": 0}], "value_bytes": []},
+        "sizes": {"elements": [{"bin": 1, "keys": 0}, {"bin": 2, "keys": 0}], "value_bytes": []},
         "big_keys": []
     })
 }
@@ -370,4 +370,35 @@ fn a_hundred_thousand_top_keys_do_not_freeze_the_page() {
     assert!(r.dom.contains("Showing 200 of 50,000 matching (100,000 in all)"));
     eprintln!("100k top keys: drawn in {:.0} ms", r.render_ms);
     assert!(r.render_ms < 10_000.0, "drawing took {} ms", r.render_ms);
+}
+
+/// The page `inspect --html` writes for real fixtures (every type and encoding, binary
+/// keys, expired keys and fields) renders in Chromium with no error, its numbers those
+/// of `inspect --format json`.
+#[test]
+fn inspect_html_of_the_fixtures_renders_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["redis-8.2.rdb", "redis-8.2-field-ttl.rdb"] {
+        let path = crate::util::testdata(file);
+        let page = dir.path().join(format!("{file}.html"));
+        let out = crate::util::run(&[
+            "inspect",
+            "--format",
+            "json",
+            "--html",
+            page.to_str().unwrap(),
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let html = std::fs::read_to_string(&page).unwrap();
+        // The page embeds the same document.
+        let tag = file.trim_end_matches(".rdb");
+        let rendered = open_page(dir.path(), tag, &report, "");
+        assert_eq!(html, render(&report), "{file}: --html writes the page of the JSON report");
+        let shown = report["top"].as_array().unwrap().len();
+        assert_eq!(rendered.top_rows, shown, "{file}: top rows");
+        assert!(rendered.cells > 1, "{file}: the icicle has blocks");
+        screenshot(dir.path(), tag, 20 << 10);
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod docs;
+pub mod inspect;
 pub mod print;
 pub mod replay;
 
@@ -26,8 +27,8 @@ pub const EXIT_FAILED: i32 = 2;
 #[command(
     name = "redis-migration",
     version,
-    about = "Move, print and check Redis data: RDB snapshots decoded exactly, every version and encoding",
-    long_about = "Move, print and check Redis data.\n\nReads Redis RDB snapshots of every version \
+    about = "Move, print, check and inspect Redis data: RDB snapshots decoded exactly, every version and encoding",
+    long_about = "Move, print, check and inspect Redis data.\n\nReads Redis RDB snapshots of every version \
 (REDIS0001 to REDIS0013, Redis 2.x to 8.x) and Valkey's VALKEY080, every encoding, streams with \
 consumer groups, modules, functions and hash-field TTLs.\n\nExit codes: 0 success; 1 the job ran \
 but found problems (check: damage); 2 the job could not be done.",
@@ -43,6 +44,7 @@ pub enum Command {
     Replay(Box<replay::Args>),
     Check(check::Args),
     Print(print::Args),
+    Inspect(Box<inspect::Args>),
     Man(docs::ManArgs),
     Completions(docs::CompletionArgs),
 }
@@ -52,6 +54,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Replay(a) => replay::run(*a),
         Command::Check(a) => check::run(a),
         Command::Print(a) => print::run(a),
+        Command::Inspect(a) => inspect::run(*a),
         Command::Man(a) => docs::run_man(a),
         Command::Completions(a) => docs::run_completions(a),
     }

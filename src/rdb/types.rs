@@ -81,7 +81,7 @@ impl<'a> Str<'a> {
             Str::Borrowed(b) => b.len(),
             Str::Owned(v) => v.len(),
             Str::Shared(_, r) => r.len(),
-            Str::Int(i) => itoa::Buffer::new().format(*i).len(),
+            Str::Int(i) => decimal_len(*i),
             Str::Lzf { len, .. } => *len,
         }
     }
@@ -89,6 +89,18 @@ impl<'a> Str<'a> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// How many bytes `i` takes as decimal text (a sign included).
+#[inline]
+fn decimal_len(i: i64) -> usize {
+    let mut n = i.unsigned_abs();
+    let mut len = 1 + (i < 0) as usize;
+    while n >= 10 {
+        n /= 10;
+        len += 1;
+    }
+    len
 }
 
 /// A stream ID `ms-seq`.
@@ -315,4 +327,14 @@ pub enum Item<'a> {
         checksum: Checksum,
         trailing: usize,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decimal_lengths() {
+        for i in [0i64, 1, 9, 10, 99, 100, -1, -9, -10, 12345, i64::MAX, i64::MIN] {
+            assert_eq!(super::decimal_len(i), i.to_string().len(), "{i}");
+        }
+    }
 }

@@ -389,26 +389,19 @@
     hbars($('ttl-mem'), chart('memory_bytes', fmtBytes), 'No keys.');
   }
 
-  // Power-of-two size bins, from the first to the last that holds a key.
+  // Power-of-two size bins as INFO KEYSIZES has them: each labelled by its lower bound L
+  // and holding sizes from L to 2L - 1 (0 alone for empty strings); only bins with keys.
   function drawSizes(host, binsIn, unit, what) {
-    const bins = arr(binsIn).map(obj);
-    let a = 0;
-    let b = bins.length;
-    while (a < b && num(bins[a].keys) === 0) a++;
-    while (b > a && num(bins[b - 1].keys) === 0) b--;
+    const bins = arr(binsIn).map(obj).filter((x) => typeof x.bin === 'number' && num(x.keys) > 0);
+    bins.sort((x, y) => x.bin - y.bin);
     const total = sum(bins, (x) => num(x.keys));
-    const bound = (x) => (typeof x.le === 'number' ? fmtPow2(x.le, unit) : 'more');
-    const rows = bins.slice(a, b).map((x, i) => {
-      const prev = a + i > 0 ? bins[a + i - 1].le : null;
-      const from = typeof prev === 'number' ? fmtPow2(prev + 1, false) : '0';
-      return {
-        label: typeof x.le === 'number' ? '≤ ' + bound(x) : '> ' + (typeof prev === 'number' ? fmtPow2(prev, unit) : '?'),
-        value: num(x.keys),
-        text: fmtInt(x.keys),
-        tipTitle: typeof x.le === 'number' ? `${from} to ${fmtInt(x.le)} ${what}` : `more ${what}`,
-        tip: () => [['Keys', fmtInt(x.keys)], ['Share of keys', fmtPct(x.keys, total)]],
-      };
-    });
+    const rows = bins.map((x) => ({
+      label: x.bin === 0 ? '0' : fmtPow2(x.bin, unit),
+      value: num(x.keys),
+      text: fmtInt(x.keys),
+      tipTitle: x.bin <= 1 ? `${fmtInt(x.bin)} ${what}` : `${fmtInt(x.bin)} to ${fmtInt(2 * x.bin - 1)} ${what}`,
+      tip: () => [['Keys', fmtInt(x.keys)], ['Share of keys', fmtPct(x.keys, total)]],
+    }));
     hbars(host, rows, 'No keys.');
   }
 
