@@ -388,3 +388,40 @@ fn memory_predicted_for_another_version() {
     let (median, p90, total) = against(&mut con, &ours, "redis-8.2.rdb sized for 7.0");
     assert!(median <= 0.03 && p90 <= 0.10 && total <= 0.03, "{median} {p90} {total}");
 }
+
+/// The other forms of the report say the same: the folded stacks add up to the live
+/// memory, the CSV's type rows to the JSON's, the text names every type; a folder of
+/// snapshots is one report with a line per file.
+#[test]
+fn folded_csv_text_and_folders_agree_with_the_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = testdata("redis-7.0.rdb");
+    let p = path.to_str().unwrap();
+    let folded = dir.path().join("stacks.txt");
+    let report = inspect_json(&["--folded", folded.to_str().unwrap(), p]);
+    let stacks = std::fs::read_to_string(&folded).unwrap();
+    let sum: u64 = stacks.lines().map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap()).sum();
+    assert_eq!(sum, report["memory_bytes"].as_u64().unwrap(), "folded stacks add up to the live memory");
+    assert!(stacks.lines().all(|l| !l.rsplit_once(' ').unwrap().0.is_empty()));
+    let csv = run(&["inspect", "--format", "csv", p]);
+    let rows = csv_rows(&csv.stdout);
+    for (kind, t) in report["types"].as_object().unwrap() {
+        let row =
+            rows.iter().find(|r| r[0] == b"type" && r[1] == kind.as_bytes()).unwrap_or_else(|| panic!("no {kind} row"));
+        assert_eq!(row[5], t["memory_bytes"].to_string().into_bytes(), "{kind}");
+    }
+    let text = String::from_utf8(run(&["inspect", p]).stdout).unwrap();
+    for kind in report["types"].as_object().unwrap().keys() {
+        assert!(text.lines().any(|l| l.starts_with(kind.as_str())), "{kind} in:\n{text}");
+    }
+    // A folder: the two snapshots in it, per file and summed.
+    let folder = dir.path().join("backup");
+    std::fs::create_dir(&folder).unwrap();
+    std::fs::copy(testdata("redis-7.0.rdb"), folder.join("a.rdb")).unwrap();
+    std::fs::copy(testdata("redis-6.2.rdb"), folder.join("b.rdb")).unwrap();
+    let both = inspect_json(&["--target-version", "7.0", folder.to_str().unwrap()]);
+    let files = both["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    let per_file: u64 = files.iter().map(|f| f["memory_bytes"].as_u64().unwrap()).sum();
+    assert_eq!(per_file, both["memory_bytes"].as_u64().unwrap());
+}

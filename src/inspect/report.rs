@@ -343,8 +343,10 @@ impl Report {
         fn walk(node: &Node, path: &mut Vec<String>, out: &mut String) {
             let below: u64 = node.children.values().map(|c| c.totals.memory_bytes).sum();
             let own = node.totals.memory_bytes.saturating_sub(below);
-            if own > 0 && !path.is_empty() {
-                let _ = writeln!(out, "{} {own}", path.join(";"));
+            if own > 0 {
+                // The empty key ends at the root.
+                let frames = if path.is_empty() { "(empty key)".to_string() } else { path.join(";") };
+                let _ = writeln!(out, "{frames} {own}");
             }
             let mut kids: Vec<(&Vec<u8>, &Node)> = node.children.iter().collect();
             kids.sort_by(|a, b| a.0.cmp(b.0));
