@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value as J;
 
-use crate::util::{run, testdata, RedisServer, FIXTURES};
+use crate::util::{damaged_copy, run, testdata, RedisServer, FIXTURES};
 
 fn inspect_json(args: &[&str]) -> J {
     let mut all = vec!["inspect", "--format", "json"];
@@ -234,11 +234,7 @@ fn an_aofs_log_is_not_applied_and_damage_is_exit_2() {
     assert_eq!(report["files"][0]["log_not_applied"], true, "{report}");
     assert!(report["keys"].as_u64() > Some(10));
     let dir = tempfile::tempdir().unwrap();
-    let mut bytes = std::fs::read(testdata("redis-7.0.rdb")).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x5a;
-    let bad = dir.path().join("bad.rdb");
-    std::fs::write(&bad, &bytes).unwrap();
+    let bad = damaged_copy(dir.path());
     let out = run(&["inspect", bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

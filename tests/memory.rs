@@ -9,7 +9,7 @@
 //! more than 3%.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use redis_migration::expiry::{drop_expired_fields, Expired};
 use redis_migration::filter::now_ms;
@@ -246,6 +246,17 @@ fn start(version: &str, rdb: Option<&Path>, module: bool) -> RedisServer {
     RedisServer::start(version, rdb, &args)
 }
 
+/// A server of `ver` holding the generated keys, its saved RDB's path and bytes.
+fn saved_generated(ver: &str) -> (RedisServer, PathBuf, Vec<u8>) {
+    let built = start(ver, None, false);
+    let mut con = built.conn();
+    crate::memory_data::write(&mut con, version_of(ver));
+    let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
+    let dump = built.dir.path().join("dump.rdb");
+    let data = std::fs::read(&dump).unwrap();
+    (built, dump, data)
+}
+
 fn fixture(file: &str) {
     let (_, ver) = FIXTURES.iter().find(|(f, _)| *f == file).unwrap();
     let path = testdata(file);
@@ -387,12 +398,7 @@ fn newer_servers_load_older_files() {
 fn cluster_mode() {
     for ver in ["7.0", "8.2"] {
         let version = version_of(ver);
-        let built = start(ver, None, false);
-        let mut con = built.conn();
-        crate::memory_data::write(&mut con, version);
-        let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
-        let dump = built.dir.path().join("dump.rdb");
-        let data = std::fs::read(&dump).unwrap();
+        let (_built, dump, data) = saved_generated(ver);
 
         let node = RedisServer::start(ver, None, &["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]);
         let mut con = node.conn();
@@ -429,12 +435,7 @@ fn thresholds_from_redis_conf() {
         if version >= Version(7, 2) {
             conf.push_str("set-max-listpack-entries 1000\n");
         }
-        let built = start(ver, None, false);
-        let mut con = built.conn();
-        crate::memory_data::write(&mut con, version);
-        let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
-        let dump = built.dir.path().join("dump.rdb");
-        let data = std::fs::read(&dump).unwrap();
+        let (_built, dump, data) = saved_generated(ver);
 
         let args: Vec<String> = conf
             .lines()
@@ -475,13 +476,8 @@ fn generated_7_0() {
 /// as the commands `print --format resp` writes (the commands model).
 fn generated(ver: &str) {
     let version = version_of(ver);
-    let built = start(ver, None, false);
-    let mut con = built.conn();
-    let t = target(&mut con, version);
-    crate::memory_data::write(&mut con, version);
-    let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
-    let dump = built.dir.path().join("dump.rdb");
-    let data = std::fs::read(&dump).unwrap();
+    let (built, dump, data) = saved_generated(ver);
+    let t = target(&mut built.conn(), version);
 
     let loaded = start(ver, Some(&dump), false);
     let (rows, missing) = measure(&loaded, predict(&data, &t, Load::Rdb));

@@ -8,7 +8,7 @@ use std::process::Output;
 
 use crate::oracle::{dump_server, server_version, KeyMap, KeyView};
 use crate::translate::{assert_same, forget_what_commands_cannot_carry, functions};
-use crate::util::{bin, testdata, RedisServer, Twemproxy, FIXTURES};
+use crate::util::{bin, damaged_copy, testdata, RedisServer, Twemproxy, FIXTURES};
 
 /// Runs `replay ARGS` against port `port`.
 pub(crate) fn replay(port: u16, args: &[&str]) -> Output {
@@ -179,11 +179,7 @@ fn writes_seen(server: &RedisServer) -> Vec<String> {
 #[test]
 fn damaged_input_is_refused_before_any_write() {
     let dir = tempfile::tempdir().unwrap();
-    let mut bytes = std::fs::read(testdata("redis-7.0.rdb")).unwrap();
-    let at = bytes.len() / 2;
-    bytes[at] ^= 0x5a;
-    let bad = dir.path().join("bad.rdb");
-    std::fs::write(&bad, &bytes).unwrap();
+    let bad = damaged_copy(dir.path());
     let empty = RedisServer::start("7.0", None, &[]);
     let out = replay(empty.port, &[bad.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));

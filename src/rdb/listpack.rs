@@ -105,7 +105,8 @@ fn decode_backlen(blob: &[u8], last: usize) -> Option<usize> {
     None
 }
 
-fn backlen_size(l: usize) -> usize {
+/// Bytes of the backlen that follows an entry of `l` bytes (listpack.c, `lpEncodeBacklen`).
+pub(crate) fn backlen_size(l: usize) -> usize {
     match l {
         0..=127 => 1,
         128..=16382 => 2,

@@ -21,6 +21,17 @@ pub const FIXTURES: [(&str, &str); 5] = [
     ("redis-8.2-field-ttl.rdb", "8.2"),
 ];
 
+/// A copy of the 7.0 fixture in `dir` with one byte in its middle flipped: a snapshot
+/// damaged where no header check catches it.
+pub fn damaged_copy(dir: &Path) -> PathBuf {
+    let mut bytes = std::fs::read(testdata("redis-7.0.rdb")).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    let bad = dir.join("bad.rdb");
+    std::fs::write(&bad, &bytes).unwrap();
+    bad
+}
+
 pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_redis-migration"))
 }

@@ -5,6 +5,7 @@
 //! `zzlInsertAt`).
 
 use crate::rdb::container::parse_canonical_i64;
+use crate::rdb::listpack::backlen_size;
 use crate::rdb::Str;
 
 /// An element as the packed encodings see it: an integer (a string that `string2ll`
@@ -51,7 +52,7 @@ pub fn lp_entry(it: Item) -> u64 {
         Item::Bytes(n) if n < 4096 => 2 + n,
         Item::Bytes(n) => 5 + n,
     };
-    body + lp_backlen(body)
+    body + backlen_size(body as usize) as u64
 }
 
 fn lp_int_body(v: i64) -> u64 {
@@ -67,16 +68,6 @@ fn lp_int_body(v: i64) -> u64 {
         5
     } else {
         9
-    }
-}
-
-fn lp_backlen(l: u64) -> u64 {
-    match l {
-        0..=127 => 1,
-        128..=16382 => 2,
-        16383..=2_097_150 => 3,
-        2_097_151..=268_435_454 => 4,
-        _ => 5,
     }
 }
 
