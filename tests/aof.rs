@@ -269,6 +269,17 @@ fn key_filters_select_aof_commands() {
     check_report(&report, "print");
     assert_same(&want, &dump_server(&mut printed.conn(), ver), ver, "print --match");
 
+    // A filter that selects none of the log: nothing is printed, and what it left out is
+    // still reported, with the exit status of commands a user must look at.
+    for format in ["resp", "json"] {
+        let out = crate::util::run(&["print", "--format", format, "--match", "none:*", aof]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{format}: {err}");
+        assert!(out.stdout.is_empty(), "{format}: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(err.contains("left out 1 AOF commands whose keys cannot be known"), "{format}: {err}");
+        assert!(err.contains("by filters"), "{format}: {err}");
+    }
+
     let replayed = RedisServer::start("7.0", None, &[]);
     let out = crate::util::bin()
         .args(["replay", "-dport", &replayed.port.to_string(), "--match", "user:*", aof])

@@ -247,11 +247,9 @@ impl<W: Write> Printer<'_, W> {
         Flow::Continue
     }
 
-    /// Writes what the sequential log renderer holds.
+    /// Writes what the sequential log renderer holds, and merges what it counted: the
+    /// commands the filters left out write no byte but are reported all the same.
     fn flush_log(&mut self) -> Flow {
-        if self.seq.is_empty() {
-            return Flow::Continue;
-        }
         let part = self.seq.take();
         let flow = self.write(part);
         if let Some(buf) = self.spare.lock().ok().and_then(|mut v| v.pop()) {
@@ -311,7 +309,7 @@ impl<'d, W: Write> Sink<'d, Part> for Printer<'_, W> {
 
     fn unit(&mut self, unit: &aof::Unit<'d>, _at: input::Position, _end: u64) -> Flow {
         self.seq.unit(unit);
-        if self.seq.len() >= self.job.plan.batch_bytes.clamp(1, 64 << 20) {
+        if self.seq.rendered_bytes() >= self.job.plan.batch_bytes.clamp(1, 64 << 20) {
             return self.flush_log();
         }
         Flow::Continue

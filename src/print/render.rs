@@ -296,12 +296,8 @@ impl<'j> Sequential<'j> {
         self.out.unit(unit)
     }
 
-    pub fn len(&self) -> usize {
+    pub fn rendered_bytes(&self) -> usize {
         self.out.buf.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.out.buf.is_empty()
     }
 
     /// What is rendered so far, as a part; the renderer starts anew, on a buffer given
