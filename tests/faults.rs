@@ -331,3 +331,47 @@ fn a_checkpoint_is_refused_for_other_key_patterns() {
     let same = run("h*");
     assert!(text(&same).contains("resumed from the checkpoint"), "{}", text(&same));
 }
+
+/// A record damaged inside its value (the skim passes it, the decode does not) stops the
+/// run; its checkpoint resumes at that record, never past it, so a resumed run meets the
+/// damage again instead of calling the keys after it applied.
+#[test]
+fn a_checkpoint_stops_at_a_damaged_record() {
+    let src = RedisServer::start("7.0", None, &["--rdbcompression", "no", "--rdbchecksum", "no"]);
+    let mut c = src.conn();
+    for i in 0..50 {
+        let _: () = redis::cmd("SET").arg(format!("s{i}")).arg(i).query(&mut c).unwrap();
+    }
+    let _: () = redis::cmd("RPUSH").arg("damaged-list").arg(&["a", "b", "c"]).query(&mut c).unwrap();
+    let _: () = redis::cmd("SAVE").query(&mut c).unwrap();
+    let mut bytes = std::fs::read(src.dir.path().join("dump.rdb")).unwrap();
+    // The quicklist's one listpack (`rdb.c`, RDB_TYPE_LIST_QUICKLIST_2: node count,
+    // container, the listpack as a string): its element count says 4, it holds 3.
+    let name = b"\x0cdamaged-list";
+    let key_at = bytes.windows(name.len()).position(|w| w == name).expect("the list in the file") - 1;
+    let lp = key_at + 1 + name.len() + 3;
+    assert_eq!(bytes[lp + 4..lp + 6], [3, 0], "the listpack's count");
+    bytes[lp + 4] = 4;
+    let work = tempfile::tempdir().unwrap();
+    let rdb = work.path().join("damaged.rdb");
+    std::fs::write(&rdb, &bytes).unwrap();
+    let ck = work.path().join("replay.checkpoint");
+    let dest = RedisServer::start("7.0", None, &[]);
+    let run = || {
+        bin()
+            .args(["replay", "-dport", &dest.port.to_string(), "--no-precheck", "--checkpoint", ck.to_str().unwrap()])
+            .arg(&rdb)
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert_eq!(first.status.code(), Some(2), "{}", text(&first));
+    assert!(text(&first).contains("(key \"damaged-list\"): listpack"), "{}", text(&first));
+    let checkpoint: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ck).unwrap()).unwrap();
+    let resume = checkpoint["resume"]["offset"].as_u64().unwrap();
+    assert!(resume <= key_at as u64, "the checkpoint resumes at {resume}, past the damaged record at {key_at}");
+    let again = run();
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(text(&again).contains("resumed from the checkpoint"), "{}", text(&again));
+    assert!(text(&again).contains("(key \"damaged-list\"): listpack"), "{}", text(&again));
+}

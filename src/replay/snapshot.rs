@@ -181,7 +181,12 @@ impl<'d> Map<'d> for SnapshotMap<'_, 'd> {
         });
         msets.finish(&mut b, &mut t);
         b.stats = t.stats;
-        b.error = r.err();
+        if let Err(e) = r {
+            // The batch holds the commands of the records before the damaged one: a
+            // checkpoint resumes at that record, never past it.
+            b.end_offset = item_start;
+            b.error = Some(e);
+        }
         b
     }
 }
