@@ -144,23 +144,6 @@ pub struct Summary {
     slot_info: u64,
 }
 
-impl Summary {
-    /// The databases that hold keys.
-    pub fn dbs(&self) -> impl Iterator<Item = u64> + '_ {
-        self.dbs.keys().copied()
-    }
-
-    /// Function libraries and Lua scripts in the file.
-    pub fn functions_and_scripts(&self) -> u64 {
-        self.functions.len() as u64 + self.scripts
-    }
-
-    /// Bytes after the RDB's end (an AOF's commands after a preamble).
-    pub fn trailing(&self) -> usize {
-        self.trailing
-    }
-}
-
 /// What a command log holds.
 #[derive(Debug, Default)]
 pub struct LogSummary {

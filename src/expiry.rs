@@ -140,6 +140,14 @@ impl<'a> LogKeysOnce<'a> {
     }
 }
 
+/// An expiry at `at_ms` has passed at `now_ms`: strictly before it, as Redis judges both
+/// keys (`db.c`, `keyIsExpired`; `rdb.c`, `rdbLoadRioWithLoadingCtx`, which drops a key
+/// on load only when its time is below now) and hash fields (`t_hash.c`,
+/// `hashTypeIsExpired`). A key whose time is this very millisecond still lives.
+pub fn passed(at_ms: i64, now_ms: i64) -> bool {
+    at_ms < now_ms
+}
+
 /// What of a record has expired at `now_ms`: the key itself, or some of its hash fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Expired {
@@ -152,13 +160,14 @@ pub struct Expired {
 
 impl Expired {
     pub fn of(rec: &Record<'_>, now_ms: i64) -> Expired {
-        let key = rec.expire_at_ms.is_some_and(|t| t <= now_ms);
+        let key = rec.expire_at_ms.is_some_and(|t| passed(t, now_ms));
         let (fields, of) = match &rec.value {
             // Only the encodings with field TTLs have fields to look at (Valkey's HASH_2 is
             // type 22 too).
-            Value::Hash(fs) if (RDB_TYPE_HASH_METADATA_PRE_GA..=RDB_TYPE_HASH_LISTPACK_EX).contains(&rec.rdb_type) => {
-                (fs.iter().filter(|f| f.expire_at_ms.is_some_and(|t| t <= now_ms)).count() as u64, fs.len() as u64)
-            }
+            Value::Hash(fs) if (RDB_TYPE_HASH_METADATA_PRE_GA..=RDB_TYPE_HASH_LISTPACK_EX).contains(&rec.rdb_type) => (
+                fs.iter().filter(|f| f.expire_at_ms.is_some_and(|t| passed(t, now_ms))).count() as u64,
+                fs.len() as u64,
+            ),
             _ => (0, 0),
         };
         Expired { key, fields, of }
@@ -180,19 +189,19 @@ impl Expired {
 pub fn drop_expired_fields(rec: &mut Record<'_>, now_ms: i64) -> u64 {
     let Value::Hash(fields) = &mut rec.value else { return 0 };
     let before = fields.len();
-    fields.retain(|f| f.expire_at_ms.is_none_or(|t| t > now_ms));
+    fields.retain(|f| f.expire_at_ms.is_none_or(|t| !passed(t, now_ms)));
     (before - fields.len()) as u64
 }
 
 /// Puts [`SENTINEL_MS`] in place of every expiry of `rec` that has passed at `now_ms`;
 /// returns how many hash fields got it.
 pub fn keep_for_log(rec: &mut Record<'_>, now_ms: i64) -> u64 {
-    if rec.expire_at_ms.is_some_and(|t| t <= now_ms) {
+    if rec.expire_at_ms.is_some_and(|t| passed(t, now_ms)) {
         rec.expire_at_ms = Some(SENTINEL_MS);
     }
     let mut n = 0;
     if let Value::Hash(fields) = &mut rec.value {
-        for f in fields.iter_mut().filter(|f| f.expire_at_ms.is_some_and(|t| t <= now_ms)) {
+        for f in fields.iter_mut().filter(|f| f.expire_at_ms.is_some_and(|t| passed(t, now_ms))) {
             f.expire_at_ms = Some(SENTINEL_MS);
             n += 1;
         }
@@ -216,7 +225,7 @@ impl Kept {
         let fields = match &rec.value {
             Value::Hash(fs) => fs
                 .iter()
-                .filter(|f| f.expire_at_ms.is_some_and(|t| t <= now_ms))
+                .filter(|f| f.expire_at_ms.is_some_and(|t| passed(t, now_ms)))
                 .map(|f| f.field.bytes().into_owned())
                 .collect(),
             _ => Vec::new(),

@@ -35,7 +35,7 @@ impl Filter {
     }
 
     pub fn is_expired(&self, rec: &Record<'_>) -> bool {
-        rec.expire_at_ms.is_some_and(|t| t <= self.now_ms)
+        rec.expire_at_ms.is_some_and(|t| crate::expiry::passed(t, self.now_ms))
     }
 
     /// The record's db, type and key are selected (whatever its expiry).

@@ -511,7 +511,12 @@ fn read_input<'d, M: Map<'d>, S: Sink<'d, M::Part>>(
         return Ok(LogEnd::None);
     }
     let allow_truncated = inputs.allow_truncated(file);
-    let r = if map.log_in_batches() && opts.plan.threads > 1 && data.len() - base > opts.plan.batch_bytes {
+    // Batches start at the log's first unit: a resume point inside the log reads it here.
+    let r = if map.log_in_batches()
+        && opts.plan.threads > 1
+        && data.len() - base > opts.plan.batch_bytes
+        && skip_to <= base
+    {
         log_in_batches(data, base, file, allow_truncated, opts, map, sink, until, flow)
     } else {
         let mut last_end = base;

@@ -421,3 +421,27 @@ fn folded_csv_text_and_folders_agree_with_the_json() {
     let per_file: u64 = files.iter().map(|f| f["memory_bytes"].as_u64().unwrap()).sum();
     assert_eq!(per_file, both["memory_bytes"].as_u64().unwrap());
 }
+
+/// An expiry is judged as Redis judges it: a key (or hash field) whose time is the very
+/// millisecond of `--now` still lives; one millisecond later it has expired.
+#[test]
+fn an_expiry_at_now_itself_is_still_live() {
+    let server = RedisServer::start("8.2", None, &[]);
+    let mut con = server.conn();
+    let at_s: i64 = 4_000_000_000;
+    let _: () = redis::cmd("SET").arg("k").arg("v").arg("PXAT").arg(at_s * 1000).query(&mut con).unwrap();
+    let _: () = redis::cmd("HSET").arg("h").arg("f").arg("1").arg("g").arg("2").query(&mut con).unwrap();
+    let _: () =
+        redis::cmd("HPEXPIREAT").arg("h").arg(at_s * 1000).arg("FIELDS").arg(1).arg("f").query(&mut con).unwrap();
+    let _: () = redis::cmd("SAVE").query(&mut con).unwrap();
+    let dump = server.dir.path().join("dump.rdb");
+    let dump = dump.to_str().unwrap();
+    let at = inspect_json(&["--now", &at_s.to_string(), dump]);
+    assert_eq!((at["dbs"]["0"]["expired"].as_u64(), at["expired_fields"].as_u64()), (Some(0), Some(0)), "{at}");
+    let after = inspect_json(&["--now", &(at_s + 1).to_string(), dump]);
+    assert_eq!(
+        (after["dbs"]["0"]["expired"].as_u64(), after["expired_fields"].as_u64()),
+        (Some(1), Some(1)),
+        "{after}"
+    );
+}

@@ -276,7 +276,7 @@ pub(super) fn kept_before(
             let _ = Batch::new(0, header, data, span).decode(true, |item, end| {
                 if let Item::Record(rec) = item {
                     if end as usize <= upto
-                        && cfg.filter.accepts(&rec)
+                        && cfg.filter.selects(&rec)
                         && dest.db(rec.db).is_some()
                         && !expiry::Expired::of(&rec, now).none()
                         && log_keys.get().contains(rec.db, &rec.key.bytes())

@@ -142,6 +142,19 @@ impl Translator {
     pub fn record_kept(&mut self, rec: &Record<'_>, out: &mut Vec<u8>) -> Option<crate::expiry::Kept> {
         let now = self.expiry_now()?;
         let mut kept = rec.clone();
+        if self.cfg.drop_field_ttl {
+            // Fields go without their TTLs: an expired one would come back for good, and
+            // the cleanup could not tell it (the target may not know HPEXPIRETIME).
+            // They are left out, as `record` leaves them out.
+            let expired = crate::expiry::Expired::of(rec, now);
+            if !expired.key && expired.whole() {
+                self.stats.skipped_expired += 1;
+                self.stats.skipped_expired_fields += expired.fields;
+                return None;
+            }
+            self.stats.skipped_expired_fields += crate::expiry::drop_expired_fields(&mut kept, now);
+        }
+        let cleanup = crate::expiry::Kept::of(&kept, now);
         let fields = crate::expiry::keep_for_log(&mut kept, now);
         let mode = self.cfg.mode;
         if fields > 0 && mode == Mode::Restore {
@@ -152,7 +165,7 @@ impl Translator {
         self.cfg.mode = mode;
         sent.then(|| {
             self.stats.kept_for_log += 1;
-            crate::expiry::Kept::of(rec, now)
+            cleanup
         })
     }
 
