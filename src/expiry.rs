@@ -251,10 +251,9 @@ const CLEANUP_FIELDS: usize = 1000;
 
 /// The scripts that finish what the log left of a kept key (see the module's text):
 /// EVALs with one key each, which every destination kind takes (twemproxy routes them
-/// by that key). Returns how many commands were written.
-pub fn encode_cleanup(out: &mut Vec<u8>, k: &Kept) -> u64 {
+/// by that key). Pushes the end of each command written on `ends`.
+pub fn encode_cleanup(out: &mut Vec<u8>, k: &Kept, ends: &mut Vec<usize>) {
     const THOUSAND_YEARS_MS: i64 = 1000 * 365 * 86_400_000;
-    let mut written = 0;
     let chunks: Vec<&[Vec<u8>]> =
         if k.fields.is_empty() { vec![&[][..]] } else { k.fields.chunks(CLEANUP_FIELDS).collect() };
     for fields in chunks {
@@ -268,7 +267,6 @@ pub fn encode_cleanup(out: &mut Vec<u8>, k: &Kept) -> u64 {
         for f in fields {
             bulk(out, f);
         }
-        written += 1;
+        ends.push(out.len());
     }
-    written
 }

@@ -267,7 +267,9 @@ impl<W: Write> Printer<'_, W> {
                 self.selected = k.db;
                 self.printed.stats.commands += 1;
             }
-            self.printed.stats.commands += expiry::encode_cleanup(&mut buf, &k);
+            let mut ends = Vec::new();
+            expiry::encode_cleanup(&mut buf, &k, &mut ends);
+            self.printed.stats.commands += ends.len() as u64;
         }
         self.out.write_all(&buf)
     }

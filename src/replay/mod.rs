@@ -332,15 +332,13 @@ impl Engine<'_> {
     fn cleanup(&mut self, inputs: &Inputs) {
         let Some(last) = inputs.files.len().checked_sub(1) else { return };
         let pos = Position { file: last, offset: inputs.files[last].data().len() as u64 };
-        let mut buf = Vec::new();
+        let (mut buf, mut ends) = (Vec::new(), Vec::new());
         for k in std::mem::take(&mut self.kept) {
             let Some(db) = self.dest.db(k.db) else { continue };
             buf.clear();
-            self.report.stats.commands += crate::expiry::encode_cleanup(&mut buf, &k);
-            let mut ends = Vec::new();
-            while let Some(c) = crate::resp::command_at(&buf, ends.last().copied().unwrap_or(0)) {
-                ends.push(c.end);
-            }
+            ends.clear();
+            crate::expiry::encode_cleanup(&mut buf, &k, &mut ends);
+            self.report.stats.commands += ends.len() as u64;
             let conn = self.dest.conn_of(&k.key);
             self.route(conn, Some(db), &buf, 0, &ends, Origin { pos, resendable: true });
         }
