@@ -143,7 +143,9 @@ pub fn percent_decode(s: &str) -> Result<String, UrlError> {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = b.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            // Two hex digits exactly (`from_str_radix` alone would take "+1").
+            let hex = b.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+            let hex = hex.and_then(|h| std::str::from_utf8(h).ok());
             let v = hex.and_then(|h| u8::from_str_radix(h, 16).ok()).ok_or(UrlError::Escape)?;
             out.push(v);
             i += 3;
@@ -194,6 +196,7 @@ mod tests {
         assert_eq!(msg("redis://[::1:7000"), "redis://[::1:7000: unclosed [ in the host");
         assert_eq!(msg("redis://h:99999"), "redis://h:99999: bad port \"99999\"");
         assert_eq!(msg("redis://a%4@h"), "bad %-escape in the URL");
+        assert_eq!(msg("redis://a%+1@h"), "bad %-escape in the URL");
         assert_eq!(msg("redis://a%ff@h"), "the URL's user or password is not UTF-8 once decoded");
     }
 
