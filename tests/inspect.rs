@@ -421,3 +421,37 @@ fn folded_csv_text_and_folders_agree_with_the_json() {
     let per_file: u64 = files.iter().map(|f| f["memory_bytes"].as_u64().unwrap()).sum();
     assert_eq!(per_file, both["memory_bytes"].as_u64().unwrap());
 }
+
+/// The prefix tree's budget goes to the first keys that need a node, in input order,
+/// whatever the batches: a file mixing one common prefix with many unique keys (more than
+/// the budget) gives the same tree in small batches and in one, on any thread count, and
+/// the common prefix keeps every one of its keys (it got its node early).
+#[test]
+fn the_prefix_tree_does_not_depend_on_batches() {
+    let src = RedisServer::start("8.2", None, &[]);
+    let mut c = src.conn();
+    let script = "for i=1,tonumber(ARGV[1]) do \
+        redis.call('SET', 'user:'..i..':name', 'n'..i) \
+        redis.call('SET', 'sess:'..string.char(97 + i % 26, 97 + (i*7) % 26)..string.rep('q', i % 5)..'x'..string.char(103 + i % 19, 103 + (i*3) % 19, 103 + i % 17), 'v') \
+        redis.call('SET', 'sess:u'..string.format('%x', i * 2654435761 % 4294967296):gsub('%d', function(d) return string.char(103 + d) end), 'w') end return 1";
+    redis::cmd("EVAL").arg(script).arg(0).arg(3000).query::<i64>(&mut c).unwrap();
+    redis::cmd("SAVE").query::<()>(&mut c).unwrap();
+    let path = src.dir.path().join("dump.rdb");
+    let p = path.to_str().unwrap();
+    let prefixes = |args: &[&str]| {
+        let mut all = vec!["--now", "1", "--prefix-budget", "400"];
+        all.extend_from_slice(args);
+        all.push(p);
+        inspect_json(&all)["prefixes"].clone()
+    };
+    let whole = prefixes(&["-j", "1", "--batch-bytes", "100000000"]);
+    for args in
+        [["-j", "1", "--batch-bytes", "200"], ["-j", "2", "--batch-bytes", "2000"], ["-j", "3", "--batch-bytes", "50"]]
+    {
+        assert_eq!(prefixes(&args), whole, "{args:?}");
+    }
+    let user = whole["children"].as_array().unwrap().iter().find(|c| c["prefix"] == "user:").expect("user:");
+    assert_eq!(user["keys"], 3000, "{user}");
+    let other = whole["children"].as_array().unwrap().iter().find(|c| c["prefix"] == "sess:").expect("sess:");
+    assert!(other["children"].as_array().unwrap().iter().any(|c| c["prefix"] == "sess:(other)"), "{other}");
+}

@@ -3,7 +3,9 @@
 //! reports on the target), folded into a small part (counts per db, type and encoding,
 //! the batch's biggest keys, its prefix tree, histograms), and the parts are joined in
 //! input order into one [`Report`]; nothing grows with the key count but the bounded
-//! top-N list and the prefix tree's node budget. The log part of an AOF is not applied.
+//! top-N list and the prefix tree's node budget (a batch's tree has none: it is bounded
+//! by the batch's size, and the budget is applied as the joiner merges them in order).
+//! The log part of an AOF is not applied.
 
 pub mod html;
 pub mod memory;
@@ -226,8 +228,9 @@ pub struct Part {
     empty: u64,
     /// `--keys`: the CSV rows of the batch.
     rows: Vec<u8>,
-    /// Keys smaller than this cannot enter the batch's top list.
-    top_floor: u64,
+    /// Once the batch's top list is full: its smallest; a key must be bigger to enter
+    /// (an equal one came later and loses the tie).
+    top_floor: Option<u64>,
     error: Option<rdb::Error>,
 }
 
@@ -249,7 +252,9 @@ impl<'d> Map<'d> for Sizer<'_> {
             value_bytes: vec![0; BINS],
             ..Part::default()
         };
-        let mut tree = prefix::Tree::new(self.job.prefix_budget);
+        // The budget is the joiner's: a batch counts every prefix it meets (see
+        // `prefix`), or which prefixes got nodes would depend on where batches are cut.
+        let mut tree = prefix::Tree::unbounded();
         let r = batch.decode(true, |item, end| {
             match item {
                 Item::Record(rec) => self.record(rec, target, *now, (batch.file, end), &mut part, &mut tree),
@@ -369,12 +374,13 @@ impl Sizer<'_> {
             }
         }
         // Candidates pile up to twice the list and are cut back to it (sorting once per
-        // `top` keys, not once per key); below the smallest kept, a key cannot enter.
-        if job.top > 0 && usage.bytes >= part.top_floor {
+        // `top` keys, not once per key); at or below the smallest kept, a key cannot enter
+        // (ties go to the earlier key).
+        if job.top > 0 && part.top_floor.is_none_or(|floor| usage.bytes > floor) {
             part.top.push(big());
             if part.top.len() >= 2 * job.top {
                 keep_top(&mut part.top, job.top);
-                part.top_floor = part.top.last().map_or(0, |k| k.memory_bytes);
+                part.top_floor = part.top.last().map(|k| k.memory_bytes);
             }
         }
     }
@@ -496,7 +502,7 @@ impl<'d, W: std::io::Write> Sink<'d, Part> for Joiner<'_, W> {
         r.top.append(&mut p.top);
         keep_top(&mut r.top, self.job.top);
         if let Some(tree) = p.prefixes.take() {
-            r.prefixes.merge(tree);
+            r.prefixes.merge(&tree);
         }
         for (i, t) in p.ttl.iter().enumerate() {
             r.ttl[i].add(t);

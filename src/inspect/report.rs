@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value as J};
 
-use super::prefix::Node;
+use super::prefix::NodeRef;
 use super::{memory, BigKey, Report, Tally, TTL_BINS};
 use crate::output::json::write_bytes;
 
@@ -45,19 +45,20 @@ fn big_json(k: &BigKey) -> J {
 }
 
 /// The children of `node` as shown: the biggest first, small ones folded into `(other)`.
-fn shown_children(node: &Node) -> Vec<(String, &Node, Option<super::prefix::Totals>)> {
-    let mut kids: Vec<(&Vec<u8>, &Node)> = node.children.iter().collect();
-    kids.sort_by(|a, b| b.1.totals.memory_bytes.cmp(&a.1.totals.memory_bytes).then(a.0.cmp(b.0)));
-    let floor = node.totals.memory_bytes / 200;
+fn shown_children(node: NodeRef<'_>) -> Vec<(String, NodeRef<'_>, Option<super::prefix::Totals>)> {
+    let mut kids: Vec<NodeRef<'_>> = node.children().collect();
+    kids.sort_by(|a, b| b.totals().memory_bytes.cmp(&a.totals().memory_bytes).then(a.name().cmp(b.name())));
+    let floor = node.totals().memory_bytes / 200;
     let mut out = Vec::new();
     let mut other = super::prefix::Totals::default();
-    for (i, (name, n)) in kids.into_iter().enumerate() {
-        if name.as_slice() == super::prefix::OTHER || i >= SHOWN_CHILDREN || n.totals.memory_bytes < floor {
-            other.keys += n.totals.keys;
-            other.memory_bytes += n.totals.memory_bytes;
-            other.no_ttl_bytes += n.totals.no_ttl_bytes;
+    for (i, n) in kids.into_iter().enumerate() {
+        let t = n.totals();
+        if n.name() == super::prefix::OTHER || i >= SHOWN_CHILDREN || t.memory_bytes < floor {
+            other.keys += t.keys;
+            other.memory_bytes += t.memory_bytes;
+            other.no_ttl_bytes += t.no_ttl_bytes;
         } else {
-            out.push((crate::rdb::escape_key(name), n, None));
+            out.push((crate::rdb::escape_key(n.name()), n, None));
         }
     }
     if other.keys > 0 {
@@ -68,8 +69,8 @@ fn shown_children(node: &Node) -> Vec<(String, &Node, Option<super::prefix::Tota
 
 /// A node as JSON: `prefix` is the whole path from the root (`user:{n}:`), or the
 /// parent's path and `(other)`.
-fn prefix_json(name: &str, node: &Node, folded: Option<super::prefix::Totals>, depth: usize) -> J {
-    let t = folded.unwrap_or(node.totals);
+fn prefix_json(name: &str, node: NodeRef<'_>, folded: Option<super::prefix::Totals>, depth: usize) -> J {
+    let t = folded.unwrap_or(node.totals());
     let children: Vec<J> = if folded.is_some() || depth > super::prefix::MAX_DEPTH {
         Vec::new()
     } else {
@@ -163,7 +164,7 @@ impl Report {
             "dbs": dbs,
             "types": types,
             "top": self.top.iter().map(big_json).collect::<Vec<_>>(),
-            "prefixes": prefix_json("", &self.prefixes.root, None, 0),
+            "prefixes": prefix_json("", self.prefixes.root(), None, 0),
             "ttl": {"bins": ttl_labels().iter().zip(&self.ttl).map(|(l, t)| json!({"label": l, "keys": t.keys, "memory_bytes": t.memory_bytes})).collect::<Vec<_>>()},
             "sizes": {"elements": bins(&self.elements), "value_bytes": bins(&self.value_bytes)},
             "keysizes": keysizes,
@@ -266,7 +267,7 @@ impl Report {
         }
         table(&mut o, &rows);
         let mut rows = vec![vec!["prefix".into(), "keys".into(), "memory".into(), "without ttl".into()]];
-        prefix_rows(&self.prefixes.root, "", 0, &mut rows);
+        prefix_rows(self.prefixes.root(), "", 0, &mut rows);
         table(&mut o, &rows);
         let mut rows = vec![vec!["time to live".into(), "keys".into(), "memory".into()]];
         for (l, x) in ttl_labels().iter().zip(&self.ttl) {
@@ -340,29 +341,29 @@ impl Report {
     /// Folded stacks of memory by prefix (`a;b;c bytes`), for flamegraph.pl and inferno:
     /// each node's own share (keys that end there, or folded into it).
     pub fn folded(&self, out: &mut String) {
-        fn walk(node: &Node, path: &mut Vec<String>, out: &mut String) {
-            let below: u64 = node.children.values().map(|c| c.totals.memory_bytes).sum();
-            let own = node.totals.memory_bytes.saturating_sub(below);
+        fn walk(node: NodeRef<'_>, path: &mut Vec<String>, out: &mut String) {
+            let below: u64 = node.children().map(|c| c.totals().memory_bytes).sum();
+            let own = node.totals().memory_bytes.saturating_sub(below);
             if own > 0 {
                 // The empty key ends at the root.
                 let frames = if path.is_empty() { "(empty key)".to_string() } else { path.join(";") };
                 let _ = writeln!(out, "{frames} {own}");
             }
-            let mut kids: Vec<(&Vec<u8>, &Node)> = node.children.iter().collect();
-            kids.sort_by(|a, b| a.0.cmp(b.0));
-            for (name, c) in kids {
-                path.push(crate::rdb::escape_key(name).replace([';', ' '], "_"));
+            let mut kids: Vec<NodeRef<'_>> = node.children().collect();
+            kids.sort_by(|a, b| a.name().cmp(b.name()));
+            for c in kids {
+                path.push(crate::rdb::escape_key(c.name()).replace([';', ' '], "_"));
                 walk(c, path, out);
                 path.pop();
             }
         }
-        walk(&self.prefixes.root, &mut Vec::new(), out);
+        walk(self.prefixes.root(), &mut Vec::new(), out);
     }
 }
 
-fn prefix_rows(node: &Node, path: &str, depth: usize, rows: &mut Vec<Vec<String>>) {
+fn prefix_rows(node: NodeRef<'_>, path: &str, depth: usize, rows: &mut Vec<Vec<String>>) {
     for (name, child, folded) in shown_children(node).into_iter().take(12) {
-        let t = folded.unwrap_or(child.totals);
+        let t = folded.unwrap_or(child.totals());
         let full = format!("{path}{name}");
         rows.push(vec![
             format!("{}{full}", "  ".repeat(depth)),
