@@ -7,16 +7,8 @@ use std::fmt::Write as _;
 use serde_json::{json, Value as J};
 
 use super::prefix::NodeRef;
-use super::{memory, BigKey, Report, Tally, TTL_BINS};
+use super::{BigKey, KeyRow, Report, Tally, TTL_BINS};
 use crate::output::json::write_bytes;
-
-/// How the report is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Text,
-    Json,
-    Csv,
-}
 
 /// The schema of the JSON document.
 pub const SCHEMA: &str = "redis-migration-inspect/1";
@@ -106,7 +98,7 @@ impl Report {
                 json!({
                     "name": f.name, "format": f.format,
                     "aux": f.aux.iter().map(|(k, v)| (k.clone(), J::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
-                    "bytes": f.bytes, "log_not_applied": f.log_not_applied,
+                    "bytes": f.bytes, "snapshot": f.snapshot, "log_not_applied": f.log_not_applied,
                     "target_version": f.target.map(|v| v.to_string()),
                     "keys": f.keys, "memory_bytes": f.memory_bytes,
                 })
@@ -189,7 +181,9 @@ impl Report {
             for (k, v) in f.aux.iter().filter(|(k, _)| keep.contains(&k.as_str())) {
                 let _ = writeln!(o, "  {k}: {v}");
             }
-            if f.log_not_applied {
+            if !f.snapshot {
+                let _ = writeln!(o, "  no snapshot part (a command log, or empty): its commands are not applied");
+            } else if f.log_not_applied {
                 let _ = writeln!(o, "  the AOF commands after the snapshot are not applied");
             }
         }
@@ -298,42 +292,96 @@ impl Report {
         o
     }
 
-    /// Each table as CSV, one after the other, each row led by its table's name.
-    pub fn csv(&self) -> String {
-        let mut o = String::from("table,name,detail,keys,elements,memory_bytes\n");
+    /// Each table as CSV, one after the other, each row led by its table's name: `db`,
+    /// `type`, `encoding`, `top`, `big_key`, `prefix` (every node of the tree, its path as
+    /// the keys' bytes), `ttl`, `elements`, `value_bytes`, `keysizes`. Keys and prefixes are
+    /// written as their bytes, quoted as `--keys` quotes them ([`csv_field`]).
+    pub fn csv(&self) -> Vec<u8> {
+        let mut o = b"table,name,detail,keys,elements,memory_bytes\n".to_vec();
+        let line = |o: &mut Vec<u8>, table: &str, name: &[u8], rest: std::fmt::Arguments<'_>| {
+            o.extend_from_slice(table.as_bytes());
+            o.push(b',');
+            csv_field(o, name);
+            o.extend_from_slice(std::fmt::format(rest).as_bytes());
+            o.push(b'\n');
+        };
         for (db, d) in &self.dbs {
-            let _ = writeln!(o, "db,{db},expires={} expired={},{},,{}", d.expires, d.expired, d.keys, d.memory_bytes);
+            let name = db.to_string();
+            line(
+                &mut o,
+                "db",
+                name.as_bytes(),
+                format_args!(",expires={} expired={},{},,{}", d.expires, d.expired, d.keys, d.memory_bytes),
+            );
         }
         for (k, ty) in &self.types {
-            let _ = writeln!(o, "type,{k},,{},{},{}", ty.all.keys, ty.all.elements, ty.all.memory_bytes);
+            line(
+                &mut o,
+                "type",
+                k.as_bytes(),
+                format_args!(",,{},{},{}", ty.all.keys, ty.all.elements, ty.all.memory_bytes),
+            );
             for (e, x) in &ty.encodings {
-                let _ = writeln!(o, "encoding,{k},{e},{},{},{}", x.keys, x.elements, x.memory_bytes);
+                line(
+                    &mut o,
+                    "encoding",
+                    k.as_bytes(),
+                    format_args!(",{e},{},{},{}", x.keys, x.elements, x.memory_bytes),
+                );
             }
         }
         for k in &self.top {
-            let mut line = String::from("top,");
-            csv_field(&mut line, &k.key);
-            let _ = writeln!(line, ",{} {} {},1,{},{}", k.db, k.kind, k.encoding, k.elements, k.memory_bytes);
-            o.push_str(&line);
+            line(
+                &mut o,
+                "top",
+                &k.key,
+                format_args!(",{} {} {},1,{},{}", k.db, k.kind, k.encoding, k.elements, k.memory_bytes),
+            );
         }
-        let mut stacks = String::new();
-        self.folded(&mut stacks);
-        for l in stacks.lines() {
-            if let Some((path, bytes)) = l.rsplit_once(' ') {
-                let mut line = String::from("prefix,");
-                csv_field(&mut line, path.as_bytes());
-                let _ = writeln!(line, ",,,,{bytes}");
-                o.push_str(&line);
+        for (k, c) in &self.big_keys {
+            line(
+                &mut o,
+                "big_key",
+                &k.key,
+                format_args!(",{} {} {} commands={},1,{},{}", k.db, k.kind, k.encoding, c, k.elements, k.memory_bytes),
+            );
+        }
+        fn prefixes(node: NodeRef<'_>, path: &mut Vec<u8>, rows: &mut Vec<(Vec<u8>, super::prefix::Totals)>) {
+            let mut kids: Vec<NodeRef<'_>> = node.children().collect();
+            kids.sort_by(|a, b| a.name().cmp(b.name()));
+            for c in kids {
+                let at = path.len();
+                path.extend_from_slice(c.name());
+                rows.push((path.clone(), c.totals()));
+                prefixes(c, path, rows);
+                path.truncate(at);
             }
         }
+        let mut rows = Vec::new();
+        prefixes(self.prefixes.root(), &mut Vec::new(), &mut rows);
+        for (path, t) in rows {
+            line(
+                &mut o,
+                "prefix",
+                &path,
+                format_args!(",no_ttl_bytes={},{},,{}", t.no_ttl_bytes, t.keys, t.memory_bytes),
+            );
+        }
         for (l, x) in ttl_labels().iter().zip(&self.ttl) {
-            let _ = writeln!(o, "ttl,{l},,{},{},{}", x.keys, x.elements, x.memory_bytes);
+            line(&mut o, "ttl", l.as_bytes(), format_args!(",,{},{},{}", x.keys, x.elements, x.memory_bytes));
         }
         for (le, n) in &self.elements {
-            let _ = writeln!(o, "elements,{le},,{n},,");
+            line(&mut o, "elements", le.to_string().as_bytes(), format_args!(",,{n},,"));
         }
         for (le, n) in &self.value_bytes {
-            let _ = writeln!(o, "value_bytes,{le},,{n},,");
+            line(&mut o, "value_bytes", le.to_string().as_bytes(), format_args!(",,{n},,"));
+        }
+        for (db, kinds) in &self.keysizes {
+            for (kind, bins) in kinds {
+                for (bin, n) in bins {
+                    line(&mut o, "keysizes", kind.as_bytes(), format_args!(",db={db} bin={bin},{n},,"));
+                }
+            }
         }
         o
     }
@@ -446,15 +494,19 @@ pub fn iso_time(ms: i64) -> String {
 }
 
 /// A CSV field: the bytes as they are, quoted (RFC 4180) when they hold a comma, a quote,
-/// CR or LF. The line is built as bytes elsewhere; here as text (lossy for non-UTF-8).
-fn csv_field(o: &mut String, b: &[u8]) {
-    let text = String::from_utf8_lossy(b);
-    if text.contains([',', '"', '\r', '\n']) {
-        o.push('"');
-        o.push_str(&text.replace('"', "\"\""));
-        o.push('"');
+/// CR or LF, a quote doubled inside; the one quoting of `--keys` rows and `--format csv`.
+pub fn csv_field(out: &mut Vec<u8>, b: &[u8]) {
+    if b.iter().any(|c| matches!(c, b',' | b'"' | b'\r' | b'\n')) {
+        out.push(b'"');
+        for &c in b {
+            if c == b'"' {
+                out.push(b'"');
+            }
+            out.push(c);
+        }
+        out.push(b'"');
     } else {
-        o.push_str(&text);
+        out.extend_from_slice(b);
     }
 }
 
@@ -463,23 +515,12 @@ pub const KEYS_HEADER: &str = "database,type,key,size_in_bytes,encoding,num_elem
 
 /// One `--keys` row: the key as its bytes, RFC 4180-quoted when it holds a comma, a
 /// quote, CR or LF.
-pub fn csv_row(out: &mut Vec<u8>, k: &BigKey, _target: &memory::Target) {
+pub fn csv_row(out: &mut Vec<u8>, k: &KeyRow<'_>) {
     out.extend_from_slice(itoa::Buffer::new().format(k.db).as_bytes());
     out.push(b',');
     out.extend_from_slice(k.kind.as_bytes());
     out.push(b',');
-    if k.key.iter().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n')) {
-        out.push(b'"');
-        for &b in &k.key {
-            if b == b'"' {
-                out.push(b'"');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(&k.key);
-    }
+    csv_field(out, k.key);
     out.push(b',');
     out.extend_from_slice(itoa::Buffer::new().format(k.memory_bytes).as_bytes());
     out.push(b',');
