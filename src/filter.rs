@@ -42,7 +42,8 @@ impl Filter {
     pub fn selects(&self, rec: &Record<'_>) -> bool {
         self.accepts_db(rec.db)
             && (self.types.is_empty() || self.types.contains(&rec.value.value_type()))
-            && self.accepts_key(&rec.key.bytes())
+            // The key is decoded only when a pattern needs it.
+            && ((self.globs.is_empty() && self.regex.is_none()) || self.accepts_key(&rec.key.bytes()))
     }
 
     pub fn accepts(&self, rec: &Record<'_>) -> bool {

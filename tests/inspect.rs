@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value as J;
 
-use crate::util::{damaged_copy, run, testdata, RedisServer, FIXTURES};
+use crate::util::{damaged_copy, json_bytes, run, testdata, RedisServer, FIXTURES};
 
 fn inspect_json(args: &[&str]) -> J {
     let mut all = vec!["inspect", "--format", "json"];
@@ -444,4 +444,132 @@ fn an_expiry_at_now_itself_is_still_live() {
         (Some(1), Some(1)),
         "{after}"
     );
+}
+
+/// The prefix tree's budget goes to the first keys that need a node, in input order,
+/// whatever the batches: a file mixing one common prefix with many unique keys (more than
+/// the budget) gives the same tree in small batches and in one, on any thread count, and
+/// the common prefix keeps every one of its keys (it got its node early).
+#[test]
+fn the_prefix_tree_does_not_depend_on_batches() {
+    let src = RedisServer::start("8.2", None, &[]);
+    let mut c = src.conn();
+    let script = "for i=1,tonumber(ARGV[1]) do \
+        redis.call('SET', 'user:'..i..':name', 'n'..i) \
+        redis.call('SET', 'sess:'..string.char(97 + i % 26, 97 + (i*7) % 26)..string.rep('q', i % 5)..'x'..string.char(103 + i % 19, 103 + (i*3) % 19, 103 + i % 17), 'v') \
+        redis.call('SET', 'sess:u'..string.format('%x', i * 2654435761 % 4294967296):gsub('%d', function(d) return string.char(103 + d) end), 'w') end return 1";
+    redis::cmd("EVAL").arg(script).arg(0).arg(3000).query::<i64>(&mut c).unwrap();
+    redis::cmd("SAVE").query::<()>(&mut c).unwrap();
+    let path = src.dir.path().join("dump.rdb");
+    let p = path.to_str().unwrap();
+    let prefixes = |args: &[&str]| {
+        let mut all = vec!["--now", "1", "--prefix-budget", "400"];
+        all.extend_from_slice(args);
+        all.push(p);
+        inspect_json(&all)["prefixes"].clone()
+    };
+    let whole = prefixes(&["-j", "1", "--batch-bytes", "100000000"]);
+    for args in
+        [["-j", "1", "--batch-bytes", "200"], ["-j", "2", "--batch-bytes", "2000"], ["-j", "3", "--batch-bytes", "50"]]
+    {
+        assert_eq!(prefixes(&args), whole, "{args:?}");
+    }
+    let user = whole["children"].as_array().unwrap().iter().find(|c| c["prefix"] == "user:").expect("user:");
+    assert_eq!(user["keys"], 3000, "{user}");
+    let other = whole["children"].as_array().unwrap().iter().find(|c| c["prefix"] == "sess:").expect("sess:");
+    assert!(other["children"].as_array().unwrap().iter().any(|c| c["prefix"] == "sess:(other)"), "{other}");
+}
+
+/// RESP arrays of bulk strings, as `print --format resp` writes them.
+fn resp_commands(mut b: &[u8]) -> Vec<Vec<Vec<u8>>> {
+    fn line<'a>(b: &mut &'a [u8]) -> &'a [u8] {
+        let at = b.windows(2).position(|w| w == b"\r\n").expect("a CRLF");
+        let l = &b[..at];
+        *b = &b[at + 2..];
+        l
+    }
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let head = line(&mut b);
+        assert_eq!(head[0], b'*', "{:?}", String::from_utf8_lossy(head));
+        let n: usize = std::str::from_utf8(&head[1..]).unwrap().parse().unwrap();
+        let mut args = Vec::new();
+        for _ in 0..n {
+            let len: usize = std::str::from_utf8(&line(&mut b)[1..]).unwrap().parse().unwrap();
+            args.push(b[..len].to_vec());
+            b = &b[len + 2..];
+        }
+        out.push(args);
+    }
+    out
+}
+
+/// A big key's command count is what `print --format resp` writes for it: field TTLs as
+/// HPEXPIREAT, the key's TTL, chunks of `--max-args`.
+#[test]
+fn big_keys_count_the_commands_print_writes() {
+    let path = testdata("redis-8.2-field-ttl.rdb");
+    let p = path.to_str().unwrap();
+    for max_args in ["256", "3"] {
+        let report =
+            inspect_json(&["--big-elements", "1", "--big-bytes", "0", "--now", "1", "--max-args", max_args, p]);
+        let out = run(&["print", "--format", "resp", "--keep-expired", "--max-args", max_args, p]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut per_key: BTreeMap<(u64, Vec<u8>), u64> = BTreeMap::new();
+        let mut db = 0;
+        for cmd in resp_commands(&out.stdout) {
+            if cmd[0].eq_ignore_ascii_case(b"SELECT") {
+                db = std::str::from_utf8(&cmd[1]).unwrap().parse().unwrap();
+                continue;
+            }
+            let key = if cmd[0].eq_ignore_ascii_case(b"XGROUP") { &cmd[2] } else { &cmd[1] };
+            *per_key.entry((db, key.clone())).or_default() += 1;
+        }
+        let big = report["big_keys"].as_array().unwrap();
+        assert_eq!(big.len() as u64, report["keys"].as_u64().unwrap(), "every key is big here");
+        let mut hpexpireat = false;
+        for k in big {
+            let key = (k["db"].as_u64().unwrap(), json_bytes(&k["key"]));
+            let want = per_key.get(&key).copied().unwrap_or(0);
+            assert_eq!(k["commands"].as_u64().unwrap(), want, "{k} with --max-args {max_args}");
+            hpexpireat |= k["type"] == "hash" && want > 2;
+        }
+        assert!(hpexpireat, "a hash with field TTLs among them");
+    }
+}
+
+/// Times and versions out of range are usage errors (exit 2, said plainly), not wrapped
+/// numbers; a version newer than the model is sized as the newest, with a note; a plain
+/// AOF says it has no snapshot part.
+#[test]
+fn out_of_range_arguments_are_refused_plainly() {
+    let path = testdata("redis-7.0.rdb");
+    let p = path.to_str().unwrap();
+    for (args, says) in [
+        (&["--now", "-5"][..], "before 1970"),
+        (&["--now", "99999999999999999"][..], "too far in the future"),
+        (&["--target-version", "1.0"][..], "from Redis 6.2 on"),
+        (&["--target-version", "6.0"][..], "from Redis 6.2 on"),
+    ] {
+        let mut all = vec!["inspect"];
+        all.extend_from_slice(args);
+        all.push(p);
+        let out = run(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    for v in ["99.99", "4294967295.1"] {
+        let out = run(&["inspect", "--format", "json", "--target-version", v, p]);
+        assert_eq!(out.status.code(), Some(0), "{v}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("sized as on Redis 8.2"), "{v}");
+        let as_82: J = serde_json::from_slice(&out.stdout).unwrap();
+        let report = inspect_json(&["--target-version", "8.2", p]);
+        assert_eq!(as_82["memory_bytes"], report["memory_bytes"], "{v}");
+    }
+    let aof = testdata("aof/plain-6.2/appendonly.aof");
+    let out = run(&["inspect", aof.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no snapshot part") && !text.contains("after the snapshot"), "{text}");
 }

@@ -43,11 +43,13 @@ pub struct Args {
     /// Instead of the report, one CSV row per key (redis-rdb-tools' memory report columns)
     #[arg(long)]
     pub keys: bool,
-    /// Judge expiry at this unix time (seconds), or `snapshot` for each file's ctime
-    /// [default: now, as a server loading the file would]
-    #[arg(long, value_name = "UNIX_SECONDS|snapshot")]
+    /// Judge expiry at this unix time (seconds, 0 or more), or `snapshot` for each file's
+    /// ctime (a ctime that is no time: the clock, with a note) [default: now, as a server
+    /// loading the file would]
+    #[arg(long, value_name = "UNIX_SECONDS|snapshot", allow_hyphen_values = true)]
     pub now: Option<String>,
-    /// Size keys for this Redis version [default: the version that wrote the file]
+    /// Size keys for this Redis version, 6.2 or newer (a version newer than the newest
+    /// model, 8.2, is sized as 8.2, with a note) [default: the version that wrote the file]
     #[arg(long, value_name = "X.Y[.Z]")]
     pub target_version: Option<String>,
     /// The target's jemalloc: Redis's own build (make, the official images) or a
@@ -85,23 +87,44 @@ pub struct Args {
     pub threads: super::ThreadArgs,
 }
 
+/// `--now UNIX_SECONDS` in milliseconds: a time from 1970 on whose milliseconds fit.
+fn now_arg(s: &str) -> anyhow::Result<i64> {
+    let secs: i64 =
+        s.trim().parse().map_err(|_| anyhow::anyhow!("--now {s:?}: expected unix seconds or `snapshot`"))?;
+    if secs < 0 {
+        anyhow::bail!("--now {s}: a time before 1970 (unix seconds are counted from 1970-01-01)");
+    }
+    secs.checked_mul(1000)
+        .ok_or_else(|| anyhow::anyhow!("--now {s}: too far in the future to be a time in milliseconds"))
+}
+
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let filter = args.filter.to_filter()?;
     let now_ms = match args.now.as_deref() {
         None => Some(filter.now_ms),
         Some("snapshot") => None,
-        Some(s) => Some(
-            s.parse::<i64>().map_err(|_| anyhow::anyhow!("--now {s:?}: expected unix seconds or `snapshot`"))? * 1000,
-        ),
+        Some(s) => Some(now_arg(s)?),
     };
-    let target_version = args
-        .target_version
-        .as_ref()
-        .map(|t| {
-            inspect::parse_version(t)
-                .ok_or_else(|| anyhow::anyhow!("--target-version {t:?}: expected a version like 7.2 or 7.0.15"))
-        })
-        .transpose()?;
+    let target_version = match &args.target_version {
+        None => None,
+        Some(t) => {
+            let (v, patch) = inspect::parse_version(t)
+                .ok_or_else(|| anyhow::anyhow!("--target-version {t:?}: expected a version like 7.2 or 7.0.15"))?;
+            if v < inspect::memory::OLDEST_MODELLED {
+                anyhow::bail!(
+                    "--target-version {t}: memory is modelled from Redis {} on; nothing older can be predicted",
+                    inspect::memory::OLDEST_MODELLED
+                );
+            }
+            if v > inspect::memory::NEWEST_MODELLED {
+                eprintln!(
+                    "note: --target-version {t} is newer than the newest memory model: keys are sized as on Redis {}",
+                    inspect::memory::NEWEST_MODELLED
+                );
+            }
+            Some((v, patch))
+        }
+    };
     let config = match &args.config {
         Some(p) => Some(
             std::fs::read_to_string(p)
@@ -141,14 +164,18 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         Err(inspect::InspectError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(super::EXIT_OK),
         Err(e) => return Err(e.into()),
     };
-    let doc = report.json();
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
+    let format = args.format.unwrap_or(FormatArg::Text);
+    let doc = (format == FormatArg::Json || args.html.is_some()).then(|| report.json());
     if !args.keys {
-        let text = match args.format.unwrap_or(FormatArg::Text) {
-            FormatArg::Text => report.text(),
-            FormatArg::Json => format!("{doc:#}\n"),
-            FormatArg::Csv => report.csv(),
+        let bytes = match (format, &doc) {
+            (FormatArg::Json, Some(doc)) => format!("{doc:#}\n").into_bytes(),
+            (FormatArg::Csv, _) => report.csv(),
+            _ => report.text().into_bytes(),
         };
-        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        match out.write_all(&bytes).and_then(|()| out.flush()) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(super::EXIT_OK),
             other => other?,
         }
@@ -159,8 +186,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         report.folded(&mut stacks);
         std::fs::write(path, stacks).map_err(|e| anyhow::anyhow!("{}: {e}", crate::source::display_name(path)))?;
     }
-    if let Some(path) = &args.html {
-        std::fs::write(path, inspect::html::render(&doc))
+    if let (Some(path), Some(doc)) = (&args.html, &doc) {
+        std::fs::write(path, inspect::html::render(doc))
             .map_err(|e| anyhow::anyhow!("{}: {e}", crate::source::display_name(path)))?;
     }
     Ok(super::EXIT_OK)

@@ -50,6 +50,13 @@ use crate::rdb::{Record, Str, Value};
 use crate::version::Version;
 use alloc::{dict_table_size, sds_request, size_class};
 
+/// The oldest server version the model sizes for (`--target-version` refuses older).
+pub const OLDEST_MODELLED: Version = Version(6, 2);
+
+/// The newest server version modelled: a newer target is sized as this one (every
+/// version test of the model is "at least").
+pub const NEWEST_MODELLED: Version = Version(8, 2);
+
 /// The server a snapshot is sized for: its version and the thresholds that decide
 /// encodings on load.
 #[derive(Debug, Clone, PartialEq)]
@@ -370,8 +377,9 @@ fn str_encoding(s: &Str<'_>) -> StrEnc {
     }
 }
 
-/// `print` sends strings in chunks of this many bytes: SET, then APPEND.
-const COMMAND_CHUNK: u64 = 4 << 20;
+/// `print` and `replay` send strings in chunks of this many bytes (their `--max-bytes`
+/// default): SET, then APPEND.
+const COMMAND_CHUNK: u64 = crate::translate::MAX_BYTES as u64;
 
 fn string(m: &Model, key_len: u64, expires: bool, s: &Str<'_>) -> Sized {
     let len = s.len() as u64;

@@ -3,7 +3,9 @@
 //! reports on the target), folded into a small part (counts per db, type and encoding,
 //! the batch's biggest keys, its prefix tree, histograms), and the parts are joined in
 //! input order into one [`Report`]; nothing grows with the key count but the bounded
-//! top-N list and the prefix tree's node budget. The log part of an AOF is not applied.
+//! top-N list and the prefix tree's node budget (a batch's tree has none: it is bounded
+//! by the batch's size, and the budget is applied as the joiner merges them in order).
+//! The log part of an AOF is not applied.
 
 pub mod html;
 pub mod memory;
@@ -17,9 +19,10 @@ use crate::filter::Filter;
 use crate::input::{self, Batch, Flow, Input, InputError, Inputs, LogEnd, Map, Sink};
 use crate::pipeline::Plan;
 use crate::rdb::{self, Header, Item, Record, Str, Value};
+use crate::translate::{self, Translator};
 use crate::version::{type_min_rdb_version, version_of_rdb, Version};
 
-pub use report::{human, iso_time, Format, KEYS_HEADER, SCHEMA};
+pub use report::{human, iso_time, KEYS_HEADER, SCHEMA};
 
 /// An inspection, fully decided (the CLI builds it from its arguments).
 #[derive(Debug, Clone)]
@@ -74,6 +77,35 @@ impl Tally {
     }
 }
 
+/// A key as the report and the `--keys` rows show it, its key borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRow<'k> {
+    pub db: u64,
+    pub key: &'k [u8],
+    pub kind: &'static str,
+    pub encoding: &'static str,
+    pub elements: u64,
+    pub memory_bytes: u64,
+    pub largest_element: u64,
+    pub expire_at_ms: Option<i64>,
+}
+
+impl KeyRow<'_> {
+    fn to_big(self, at: (usize, u64)) -> BigKey {
+        BigKey {
+            db: self.db,
+            key: self.key.to_vec(),
+            kind: self.kind,
+            encoding: self.encoding,
+            elements: self.elements,
+            memory_bytes: self.memory_bytes,
+            largest_element: self.largest_element,
+            expire_at_ms: self.expire_at_ms,
+            at,
+        }
+    }
+}
+
 /// A key among the biggest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BigKey {
@@ -118,8 +150,11 @@ pub struct FileReport {
     pub format: String,
     pub aux: Vec<(String, String)>,
     pub bytes: u64,
-    /// An AOF whose commands after the snapshot are not applied.
+    /// An AOF whose commands (after the snapshot, if it has one) are not applied.
     pub log_not_applied: bool,
+    /// It holds a snapshot (an RDB, an RDB-preamble AOF, a multi-part AOF's base); false
+    /// for a command log alone (a plain AOF, an incr file) or an empty file.
+    pub snapshot: bool,
     pub target: Option<Version>,
     pub keys: u64,
     pub memory_bytes: u64,
@@ -129,6 +164,8 @@ pub struct FileReport {
 #[derive(Debug)]
 pub struct Report {
     pub files: Vec<FileReport>,
+    /// What the user should know about how the files were read (on stderr).
+    pub notes: Vec<String>,
     pub now_ms: Option<i64>,
     pub dbs: BTreeMap<u64, Db>,
     pub types: BTreeMap<&'static str, TypeTally>,
@@ -226,33 +263,46 @@ pub struct Part {
     empty: u64,
     /// `--keys`: the CSV rows of the batch.
     rows: Vec<u8>,
-    /// Keys smaller than this cannot enter the batch's top list.
-    top_floor: u64,
+    /// Once the batch's top list is full: its smallest; a key must be bigger to enter
+    /// (an equal one came later and loses the tie).
+    top_floor: Option<u64>,
     error: Option<rdb::Error>,
+}
+
+/// What a file is sized for.
+struct FileTarget {
+    /// The server to size for.
+    target: memory::Target,
+    /// The RDB version it loads (computed once, not per key).
+    target_rdb: u32,
+    /// The time expiry is judged at (ms).
+    now: i64,
 }
 
 /// The workers' half: each record sized and counted.
 struct Sizer<'j> {
     job: &'j Job,
-    /// Per input: the server to size for, and the time expiry is judged at.
-    targets: Vec<(memory::Target, i64)>,
+    /// Per input.
+    files: Vec<FileTarget>,
 }
 
 impl<'d> Map<'d> for Sizer<'_> {
     type Part = Part;
 
     fn snapshot(&self, batch: &Batch<'d, '_>) -> Part {
-        let (target, now) = &self.targets[batch.file];
+        let file = &self.files[batch.file];
         let mut part = Part {
             ttl: vec![Tally::default(); TTL_BINS.len() + 1],
             elements: vec![0; BINS],
             value_bytes: vec![0; BINS],
             ..Part::default()
         };
-        let mut tree = prefix::Tree::new(self.job.prefix_budget);
+        // The budget is the joiner's: a batch counts every prefix it meets (see
+        // `prefix`), or which prefixes got nodes would depend on where batches are cut.
+        let mut tree = prefix::Tree::unbounded();
         let r = batch.decode(true, |item, end| {
             match item {
-                Item::Record(rec) => self.record(rec, target, *now, (batch.file, end), &mut part, &mut tree),
+                Item::Record(rec) => self.record(rec, file, &batch.header, (batch.file, end), &mut part, &mut tree),
                 Item::EmptyKey { .. } => part.empty += 1,
                 _ => {}
             }
@@ -268,13 +318,14 @@ impl Sizer<'_> {
     fn record(
         &self,
         mut rec: Record<'_>,
-        target: &memory::Target,
-        now: i64,
+        file: &FileTarget,
+        header: &Header,
         at: (usize, u64),
         part: &mut Part,
         tree: &mut prefix::Tree,
     ) {
         let job = self.job;
+        let (target, now) = (&file.target, file.now);
         if !job.filter.selects(&rec) {
             part.filtered += 1;
             return;
@@ -285,7 +336,7 @@ impl Sizer<'_> {
         }
         // As replay would send it: RESTORE of the file's bytes when the target knows the
         // type, else the commands that rebuild it.
-        let load = if type_min_rdb_version(rec.rdb_type) <= target.version.rdb_version() {
+        let load = if type_min_rdb_version(rec.rdb_type) <= file.target_rdb {
             memory::Load::Rdb
         } else {
             memory::Load::Commands
@@ -326,6 +377,8 @@ impl Sizer<'_> {
             Some((_, x)) => x.add(&one),
             None => t.encodings.push((usage.encoding, one)),
         }
+        // Decoded again after the filter's look (free unless the file stored the key as
+        // an integer or compressed: `rec` was changed in between).
         let key = rec.key.bytes();
         tree.add(
             job.prefix.segments(&key),
@@ -337,7 +390,10 @@ impl Sizer<'_> {
         );
         let bin = match rec.expire_at_ms {
             None => TTL_BINS.len(),
-            Some(t) => TTL_BINS.iter().position(|&(_, upto)| t - now < upto).unwrap_or(TTL_BINS.len() - 1),
+            // Times from the file: a far past or future one saturates, never wraps.
+            Some(t) => {
+                TTL_BINS.iter().position(|&(_, upto)| t.saturating_sub(now) < upto).unwrap_or(TTL_BINS.len() - 1)
+            }
         };
         part.ttl[bin].add(&one);
         let size = match kind {
@@ -346,50 +402,59 @@ impl Sizer<'_> {
         };
         let hist = if kind == "string" { &mut part.value_bytes } else { &mut part.elements };
         hist[bin_index(size)] += 1;
-        let big = || BigKey {
+        let row = KeyRow {
             db: rec.db,
-            key: key.to_vec(),
+            key: &key,
             kind,
             encoding: usage.encoding,
             elements: usage.elements,
             memory_bytes: usage.bytes,
             largest_element: usage.largest_element,
             expire_at_ms: rec.expire_at_ms,
-            at,
         };
         if job.keys_csv {
-            report::csv_row(&mut part.rows, &big(), target);
+            report::csv_row(&mut part.rows, &row);
         }
         if usage.bytes >= job.big_bytes || usage.elements >= job.big_elements {
-            let commands = commands_for(&rec.value, usage.elements, job.max_args) + rec.expire_at_ms.is_some() as u64;
-            part.big_keys.push((big(), commands));
+            let commands = self.commands(&rec, file, header);
+            part.big_keys.push((row.to_big(at), commands));
             part.big_keys_total += 1;
             if part.big_keys.len() >= 2 * BIG_KEYS_LISTED {
                 keep_big(&mut part.big_keys);
             }
         }
         // Candidates pile up to twice the list and are cut back to it (sorting once per
-        // `top` keys, not once per key); below the smallest kept, a key cannot enter.
-        if job.top > 0 && usage.bytes >= part.top_floor {
-            part.top.push(big());
+        // `top` keys, not once per key); at or below the smallest kept, a key cannot enter
+        // (ties go to the earlier key).
+        if job.top > 0 && part.top_floor.is_none_or(|floor| usage.bytes > floor) {
+            part.top.push(row.to_big(at));
             if part.top.len() >= 2 * job.top {
                 keep_top(&mut part.top, job.top);
-                part.top_floor = part.top.last().map_or(0, |k| k.memory_bytes);
+                part.top_floor = part.top.last().map(|k| k.memory_bytes);
             }
         }
     }
 }
 
-/// The commands `replay --mode commands` sends for a value of `elements` elements, with
-/// `max_args` elements a command (DEL first; a string goes whole, up to 4 MB a command).
-fn commands_for(v: &Value<'_>, elements: u64, max_args: u64) -> u64 {
-    let per = |args_per_item: u64| elements.div_ceil((max_args / args_per_item).max(1));
-    match v {
-        Value::String(s) => (s.len() as u64).div_ceil(4 << 20).max(1),
-        Value::List(_) | Value::Set(_) => 1 + per(1),
-        Value::ZSet(_) | Value::Hash(_) => 1 + per(2),
-        Value::Stream(s) => 2 + s.entries.len() as u64 + s.groups.len() as u64,
-        Value::Module(_) => 1,
+impl Sizer<'_> {
+    /// The commands `replay --mode commands` sends for a (big) key: counted by the
+    /// translator itself, with `--max-args` and the translator's other defaults, for the
+    /// target version (a hash's field TTLs on a target without them: as sent with
+    /// `--drop-field-ttl`). Expired fields were left out already; a module value, which
+    /// commands cannot carry, counts 0.
+    fn commands(&self, rec: &Record<'_>, file: &FileTarget, header: &Header) -> u64 {
+        let cfg = translate::Config {
+            target: file.target.version,
+            max_args: usize::try_from(self.job.max_args).unwrap_or(usize::MAX),
+            keep_expired: true,
+            drop_field_ttl: true,
+            now_ms: file.now,
+            ..translate::Config::default()
+        };
+        let mut t = Translator::new(cfg, header.vendor, header.version).counting();
+        let mut out = Vec::new();
+        t.record(rec, &mut out);
+        t.stats.commands
     }
 }
 
@@ -437,6 +502,8 @@ struct Joiner<'j, W: std::io::Write> {
     /// `--keys`: where the rows go.
     rows: W,
     failure: Option<InspectError>,
+    /// Per file and db: the live keys and live expires (what a loading server keeps).
+    live: BTreeMap<(usize, u64), (u64, u64)>,
 }
 
 /// Why an inspection stopped.
@@ -469,6 +536,9 @@ impl<'d, W: std::io::Write> Sink<'d, Part> for Joiner<'_, W> {
             into.expired += d.expired;
             into.live_expires += d.live_expires;
             into.memory_bytes += d.memory_bytes;
+            let live = self.live.entry((self.file, acc.db)).or_default();
+            live.0 += d.keys - d.expired;
+            live.1 += d.live_expires;
             for (ti, bins) in acc.keysizes.iter().enumerate() {
                 for (i, &n) in bins.iter().enumerate().filter(|(_, n)| **n > 0) {
                     *r.keysizes
@@ -496,7 +566,7 @@ impl<'d, W: std::io::Write> Sink<'d, Part> for Joiner<'_, W> {
         r.top.append(&mut p.top);
         keep_top(&mut r.top, self.job.top);
         if let Some(tree) = p.prefixes.take() {
-            r.prefixes.merge(tree);
+            r.prefixes.merge(&tree);
         }
         for (i, t) in p.ttl.iter().enumerate() {
             r.ttl[i].add(t);
@@ -529,6 +599,7 @@ impl<'d, W: std::io::Write> Sink<'d, Part> for Joiner<'_, W> {
     fn snapshot_end(&mut self, file: usize, _header: Header, trailing: usize) -> Flow {
         // The log after a snapshot is not applied: say so, and read no further.
         self.report.files[file].log_not_applied = trailing > 0;
+        self.report.files[file].snapshot = true;
         Flow::SkipInput
     }
 
@@ -581,6 +652,7 @@ pub fn parse_version(s: &str) -> Option<(Version, Option<u32>)> {
 pub fn run<W: std::io::Write>(inputs: &Inputs, job: &Job, rows: W) -> Result<Report, InspectError> {
     let mut files = Vec::new();
     let mut targets = Vec::new();
+    let mut notes = Vec::new();
     for input in &inputs.files {
         let (format, aux) = if input.is_snapshot() { header_of(input.data()) } else { (String::new(), Vec::new()) };
         let wrote = writer_version(&aux, input.data());
@@ -591,10 +663,30 @@ pub fn run<W: std::io::Write>(inputs: &Inputs, job: &Job, rows: W) -> Result<Rep
             }
             None => memory::Thresholds::defaults(version),
         };
-        let ctime = aux.iter().find(|(k, _)| k == "ctime").and_then(|(_, v)| v.parse::<i64>().ok());
-        let now = job.now_ms.unwrap_or_else(|| ctime.map_or_else(crate::filter::now_ms, |s| s * 1000));
+        let now = match job.now_ms {
+            Some(now) => now,
+            None => {
+                // `--now snapshot`: the file's ctime (`rdb.c`, `rdbSaveInfoAuxFields`: the
+                // save time in seconds). One that is no time in milliseconds (its ms
+                // overflow) is the file's error, not a reason to stop: the clock instead,
+                // with a note.
+                let ctime = aux.iter().find(|(k, _)| k == "ctime").map(|(_, v)| v);
+                match ctime.map(|v| v.parse::<i64>().ok().and_then(|s| s.checked_mul(1000))) {
+                    Some(Some(ms)) => ms,
+                    Some(None) => {
+                        notes.push(format!(
+                            "{}: its ctime {:?} is not a time: expiry judged at the clock instead",
+                            input.name,
+                            ctime.map_or("", |v| v.as_str())
+                        ));
+                        crate::filter::now_ms()
+                    }
+                    None => crate::filter::now_ms(),
+                }
+            }
+        };
         let target = memory::Target { thresholds, patch, allocator: job.allocator, ..memory::Target::new(version) };
-        targets.push((target, now));
+        targets.push(FileTarget { target_rdb: version.rdb_version(), target, now });
         files.push(FileReport {
             name: input.name.clone(),
             format,
@@ -606,6 +698,7 @@ pub fn run<W: std::io::Write>(inputs: &Inputs, job: &Job, rows: W) -> Result<Rep
     }
     let report = Report {
         files,
+        notes,
         now_ms: job.now_ms,
         dbs: BTreeMap::new(),
         types: BTreeMap::new(),
@@ -623,8 +716,8 @@ pub fn run<W: std::io::Write>(inputs: &Inputs, job: &Job, rows: W) -> Result<Rep
         filtered: 0,
         empty: 0,
     };
-    let sizer = Sizer { job, targets };
-    let mut joiner = Joiner { job, report, file: 0, rows, failure: None };
+    let sizer = Sizer { job, files: targets };
+    let mut joiner = Joiner { job, report, file: 0, rows, failure: None, live: BTreeMap::new() };
     let opts = input::Options { plan: job.plan, from: input::Position::default(), reader: input::Reader::Print };
     input::run(inputs, &opts, &sizer, &mut joiner);
     if let Some(e) = joiner.failure {
@@ -632,16 +725,11 @@ pub fn run<W: std::io::Write>(inputs: &Inputs, job: &Job, rows: W) -> Result<Rep
     }
     let mut report = joiner.report;
     keep_big(&mut report.big_keys);
-    let target = sizer.targets.first().map(|t| &t.0);
-    if let Some(target) = target {
-        for (db, d) in &report.dbs {
-            report.overhead.insert(*db, memory::db_overhead(d.keys - d.expired, d.expires, target));
-        }
+    // Each file is a server of its own (a cluster backup's nodes): its dbs' tables sized
+    // for what it loads (the live keys and expires) on its own target, then added up.
+    for ((file, db), (keys, expires)) in &joiner.live {
+        let target = &sizer.files[*file].target;
+        *report.overhead.entry(*db).or_default() += memory::db_overhead(*keys, *expires, target);
     }
     Ok(report)
-}
-
-/// `Str` bytes as a `BigKey` holds them.
-pub fn key_text(key: &[u8]) -> String {
-    rdb::escape_key(key)
 }

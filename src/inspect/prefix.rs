@@ -4,13 +4,22 @@
 //! any of `:` `/` `|` `.`), at most [`MAX_DEPTH`] deep; a segment of digits (a number, or
 //! a hex or UUID-like id with at least one digit) stands as `{n}`, so `user:1:name` and
 //! `user:2:name` are one path, `user:` → `{n}:` → `name`. A node counts the keys below it,
-//! their memory, and the memory of those without an expiry. The tree holds at most a
-//! budget of nodes: once it is spent, a key whose path needs a new node is counted in
-//! the `(other)` child of the deepest node it has. Batches build trees of their own,
-//! joined in input order, so the tree is the same for any number of threads.
+//! their memory, and the memory of those without an expiry.
+//!
+//! The report's tree holds at most a budget of nodes, given out in input order: the first
+//! keys to need a node get it; once the budget is spent, a key whose path needs a new
+//! node is counted in the `(other)` child of the deepest node it has. Each batch builds a
+//! tree of its own with no budget (its size is bounded by the batch's), and the joiner
+//! merges them in input order, taking each batch's nodes in the order they were created,
+//! that is in the order of the keys that first needed them: the result is the tree one
+//! pass over every key would build, the same for any thread count and batch size.
+//!
+//! Nodes live in one vector (children linked from their parent), their names in one byte
+//! buffer, and a single open-addressed table finds a child by (parent, name): one probe
+//! per level, no allocation per key. The last key's path is remembered, so keys sharing
+//! it (`user:{n}:name` after `user:{n}:name`) compare bytes instead of hashing.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 
 /// A quick hash for short segments (the tree's own keys, not attacker-chosen in a way
 /// that matters: a snapshot's owner picks its keys): 8 bytes at a time, multiplied and
@@ -36,8 +45,6 @@ impl Hasher for QuickHasher {
     }
 }
 
-type Children = HashMap<Vec<u8>, Node, BuildHasherDefault<QuickHasher>>;
-
 /// How deep a key is cut.
 pub const MAX_DEPTH: usize = 4;
 
@@ -57,12 +64,6 @@ impl Totals {
         self.memory_bytes += o.memory_bytes;
         self.no_ttl_bytes += o.no_ttl_bytes;
     }
-}
-
-#[derive(Debug, Default)]
-pub struct Node {
-    pub totals: Totals,
-    pub children: Children,
 }
 
 /// How keys are cut: the bytes that end a segment.
@@ -151,66 +152,271 @@ fn normalize(seg: &[u8]) -> Segment<'_> {
     }
 }
 
+/// "No node": the root is never anyone's child, so 0 ends a sibling list.
+const NONE: u32 = 0;
+
+/// A node of the tree, in [`Tree::nodes`] (0 is the root).
+#[derive(Debug, Clone)]
+struct Node {
+    totals: Totals,
+    parent: u32,
+    /// Its name: `names[name_at..name_at + name_len]`.
+    name_at: usize,
+    name_len: usize,
+    /// Its hash in the child table (kept for growing the table).
+    hash: u64,
+    first_child: u32,
+    next_sibling: u32,
+}
+
 /// The tree, with its node budget.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Tree {
-    pub root: Node,
-    nodes: usize,
+    nodes: Vec<Node>,
+    names: Vec<u8>,
+    /// Open addressing, linear probing: the high half of a node's hash and its index
+    /// ([`slot_of`]), 0 for an empty slot; a power-of-two length, at most half full.
+    slots: Vec<u64>,
     budget: usize,
+    /// The path of the last key added: `path[..path_len]` node indices, level by level.
+    path: [u32; MAX_DEPTH],
+    path_len: usize,
+}
+
+/// A node as the report reads it.
+#[derive(Clone, Copy)]
+pub struct NodeRef<'t> {
+    tree: &'t Tree,
+    id: u32,
+}
+
+impl<'t> NodeRef<'t> {
+    pub fn totals(&self) -> Totals {
+        self.tree.node(self.id).totals
+    }
+
+    pub fn name(&self) -> &'t [u8] {
+        self.tree.name(self.id)
+    }
+
+    /// Its children, in no particular order (the report sorts them).
+    pub fn children(&self) -> impl Iterator<Item = NodeRef<'t>> + 't {
+        let tree = self.tree;
+        let mut next = tree.node(self.id).first_child;
+        std::iter::from_fn(move || {
+            (next != NONE).then(|| {
+                let id = next;
+                next = tree.node(id).next_sibling;
+                NodeRef { tree, id }
+            })
+        })
+    }
+}
+
+/// A table slot: the hash's high half (compared before the node is read) and the index
+/// (never 0: the root is in no slot).
+fn slot_of(hash: u64, id: u32) -> u64 {
+    (hash >> 32 << 32) | u64::from(id)
+}
+
+fn hash_of(parent: u32, name: &[u8]) -> u64 {
+    let mut h = QuickHasher(u64::from(parent));
+    h.write(name);
+    // The multiply leaves the low bits weak, and they pick the slot: fold the high in.
+    let h = h.finish();
+    h ^ (h >> 32)
 }
 
 impl Tree {
+    /// A tree of at most `budget` nodes (`usize::MAX`: as many as the keys need).
     pub fn new(budget: usize) -> Tree {
-        Tree { root: Node::default(), nodes: 1, budget: budget.max(1) }
+        let root = Node {
+            totals: Totals::default(),
+            parent: NONE,
+            name_at: 0,
+            name_len: 0,
+            hash: 0,
+            first_child: NONE,
+            next_sibling: NONE,
+        };
+        Tree {
+            nodes: vec![root],
+            names: Vec::new(),
+            slots: Vec::new(),
+            budget: budget.max(1),
+            path: [NONE; MAX_DEPTH],
+            path_len: 0,
+        }
+    }
+
+    /// A tree whose size only the keys bound (a batch's own).
+    pub fn unbounded() -> Tree {
+        Tree::new(usize::MAX)
+    }
+
+    pub fn root(&self) -> NodeRef<'_> {
+        NodeRef { tree: self, id: 0 }
+    }
+
+    /// How many nodes it holds (the root included).
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.len() == 1
+    }
+
+    fn node(&self, id: u32) -> &Node {
+        &self.nodes[id as usize]
+    }
+
+    fn name(&self, id: u32) -> &[u8] {
+        let n = self.node(id);
+        &self.names[n.name_at..n.name_at + n.name_len]
+    }
+
+    /// The child of `parent` named `name`: `Ok(its index)`, or `Err(the empty slot where
+    /// it would go)`. The table must have room (see [`Tree::reserve`]).
+    fn find(&self, parent: u32, name: &[u8], hash: u64) -> Result<u32, usize> {
+        let mask = self.slots.len() - 1;
+        let tag = hash >> 32;
+        let mut i = hash as usize & mask;
+        loop {
+            let slot = self.slots[i];
+            if slot == 0 {
+                return Err(i);
+            }
+            let id = slot as u32;
+            if slot >> 32 == tag && self.node(id).parent == parent && self.name(id) == name {
+                return Ok(id);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Room in the table for one more node.
+    fn reserve(&mut self) {
+        if 2 * (self.nodes.len() + 1) > self.slots.len() {
+            let len = (self.slots.len() * 2).max(64);
+            self.slots = vec![0; len];
+            let mask = len - 1;
+            for (id, n) in self.nodes.iter().enumerate().skip(1) {
+                let mut i = n.hash as usize & mask;
+                while self.slots[i] != 0 {
+                    i = (i + 1) & mask;
+                }
+                self.slots[i] = slot_of(n.hash, id as u32);
+            }
+        }
+    }
+
+    /// Adds the child `name` of `parent` in `slot` (where [`Tree::find`] found no such
+    /// child).
+    fn insert(&mut self, parent: u32, name: &[u8], hash: u64, slot: usize) -> u32 {
+        let id = u32::try_from(self.nodes.len()).unwrap_or_else(|_| unreachable!("a tree of 4 G nodes"));
+        self.slots[slot] = slot_of(hash, id);
+        let p = &mut self.nodes[parent as usize];
+        let next_sibling = p.first_child;
+        p.first_child = id;
+        self.nodes.push(Node {
+            totals: Totals::default(),
+            parent,
+            name_at: self.names.len(),
+            name_len: name.len(),
+            hash,
+            first_child: NONE,
+            next_sibling,
+        });
+        self.names.extend_from_slice(name);
+        id
+    }
+
+    /// The child `name` of `parent`, added when missing; `None` when missing and the
+    /// budget is spent.
+    fn child(&mut self, parent: u32, name: &[u8]) -> Option<u32> {
+        self.reserve();
+        let hash = hash_of(parent, name);
+        match self.find(parent, name, hash) {
+            Ok(id) => Some(id),
+            Err(slot) if self.nodes.len() < self.budget => Some(self.insert(parent, name, hash, slot)),
+            Err(_) => None,
+        }
+    }
+
+    /// The `(other)` child of `parent` (made whatever the budget: one per parent at most).
+    fn other(&mut self, parent: u32) -> u32 {
+        self.reserve();
+        let hash = hash_of(parent, OTHER);
+        match self.find(parent, OTHER, hash) {
+            Ok(id) => id,
+            Err(slot) => self.insert(parent, OTHER, hash, slot),
+        }
     }
 
     /// Counts one key (its segments) with `t`.
     pub fn add<S: AsRef<[u8]>>(&mut self, segments: impl Iterator<Item = S>, t: &Totals) {
-        let (mut node, mut nodes, budget) = (&mut self.root, self.nodes, self.budget);
-        node.totals.add(t);
-        for seg in segments {
-            if !node.children.contains_key(seg.as_ref()) {
-                let fits = nodes < budget;
-                let name = if fits { seg.as_ref().to_vec() } else { OTHER.to_vec() };
-                if !node.children.contains_key(&name) {
-                    nodes += 1;
+        self.nodes[0].totals.add(t);
+        let mut node = 0;
+        for (depth, seg) in segments.enumerate() {
+            let seg = seg.as_ref();
+            // The last key's path, as long as this one follows it.
+            let cached = depth < self.path_len && self.name(self.path[depth]) == seg;
+            let next = if cached {
+                self.path[depth]
+            } else {
+                self.path_len = depth;
+                match self.child(node, seg) {
+                    Some(id) => {
+                        self.path[depth] = id;
+                        self.path_len = depth + 1;
+                        id
+                    }
+                    None => {
+                        let o = self.other(node);
+                        self.nodes[o as usize].totals.add(t);
+                        return;
+                    }
                 }
-                node = node.children.entry(name).or_default();
-                node.totals.add(t);
-                if !fits {
-                    break;
-                }
-                continue;
-            }
-            node = node.children.get_mut(seg.as_ref()).unwrap_or_else(|| unreachable!("checked above"));
-            node.totals.add(t);
+            };
+            node = next;
+            self.nodes[node as usize].totals.add(t);
         }
-        self.nodes = nodes;
     }
 
-    /// Adds a later batch's tree, node by node (its paths, in the order of the budget).
-    pub fn merge(&mut self, other: Tree) {
-        fn walk(into: &mut Tree, path: &mut Vec<Vec<u8>>, node: Node) {
-            // The node's own share (keys that end here) goes in with its path.
-            let mut own = node.totals;
-            let mut children: Vec<(Vec<u8>, Node)> = node.children.into_iter().collect();
-            // Same order for any hash seed: by name.
-            children.sort_by(|a, b| a.0.cmp(&b.0));
-            for (_, c) in &children {
-                own.keys -= c.totals.keys;
-                own.memory_bytes -= c.totals.memory_bytes;
-                own.no_ttl_bytes -= c.totals.no_ttl_bytes;
+    /// Adds a later batch's tree. Its nodes are taken in the order they were made (a
+    /// parent before its children, and in the order of the keys that first needed them),
+    /// so the budget goes to the same nodes as if every key had been added here one by
+    /// one. A node that finds no room goes whole, its subtree's totals, into its parent's
+    /// `(other)`, and nothing below it is looked at.
+    pub fn merge(&mut self, other: &Tree) {
+        // Where each of `other`'s nodes went: a node here, or [`NONE`] (folded away).
+        let mut into = vec![NONE; other.nodes.len()];
+        self.nodes[0].totals.add(&other.nodes[0].totals);
+        for (id, n) in other.nodes.iter().enumerate().skip(1) {
+            // The root maps to the root (0); any other node mapped to 0 was folded away,
+            // and so is everything below it.
+            let parent = into[n.parent as usize];
+            if parent == NONE && n.parent != 0 {
+                continue;
             }
-            if own != Totals::default() {
-                into.add(path.iter(), &own);
-            }
-            for (name, c) in children {
-                path.push(name);
-                walk(into, path, c);
-                path.pop();
-            }
+            let name = other.name(id as u32);
+            let hash = if parent == n.parent { n.hash } else { hash_of(parent, name) };
+            self.reserve();
+            let to = match self.find(parent, name, hash) {
+                Ok(to) => to,
+                Err(slot) if self.nodes.len() < self.budget => self.insert(parent, name, hash, slot),
+                Err(_) => {
+                    let o = self.other(parent);
+                    self.nodes[o as usize].totals.add(&n.totals);
+                    continue;
+                }
+            };
+            self.nodes[to as usize].totals.add(&n.totals);
+            into[id] = to;
         }
-        walk(self, &mut Vec::new(), other.root);
+        // The remembered path may name nodes of a shape this merge changed: forget it.
+        self.path_len = 0;
     }
 }
 
@@ -220,6 +426,20 @@ mod tests {
 
     fn segs(cut: &Cut, k: &str) -> Vec<String> {
         cut.segments(k.as_bytes()).map(|s| String::from_utf8_lossy(s.as_ref()).into_owned()).collect()
+    }
+
+    /// The tree as sorted (path, totals) lines.
+    fn dump(t: &Tree) -> Vec<(String, Totals)> {
+        fn walk(n: NodeRef<'_>, path: String, out: &mut Vec<(String, Totals)>) {
+            out.push((path.clone(), n.totals()));
+            for c in n.children() {
+                walk(c, format!("{path}/{}", String::from_utf8_lossy(c.name())), out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(t.root(), String::new(), &mut out);
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     #[test]
@@ -241,20 +461,46 @@ mod tests {
         for k in ["a:1", "a:2", "b:x", "c:y", "d:z"] {
             t.add(cut.segments(k.as_bytes()), &one);
         }
-        assert_eq!(t.root.totals.keys, 5);
-        let sum: u64 = t.root.children.values().map(|c| c.totals.keys).sum();
+        assert_eq!(t.root().totals().keys, 5);
+        let sum: u64 = t.root().children().map(|c| c.totals().keys).sum();
         assert_eq!(sum, 5, "every key below the root");
-        assert!(t.root.children.contains_key(OTHER), "{:?}", t.root.children.keys());
-        // Merging batch trees gives the tree of the whole.
-        let mut whole = Tree::new(1000);
-        let (mut x, mut y) = (Tree::new(1000), Tree::new(1000));
-        for (i, k) in ["a:1", "a:2", "b:x", "a:3:q"].iter().enumerate() {
-            let tree = if i < 2 { &mut x } else { &mut y };
-            tree.add(cut.segments(k.as_bytes()), &one);
-            whole.add(cut.segments(k.as_bytes()), &one);
+        assert!(t.root().children().any(|c| c.name() == OTHER));
+    }
+
+    /// Batches merged in order give the tree one pass over the keys gives, for any cut
+    /// of the keys into batches, budget or not.
+    #[test]
+    fn merged_batches_are_the_tree_of_the_whole() {
+        let cut = Cut::default();
+        let mut keys = Vec::new();
+        for i in 0..300 {
+            keys.push(format!("user:{i}:name"));
+            keys.push(format!("sess:{}", (b'a' + (i % 26) as u8) as char).repeat(1 + i as usize / 26));
+            if i % 7 == 0 {
+                keys.push(format!("q:{}:x:y:z", i % 5));
+            }
         }
-        x.merge(y);
-        assert_eq!(x.root.totals, whole.root.totals);
-        assert_eq!(x.root.children[&b"a:"[..]].totals, whole.root.children[&b"a:"[..]].totals);
+        for budget in [1, 2, 5, 12, 40, 1000] {
+            let mut whole = Tree::new(budget);
+            for (i, k) in keys.iter().enumerate() {
+                let t = Totals { keys: 1, memory_bytes: i as u64, no_ttl_bytes: (i % 3) as u64 };
+                whole.add(cut.segments(k.as_bytes()), &t);
+            }
+            for batch in [1, 3, 17, 100, keys.len()] {
+                let mut joined = Tree::new(budget);
+                for (b, chunk) in keys.chunks(batch).enumerate() {
+                    let mut part = Tree::unbounded();
+                    for (j, k) in chunk.iter().enumerate() {
+                        let i = b * batch + j;
+                        let t = Totals { keys: 1, memory_bytes: i as u64, no_ttl_bytes: (i % 3) as u64 };
+                        part.add(cut.segments(k.as_bytes()), &t);
+                    }
+                    joined.merge(&part);
+                }
+                assert_eq!(dump(&joined), dump(&whole), "budget {budget}, batches of {batch}");
+                let real = dump(&joined).iter().filter(|(p, _)| !p.ends_with("(other)")).count();
+                assert!(real <= budget, "budget {budget}: {real} nodes");
+            }
+        }
     }
 }

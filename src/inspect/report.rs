@@ -6,17 +6,9 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value as J};
 
-use super::prefix::Node;
-use super::{memory, BigKey, Report, Tally, TTL_BINS};
+use super::prefix::NodeRef;
+use super::{BigKey, KeyRow, Report, Tally, TTL_BINS};
 use crate::output::json::write_bytes;
-
-/// How the report is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Text,
-    Json,
-    Csv,
-}
 
 /// The schema of the JSON document.
 pub const SCHEMA: &str = "redis-migration-inspect/1";
@@ -45,19 +37,20 @@ fn big_json(k: &BigKey) -> J {
 }
 
 /// The children of `node` as shown: the biggest first, small ones folded into `(other)`.
-fn shown_children(node: &Node) -> Vec<(String, &Node, Option<super::prefix::Totals>)> {
-    let mut kids: Vec<(&Vec<u8>, &Node)> = node.children.iter().collect();
-    kids.sort_by(|a, b| b.1.totals.memory_bytes.cmp(&a.1.totals.memory_bytes).then(a.0.cmp(b.0)));
-    let floor = node.totals.memory_bytes / 200;
+fn shown_children(node: NodeRef<'_>) -> Vec<(String, NodeRef<'_>, Option<super::prefix::Totals>)> {
+    let mut kids: Vec<NodeRef<'_>> = node.children().collect();
+    kids.sort_by(|a, b| b.totals().memory_bytes.cmp(&a.totals().memory_bytes).then(a.name().cmp(b.name())));
+    let floor = node.totals().memory_bytes / 200;
     let mut out = Vec::new();
     let mut other = super::prefix::Totals::default();
-    for (i, (name, n)) in kids.into_iter().enumerate() {
-        if name.as_slice() == super::prefix::OTHER || i >= SHOWN_CHILDREN || n.totals.memory_bytes < floor {
-            other.keys += n.totals.keys;
-            other.memory_bytes += n.totals.memory_bytes;
-            other.no_ttl_bytes += n.totals.no_ttl_bytes;
+    for (i, n) in kids.into_iter().enumerate() {
+        let t = n.totals();
+        if n.name() == super::prefix::OTHER || i >= SHOWN_CHILDREN || t.memory_bytes < floor {
+            other.keys += t.keys;
+            other.memory_bytes += t.memory_bytes;
+            other.no_ttl_bytes += t.no_ttl_bytes;
         } else {
-            out.push((crate::rdb::escape_key(name), n, None));
+            out.push((crate::rdb::escape_key(n.name()), n, None));
         }
     }
     if other.keys > 0 {
@@ -68,8 +61,8 @@ fn shown_children(node: &Node) -> Vec<(String, &Node, Option<super::prefix::Tota
 
 /// A node as JSON: `prefix` is the whole path from the root (`user:{n}:`), or the
 /// parent's path and `(other)`.
-fn prefix_json(name: &str, node: &Node, folded: Option<super::prefix::Totals>, depth: usize) -> J {
-    let t = folded.unwrap_or(node.totals);
+fn prefix_json(name: &str, node: NodeRef<'_>, folded: Option<super::prefix::Totals>, depth: usize) -> J {
+    let t = folded.unwrap_or(node.totals());
     let children: Vec<J> = if folded.is_some() || depth > super::prefix::MAX_DEPTH {
         Vec::new()
     } else {
@@ -105,7 +98,7 @@ impl Report {
                 json!({
                     "name": f.name, "format": f.format,
                     "aux": f.aux.iter().map(|(k, v)| (k.clone(), J::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
-                    "bytes": f.bytes, "log_not_applied": f.log_not_applied,
+                    "bytes": f.bytes, "snapshot": f.snapshot, "log_not_applied": f.log_not_applied,
                     "target_version": f.target.map(|v| v.to_string()),
                     "keys": f.keys, "memory_bytes": f.memory_bytes,
                 })
@@ -163,7 +156,7 @@ impl Report {
             "dbs": dbs,
             "types": types,
             "top": self.top.iter().map(big_json).collect::<Vec<_>>(),
-            "prefixes": prefix_json("", &self.prefixes.root, None, 0),
+            "prefixes": prefix_json("", self.prefixes.root(), None, 0),
             "ttl": {"bins": ttl_labels().iter().zip(&self.ttl).map(|(l, t)| json!({"label": l, "keys": t.keys, "memory_bytes": t.memory_bytes})).collect::<Vec<_>>()},
             "sizes": {"elements": bins(&self.elements), "value_bytes": bins(&self.value_bytes)},
             "keysizes": keysizes,
@@ -188,7 +181,9 @@ impl Report {
             for (k, v) in f.aux.iter().filter(|(k, _)| keep.contains(&k.as_str())) {
                 let _ = writeln!(o, "  {k}: {v}");
             }
-            if f.log_not_applied {
+            if !f.snapshot {
+                let _ = writeln!(o, "  no snapshot part (a command log, or empty): its commands are not applied");
+            } else if f.log_not_applied {
                 let _ = writeln!(o, "  the AOF commands after the snapshot are not applied");
             }
         }
@@ -266,7 +261,7 @@ impl Report {
         }
         table(&mut o, &rows);
         let mut rows = vec![vec!["prefix".into(), "keys".into(), "memory".into(), "without ttl".into()]];
-        prefix_rows(&self.prefixes.root, "", 0, &mut rows);
+        prefix_rows(self.prefixes.root(), "", 0, &mut rows);
         table(&mut o, &rows);
         let mut rows = vec![vec!["time to live".into(), "keys".into(), "memory".into()]];
         for (l, x) in ttl_labels().iter().zip(&self.ttl) {
@@ -297,42 +292,96 @@ impl Report {
         o
     }
 
-    /// Each table as CSV, one after the other, each row led by its table's name.
-    pub fn csv(&self) -> String {
-        let mut o = String::from("table,name,detail,keys,elements,memory_bytes\n");
+    /// Each table as CSV, one after the other, each row led by its table's name: `db`,
+    /// `type`, `encoding`, `top`, `big_key`, `prefix` (every node of the tree, its path as
+    /// the keys' bytes), `ttl`, `elements`, `value_bytes`, `keysizes`. Keys and prefixes are
+    /// written as their bytes, quoted as `--keys` quotes them ([`csv_field`]).
+    pub fn csv(&self) -> Vec<u8> {
+        let mut o = b"table,name,detail,keys,elements,memory_bytes\n".to_vec();
+        let line = |o: &mut Vec<u8>, table: &str, name: &[u8], rest: std::fmt::Arguments<'_>| {
+            o.extend_from_slice(table.as_bytes());
+            o.push(b',');
+            csv_field(o, name);
+            o.extend_from_slice(std::fmt::format(rest).as_bytes());
+            o.push(b'\n');
+        };
         for (db, d) in &self.dbs {
-            let _ = writeln!(o, "db,{db},expires={} expired={},{},,{}", d.expires, d.expired, d.keys, d.memory_bytes);
+            let name = db.to_string();
+            line(
+                &mut o,
+                "db",
+                name.as_bytes(),
+                format_args!(",expires={} expired={},{},,{}", d.expires, d.expired, d.keys, d.memory_bytes),
+            );
         }
         for (k, ty) in &self.types {
-            let _ = writeln!(o, "type,{k},,{},{},{}", ty.all.keys, ty.all.elements, ty.all.memory_bytes);
+            line(
+                &mut o,
+                "type",
+                k.as_bytes(),
+                format_args!(",,{},{},{}", ty.all.keys, ty.all.elements, ty.all.memory_bytes),
+            );
             for (e, x) in &ty.encodings {
-                let _ = writeln!(o, "encoding,{k},{e},{},{},{}", x.keys, x.elements, x.memory_bytes);
+                line(
+                    &mut o,
+                    "encoding",
+                    k.as_bytes(),
+                    format_args!(",{e},{},{},{}", x.keys, x.elements, x.memory_bytes),
+                );
             }
         }
         for k in &self.top {
-            let mut line = String::from("top,");
-            csv_field(&mut line, &k.key);
-            let _ = writeln!(line, ",{} {} {},1,{},{}", k.db, k.kind, k.encoding, k.elements, k.memory_bytes);
-            o.push_str(&line);
+            line(
+                &mut o,
+                "top",
+                &k.key,
+                format_args!(",{} {} {},1,{},{}", k.db, k.kind, k.encoding, k.elements, k.memory_bytes),
+            );
         }
-        let mut stacks = String::new();
-        self.folded(&mut stacks);
-        for l in stacks.lines() {
-            if let Some((path, bytes)) = l.rsplit_once(' ') {
-                let mut line = String::from("prefix,");
-                csv_field(&mut line, path.as_bytes());
-                let _ = writeln!(line, ",,,,{bytes}");
-                o.push_str(&line);
+        for (k, c) in &self.big_keys {
+            line(
+                &mut o,
+                "big_key",
+                &k.key,
+                format_args!(",{} {} {} commands={},1,{},{}", k.db, k.kind, k.encoding, c, k.elements, k.memory_bytes),
+            );
+        }
+        fn prefixes(node: NodeRef<'_>, path: &mut Vec<u8>, rows: &mut Vec<(Vec<u8>, super::prefix::Totals)>) {
+            let mut kids: Vec<NodeRef<'_>> = node.children().collect();
+            kids.sort_by(|a, b| a.name().cmp(b.name()));
+            for c in kids {
+                let at = path.len();
+                path.extend_from_slice(c.name());
+                rows.push((path.clone(), c.totals()));
+                prefixes(c, path, rows);
+                path.truncate(at);
             }
         }
+        let mut rows = Vec::new();
+        prefixes(self.prefixes.root(), &mut Vec::new(), &mut rows);
+        for (path, t) in rows {
+            line(
+                &mut o,
+                "prefix",
+                &path,
+                format_args!(",no_ttl_bytes={},{},,{}", t.no_ttl_bytes, t.keys, t.memory_bytes),
+            );
+        }
         for (l, x) in ttl_labels().iter().zip(&self.ttl) {
-            let _ = writeln!(o, "ttl,{l},,{},{},{}", x.keys, x.elements, x.memory_bytes);
+            line(&mut o, "ttl", l.as_bytes(), format_args!(",,{},{},{}", x.keys, x.elements, x.memory_bytes));
         }
         for (le, n) in &self.elements {
-            let _ = writeln!(o, "elements,{le},,{n},,");
+            line(&mut o, "elements", le.to_string().as_bytes(), format_args!(",,{n},,"));
         }
         for (le, n) in &self.value_bytes {
-            let _ = writeln!(o, "value_bytes,{le},,{n},,");
+            line(&mut o, "value_bytes", le.to_string().as_bytes(), format_args!(",,{n},,"));
+        }
+        for (db, kinds) in &self.keysizes {
+            for (kind, bins) in kinds {
+                for (bin, n) in bins {
+                    line(&mut o, "keysizes", kind.as_bytes(), format_args!(",db={db} bin={bin},{n},,"));
+                }
+            }
         }
         o
     }
@@ -340,29 +389,29 @@ impl Report {
     /// Folded stacks of memory by prefix (`a;b;c bytes`), for flamegraph.pl and inferno:
     /// each node's own share (keys that end there, or folded into it).
     pub fn folded(&self, out: &mut String) {
-        fn walk(node: &Node, path: &mut Vec<String>, out: &mut String) {
-            let below: u64 = node.children.values().map(|c| c.totals.memory_bytes).sum();
-            let own = node.totals.memory_bytes.saturating_sub(below);
+        fn walk(node: NodeRef<'_>, path: &mut Vec<String>, out: &mut String) {
+            let below: u64 = node.children().map(|c| c.totals().memory_bytes).sum();
+            let own = node.totals().memory_bytes.saturating_sub(below);
             if own > 0 {
                 // The empty key ends at the root.
                 let frames = if path.is_empty() { "(empty key)".to_string() } else { path.join(";") };
                 let _ = writeln!(out, "{frames} {own}");
             }
-            let mut kids: Vec<(&Vec<u8>, &Node)> = node.children.iter().collect();
-            kids.sort_by(|a, b| a.0.cmp(b.0));
-            for (name, c) in kids {
-                path.push(crate::rdb::escape_key(name).replace([';', ' '], "_"));
+            let mut kids: Vec<NodeRef<'_>> = node.children().collect();
+            kids.sort_by(|a, b| a.name().cmp(b.name()));
+            for c in kids {
+                path.push(crate::rdb::escape_key(c.name()).replace([';', ' '], "_"));
                 walk(c, path, out);
                 path.pop();
             }
         }
-        walk(&self.prefixes.root, &mut Vec::new(), out);
+        walk(self.prefixes.root(), &mut Vec::new(), out);
     }
 }
 
-fn prefix_rows(node: &Node, path: &str, depth: usize, rows: &mut Vec<Vec<String>>) {
+fn prefix_rows(node: NodeRef<'_>, path: &str, depth: usize, rows: &mut Vec<Vec<String>>) {
     for (name, child, folded) in shown_children(node).into_iter().take(12) {
-        let t = folded.unwrap_or(child.totals);
+        let t = folded.unwrap_or(child.totals());
         let full = format!("{path}{name}");
         rows.push(vec![
             format!("{}{full}", "  ".repeat(depth)),
@@ -445,15 +494,19 @@ pub fn iso_time(ms: i64) -> String {
 }
 
 /// A CSV field: the bytes as they are, quoted (RFC 4180) when they hold a comma, a quote,
-/// CR or LF. The line is built as bytes elsewhere; here as text (lossy for non-UTF-8).
-fn csv_field(o: &mut String, b: &[u8]) {
-    let text = String::from_utf8_lossy(b);
-    if text.contains([',', '"', '\r', '\n']) {
-        o.push('"');
-        o.push_str(&text.replace('"', "\"\""));
-        o.push('"');
+/// CR or LF, a quote doubled inside; the one quoting of `--keys` rows and `--format csv`.
+pub fn csv_field(out: &mut Vec<u8>, b: &[u8]) {
+    if b.iter().any(|c| matches!(c, b',' | b'"' | b'\r' | b'\n')) {
+        out.push(b'"');
+        for &c in b {
+            if c == b'"' {
+                out.push(b'"');
+            }
+            out.push(c);
+        }
+        out.push(b'"');
     } else {
-        o.push_str(&text);
+        out.extend_from_slice(b);
     }
 }
 
@@ -462,23 +515,12 @@ pub const KEYS_HEADER: &str = "database,type,key,size_in_bytes,encoding,num_elem
 
 /// One `--keys` row: the key as its bytes, RFC 4180-quoted when it holds a comma, a
 /// quote, CR or LF.
-pub fn csv_row(out: &mut Vec<u8>, k: &BigKey, _target: &memory::Target) {
+pub fn csv_row(out: &mut Vec<u8>, k: &KeyRow<'_>) {
     out.extend_from_slice(itoa::Buffer::new().format(k.db).as_bytes());
     out.push(b',');
     out.extend_from_slice(k.kind.as_bytes());
     out.push(b',');
-    if k.key.iter().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n')) {
-        out.push(b'"');
-        for &b in &k.key {
-            if b == b'"' {
-                out.push(b'"');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(&k.key);
-    }
+    csv_field(out, k.key);
     out.push(b',');
     out.extend_from_slice(itoa::Buffer::new().format(k.memory_bytes).as_bytes());
     out.push(b',');

@@ -50,13 +50,19 @@ impl Config {
     }
 }
 
+/// Most elements in one command, by default (`--max-args`).
+pub const MAX_ARGS: usize = 256;
+
+/// Most payload bytes in one command, by default (`--max-bytes`).
+pub const MAX_BYTES: usize = 4 << 20;
+
 impl Default for Config {
     fn default() -> Config {
         Config {
             mode: Mode::Commands,
             target: Version::LATEST,
-            max_args: 256,
-            max_bytes: 4 << 20,
+            max_args: MAX_ARGS,
+            max_bytes: MAX_BYTES,
             restore_max_bytes: 64 << 20,
             keep_expired: false,
             expire_margin_ms: 0,
@@ -78,6 +84,8 @@ pub struct Translator {
     /// Where each command written ends in the output, when asked (see
     /// [`Translator::keep_ends`]).
     ends: Option<Vec<usize>>,
+    /// Commands are counted, not kept (see [`Translator::counting`]).
+    counting: bool,
 }
 
 impl Translator {
@@ -85,7 +93,15 @@ impl Translator {
     /// database: whoever writes its output out puts each record's commands on a stream
     /// (or a connection) that is on the record's db.
     pub fn new(cfg: Config, vendor: Vendor, rdb_version: u32) -> Translator {
-        Translator { cfg, stats: Stats::default(), vendor, file_rdb_version: rdb_version, ends: None }
+        Translator { cfg, stats: Stats::default(), vendor, file_rdb_version: rdb_version, ends: None, counting: false }
+    }
+
+    /// Count the commands, keep none: the output buffer is cleared after each command,
+    /// so it never holds more than one (for `inspect`, which says how many commands a big
+    /// key takes without writing them). Give it an empty buffer.
+    pub fn counting(mut self) -> Translator {
+        self.counting = true;
+        self
     }
 
     /// Keep where each command ends (offsets in the output buffer), for a caller that
@@ -101,10 +117,13 @@ impl Translator {
     }
 
     /// A command was written whole, up to `out.len()`.
-    fn done(&mut self, out: &[u8]) {
+    fn done(&mut self, out: &mut Vec<u8>) {
         self.stats.commands += 1;
         if let Some(e) = &mut self.ends {
             e.push(out.len());
+        }
+        if self.counting {
+            out.clear();
         }
     }
 
