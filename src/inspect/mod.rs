@@ -13,6 +13,7 @@ pub mod prefix;
 mod report;
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
 
 use crate::expiry;
 use crate::filter::Filter;
@@ -253,7 +254,7 @@ pub struct Part {
     expired: Tally,
     expired_fields: u64,
     top: Vec<BigKey>,
-    prefixes: Option<prefix::Tree>,
+    prefixes: Option<prefix::Counted>,
     ttl: Vec<Tally>,
     elements: Vec<u64>,
     value_bytes: Vec<u64>,
@@ -284,6 +285,8 @@ struct Sizer<'j> {
     job: &'j Job,
     /// Per input.
     files: Vec<FileTarget>,
+    /// The joiner's prefix tree, frozen once its budget is spent (see `prefix`).
+    frozen: &'j OnceLock<Arc<prefix::Tree>>,
 }
 
 impl<'d> Map<'d> for Sizer<'_> {
@@ -298,8 +301,9 @@ impl<'d> Map<'d> for Sizer<'_> {
             ..Part::default()
         };
         // The budget is the joiner's: a batch counts every prefix it meets (see
-        // `prefix`), or which prefixes got nodes would depend on where batches are cut.
-        let mut tree = prefix::Tree::unbounded();
+        // `prefix`), or which prefixes got nodes would depend on where batches are cut;
+        // once that budget is spent, against the joiner's tree as it stands.
+        let mut tree = prefix::Counted::new(self.frozen.get());
         let r = batch.decode(true, |item, end| {
             match item {
                 Item::Record(rec) => self.record(rec, file, &batch.header, (batch.file, end), &mut part, &mut tree),
@@ -322,7 +326,7 @@ impl Sizer<'_> {
         header: &Header,
         at: (usize, u64),
         part: &mut Part,
-        tree: &mut prefix::Tree,
+        tree: &mut prefix::Counted,
     ) {
         let job = self.job;
         let (target, now) = (&file.target, file.now);
@@ -504,6 +508,8 @@ struct Joiner<'j, W: std::io::Write> {
     failure: Option<InspectError>,
     /// Per file and db: the live keys and live expires (what a loading server keeps).
     live: BTreeMap<(usize, u64), (u64, u64)>,
+    /// Set once the prefix tree's budget is spent: the workers count against it.
+    frozen: &'j OnceLock<Arc<prefix::Tree>>,
 }
 
 /// Why an inspection stopped.
@@ -565,8 +571,11 @@ impl<'d, W: std::io::Write> Sink<'d, Part> for Joiner<'_, W> {
         r.expired_fields += p.expired_fields;
         r.top.append(&mut p.top);
         keep_top(&mut r.top, self.job.top);
-        if let Some(tree) = p.prefixes.take() {
-            r.prefixes.merge(&tree);
+        if let Some(counted) = p.prefixes.take() {
+            counted.join_into(&mut r.prefixes);
+            if r.prefixes.full() && self.frozen.get().is_none() {
+                let _ = self.frozen.set(Arc::new(r.prefixes.clone()));
+            }
         }
         for (i, t) in p.ttl.iter().enumerate() {
             r.ttl[i].add(t);
@@ -716,8 +725,9 @@ pub fn run<W: std::io::Write>(inputs: &Inputs, job: &Job, rows: W) -> Result<Rep
         filtered: 0,
         empty: 0,
     };
-    let sizer = Sizer { job, files: targets };
-    let mut joiner = Joiner { job, report, file: 0, rows, failure: None, live: BTreeMap::new() };
+    let frozen = OnceLock::new();
+    let sizer = Sizer { job, files: targets, frozen: &frozen };
+    let mut joiner = Joiner { job, report, file: 0, rows, failure: None, live: BTreeMap::new(), frozen: &frozen };
     let opts = input::Options { plan: job.plan, from: input::Position::default(), reader: input::Reader::Print };
     input::run(inputs, &opts, &sizer, &mut joiner);
     if let Some(e) = joiner.failure {

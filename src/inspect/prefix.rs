@@ -13,13 +13,19 @@
 //! merges them in input order, taking each batch's nodes in the order they were created,
 //! that is in the order of the keys that first needed them: the result is the tree one
 //! pass over every key would build, the same for any thread count and batch size.
+//! Once the joiner's budget is spent its tree gains no node but `(other)` ones: batches
+//! begun after that count their keys against a frozen copy of it ([`Ends`]: where each
+//! key's path ends in it, and whether in that node's `(other)`), which is what merging
+//! their own trees would have added, without building them.
 //!
 //! Nodes live in one vector (children linked from their parent), their names in one byte
 //! buffer, and a single open-addressed table finds a child by (parent, name): one probe
 //! per level, no allocation per key. The last key's path is remembered, so keys sharing
 //! it (`user:{n}:name` after `user:{n}:name`) compare bytes instead of hashing.
 
-use std::hash::Hasher;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 /// A quick hash for short segments (the tree's own keys, not attacker-chosen in a way
 /// that matters: a snapshot's owner picks its keys): 8 bytes at a time, multiplied and
@@ -138,11 +144,12 @@ fn normalize(seg: &[u8]) -> Segment<'_> {
         Some(b) if !b.is_ascii_alphanumeric() && seg.len() > 1 => (&seg[..seg.len() - 1], &seg[seg.len() - 1..]),
         _ => (seg, &seg[..0]),
     };
-    let digits = body.iter().filter(|b| b.is_ascii_digit()).count();
-    let id_like = !body.is_empty()
-        && digits > 0
-        && body.iter().all(|b| b.is_ascii_hexdigit() || *b == b'-')
-        && (digits == body.len() || body.len() >= 8);
+    // Most segments are words: the first byte that is no hex digit settles it, before
+    // any digit is counted.
+    let id_like = !body.is_empty() && body.iter().all(|b| b.is_ascii_hexdigit() || *b == b'-') && {
+        let digits = body.iter().filter(|b| b.is_ascii_digit()).count();
+        digits > 0 && (digits == body.len() || body.len() >= 8)
+    };
     if id_like {
         let mut text = *b"{n}\0";
         text[3] = sep.first().copied().unwrap_or(0);
@@ -167,6 +174,8 @@ struct Node {
     hash: u64,
     first_child: u32,
     next_sibling: u32,
+    /// An `(other)` node (a key segment named "(other)" is a node of its own).
+    other: bool,
 }
 
 /// The tree, with its node budget.
@@ -238,6 +247,7 @@ impl Tree {
             hash: 0,
             first_child: NONE,
             next_sibling: NONE,
+            other: false,
         };
         Tree {
             nodes: vec![root],
@@ -278,7 +288,7 @@ impl Tree {
 
     /// The child of `parent` named `name`: `Ok(its index)`, or `Err(the empty slot where
     /// it would go)`. The table must have room (see [`Tree::reserve`]).
-    fn find(&self, parent: u32, name: &[u8], hash: u64) -> Result<u32, usize> {
+    fn find(&self, parent: u32, name: &[u8], hash: u64, other: bool) -> Result<u32, usize> {
         let mask = self.slots.len() - 1;
         let tag = hash >> 32;
         let mut i = hash as usize & mask;
@@ -288,7 +298,8 @@ impl Tree {
                 return Err(i);
             }
             let id = slot as u32;
-            if slot >> 32 == tag && self.node(id).parent == parent && self.name(id) == name {
+            let n = self.node(id);
+            if slot >> 32 == tag && n.parent == parent && n.other == other && self.name(id) == name {
                 return Ok(id);
             }
             i = (i + 1) & mask;
@@ -313,7 +324,7 @@ impl Tree {
 
     /// Adds the child `name` of `parent` in `slot` (where [`Tree::find`] found no such
     /// child).
-    fn insert(&mut self, parent: u32, name: &[u8], hash: u64, slot: usize) -> u32 {
+    fn insert(&mut self, parent: u32, name: &[u8], hash: u64, slot: usize, other: bool) -> u32 {
         let id = u32::try_from(self.nodes.len()).unwrap_or_else(|_| unreachable!("a tree of 4 G nodes"));
         self.slots[slot] = slot_of(hash, id);
         let p = &mut self.nodes[parent as usize];
@@ -327,6 +338,7 @@ impl Tree {
             hash,
             first_child: NONE,
             next_sibling,
+            other,
         });
         self.names.extend_from_slice(name);
         id
@@ -337,9 +349,9 @@ impl Tree {
     fn child(&mut self, parent: u32, name: &[u8]) -> Option<u32> {
         self.reserve();
         let hash = hash_of(parent, name);
-        match self.find(parent, name, hash) {
+        match self.find(parent, name, hash, false) {
             Ok(id) => Some(id),
-            Err(slot) if self.nodes.len() < self.budget => Some(self.insert(parent, name, hash, slot)),
+            Err(slot) if self.nodes.len() < self.budget => Some(self.insert(parent, name, hash, slot, false)),
             Err(_) => None,
         }
     }
@@ -348,9 +360,9 @@ impl Tree {
     fn other(&mut self, parent: u32) -> u32 {
         self.reserve();
         let hash = hash_of(parent, OTHER);
-        match self.find(parent, OTHER, hash) {
+        match self.find(parent, OTHER, hash, true) {
             Ok(id) => id,
-            Err(slot) => self.insert(parent, OTHER, hash, slot),
+            Err(slot) => self.insert(parent, OTHER, hash, slot, true),
         }
     }
 
@@ -403,9 +415,11 @@ impl Tree {
             let name = other.name(id as u32);
             let hash = if parent == n.parent { n.hash } else { hash_of(parent, name) };
             self.reserve();
-            let to = match self.find(parent, name, hash) {
+            let to = match self.find(parent, name, hash, n.other) {
                 Ok(to) => to,
-                Err(slot) if self.nodes.len() < self.budget => self.insert(parent, name, hash, slot),
+                Err(slot) if n.other || self.nodes.len() < self.budget => {
+                    self.insert(parent, name, hash, slot, n.other)
+                }
                 Err(_) => {
                     let o = self.other(parent);
                     self.nodes[o as usize].totals.add(&n.totals);
@@ -417,6 +431,118 @@ impl Tree {
         }
         // The remembered path may name nodes of a shape this merge changed: forget it.
         self.path_len = 0;
+    }
+
+    /// No node can be added but `(other)` ones: the budget is spent.
+    pub fn full(&self) -> bool {
+        self.nodes.len() >= self.budget
+    }
+
+    /// The child of `parent` named `name`, if there is one (never an `(other)` node).
+    fn lookup(&self, parent: u32, name: &[u8]) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        self.find(parent, name, hash_of(parent, name), false).ok()
+    }
+
+    /// Adds the keys a batch counted against a frozen copy of this tree (see [`Ends`]):
+    /// each key to the nodes of its path, and to the `(other)` of the last when a
+    /// segment found no node.
+    pub fn add_ends(&mut self, ends: &Ends) {
+        let mut all: Vec<(&(u32, bool), &Totals)> = ends.ends.iter().collect();
+        // In node order, so that the `(other)` nodes made here come in the same order
+        // whatever the map's.
+        all.sort_unstable_by_key(|(k, _)| **k);
+        for (&(node, other), t) in all {
+            let mut id = node;
+            loop {
+                self.nodes[id as usize].totals.add(t);
+                if id == 0 {
+                    break;
+                }
+                id = self.nodes[id as usize].parent;
+            }
+            if other {
+                let o = self.other(node);
+                self.nodes[o as usize].totals.add(t);
+            }
+        }
+    }
+}
+
+/// Keys counted against a frozen copy of the joiner's tree, taken once its budget was
+/// spent: no node is made, a key's totals are kept by where its path ends (the node, and
+/// whether a segment was left over, for that node's `(other)`), and the joiner adds them
+/// up the path ([`Tree::add_ends`]). That is what the merge of the batch's own tree would
+/// add: a path the frozen tree lacks would find no room in the joiner's either.
+pub struct Ends {
+    base: Arc<Tree>,
+    ends: HashMap<(u32, bool), Totals, BuildHasherDefault<QuickHasher>>,
+    path: [u32; MAX_DEPTH],
+    path_len: usize,
+}
+
+impl Ends {
+    pub fn new(base: Arc<Tree>) -> Ends {
+        Ends { base, ends: HashMap::default(), path: [NONE; MAX_DEPTH], path_len: 0 }
+    }
+
+    /// Counts one key (its segments) with `t`.
+    pub fn add<S: AsRef<[u8]>>(&mut self, segments: impl Iterator<Item = S>, t: &Totals) {
+        let (mut node, mut other) = (0, false);
+        for (depth, seg) in segments.enumerate() {
+            let seg = seg.as_ref();
+            // The last key's path, as long as this one follows it.
+            if depth < self.path_len && self.base.name(self.path[depth]) == seg {
+                node = self.path[depth];
+                continue;
+            }
+            self.path_len = depth;
+            match self.base.lookup(node, seg) {
+                Some(id) => {
+                    self.path[depth] = id;
+                    self.path_len = depth + 1;
+                    node = id;
+                }
+                None => {
+                    other = true;
+                    break;
+                }
+            }
+        }
+        self.ends.entry((node, other)).or_default().add(t);
+    }
+}
+
+/// A batch's prefix counts: a tree of its own while the joiner's has room, else [`Ends`].
+pub enum Counted {
+    Tree(Tree),
+    Ends(Ends),
+}
+
+impl Counted {
+    /// A tree of its own, or counts against `frozen` when the joiner's tree is full.
+    pub fn new(frozen: Option<&Arc<Tree>>) -> Counted {
+        match frozen {
+            Some(t) => Counted::Ends(Ends::new(Arc::clone(t))),
+            None => Counted::Tree(Tree::unbounded()),
+        }
+    }
+
+    pub fn add<S: AsRef<[u8]>>(&mut self, segments: impl Iterator<Item = S>, t: &Totals) {
+        match self {
+            Counted::Tree(tree) => tree.add(segments, t),
+            Counted::Ends(ends) => ends.add(segments, t),
+        }
+    }
+
+    /// Joins the batch's counts into the joiner's tree.
+    pub fn join_into(&self, into: &mut Tree) {
+        match self {
+            Counted::Tree(tree) => into.merge(tree),
+            Counted::Ends(ends) => into.add_ends(ends),
+        }
     }
 }
 
@@ -467,8 +593,8 @@ mod tests {
         assert!(t.root().children().any(|c| c.name() == OTHER));
     }
 
-    /// Batches merged in order give the tree one pass over the keys gives, for any cut
-    /// of the keys into batches, budget or not.
+    /// Batches joined in order give the tree one pass over the keys gives, for any cut
+    /// of the keys into batches, budget or not, before and after the budget is spent.
     #[test]
     fn merged_batches_are_the_tree_of_the_whole() {
         let cut = Cut::default();
@@ -479,6 +605,10 @@ mod tests {
             if i % 7 == 0 {
                 keys.push(format!("q:{}:x:y:z", i % 5));
             }
+            // A segment named like the node of what got none is a node of its own.
+            if i % 11 == 0 {
+                keys.push(format!("(other):{}", i % 4));
+            }
         }
         for budget in [1, 2, 5, 12, 40, 1000] {
             let mut whole = Tree::new(budget);
@@ -487,15 +617,21 @@ mod tests {
                 whole.add(cut.segments(k.as_bytes()), &t);
             }
             for batch in [1, 3, 17, 100, keys.len()] {
+                // As the joiner does: batch trees merged until the budget is spent, then
+                // batches counted against a frozen copy.
                 let mut joined = Tree::new(budget);
+                let mut frozen: Option<Arc<Tree>> = None;
                 for (b, chunk) in keys.chunks(batch).enumerate() {
-                    let mut part = Tree::unbounded();
+                    let mut part = Counted::new(frozen.as_ref());
                     for (j, k) in chunk.iter().enumerate() {
                         let i = b * batch + j;
                         let t = Totals { keys: 1, memory_bytes: i as u64, no_ttl_bytes: (i % 3) as u64 };
                         part.add(cut.segments(k.as_bytes()), &t);
                     }
-                    joined.merge(&part);
+                    part.join_into(&mut joined);
+                    if joined.full() && frozen.is_none() {
+                        frozen = Some(Arc::new(joined.clone()));
+                    }
                 }
                 assert_eq!(dump(&joined), dump(&whole), "budget {budget}, batches of {batch}");
                 let real = dump(&joined).iter().filter(|(p, _)| !p.ends_with("(other)")).count();

@@ -61,8 +61,15 @@ impl Translator {
     }
 
     fn string(&mut self, key: &Str<'_>, s: &Str<'_>, out: &mut Vec<u8>) {
-        let bytes = s.bytes();
         let step = self.cfg.max_bytes.max(1);
+        if self.counting {
+            // The SET and APPENDs a string of this length takes, without decompressing it.
+            for _ in 0..s.len().div_ceil(step).max(1) {
+                self.done(out);
+            }
+            return;
+        }
+        let bytes = s.bytes();
         // SET replaces whatever the key held, type and TTL included: no DEL needed.
         let mut chunks = bytes.chunks(step);
         let first = chunks.next().unwrap_or(&[]);
@@ -97,11 +104,14 @@ impl Translator {
                 bytes += size(&items[i + n]);
                 n += 1;
             }
-            array_header(out, 2 + n * args_per_item);
-            bulk(out, cmd);
-            bulk_str(out, key);
-            for item in &items[i..i + n] {
-                write(out, item);
+            // Counting (see `Translator::counting`): the chunk's bounds are all it takes.
+            if !self.counting {
+                array_header(out, 2 + n * args_per_item);
+                bulk(out, cmd);
+                bulk_str(out, key);
+                for item in &items[i..i + n] {
+                    write(out, item);
+                }
             }
             self.done(out);
             i += n;
@@ -156,13 +166,15 @@ impl Translator {
         let seven = self.cfg.target >= Version(7, 0);
         self.del(key, out);
         for e in &s.entries {
-            array_header(out, 3 + 2 * e.fields.len());
-            bulk(out, b"XADD");
-            bulk_str(out, key);
-            bulk_id(out, e.id);
-            for (f, v) in &e.fields {
-                bulk_str(out, f);
-                bulk_str(out, v);
+            if !self.counting {
+                array_header(out, 3 + 2 * e.fields.len());
+                bulk(out, b"XADD");
+                bulk_str(out, key);
+                bulk_id(out, e.id);
+                for (f, v) in &e.fields {
+                    bulk_str(out, f);
+                    bulk_str(out, v);
+                }
             }
             self.done(out);
         }
