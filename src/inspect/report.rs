@@ -295,7 +295,7 @@ impl Report {
     /// Each table as CSV, one after the other, each row led by its table's name: `db`,
     /// `type`, `encoding`, `top`, `big_key`, `prefix` (every node of the tree, its path as
     /// the keys' bytes), `ttl`, `elements`, `value_bytes`, `keysizes`. Keys and prefixes are
-    /// written as their bytes, quoted as `--keys` quotes them ([`csv_field`]).
+    /// written as their bytes, quoted as `--keys` quotes them (`csv_field`).
     pub fn csv(&self) -> Vec<u8> {
         let mut o = b"table,name,detail,keys,elements,memory_bytes\n".to_vec();
         let line = |o: &mut Vec<u8>, table: &str, name: &[u8], rest: std::fmt::Arguments<'_>| {
