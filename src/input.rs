@@ -297,6 +297,11 @@ impl<'d, 's> Batch<'d, 's> {
         Ok(())
     }
 
+    /// The whole input file the batch is part of (records' slices point into it).
+    pub fn data(&self) -> &'d [u8] {
+        self.data
+    }
+
     /// Where the batch starts in its file.
     pub fn start(&self) -> u64 {
         self.span.start as u64

@@ -20,6 +20,7 @@
 pub mod aof;
 pub mod check;
 pub mod cli;
+pub mod diff;
 pub mod expiry;
 pub mod filter;
 pub mod glob;

@@ -88,7 +88,7 @@ pub struct Args {
 }
 
 /// `--now UNIX_SECONDS` in milliseconds: a time from 1970 on whose milliseconds fit.
-fn now_arg(s: &str) -> anyhow::Result<i64> {
+pub(super) fn now_arg(s: &str) -> anyhow::Result<i64> {
     let secs: i64 =
         s.trim().parse().map_err(|_| anyhow::anyhow!("--now {s:?}: expected unix seconds or `snapshot`"))?;
     if secs < 0 {

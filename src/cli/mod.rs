@@ -2,6 +2,7 @@
 //! argument groups here. Arguments become plain config structs (`Filter`) before work.
 
 pub mod check;
+pub mod diff;
 pub mod docs;
 pub mod inspect;
 pub mod print;
@@ -45,6 +46,7 @@ pub enum Command {
     Check(check::Args),
     Print(print::Args),
     Inspect(Box<inspect::Args>),
+    Diff(Box<diff::Args>),
     Man(docs::ManArgs),
     Completions(docs::CompletionArgs),
 }
@@ -55,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(a) => check::run(a),
         Command::Print(a) => print::run(a),
         Command::Inspect(a) => inspect::run(*a),
+        Command::Diff(a) => diff::run(*a),
         Command::Man(a) => docs::run_man(a),
         Command::Completions(a) => docs::run_completions(a),
     }

@@ -1,0 +1,704 @@
+//! `diff`: two datasets compared key by key, element by element, with a patch that turns
+//! the first into the second.
+//!
+//! A side is snapshots (RDB files, a folder of shard snapshots taken as one dataset) or a
+//! live server. Every key a side holds becomes an entry: its db, key, type, a 128-bit
+//! digest of its logical value ([`digest`]), its expiry, and where its value can be read
+//! again. Files are digested on the workers of the input stream, batch by batch; a
+//! server's keys (SCAN, then DUMP and PEXPIRETIME) are decoded by the same RDB decoder.
+//! Entries are partitioned by key and spilled to temporary files past a memory budget
+//! ([`store`]); the join then takes one partition of each side at a time. Only keys whose
+//! entries differ are read again, from both sides, for the element-level detail and the
+//! patch ([`detail`]).
+//!
+//! What is compared is what a client reads: encodings never matter; keys whose expiry
+//! has passed at `now` are left out (unless `--keep-expired`), and so are hash fields
+//! whose TTL has passed (a hash left with none is an expired key).
+
+pub mod detail;
+pub mod digest;
+pub mod store;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+use crate::filter::Filter;
+use crate::input::{Batch, Flow, Input, InputError, Inputs, LogEnd, Map, Sink};
+use crate::pipeline::Plan;
+use crate::rdb::{self, Function, Header, Item, Record, Str, ValueType};
+
+use digest::{Digest, StreamRules};
+use store::{Entry, Store, TempDir, PARTITIONS};
+
+/// One side of a comparison, as given.
+#[derive(Debug, Clone)]
+pub enum SideSpec {
+    /// Snapshots: files and folders (read as one dataset, in order; a key in two files
+    /// takes the later file's value, as loading both would).
+    Files(crate::input::Spec),
+}
+
+impl SideSpec {
+    pub fn describe(&self) -> String {
+        match self {
+            SideSpec::Files(s) => s.files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+        }
+    }
+}
+
+/// How the differences are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A summary and the first `show` differences, for people.
+    Text,
+    /// One JSON object per differing key, then the summary.
+    Json,
+}
+
+/// How the patch rebuilds a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchMode {
+    /// Commands (element-level where a value changed).
+    Commands,
+    /// RESTORE … REPLACE ABSTTL for every key rebuilt.
+    Restore,
+}
+
+/// A diff job.
+pub struct Job {
+    pub a: SideSpec,
+    pub b: SideSpec,
+    /// Keys selected (db, match, regex, type), expiry at `filter.now_ms`.
+    pub filter: Filter,
+    /// Expiries this close count as equal.
+    pub ttl_tolerance_ms: i64,
+    pub rules: StreamRules,
+    /// Passes over the keys that differ (live sides only).
+    pub rounds: u32,
+    pub interval: std::time::Duration,
+    pub format: Format,
+    /// How many differences text output shows.
+    pub show: usize,
+    pub patch: Option<PathBuf>,
+    pub patch_mode: PatchMode,
+    pub plan: Plan,
+    /// Bytes of entries each side holds in memory before spilling.
+    pub side_budget: usize,
+    pub temp_dir: PathBuf,
+}
+
+/// What a key's comparison found, most significant first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Added,
+    Removed,
+    Type,
+    Value,
+    Ttl,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Added => "added",
+            Kind::Removed => "removed",
+            Kind::Type => "type",
+            Kind::Value => "value",
+            Kind::Ttl => "ttl",
+        }
+    }
+}
+
+/// Totals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Keys of either side (each once).
+    pub compared: u64,
+    pub same: u64,
+    pub added: u64,
+    pub removed: u64,
+    pub type_: u64,
+    pub value: u64,
+    pub ttl: u64,
+    /// Keys left out as expired, per side.
+    pub expired: [u64; 2],
+    /// Hash fields left out as expired, per side.
+    pub expired_fields: [u64; 2],
+    /// Keys found twice on one side (a folder with a key in two files; SCAN may also
+    /// return a key twice), per side: the later one counts.
+    pub duplicates: [u64; 2],
+    /// Keys that differed at first and then changed between rounds: written to while
+    /// the check ran, reported apart from the differences.
+    pub changing: u64,
+    /// Function libraries only one side has, or with different code.
+    pub functions: u64,
+    /// Bytes of entries written to temporary files.
+    pub spilled_bytes: u64,
+    /// Commands written to the patch.
+    pub patch_commands: u64,
+}
+
+impl Summary {
+    pub fn differences(&self) -> u64 {
+        self.added + self.removed + self.type_ + self.value + self.ttl + self.functions
+    }
+
+    fn count(&mut self, k: Kind) {
+        match k {
+            Kind::Added => self.added += 1,
+            Kind::Removed => self.removed += 1,
+            Kind::Type => self.type_ += 1,
+            Kind::Value => self.value += 1,
+            Kind::Ttl => self.ttl += 1,
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "compared": self.compared, "same": self.same, "added": self.added, "removed": self.removed,
+            "type": self.type_, "value": self.value, "ttl": self.ttl, "functions": self.functions,
+            "changing": self.changing,
+            "expired": {"a": self.expired[0], "b": self.expired[1]},
+            "expired_fields": {"a": self.expired_fields[0], "b": self.expired_fields[1]},
+            "duplicates": {"a": self.duplicates[0], "b": self.duplicates[1]},
+            "spilled_bytes": self.spilled_bytes,
+            "patch_commands": self.patch_commands,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    #[error("{0}")]
+    Input(#[from] InputError),
+    #[error("{name}: {msg}")]
+    Usage { name: String, msg: String },
+    #[error("temporary files under {dir}: {error}")]
+    Temp { dir: String, error: std::io::Error },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// `ValueType` ↔ its index in entries.
+const KINDS: [ValueType; 7] = [
+    ValueType::String,
+    ValueType::List,
+    ValueType::Set,
+    ValueType::ZSet,
+    ValueType::Hash,
+    ValueType::Stream,
+    ValueType::Module,
+];
+
+pub fn kind_index(t: ValueType) -> u8 {
+    KINDS.iter().position(|&k| k == t).unwrap_or(0) as u8
+}
+
+pub fn kind_of(i: u8) -> ValueType {
+    KINDS.get(i as usize).copied().unwrap_or(ValueType::String)
+}
+
+/// What becomes of a record on its way to an entry.
+pub enum Taken {
+    /// Not selected by the filters.
+    Skipped,
+    /// Expired at `now` (with so many hash fields).
+    Expired(u64),
+    /// Kept, after leaving out so many expired hash fields.
+    Kept(u64),
+}
+
+/// Applies the filters and expiry to `rec` (as a client at `filter.now_ms` would read it).
+pub fn take_record(rec: &mut Record<'_>, filter: &Filter) -> Taken {
+    if !filter.selects(rec) {
+        return Taken::Skipped;
+    }
+    if filter.keep_expired {
+        return Taken::Kept(0);
+    }
+    let expired = crate::expiry::Expired::of(rec, filter.now_ms);
+    if expired.whole() {
+        return Taken::Expired(expired.fields);
+    }
+    Taken::Kept(crate::expiry::drop_expired_fields(rec, filter.now_ms))
+}
+
+/// A kept record's entry.
+pub fn entry_of<'b>(rec: &Record<'_>, key: &'b [u8], rules: StreamRules, loc: u64) -> Entry<'b> {
+    Entry {
+        db: rec.db,
+        key,
+        kind: kind_index(rec.value.value_type()),
+        rdb_type: rec.rdb_type,
+        digest: digest::value(&rec.value, rules),
+        expire_at_ms: rec.expire_at_ms,
+        loc,
+    }
+}
+
+/// A file's index and a value's offset, packed.
+fn loc(file: usize, offset: usize) -> u64 {
+    ((file as u64) << 40) | (offset as u64 & ((1 << 40) - 1))
+}
+
+fn unloc(l: u64) -> (usize, usize) {
+    ((l >> 40) as usize, (l & ((1 << 40) - 1)) as usize)
+}
+
+/// A batch's entries, tagged by partition, and what it saw.
+#[derive(Default)]
+pub struct Part {
+    pub tagged: Vec<u8>,
+    pub expired: u64,
+    pub expired_fields: u64,
+    pub functions: Vec<Vec<u8>>,
+    pub error: Option<rdb::Error>,
+}
+
+/// The workers' half over snapshots.
+struct DigestMap<'j> {
+    filter: &'j Filter,
+    rules: StreamRules,
+    functions: bool,
+}
+
+impl<'d> Map<'d> for DigestMap<'_> {
+    type Part = Part;
+
+    fn snapshot(&self, batch: &Batch<'d, '_>) -> Part {
+        let mut part = Part::default();
+        let data = batch.data();
+        let r = batch.decode(true, |item, _| {
+            match item {
+                Item::Record(mut rec) => match take_record(&mut rec, self.filter) {
+                    Taken::Skipped => {}
+                    Taken::Expired(f) => {
+                        part.expired += 1;
+                        part.expired_fields += f;
+                    }
+                    Taken::Kept(f) => {
+                        part.expired_fields += f;
+                        let at = rec.raw_value.as_ptr() as usize - data.as_ptr() as usize;
+                        let key = rec.key.bytes();
+                        store::put_tagged(&mut part.tagged, &entry_of(&rec, &key, self.rules, loc(batch.file, at)));
+                    }
+                },
+                Item::Function(f) if self.functions => part.functions.push(function_code(&f)),
+                _ => {}
+            }
+            Ok(())
+        });
+        part.error = r.err();
+        part
+    }
+}
+
+/// A library's code (a 7.0-rc single function as its name and code).
+fn function_code(f: &Function<'_>) -> Vec<u8> {
+    match f {
+        Function::Library { code } => code.bytes().into_owned(),
+        Function::PreGa { name, code, .. } => [name.bytes().as_ref(), b"\n", code.bytes().as_ref()].concat(),
+    }
+}
+
+/// The joining half over snapshots.
+struct DigestSink<'s> {
+    store: &'s mut Store,
+    side: usize,
+    summary: &'s mut Summary,
+    functions: &'s mut Vec<Vec<u8>>,
+    error: Option<DiffError>,
+    inputs: &'s Inputs,
+}
+
+impl<'d> Sink<'d, Part> for DigestSink<'_> {
+    fn begin(&mut self, _file: usize, input: &'d Input) -> Flow {
+        if !input.is_snapshot() || crate::aof::log_start(input.data()).is_some() {
+            self.error = Some(DiffError::Usage {
+                name: input.name.clone(),
+                msg: "holds AOF commands: diff compares snapshots and servers; load the AOF into a server \
+                      (replay) and compare that server (redis://host:port)"
+                    .into(),
+            });
+            return Flow::Stop;
+        }
+        Flow::Continue
+    }
+
+    fn part(&mut self, part: Part) -> Flow {
+        if let Err(e) = self.store.take(&part.tagged) {
+            self.error = Some(DiffError::Io(e));
+            return Flow::Stop;
+        }
+        self.summary.expired[self.side] += part.expired;
+        self.summary.expired_fields[self.side] += part.expired_fields;
+        self.functions.extend(part.functions);
+        if let Some(e) = part.error {
+            let name = self.inputs.files.first().map(|f| f.name.clone()).unwrap_or_default();
+            self.error = Some(InputError::Snapshot { name, error: e }.into());
+            return Flow::Stop;
+        }
+        Flow::Continue
+    }
+
+    fn end(&mut self, _file: usize, _input: &'d Input, how: Result<LogEnd, InputError>) -> Flow {
+        if let Err(e) = how {
+            self.error.get_or_insert(e.into());
+            return Flow::Stop;
+        }
+        Flow::Continue
+    }
+}
+
+/// A side, open.
+pub enum Side {
+    Files { inputs: Inputs, headers: Vec<Option<Header>> },
+}
+
+/// What an entry says of a key, owned (kept across rounds).
+pub type Sum = (u8, u8, Digest, Option<i64>, u64);
+
+fn sum_of(e: &Entry<'_>) -> Sum {
+    (e.kind, e.rdb_type, e.digest, e.expire_at_ms, e.loc)
+}
+
+/// A key's value read again, for the detail and the patch.
+pub struct Fetched<'d> {
+    pub db: u64,
+    pub key: Vec<u8>,
+    pub rdb_type: u8,
+    /// The value's bytes (after the key in a file; after the type byte in a DUMP payload).
+    pub body: std::borrow::Cow<'d, [u8]>,
+    pub expire_at_ms: Option<i64>,
+    pub vendor: rdb::Vendor,
+    /// The RDB version the bytes are of.
+    pub version: u32,
+}
+
+impl Fetched<'_> {
+    /// The key as a client reads it now (`None`: expired or no longer selected).
+    pub fn record(&self, filter: &Filter) -> Option<Record<'_>> {
+        let mut cur = rdb::cursor::Cursor::new(&self.body);
+        let value = rdb::value::read_value(&mut cur, self.vendor, self.rdb_type, true).ok()??;
+        let mut rec = Record {
+            db: self.db,
+            key: Str::Borrowed(&self.key),
+            expire_at_ms: self.expire_at_ms,
+            idle_s: None,
+            freq: None,
+            rdb_type: self.rdb_type,
+            value,
+            raw_value: &self.body,
+            key_meta: None,
+        };
+        match take_record(&mut rec, filter) {
+            Taken::Kept(_) => Some(rec),
+            _ => None,
+        }
+    }
+}
+
+impl Side {
+    fn open(spec: &SideSpec) -> Result<Side, DiffError> {
+        match spec {
+            SideSpec::Files(s) => {
+                let inputs = Inputs::open(s)?;
+                let headers = inputs.files.iter().map(|f| rdb::parse_header(f.data()).ok()).collect();
+                Ok(Side::Files { inputs, headers })
+            }
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        false
+    }
+
+    /// Every selected key into `store`.
+    fn digest(
+        &self,
+        job: &Job,
+        side: usize,
+        store: &mut Store,
+        summary: &mut Summary,
+        functions: &mut Vec<Vec<u8>>,
+    ) -> Result<(), DiffError> {
+        let with_functions = job.filter.selects_everything();
+        match self {
+            Side::Files { inputs, .. } => {
+                let map = DigestMap { filter: &job.filter, rules: job.rules, functions: with_functions };
+                let mut sink = DigestSink { store, side, summary, functions, error: None, inputs };
+                let opts = crate::input::Options {
+                    plan: job.plan,
+                    from: Default::default(),
+                    reader: crate::input::Reader::Check,
+                };
+                crate::input::run(inputs, &opts, &map, &mut sink);
+                match sink.error {
+                    Some(e) => Err(e),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// The values of `keys` of db `db`, read again (`None`: gone).
+    fn fetch(&self, db: u64, keys: &[(&[u8], Sum)]) -> Result<Vec<Option<Fetched<'_>>>, DiffError> {
+        match self {
+            Side::Files { inputs, headers } => Ok(keys
+                .iter()
+                .map(|&(key, (_, rdb_type, _, expire_at_ms, l))| {
+                    let (file, at) = unloc(l);
+                    let data = inputs.files.get(file)?.data();
+                    let header = (*headers.get(file)?)?;
+                    let mut cur = rdb::cursor::Cursor::new(data);
+                    cur.skip(at as u64, "value").ok()?;
+                    rdb::value::read_value(&mut cur, header.vendor, rdb_type, false).ok()??;
+                    Some(Fetched {
+                        db,
+                        key: key.to_vec(),
+                        rdb_type,
+                        body: std::borrow::Cow::Borrowed(&data[at..cur.pos()]),
+                        expire_at_ms,
+                        vendor: header.vendor,
+                        version: header.version,
+                    })
+                })
+                .collect()),
+        }
+    }
+
+    /// The entries of `keys` of db `db` as they are now (a file's do not change).
+    fn again(&self, job: &Job, db: u64, keys: &[(&[u8], Option<Sum>)]) -> Result<Vec<Option<Sum>>, DiffError> {
+        if !self.is_live() {
+            return Ok(keys.iter().map(|k| k.1).collect());
+        }
+        let ask: Vec<(&[u8], Sum)> =
+            keys.iter().map(|&(k, s)| (k, s.unwrap_or((0, 0, Digest::default(), None, 0)))).collect();
+        let got = self.fetch(db, &ask)?;
+        Ok(got
+            .iter()
+            .map(|f| {
+                let f = f.as_ref()?;
+                let rec = f.record(&job.filter)?;
+                Some(sum_of(&entry_of(&rec, &f.key, job.rules, 0)))
+            })
+            .collect())
+    }
+}
+
+fn ttl_equal(a: Option<i64>, b: Option<i64>, tolerance: i64) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(x), Some(y)) => x.abs_diff(y) <= tolerance.max(0) as u64,
+        _ => false,
+    }
+}
+
+/// A key that differs: what each side has.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub db: u64,
+    pub key: Vec<u8>,
+    pub a: Option<Sum>,
+    pub b: Option<Sum>,
+}
+
+/// How a key differs.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict {
+    pub kind: Kind,
+    pub value: bool,
+    pub ttl: bool,
+}
+
+/// Compares what two sides have of one key (`None`: the same).
+pub fn classify(a: Option<Sum>, b: Option<Sum>, tolerance: i64) -> Option<Verdict> {
+    match (a, b) {
+        (Some(x), Some(y)) => {
+            if x.0 != y.0 {
+                return Some(Verdict { kind: Kind::Type, value: true, ttl: !ttl_equal(x.3, y.3, tolerance) });
+            }
+            let value = x.2 != y.2;
+            let ttl = !ttl_equal(x.3, y.3, tolerance);
+            let kind = match (value, ttl) {
+                (false, false) => return None,
+                (true, _) => Kind::Value,
+                (false, true) => Kind::Ttl,
+            };
+            Some(Verdict { kind, value, ttl })
+        }
+        (None, Some(_)) => Some(Verdict { kind: Kind::Added, value: false, ttl: false }),
+        (Some(_), None) => Some(Verdict { kind: Kind::Removed, value: false, ttl: false }),
+        (None, None) => None,
+    }
+}
+
+/// Runs a diff: the differences to `out`, the patch where the job says; `progress` hears
+/// what is being done.
+pub fn run(job: &Job, out: &mut dyn Write, progress: &mut dyn FnMut(&str)) -> Result<Summary, DiffError> {
+    let a = Side::open(&job.a)?;
+    let b = Side::open(&job.b)?;
+    let tmp = TempDir::new(&job.temp_dir)
+        .map_err(|error| DiffError::Temp { dir: job.temp_dir.display().to_string(), error })?;
+    let mut summary = Summary::default();
+    let (mut fa, mut fb) = (Vec::new(), Vec::new());
+    let mut sa = Store::new("a", job.side_budget, tmp.path());
+    let mut sb = Store::new("b", job.side_budget, tmp.path());
+    progress(&format!("reading A: {}", job.a.describe()));
+    a.digest(job, 0, &mut sa, &mut summary, &mut fa)?;
+    progress(&format!("reading B: {}", job.b.describe()));
+    b.digest(job, 1, &mut sb, &mut summary, &mut fb)?;
+    summary.spilled_bytes = sa.spilled_bytes + sb.spilled_bytes;
+
+    let mut w = detail::Writer::new(job, out)?;
+    let rounds = (a.is_live() || b.is_live()) && job.rounds > 1;
+    let mut pending: Vec<Found> = Vec::new();
+    progress("comparing");
+    for p in 0..PARTITIONS {
+        let pa = sa.partition(p)?;
+        let pb = sb.partition(p)?;
+        let mut found = join(&pa, &pb, job.ttl_tolerance_ms, &mut summary);
+        found.sort_by(|x, y| (x.db, &x.key).cmp(&(y.db, &y.key)));
+        if rounds {
+            pending.append(&mut found);
+        } else {
+            emit(job, &a, &b, &found, &mut w, &mut summary)?;
+        }
+    }
+    if rounds {
+        let (real, changing) = settle(job, &a, &b, pending, &mut summary, progress)?;
+        emit(job, &a, &b, &real, &mut w, &mut summary)?;
+        for f in &changing {
+            w.changing(f)?;
+        }
+    }
+    detail::functions(&fa, &fb, &mut w, &mut summary)?;
+    w.finish(&summary)?;
+    Ok(summary)
+}
+
+/// One partition of each side joined: the keys that differ.
+fn join(pa: &[u8], pb: &[u8], tolerance: i64, summary: &mut Summary) -> Vec<Found> {
+    let mut ia: HashMap<(u64, &[u8]), Sum> = HashMap::new();
+    for e in Entry::all(pa) {
+        if ia.insert((e.db, e.key), sum_of(&e)).is_some() {
+            summary.duplicates[0] += 1;
+        }
+    }
+    let mut ib: HashMap<(u64, &[u8]), Sum> = HashMap::new();
+    for e in Entry::all(pb) {
+        if ib.insert((e.db, e.key), sum_of(&e)).is_some() {
+            summary.duplicates[1] += 1;
+        }
+    }
+    let mut found = Vec::new();
+    let mut note = |k: &(u64, &[u8]), a: Option<Sum>, b: Option<Sum>| {
+        summary.compared += 1;
+        if classify(a, b, tolerance).is_some() {
+            found.push(Found { db: k.0, key: k.1.to_vec(), a, b });
+        } else {
+            summary.same += 1;
+        }
+    };
+    for (k, &b) in &ib {
+        note(k, ia.get(k).copied(), Some(b));
+    }
+    for (k, &a) in &ia {
+        if !ib.contains_key(k) {
+            note(k, Some(a), None);
+        }
+    }
+    found
+}
+
+/// Rounds: after `interval`, the differing keys are read again from the live sides. A
+/// key now equal was being written to; one whose value moved between rounds kept
+/// changing; the rest are differences. Returns (differences, keys that kept changing).
+fn settle(
+    job: &Job,
+    a: &Side,
+    b: &Side,
+    mut pending: Vec<Found>,
+    summary: &mut Summary,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(Vec<Found>, Vec<Found>), DiffError> {
+    let mut changing = Vec::new();
+    for round in 2..=job.rounds {
+        if pending.is_empty() {
+            break;
+        }
+        progress(&format!("round {round}: checking the {} keys that differ again", pending.len()));
+        std::thread::sleep(job.interval);
+        let mut next = Vec::new();
+        for group in pending.chunk_by(|x, y| x.db == y.db) {
+            let db = group[0].db;
+            let now_a = a.again(job, db, &group.iter().map(|f| (f.key.as_slice(), f.a)).collect::<Vec<_>>())?;
+            let now_b = b.again(job, db, &group.iter().map(|f| (f.key.as_slice(), f.b)).collect::<Vec<_>>())?;
+            for ((f, na), nb) in group.iter().zip(now_a).zip(now_b) {
+                let moved = !same_sum(f.a, na, job.ttl_tolerance_ms) || !same_sum(f.b, nb, job.ttl_tolerance_ms);
+                let f = Found { db, key: f.key.clone(), a: na, b: nb };
+                match (classify(na, nb, job.ttl_tolerance_ms).is_some(), moved) {
+                    (false, _) => summary.changing += 1,
+                    (true, true) => changing.push(f),
+                    (true, false) => next.push(f),
+                }
+            }
+        }
+        pending = next;
+    }
+    // Keys still differing were counted as compared once; the others were "same" in the
+    // end only in the sense that they are not differences.
+    summary.changing += changing.len() as u64;
+    Ok((pending, changing))
+}
+
+fn same_sum(x: Option<Sum>, y: Option<Sum>, tolerance: i64) -> bool {
+    match (x, y) {
+        (Some(x), Some(y)) => x.0 == y.0 && x.2 == y.2 && ttl_equal(x.3, y.3, tolerance),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+/// Reads the differing keys' values from both sides and writes their detail and patch.
+fn emit(
+    job: &Job,
+    a: &Side,
+    b: &Side,
+    found: &[Found],
+    w: &mut detail::Writer<'_>,
+    summary: &mut Summary,
+) -> Result<(), DiffError> {
+    for group in found.chunk_by(|x, y| x.db == y.db) {
+        let db = group[0].db;
+        let verdicts: Vec<Verdict> =
+            group.iter().map(|f| classify(f.a, f.b, job.ttl_tolerance_ms).expect("a found key differs")).collect();
+        // A's value where the value or type differs; B's also to rebuild an added key.
+        let want_a = |v: &Verdict| v.value;
+        let patching = w.patching();
+        let want_b = |v: &Verdict| v.value || (v.kind == Kind::Added && patching);
+        let ask_a: Vec<(&[u8], Sum)> = group
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| want_a(v))
+            .filter_map(|(f, _)| f.a.map(|s| (f.key.as_slice(), s)))
+            .collect();
+        let ask_b: Vec<(&[u8], Sum)> = group
+            .iter()
+            .zip(&verdicts)
+            .filter(|(_, v)| want_b(v))
+            .filter_map(|(f, _)| f.b.map(|s| (f.key.as_slice(), s)))
+            .collect();
+        let mut va = a.fetch(db, &ask_a)?.into_iter();
+        let mut vb = b.fetch(db, &ask_b)?.into_iter();
+        for (f, v) in group.iter().zip(&verdicts) {
+            let fa = if want_a(v) && f.a.is_some() { va.next().flatten() } else { None };
+            let fb = if want_b(v) && f.b.is_some() { vb.next().flatten() } else { None };
+            let ra = fa.as_ref().and_then(|x| x.record(&job.filter));
+            let rb = fb.as_ref().and_then(|x| x.record(&job.filter));
+            w.key(job, f, *v, ra.as_ref(), rb.as_ref(), fb.as_ref(), summary)?;
+        }
+    }
+    Ok(())
+}

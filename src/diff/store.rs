@@ -1,0 +1,264 @@
+//! One side's digests, partitioned by key and spilled to temporary files past a memory
+//! budget: the join then holds one partition of each side at a time.
+//!
+//! An entry is serialized as it is kept (in memory and on disk alike): db and key length
+//! as varints, the key, the logical type, the RDB type byte, the 16-byte digest, the
+//! expiry (`i64::MIN` for none) and where the value can be read again (a file's index and
+//! offset; unused for a server, which is asked again).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use super::digest::{self, Digest};
+
+/// Partitions per side: a 1 GB snapshot's ~9 M keys make partitions of a few MB.
+pub const PARTITIONS: usize = 256;
+
+/// "No expiry" in the serialized form.
+const NO_EXPIRY: i64 = i64::MIN;
+
+/// One key as a side saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry<'b> {
+    pub db: u64,
+    pub key: &'b [u8],
+    /// [`crate::rdb::ValueType`] as its index (see `kind_of`).
+    pub kind: u8,
+    pub rdb_type: u8,
+    pub digest: Digest,
+    pub expire_at_ms: Option<i64>,
+    /// A file's index (high 24 bits) and the value's offset in it (low 40 bits).
+    pub loc: u64,
+}
+
+/// Which partition a key falls in.
+pub fn partition(db: u64, key: &[u8]) -> usize {
+    (digest::bytes(key, 0x1000 ^ db).0 >> 56) as usize % PARTITIONS
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let byte = *b.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+impl Entry<'_> {
+    /// Appends the entry's serialized form.
+    pub fn put(&self, out: &mut Vec<u8>) {
+        put_varint(out, self.db);
+        put_varint(out, self.key.len() as u64);
+        out.extend_from_slice(self.key);
+        out.push(self.kind);
+        out.push(self.rdb_type);
+        out.extend_from_slice(&self.digest.0.to_le_bytes());
+        out.extend_from_slice(&self.digest.1.to_le_bytes());
+        out.extend_from_slice(&self.expire_at_ms.unwrap_or(NO_EXPIRY).to_le_bytes());
+        out.extend_from_slice(&self.loc.to_le_bytes());
+    }
+
+    /// The entry at `pos` (our own bytes: `None` only if they were cut short).
+    pub fn get<'b>(b: &'b [u8], pos: &mut usize) -> Option<Entry<'b>> {
+        let db = get_varint(b, pos)?;
+        let len = get_varint(b, pos)? as usize;
+        let key = b.get(*pos..pos.checked_add(len)?)?;
+        *pos += len;
+        let fixed = b.get(*pos..*pos + 34)?;
+        *pos += 34;
+        let u = |i: usize| u64::from_le_bytes(fixed[i..i + 8].try_into().unwrap_or([0; 8]));
+        let expire = u(18) as i64;
+        Some(Entry {
+            db,
+            key,
+            kind: fixed[0],
+            rdb_type: fixed[1],
+            digest: Digest(u(2), u(10)),
+            expire_at_ms: (expire != NO_EXPIRY).then_some(expire),
+            loc: u(26),
+        })
+    }
+
+    /// Every entry of `b`.
+    pub fn all(b: &[u8]) -> impl Iterator<Item = Entry<'_>> {
+        let mut pos = 0;
+        std::iter::from_fn(move || if pos < b.len() { Entry::get(b, &mut pos) } else { None })
+    }
+}
+
+/// A temporary folder, removed with what it holds when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(parent: &Path) -> std::io::Result<TempDir> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let p = parent.join(format!("redis-migration-diff-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&p)?;
+        Ok(TempDir(p))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One side's entries.
+pub struct Store {
+    name: &'static str,
+    parts: Vec<Vec<u8>>,
+    held: usize,
+    budget: usize,
+    /// Where partitions spill, once they have (`<dir>/<name>-<partition>`).
+    dir: PathBuf,
+    pub spilled_bytes: u64,
+    pub entries: u64,
+}
+
+impl Store {
+    /// A store named `name` ("a" or "b") holding at most `budget` bytes in memory before
+    /// it writes its partitions to files under `dir`.
+    pub fn new(name: &'static str, budget: usize, dir: &Path) -> Store {
+        Store {
+            name,
+            parts: vec![Vec::new(); PARTITIONS],
+            held: 0,
+            budget,
+            dir: dir.to_path_buf(),
+            spilled_bytes: 0,
+            entries: 0,
+        }
+    }
+
+    /// Takes serialized entries, each preceded by its partition byte.
+    pub fn take(&mut self, tagged: &[u8]) -> std::io::Result<()> {
+        let mut pos = 0;
+        while pos < tagged.len() {
+            let p = tagged[pos] as usize;
+            let start = pos + 1;
+            let mut end = start;
+            if Entry::get(tagged, &mut end).is_none() {
+                break;
+            }
+            self.parts[p].extend_from_slice(&tagged[start..end]);
+            self.held += end - start;
+            self.entries += 1;
+            pos = end;
+        }
+        if self.held > self.budget {
+            self.spill()?;
+        }
+        Ok(())
+    }
+
+    fn file(&self, p: usize) -> PathBuf {
+        self.dir.join(format!("{}-{p}", self.name))
+    }
+
+    /// Appends every partition held in memory to its file.
+    fn spill(&mut self) -> std::io::Result<()> {
+        for p in 0..PARTITIONS {
+            if self.parts[p].is_empty() {
+                continue;
+            }
+            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(self.file(p))?;
+            f.write_all(&self.parts[p])?;
+            self.spilled_bytes += self.parts[p].len() as u64;
+            self.parts[p] = Vec::new();
+        }
+        self.held = 0;
+        Ok(())
+    }
+
+    /// Partition `p` whole (what was spilled, then what is held), leaving it empty here.
+    pub fn partition(&mut self, p: usize) -> std::io::Result<Vec<u8>> {
+        let held = std::mem::take(&mut self.parts[p]);
+        self.held -= held.len();
+        if self.spilled_bytes == 0 {
+            return Ok(held);
+        }
+        let mut out = Vec::new();
+        match std::fs::File::open(self.file(p)) {
+            Ok(mut f) => {
+                f.read_to_end(&mut out)?;
+                let _ = std::fs::remove_file(self.file(p));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        out.extend_from_slice(&held);
+        Ok(out)
+    }
+}
+
+/// Appends `e` to `out` preceded by its partition byte.
+pub fn put_tagged(out: &mut Vec<u8>, e: &Entry<'_>) {
+    out.push(partition(e.db, e.key) as u8);
+    e.put(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &[u8], db: u64, expire: Option<i64>) -> Entry<'_> {
+        Entry { db, key, kind: 4, rdb_type: 16, digest: Digest(7, u64::MAX), expire_at_ms: expire, loc: 1 << 41 | 5 }
+    }
+
+    #[test]
+    fn entries_round_trip() {
+        let mut b = Vec::new();
+        let es = [entry(b"a", 0, None), entry(&[0xff; 300], 70_000, Some(-5)), entry(b"", 3, Some(i64::MAX))];
+        for e in &es {
+            e.put(&mut b);
+        }
+        assert_eq!(Entry::all(&b).collect::<Vec<_>>(), es);
+    }
+
+    #[test]
+    fn spilled_partitions_come_back_whole() {
+        let parent = std::env::temp_dir();
+        let dir = TempDir::new(&parent).unwrap();
+        let mut s = Store::new("a", 100, dir.path());
+        let keys: Vec<Vec<u8>> = (0..2000u32).map(|i| format!("key:{i}").into_bytes()).collect();
+        for k in &keys {
+            let mut t = Vec::new();
+            put_tagged(&mut t, &entry(k, 0, None));
+            s.take(&t).unwrap();
+        }
+        assert!(s.spilled_bytes > 0);
+        let mut back = Vec::new();
+        for p in 0..PARTITIONS {
+            let part = s.partition(p).unwrap();
+            back.extend(Entry::all(&part).map(|e| {
+                assert_eq!(partition(e.db, e.key), p);
+                e.key.to_vec()
+            }));
+        }
+        back.sort();
+        let mut want = keys.clone();
+        want.sort();
+        assert_eq!(back, want);
+        let path = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!path.exists());
+    }
+}

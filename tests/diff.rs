@@ -1,0 +1,345 @@
+//! `diff`: real servers write the two snapshots (one a known edit of the other), the tool
+//! must find exactly those edits, and its patch, piped into a server holding A, must leave
+//! it equal to B (the oracle: every key read back with plain commands).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value as J;
+
+use crate::oracle::{dump_server, server_version};
+use crate::util::{run, testdata, RedisServer};
+
+fn q(con: &mut redis::Connection, args: &[&str]) {
+    let mut c = redis::cmd(args[0]);
+    for a in &args[1..] {
+        c.arg(*a);
+    }
+    c.query::<redis::Value>(con).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+}
+
+/// Saves the server's dataset and copies it to `to`.
+fn save_to(server: &RedisServer, to: &Path) {
+    let mut con = server.conn();
+    q(&mut con, &["SAVE"]);
+    std::fs::copy(server.dir.path().join("dump.rdb"), to).unwrap();
+}
+
+/// The keys the edit test adds to the 8.2 fixture before saving A.
+fn seed(con: &mut redis::Connection) {
+    q(con, &["SET", "d:str", "hello"]);
+    q(con, &["SET", "d:gone", "x"]);
+    q(con, &["SET", "d:retype", "x"]);
+    q(con, &["RPUSH", "d:list", "0", "1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    q(con, &["RPUSH", "d:list2", "a", "b", "c"]);
+    q(con, &["SADD", "d:set", "a", "b", "c", "10", "20"]);
+    q(con, &["ZADD", "d:zset", "1", "a", "2", "b", "3", "c"]);
+    q(con, &["HSET", "d:hash", "f1", "v1", "f2", "v2", "f3", "v3"]);
+    q(con, &["HSET", "d:hashttl", "f1", "v1", "f2", "v2"]);
+    q(con, &["HPEXPIRE", "d:hashttl", "36000000", "FIELDS", "1", "f1"]);
+    q(con, &["XADD", "d:stream", "1-1", "a", "1"]);
+    q(con, &["XADD", "d:stream", "2-1", "b", "2"]);
+    q(con, &["XGROUP", "CREATE", "d:stream", "g", "0"]);
+    q(con, &["XREADGROUP", "GROUP", "g", "c1", "COUNT", "1", "STREAMS", "d:stream", ">"]);
+    q(con, &["SET", "d:ttl1", "x", "PX", "36000000"]);
+    q(con, &["SET", "d:ttl2", "x"]);
+    q(con, &["SET", "d:ttl3", "x", "PX", "36000000"]);
+    q(con, &["SET", "d:same", "unchanged", "PX", "36000000"]);
+}
+
+/// The known edits, and the kind each key must be reported as.
+fn edit(con: &mut redis::Connection) -> BTreeMap<&'static str, &'static str> {
+    q(con, &["SET", "d:new", "fresh"]);
+    q(con, &["DEL", "d:gone"]);
+    q(con, &["DEL", "d:retype"]);
+    q(con, &["SADD", "d:retype", "now-a-set"]);
+    q(con, &["SET", "d:str", "hello, world", "KEEPTTL"]);
+    q(con, &["LSET", "d:list", "3", "three"]);
+    q(con, &["RPUSH", "d:list2", "d", "e"]);
+    q(con, &["SREM", "d:set", "b", "20"]);
+    q(con, &["SADD", "d:set", "z", "30"]);
+    q(con, &["ZADD", "d:zset", "2.5", "b", "4", "d"]);
+    q(con, &["ZREM", "d:zset", "a"]);
+    q(con, &["HSET", "d:hash", "f2", "changed", "f4", "v4"]);
+    q(con, &["HDEL", "d:hash", "f1"]);
+    q(con, &["HPEXPIRE", "d:hashttl", "72000000", "FIELDS", "1", "f1"]);
+    q(con, &["XADD", "d:stream", "3-1", "c", "3"]);
+    q(con, &["PEXPIRE", "d:ttl1", "72000000"]);
+    q(con, &["PEXPIRE", "d:ttl2", "36000000"]);
+    q(con, &["PERSIST", "d:ttl3"]);
+    BTreeMap::from([
+        ("d:new", "added"),
+        ("d:gone", "removed"),
+        ("d:retype", "type"),
+        ("d:str", "value"),
+        ("d:list", "value"),
+        ("d:list2", "value"),
+        ("d:set", "value"),
+        ("d:zset", "value"),
+        ("d:hash", "value"),
+        ("d:hashttl", "value"),
+        ("d:stream", "value"),
+        ("d:ttl1", "ttl"),
+        ("d:ttl2", "ttl"),
+        ("d:ttl3", "ttl"),
+    ])
+}
+
+/// A and B written by a real 8.2 server: the fixture plus the seed keys, then the edits.
+fn edited_pair(dir: &Path) -> (PathBuf, PathBuf, BTreeMap<&'static str, &'static str>) {
+    let server = RedisServer::start("8.2", Some(&testdata("redis-8.2.rdb")), &[]);
+    let mut con = server.conn();
+    seed(&mut con);
+    let a = dir.join("a.rdb");
+    save_to(&server, &a);
+    let edits = edit(&mut con);
+    let b = dir.join("b.rdb");
+    save_to(&server, &b);
+    (a, b, edits)
+}
+
+fn json_lines(stdout: &[u8]) -> (Vec<J>, J) {
+    let mut lines: Vec<J> = std::str::from_utf8(stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let summary = lines.pop().expect("a summary line")["summary"].clone();
+    assert!(summary.is_object(), "last line is the summary");
+    (lines, summary)
+}
+
+/// Two servers' keys equal; else the keys that differ, named.
+fn assert_same(got: &crate::oracle::KeyMap, want: &crate::oracle::KeyMap, what: &str) {
+    let keys: std::collections::BTreeSet<_> = got.keys().chain(want.keys()).collect();
+    let differ: Vec<String> = keys
+        .into_iter()
+        .filter(|k| got.get(*k) != want.get(*k))
+        .map(|(db, k)| {
+            format!(
+                "{db}:{} got {:?} want {:?}",
+                String::from_utf8_lossy(k),
+                got.get(&(*db, k.clone())),
+                want.get(&(*db, k.clone()))
+            )
+        })
+        .collect();
+    assert!(differ.is_empty(), "{what}: {differ:#?}");
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Pipes a RESP file into a server as `redis-cli --pipe` does; every reply must be OK.
+fn pipe(server: &RedisServer, patch: &Path) {
+    let out = Command::new("redis-cli")
+        .args(["-p", &server.port.to_string(), "--pipe"])
+        .stdin(Stdio::from(std::fs::File::open(patch).unwrap()))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("errors: 0"), "redis-cli --pipe: {text}");
+}
+
+#[test]
+fn diff_finds_exactly_the_known_edits_and_the_patch_makes_a_into_b() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, edits) = edited_pair(dir.path());
+
+    let patch = dir.path().join("patch.resp");
+    let out = run(&["diff", path(&a), path(&b), "--format", "json", "-q", "--patch", path(&patch)]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let (lines, summary) = json_lines(&out.stdout);
+    let found: BTreeMap<String, String> = lines
+        .iter()
+        .filter(|l| l.get("key").is_some())
+        .map(|l| (l["key"].as_str().unwrap().to_string(), l["kind"].as_str().unwrap().to_string()))
+        .collect();
+    let want: BTreeMap<String, String> = edits.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    assert_eq!(found, want);
+    let count = |k: &str| edits.values().filter(|v| **v == k).count() as u64;
+    for k in ["added", "removed", "type", "value", "ttl"] {
+        assert_eq!(summary[k], count(k), "{k} in {summary}");
+    }
+    assert_eq!(summary["compared"].as_u64().unwrap(), summary["same"].as_u64().unwrap() + edits.len() as u64);
+
+    // Element detail: the hash says which fields.
+    let hash = lines.iter().find(|l| l["key"] == "d:hash").unwrap();
+    assert_eq!(hash["value"]["added_sample"], serde_json::json!(["f4"]), "{hash}");
+    assert_eq!(hash["value"]["removed_sample"], serde_json::json!(["f1"]));
+    assert_eq!(hash["value"]["changed"], 1);
+    let set = lines.iter().find(|l| l["key"] == "d:set").unwrap();
+    assert_eq!(set["value"]["added_sample"], serde_json::json!(["30", "z"]), "{set}");
+    assert_eq!(set["value"]["removed_sample"], serde_json::json!(["20", "b"]));
+    let ttl = lines.iter().find(|l| l["key"] == "d:hashttl").unwrap();
+    assert_eq!(ttl["value"]["field_ttl_changed"], 1, "{ttl}");
+
+    // The patch, piped into a server holding A, leaves it equal to one holding B.
+    for mode in ["commands", "restore"] {
+        let patch = dir.path().join(format!("patch-{mode}.resp"));
+        let out =
+            run(&["diff", path(&a), path(&b), "--format", "json", "-q", "--patch", path(&patch), "--patch-mode", mode]);
+        assert_eq!(out.status.code(), Some(1));
+        let target = RedisServer::start("8.2", Some(&a), &[]);
+        pipe(&target, &patch);
+        let want = RedisServer::start("8.2", Some(&b), &[]);
+        let (mut ct, mut cw) = (target.conn(), want.conn());
+        let ver = server_version(&mut ct);
+        let (mut got, mut want) = (dump_server(&mut ct, ver), dump_server(&mut cw, ver));
+        if mode == "commands" {
+            // Commands recreate consumers with XCLAIM, which stamps them with the time it
+            // runs: as diff itself, compare consumers' times only from a RESTORE.
+            for m in [&mut got, &mut want] {
+                for (v, _) in m.values_mut() {
+                    if let crate::oracle::KeyView::Stream(s) = v {
+                        for g in &mut s.groups {
+                            for c in &mut g.consumers {
+                                c.seen_time = 0;
+                                c.active_time = None;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_same(&got, &want, mode);
+        // The patched server, saved, diffs as identical to B.
+        let saved = dir.path().join(format!("patched-{mode}.rdb"));
+        save_to(&target, &saved);
+        let out = run(&["diff", path(&saved), path(&b), "--format", "json", "-q"]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+}
+
+#[test]
+fn a_snapshot_equals_itself_and_its_other_encodings() {
+    let dir = tempfile::tempdir().unwrap();
+    for (fixture, _) in crate::util::FIXTURES {
+        let f = testdata(fixture);
+        let out = run(&["diff", path(&f), path(&f), "--format", "json", "-q"]);
+        assert_eq!(out.status.code(), Some(0), "{fixture}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    // The same keys saved by a server that keeps every small collection in its big
+    // encoding (hashtable, skiplist, quicklist nodes of one entry, hashtable sets).
+    let a = dir.path().join("listpacks.rdb");
+    let server = RedisServer::start("8.2", Some(&testdata("redis-8.2.rdb")), &[]);
+    save_to(&server, &a);
+    let big = RedisServer::start(
+        "8.2",
+        Some(&a),
+        &[
+            "--hash-max-listpack-entries",
+            "0",
+            "--zset-max-listpack-entries",
+            "0",
+            "--set-max-intset-entries",
+            "0",
+            "--set-max-listpack-entries",
+            "0",
+            "--list-max-listpack-size",
+            "1",
+        ],
+    );
+    let mut con = big.conn();
+    let enc: String = redis::cmd("OBJECT").arg("ENCODING").arg("hash:small").query(&mut con).unwrap_or_default();
+    let b = dir.path().join("hashtables.rdb");
+    save_to(&big, &b);
+    assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "the encodings differ ({enc})");
+    let out = run(&["diff", path(&a), path(&b), "--format", "json", "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let (_, summary) = json_lines(&out.stdout);
+    assert!(summary["same"].as_u64().unwrap() > 20, "{summary}");
+}
+
+#[test]
+fn ttls_within_the_tolerance_are_equal_and_expired_keys_are_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = RedisServer::start("8.2", None, &[]);
+    let mut con = server.conn();
+    q(&mut con, &["SET", "k", "v", "PX", "3600000"]);
+    q(&mut con, &["SET", "soon", "v", "PX", "3600000"]);
+    let a = dir.path().join("a.rdb");
+    save_to(&server, &a);
+    // Moved by ~1.5 s: within the default 2 s tolerance, outside a 100 ms one.
+    q(&mut con, &["PEXPIRE", "k", "3601500"]);
+    let b = dir.path().join("b.rdb");
+    save_to(&server, &b);
+    let out = run(&["diff", path(&a), path(&b), "--format", "json", "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = run(&["diff", path(&a), path(&b), "--format", "json", "-q", "--ttl-tolerance", "100"]);
+    assert_eq!(out.status.code(), Some(1));
+    let (lines, _) = json_lines(&out.stdout);
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["kind"], "ttl");
+    // Two hours on, every key has expired on both sides: nothing to compare.
+    let later =
+        (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 7200).to_string();
+    let out = run(&["diff", path(&a), path(&b), "--format", "json", "-q", "--ttl-tolerance", "100", "--now", &later]);
+    assert_eq!(out.status.code(), Some(0));
+    let (_, summary) = json_lines(&out.stdout);
+    assert_eq!(summary["compared"], 0);
+    assert_eq!(summary["expired"]["a"], 2);
+    // ... unless asked to keep them.
+    let out = run(&[
+        "diff",
+        path(&a),
+        path(&b),
+        "--format",
+        "json",
+        "-q",
+        "--ttl-tolerance",
+        "100",
+        "--now",
+        &later,
+        "--keep-expired",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn spilled_digests_give_the_same_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, edits) = edited_pair(dir.path());
+    // A budget of 1 MB spills the fixture's digests many times over with small batches.
+    let out = run(&[
+        "diff",
+        path(&a),
+        path(&b),
+        "--format",
+        "json",
+        "-q",
+        "--memory",
+        "0",
+        "--temp-dir",
+        path(dir.path()),
+        "--batch-bytes",
+        "512",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let (lines, summary) = json_lines(&out.stdout);
+    assert_eq!(lines.iter().filter(|l| l.get("key").is_some()).count(), edits.len());
+    assert!(summary["spilled_bytes"].as_u64().unwrap() > 0, "{summary}");
+    // Nothing is left behind in the temporary folder.
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("redis-migration-diff"))
+        .collect();
+    assert!(left.is_empty());
+}
+
+#[test]
+fn damaged_input_and_aof_sides_are_refused_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = crate::util::damaged_copy(dir.path());
+    let good = testdata("redis-7.0.rdb");
+    let out = run(&["diff", path(&good), path(&bad), "-q"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.rdb"), "{}", String::from_utf8_lossy(&out.stderr));
+    let aof = testdata("aof").join("plain-6.2").join("appendonly.aof");
+    let out = run(&["diff", path(&good), path(&aof), "-q"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AOF"), "{}", String::from_utf8_lossy(&out.stderr));
+}
