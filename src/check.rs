@@ -280,7 +280,7 @@ impl Summary {
                 s.checksum = Some(*checksum);
                 s.trailing = *trailing;
             }
-            Item::SelectDb(_) | Item::ResizeDb { .. } | Item::SlotImport { .. } | Item::Skimmed => {}
+            Item::SelectDb(_) | Item::ResizeDb { .. } | Item::SlotImport { .. } | Item::Skimmed | Item::Raw(_) => {}
         }
         Ok(())
     }

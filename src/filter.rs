@@ -40,10 +40,15 @@ impl Filter {
 
     /// The record's db, type and key are selected (whatever its expiry).
     pub fn selects(&self, rec: &Record<'_>) -> bool {
-        self.accepts_db(rec.db)
-            && (self.types.is_empty() || self.types.contains(&rec.value.value_type()))
+        self.selects_parts(rec.db, rec.value.value_type(), &rec.key)
+    }
+
+    /// A key of `db` and type `t` is selected.
+    pub fn selects_parts(&self, db: u64, t: ValueType, key: &crate::rdb::Str<'_>) -> bool {
+        self.accepts_db(db)
+            && (self.types.is_empty() || self.types.contains(&t))
             // The key is decoded only when a pattern needs it.
-            && ((self.globs.is_empty() && self.regex.is_none()) || self.accepts_key(&rec.key.bytes()))
+            && ((self.globs.is_empty() && self.regex.is_none()) || self.accepts_key(&key.bytes()))
     }
 
     pub fn accepts(&self, rec: &Record<'_>) -> bool {

@@ -284,6 +284,12 @@ impl<'d, 's> Batch<'d, 's> {
         pipeline::decode_span_with(self.data, self.header, self.span, contents, each)
     }
 
+    /// Reads the batch's records raw (`Item::Raw`: the values' stored bytes, not
+    /// decoded); other items as `decode` gives them.
+    pub fn decode_raw(&self, each: impl FnMut(Item<'d>, u64) -> rdb::Result<()>) -> rdb::Result<()> {
+        pipeline::decode_span_raw(self.data, self.header, self.span, true, true, each)
+    }
+
     /// Steps over the batch's items by their length headers (no value decoded, no
     /// checksum), handing each one and the db it is in to `each`.
     pub fn skim(&self, mut each: impl FnMut(&Item<'d>, u64)) -> rdb::Result<()> {

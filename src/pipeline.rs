@@ -116,9 +116,21 @@ pub fn decode_span_with<'a>(
     header: Header,
     span: &Span<'a>,
     contents: bool,
+    each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
+) -> rdb::Result<()> {
+    decode_span_raw(data, header, span, contents, false, each)
+}
+
+/// [`decode_span_with`], with records in raw mode when `raw` (see [`Parser::raw`]).
+pub fn decode_span_raw<'a>(
+    data: &'a [u8],
+    header: Header,
+    span: &Span<'a>,
+    contents: bool,
+    raw: bool,
     mut each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
 ) -> rdb::Result<()> {
-    let mut parser = Parser::resume(data, header, span.start, span.state).contents(contents);
+    let mut parser = Parser::resume(data, header, span.start, span.state).contents(contents).raw(raw);
     while (parser.offset() as usize) < span.end {
         // Matched in place rather than with `?`, which moves the 160-byte item once more.
         match parser.next_item() {

@@ -148,33 +148,41 @@ fn diff_finds_exactly_the_known_edits_and_the_patch_makes_a_into_b() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b, edits) = edited_pair(dir.path());
 
-    let patch = dir.path().join("patch.resp");
-    let out = run(&["diff", path(&a), path(&b), "--format", "json", "-q", "--patch", path(&patch)]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    let (lines, summary) = json_lines(&out.stdout);
-    let found: BTreeMap<String, String> = lines
-        .iter()
-        .filter(|l| l.get("key").is_some())
-        .map(|l| (l["key"].as_str().unwrap().to_string(), l["kind"].as_str().unwrap().to_string()))
-        .collect();
-    let want: BTreeMap<String, String> = edits.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-    assert_eq!(found, want);
-    let count = |k: &str| edits.values().filter(|v| **v == k).count() as u64;
-    for k in ["added", "removed", "type", "value", "ttl"] {
-        assert_eq!(summary[k], count(k), "{k} in {summary}");
-    }
-    assert_eq!(summary["compared"].as_u64().unwrap(), summary["same"].as_u64().unwrap() + edits.len() as u64);
+    // Both ways of reading: stored bytes first (files of one RDB version), and every
+    // value decoded as it is read.
+    for how in ["--raw-first", "--logical"] {
+        let patch = dir.path().join("patch.resp");
+        let mut args = vec!["diff", path(&a), path(&b), "--format", "json", "-q", "--patch", path(&patch)];
+        if how == "--logical" {
+            args.push(how);
+        }
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        let (lines, summary) = json_lines(&out.stdout);
+        let found: BTreeMap<String, String> = lines
+            .iter()
+            .filter(|l| l.get("key").is_some())
+            .map(|l| (l["key"].as_str().unwrap().to_string(), l["kind"].as_str().unwrap().to_string()))
+            .collect();
+        let want: BTreeMap<String, String> = edits.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(found, want, "{how}");
+        let count = |k: &str| edits.values().filter(|v| **v == k).count() as u64;
+        for k in ["added", "removed", "type", "value", "ttl"] {
+            assert_eq!(summary[k], count(k), "{k} in {summary}");
+        }
+        assert_eq!(summary["compared"].as_u64().unwrap(), summary["same"].as_u64().unwrap() + edits.len() as u64);
 
-    // Element detail: the hash says which fields.
-    let hash = lines.iter().find(|l| l["key"] == "d:hash").unwrap();
-    assert_eq!(hash["value"]["added_sample"], serde_json::json!(["f4"]), "{hash}");
-    assert_eq!(hash["value"]["removed_sample"], serde_json::json!(["f1"]));
-    assert_eq!(hash["value"]["changed"], 1);
-    let set = lines.iter().find(|l| l["key"] == "d:set").unwrap();
-    assert_eq!(set["value"]["added_sample"], serde_json::json!(["30", "z"]), "{set}");
-    assert_eq!(set["value"]["removed_sample"], serde_json::json!(["20", "b"]));
-    let ttl = lines.iter().find(|l| l["key"] == "d:hashttl").unwrap();
-    assert_eq!(ttl["value"]["field_ttl_changed"], 1, "{ttl}");
+        // Element detail: the hash says which fields.
+        let hash = lines.iter().find(|l| l["key"] == "d:hash").unwrap();
+        assert_eq!(hash["value"]["added_sample"], serde_json::json!(["f4"]), "{hash}");
+        assert_eq!(hash["value"]["removed_sample"], serde_json::json!(["f1"]));
+        assert_eq!(hash["value"]["changed"], 1);
+        let set = lines.iter().find(|l| l["key"] == "d:set").unwrap();
+        assert_eq!(set["value"]["added_sample"], serde_json::json!(["30", "z"]), "{set}");
+        assert_eq!(set["value"]["removed_sample"], serde_json::json!(["20", "b"]));
+        let ttl = lines.iter().find(|l| l["key"] == "d:hashttl").unwrap();
+        assert_eq!(ttl["value"]["field_ttl_changed"], 1, "{ttl}");
+    }
 
     // The patch, piped into a server holding A, leaves it equal to one holding B.
     for mode in ["commands", "restore"] {

@@ -75,6 +75,10 @@ pub struct Args {
     /// No progress on stderr
     #[arg(short, long)]
     pub quiet: bool,
+    /// Decode every value as it is read, even where both sides' files are of one RDB
+    /// version and equal stored bytes would settle most keys (for measurements)
+    #[arg(long, hide = true)]
+    pub logical: bool,
     #[command(flatten)]
     pub threads: super::ThreadArgs,
 }
@@ -127,6 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         plan: args.threads.plan(),
         side_budget: (args.memory << 20) / 2,
         temp_dir: args.temp_dir.clone().unwrap_or_else(std::env::temp_dir),
+        logical: args.logical,
     };
     let quiet = args.quiet;
     let mut progress = |msg: &str| {

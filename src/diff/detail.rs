@@ -88,8 +88,8 @@ impl<'o> Writer<'o> {
         let mut obj = JsonMap::new();
         obj.insert("db".into(), json!(f.db));
         obj.insert("key".into(), jbytes(&f.key));
-        let ta = f.a.map(|s| kind_of(s.0).name());
-        let tb = f.b.map(|s| kind_of(s.0).name());
+        let ta = f.a.map(|s| kind_of(s.kind).name());
+        let tb = f.b.map(|s| kind_of(s.kind).name());
         let mut kind = v.kind;
         match kind {
             Kind::Type => {
@@ -121,8 +121,8 @@ impl<'o> Writer<'o> {
             }
         }
         if v.ttl || matches!(kind, Kind::Added | Kind::Type) {
-            let ea = f.a.and_then(|s| s.3);
-            let eb = f.b.and_then(|s| s.3);
+            let ea = f.a.and_then(|s| s.expire_at_ms);
+            let eb = f.b.and_then(|s| s.expire_at_ms);
             if v.ttl || kind == Kind::Type {
                 obj.insert("expire_at_ms".into(), json!({"a": ea, "b": eb}));
             } else {
@@ -561,7 +561,7 @@ impl Patch {
                 (_, Some(rb), Some(fb)) => self.rebuild(job, rb, fb),
                 _ => {}
             },
-            Kind::Ttl => self.ttl(key, b.map_or(f.b.and_then(|s| s.3), |r| r.expire_at_ms)),
+            Kind::Ttl => self.ttl(key, b.map_or(f.b.and_then(|s| s.expire_at_ms), |r| r.expire_at_ms)),
         }
         self.flush_buf()
     }

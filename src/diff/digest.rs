@@ -58,9 +58,9 @@ pub fn bytes(data: &[u8], tag: u64) -> Digest {
     let rest = chunks.remainder();
     let (x, y) =
         if rest.len() > 8 { (read8(rest), read_short(&rest[8..])) } else { (read_short(rest), rest.len() as u64) };
-    a = fold(x ^ a ^ K2, y ^ K1 ^ len);
-    b = fold(y ^ b ^ K4, x ^ K3 ^ len);
-    Digest(fold(a ^ K0, b ^ K4), fold(b ^ K2, a ^ K3 ^ len))
+    // Each lane is a multiply-fold of every input word: two lanes, two independent
+    // 64-bit hashes.
+    Digest(fold(x ^ a ^ K2, y ^ K1 ^ len), fold(y ^ b ^ K4, x ^ K3 ^ len))
 }
 
 /// A number under a tag.
@@ -82,6 +82,16 @@ impl Digest {
         let s = (((self.0 as u128) << 64) | self.1 as u128).wrapping_add(((other.0 as u128) << 64) | other.1 as u128);
         Digest((s >> 64) as u64, s as u64)
     }
+}
+
+/// The digest of a value's stored bytes, under its type byte and vendor (type bytes
+/// mean different things to Redis and Valkey).
+pub fn raw(vendor: crate::rdb::Vendor, rdb_type: u8, body: &[u8]) -> Digest {
+    let v = match vendor {
+        crate::rdb::Vendor::Redis => 1u64,
+        crate::rdb::Vendor::Valkey => 2,
+    };
+    bytes(body, 0x7000 ^ (u64::from(rdb_type) << 8) ^ (v << 16))
 }
 
 /// Tags, one per role.
@@ -106,12 +116,27 @@ mod tag {
     pub const COUNT: u64 = 21;
 }
 
-/// The digest of a string's logical bytes.
+thread_local! {
+    /// Where compressed strings are expanded to be digested, reused.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The digest of a string's logical bytes (an integer as its decimal text).
 #[inline]
 pub fn str(s: &Str<'_>, tag: u64) -> Digest {
-    match s.as_slice() {
-        Some(b) => bytes(b, tag),
-        None => bytes(&s.bytes(), tag),
+    match s {
+        Str::Int(i) => bytes(itoa::Buffer::new().format(*i).as_bytes(), tag),
+        Str::Lzf { .. } => SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            s.append_to(&mut scratch);
+            let d = bytes(&scratch, tag);
+            if scratch.capacity() > 16 << 20 {
+                *scratch = Vec::new();
+            }
+            d
+        }),
+        _ => bytes(s.as_slice().unwrap_or_default(), tag),
     }
 }
 

@@ -29,7 +29,7 @@ use crate::pipeline::Plan;
 use crate::rdb::{self, Function, Header, Item, Record, Str, ValueType};
 
 use digest::{Digest, StreamRules};
-use store::{Entry, Store, TempDir, PARTITIONS};
+use store::{Entry, Store, Sum, TempDir, PARTITIONS};
 
 /// One side of a comparison, as given.
 #[derive(Debug, Clone)]
@@ -86,6 +86,9 @@ pub struct Job {
     /// Bytes of entries each side holds in memory before spilling.
     pub side_budget: usize,
     pub temp_dir: PathBuf,
+    /// Work out every key's logical digest as it is read, even where both sides' files
+    /// are of one RDB version (where equal stored bytes would settle most keys).
+    pub logical: bool,
 }
 
 /// What a key's comparison found, most significant first.
@@ -224,16 +227,24 @@ pub fn take_record(rec: &mut Record<'_>, filter: &Filter) -> Taken {
     Taken::Kept(crate::expiry::drop_expired_fields(rec, filter.now_ms))
 }
 
-/// A kept record's entry.
-pub fn entry_of<'b>(rec: &Record<'_>, key: &'b [u8], rules: StreamRules, loc: u64) -> Entry<'b> {
-    Entry {
-        db: rec.db,
-        key,
+/// What a kept record says: its logical digest and its stored bytes' digest.
+pub fn sum_of(rec: &Record<'_>, vendor: rdb::Vendor, rules: StreamRules, loc: u64) -> Sum {
+    Sum {
         kind: kind_index(rec.value.value_type()),
         rdb_type: rec.rdb_type,
-        digest: digest::value(&rec.value, rules),
+        logical: Some(digest::value(&rec.value, rules)),
+        raw: digest::raw(vendor, rec.rdb_type, rec.raw_value),
         expire_at_ms: rec.expire_at_ms,
         loc,
+    }
+}
+
+/// Type bytes whose values carry hash-field TTLs: their expired fields must be left out,
+/// so they are always decoded.
+fn has_field_ttls(vendor: rdb::Vendor, t: u8) -> bool {
+    match vendor {
+        rdb::Vendor::Redis => (rdb::RDB_TYPE_HASH_METADATA_PRE_GA..=rdb::RDB_TYPE_HASH_LISTPACK_EX).contains(&t),
+        rdb::Vendor::Valkey => t == rdb::VALKEY_RDB_TYPE_HASH_2,
     }
 }
 
@@ -256,11 +267,37 @@ pub struct Part {
     pub error: Option<rdb::Error>,
 }
 
+impl Part {
+    /// A kept record (filters and expiry applied by the caller).
+    fn keep(&mut self, rec: &Record<'_>, sum: Sum) {
+        let key = rec.key.bytes();
+        store::put_tagged(&mut self.tagged, &Entry { db: rec.db, key: &key, sum });
+    }
+
+    /// A record through the filters and expiry into the part.
+    fn record(&mut self, mut rec: Record<'_>, filter: &Filter, vendor: rdb::Vendor, rules: StreamRules, at: u64) {
+        match take_record(&mut rec, filter) {
+            Taken::Skipped => {}
+            Taken::Expired(f) => {
+                self.expired += 1;
+                self.expired_fields += f;
+            }
+            Taken::Kept(f) => {
+                self.expired_fields += f;
+                let sum = sum_of(&rec, vendor, rules, at);
+                self.keep(&rec, sum);
+            }
+        }
+    }
+}
+
 /// The workers' half over snapshots.
 struct DigestMap<'j> {
     filter: &'j Filter,
     rules: StreamRules,
     functions: bool,
+    /// Records read raw: the stored bytes' digest only (but for hashes with field TTLs).
+    raw: bool,
 }
 
 impl<'d> Map<'d> for DigestMap<'_> {
@@ -269,26 +306,63 @@ impl<'d> Map<'d> for DigestMap<'_> {
     fn snapshot(&self, batch: &Batch<'d, '_>) -> Part {
         let mut part = Part::default();
         let data = batch.data();
-        let r = batch.decode(true, |item, _| {
+        let vendor = batch.header.vendor;
+        let offset = |b: &[u8]| loc(batch.file, b.as_ptr() as usize - data.as_ptr() as usize);
+        let each = |item: Item<'d>, _| {
             match item {
-                Item::Record(mut rec) => match take_record(&mut rec, self.filter) {
-                    Taken::Skipped => {}
-                    Taken::Expired(f) => {
+                Item::Record(rec) => {
+                    let at = offset(rec.raw_value);
+                    part.record(rec, self.filter, vendor, self.rules, at);
+                }
+                Item::Raw(r) => {
+                    let at = offset(r.raw_value);
+                    let t = rdb::value::value_type_of(vendor, r.rdb_type).unwrap_or(ValueType::Module);
+                    if !self.filter.selects_parts(r.db, t, &r.key) {
+                        return Ok(());
+                    }
+                    if has_field_ttls(vendor, r.rdb_type) {
+                        let mut cur = rdb::cursor::Cursor::new(r.raw_value);
+                        let value = rdb::value::read_value(&mut cur, vendor, r.rdb_type, true)
+                            .map_err(|e| e.with_key(&r.key.bytes()))?;
+                        if let Some(value) = value {
+                            let rec = Record {
+                                db: r.db,
+                                key: r.key,
+                                expire_at_ms: r.expire_at_ms,
+                                idle_s: None,
+                                freq: None,
+                                rdb_type: r.rdb_type,
+                                value,
+                                raw_value: r.raw_value,
+                                key_meta: None,
+                            };
+                            part.record(rec, self.filter, vendor, self.rules, at);
+                        }
+                        return Ok(());
+                    }
+                    if !self.filter.keep_expired
+                        && r.expire_at_ms.is_some_and(|t| crate::expiry::passed(t, self.filter.now_ms))
+                    {
                         part.expired += 1;
-                        part.expired_fields += f;
+                        return Ok(());
                     }
-                    Taken::Kept(f) => {
-                        part.expired_fields += f;
-                        let at = rec.raw_value.as_ptr() as usize - data.as_ptr() as usize;
-                        let key = rec.key.bytes();
-                        store::put_tagged(&mut part.tagged, &entry_of(&rec, &key, self.rules, loc(batch.file, at)));
-                    }
-                },
+                    let key = r.key.bytes();
+                    let sum = Sum {
+                        kind: kind_index(t),
+                        rdb_type: r.rdb_type,
+                        logical: None,
+                        raw: digest::raw(vendor, r.rdb_type, r.raw_value),
+                        expire_at_ms: r.expire_at_ms,
+                        loc: at,
+                    };
+                    store::put_tagged(&mut part.tagged, &Entry { db: r.db, key: &key, sum });
+                }
                 Item::Function(f) if self.functions => part.functions.push(function_code(&f)),
                 _ => {}
             }
             Ok(())
-        });
+        };
+        let r = if self.raw { batch.decode_raw(each) } else { batch.decode(true, each) };
         part.error = r.err();
         part
     }
@@ -309,11 +383,12 @@ struct DigestSink<'s> {
     summary: &'s mut Summary,
     functions: &'s mut Vec<Vec<u8>>,
     error: Option<DiffError>,
-    inputs: &'s Inputs,
+    name: String,
 }
 
 impl<'d> Sink<'d, Part> for DigestSink<'_> {
     fn begin(&mut self, _file: usize, input: &'d Input) -> Flow {
+        self.name = input.name.clone();
         if !input.is_snapshot() || crate::aof::log_start(input.data()).is_some() {
             self.error = Some(DiffError::Usage {
                 name: input.name.clone(),
@@ -335,8 +410,7 @@ impl<'d> Sink<'d, Part> for DigestSink<'_> {
         self.summary.expired_fields[self.side] += part.expired_fields;
         self.functions.extend(part.functions);
         if let Some(e) = part.error {
-            let name = self.inputs.files.first().map(|f| f.name.clone()).unwrap_or_default();
-            self.error = Some(InputError::Snapshot { name, error: e }.into());
+            self.error = Some(InputError::Snapshot { name: self.name.clone(), error: e }.into());
             return Flow::Stop;
         }
         Flow::Continue
@@ -356,13 +430,6 @@ pub enum Side {
     Files { inputs: Inputs, headers: Vec<Option<Header>> },
 }
 
-/// What an entry says of a key, owned (kept across rounds).
-pub type Sum = (u8, u8, Digest, Option<i64>, u64);
-
-fn sum_of(e: &Entry<'_>) -> Sum {
-    (e.kind, e.rdb_type, e.digest, e.expire_at_ms, e.loc)
-}
-
 /// A key's value read again, for the detail and the patch.
 pub struct Fetched<'d> {
     pub db: u64,
@@ -377,7 +444,7 @@ pub struct Fetched<'d> {
 }
 
 impl Fetched<'_> {
-    /// The key as a client reads it now (`None`: expired or no longer selected).
+    /// The key as a client reads it now (`None`: expired, empty or no longer selected).
     pub fn record(&self, filter: &Filter) -> Option<Record<'_>> {
         let mut cur = rdb::cursor::Cursor::new(&self.body);
         let value = rdb::value::read_value(&mut cur, self.vendor, self.rdb_type, true).ok()??;
@@ -397,6 +464,12 @@ impl Fetched<'_> {
             _ => None,
         }
     }
+
+    /// What it says now (`None`: expired, empty or no longer selected).
+    pub fn sum(&self, filter: &Filter, rules: StreamRules, loc: u64) -> Option<Sum> {
+        let rec = self.record(filter)?;
+        Some(sum_of(&rec, self.vendor, rules, loc))
+    }
 }
 
 impl Side {
@@ -414,10 +487,18 @@ impl Side {
         false
     }
 
+    /// The (vendor, RDB version) of every file, when the side is files.
+    fn versions(&self) -> Option<Vec<(rdb::Vendor, u32)>> {
+        match self {
+            Side::Files { headers, .. } => headers.iter().map(|h| h.map(|h| (h.vendor, h.version))).collect(),
+        }
+    }
+
     /// Every selected key into `store`.
     fn digest(
         &self,
         job: &Job,
+        raw: bool,
         side: usize,
         store: &mut Store,
         summary: &mut Summary,
@@ -426,8 +507,8 @@ impl Side {
         let with_functions = job.filter.selects_everything();
         match self {
             Side::Files { inputs, .. } => {
-                let map = DigestMap { filter: &job.filter, rules: job.rules, functions: with_functions };
-                let mut sink = DigestSink { store, side, summary, functions, error: None, inputs };
+                let map = DigestMap { filter: &job.filter, rules: job.rules, functions: with_functions, raw };
+                let mut sink = DigestSink { store, side, summary, functions, error: None, name: String::new() };
                 let opts = crate::input::Options {
                     plan: job.plan,
                     from: Default::default(),
@@ -445,26 +526,9 @@ impl Side {
     /// The values of `keys` of db `db`, read again (`None`: gone).
     fn fetch(&self, db: u64, keys: &[(&[u8], Sum)]) -> Result<Vec<Option<Fetched<'_>>>, DiffError> {
         match self {
-            Side::Files { inputs, headers } => Ok(keys
-                .iter()
-                .map(|&(key, (_, rdb_type, _, expire_at_ms, l))| {
-                    let (file, at) = unloc(l);
-                    let data = inputs.files.get(file)?.data();
-                    let header = (*headers.get(file)?)?;
-                    let mut cur = rdb::cursor::Cursor::new(data);
-                    cur.skip(at as u64, "value").ok()?;
-                    rdb::value::read_value(&mut cur, header.vendor, rdb_type, false).ok()??;
-                    Some(Fetched {
-                        db,
-                        key: key.to_vec(),
-                        rdb_type,
-                        body: std::borrow::Cow::Borrowed(&data[at..cur.pos()]),
-                        expire_at_ms,
-                        vendor: header.vendor,
-                        version: header.version,
-                    })
-                })
-                .collect()),
+            Side::Files { inputs, headers } => {
+                Ok(keys.iter().map(|&(key, sum)| file_value(inputs, headers, db, key, sum)).collect())
+            }
         }
     }
 
@@ -473,18 +537,36 @@ impl Side {
         if !self.is_live() {
             return Ok(keys.iter().map(|k| k.1).collect());
         }
-        let ask: Vec<(&[u8], Sum)> =
-            keys.iter().map(|&(k, s)| (k, s.unwrap_or((0, 0, Digest::default(), None, 0)))).collect();
+        let blank = Sum { kind: 0, rdb_type: 0, logical: None, raw: Digest::default(), expire_at_ms: None, loc: 0 };
+        let ask: Vec<(&[u8], Sum)> = keys.iter().map(|&(k, s)| (k, s.unwrap_or(blank))).collect();
         let got = self.fetch(db, &ask)?;
-        Ok(got
-            .iter()
-            .map(|f| {
-                let f = f.as_ref()?;
-                let rec = f.record(&job.filter)?;
-                Some(sum_of(&entry_of(&rec, &f.key, job.rules, 0)))
-            })
-            .collect())
+        Ok(got.iter().map(|f| f.as_ref().and_then(|f| f.sum(&job.filter, job.rules, 0))).collect())
     }
+}
+
+/// A file's value at an entry's place.
+fn file_value<'d>(
+    inputs: &'d Inputs,
+    headers: &[Option<Header>],
+    db: u64,
+    key: &[u8],
+    sum: Sum,
+) -> Option<Fetched<'d>> {
+    let (file, at) = unloc(sum.loc);
+    let data = inputs.files.get(file)?.data();
+    let header = (*headers.get(file)?)?;
+    let mut cur = rdb::cursor::Cursor::new(data);
+    cur.skip(at as u64, "value").ok()?;
+    crate::rdb::skim::skip_value(&mut cur, header.vendor, sum.rdb_type).ok()?;
+    Some(Fetched {
+        db,
+        key: key.to_vec(),
+        rdb_type: sum.rdb_type,
+        body: std::borrow::Cow::Borrowed(&data[at..cur.pos()]),
+        expire_at_ms: sum.expire_at_ms,
+        vendor: header.vendor,
+        version: header.version,
+    })
 }
 
 fn ttl_equal(a: Option<i64>, b: Option<i64>, tolerance: i64) -> bool {
@@ -492,6 +574,17 @@ fn ttl_equal(a: Option<i64>, b: Option<i64>, tolerance: i64) -> bool {
         (None, None) => true,
         (Some(x), Some(y)) => x.abs_diff(y) <= tolerance.max(0) as u64,
         _ => false,
+    }
+}
+
+/// Whether two sides' values of a key are equal: by their logical digests, or by their
+/// stored bytes where those are equal (`None`: not known until a logical digest is
+/// worked out).
+fn values_equal(a: &Sum, b: &Sum) -> Option<bool> {
+    match (a.logical, b.logical) {
+        (Some(x), Some(y)) => Some(x == y),
+        _ if a.rdb_type == b.rdb_type && a.raw == b.raw => Some(true),
+        _ => None,
     }
 }
 
@@ -512,15 +605,16 @@ pub struct Verdict {
     pub ttl: bool,
 }
 
-/// Compares what two sides have of one key (`None`: the same).
+/// Compares what two sides have of one key (`None`: the same). Values not settled by
+/// their stored bytes must have their logical digests.
 pub fn classify(a: Option<Sum>, b: Option<Sum>, tolerance: i64) -> Option<Verdict> {
     match (a, b) {
         (Some(x), Some(y)) => {
-            if x.0 != y.0 {
-                return Some(Verdict { kind: Kind::Type, value: true, ttl: !ttl_equal(x.3, y.3, tolerance) });
+            let ttl = !ttl_equal(x.expire_at_ms, y.expire_at_ms, tolerance);
+            if x.kind != y.kind {
+                return Some(Verdict { kind: Kind::Type, value: true, ttl });
             }
-            let value = x.2 != y.2;
-            let ttl = !ttl_equal(x.3, y.3, tolerance);
+            let value = !values_equal(&x, &y).unwrap_or(false);
             let kind = match (value, ttl) {
                 (false, false) => return None,
                 (true, _) => Kind::Value,
@@ -539,6 +633,14 @@ pub fn classify(a: Option<Sum>, b: Option<Sum>, tolerance: i64) -> Option<Verdic
 pub fn run(job: &Job, out: &mut dyn Write, progress: &mut dyn FnMut(&str)) -> Result<Summary, DiffError> {
     let a = Side::open(&job.a)?;
     let b = Side::open(&job.b)?;
+    // Files of one RDB version on both sides store equal values alike (but for the
+    // choices a server makes by its thresholds): they are read raw, and only values whose
+    // stored bytes differ are decoded.
+    let raw = !job.logical
+        && match (a.versions(), b.versions()) {
+            (Some(x), Some(y)) => x.iter().chain(&y).all(|v| *v == x[0]),
+            _ => false,
+        };
     let tmp = TempDir::new(&job.temp_dir)
         .map_err(|error| DiffError::Temp { dir: job.temp_dir.display().to_string(), error })?;
     let mut summary = Summary::default();
@@ -546,9 +648,9 @@ pub fn run(job: &Job, out: &mut dyn Write, progress: &mut dyn FnMut(&str)) -> Re
     let mut sa = Store::new("a", job.side_budget, tmp.path());
     let mut sb = Store::new("b", job.side_budget, tmp.path());
     progress(&format!("reading A: {}", job.a.describe()));
-    a.digest(job, 0, &mut sa, &mut summary, &mut fa)?;
+    a.digest(job, raw, 0, &mut sa, &mut summary, &mut fa)?;
     progress(&format!("reading B: {}", job.b.describe()));
-    b.digest(job, 1, &mut sb, &mut summary, &mut fb)?;
+    b.digest(job, raw, 1, &mut sb, &mut summary, &mut fb)?;
     summary.spilled_bytes = sa.spilled_bytes + sb.spilled_bytes;
 
     let mut w = detail::Writer::new(job, out)?;
@@ -558,7 +660,7 @@ pub fn run(job: &Job, out: &mut dyn Write, progress: &mut dyn FnMut(&str)) -> Re
     for p in 0..PARTITIONS {
         let pa = sa.partition(p)?;
         let pb = sb.partition(p)?;
-        let mut found = join(&pa, &pb, job.ttl_tolerance_ms, &mut summary);
+        let mut found = join(job, [&a, &b], &pa, &pb, &mut summary);
         found.sort_by(|x, y| (x.db, &x.key).cmp(&(y.db, &y.key)));
         if rounds {
             pending.append(&mut found);
@@ -578,34 +680,68 @@ pub fn run(job: &Job, out: &mut dyn Write, progress: &mut dyn FnMut(&str)) -> Re
     Ok(summary)
 }
 
-/// One partition of each side joined: the keys that differ.
-fn join(pa: &[u8], pb: &[u8], tolerance: i64, summary: &mut Summary) -> Vec<Found> {
-    let mut ia: HashMap<(u64, &[u8]), Sum> = HashMap::new();
-    for e in Entry::all(pa) {
-        if ia.insert((e.db, e.key), sum_of(&e)).is_some() {
-            summary.duplicates[0] += 1;
+type Index<'b> = HashMap<(u64, &'b [u8]), Sum, store::KeyHash>;
+
+/// One partition of each side joined: the keys that differ. Where stored bytes differ
+/// and a side has no logical digest yet, it is worked out (in parallel) first.
+fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summary) -> Vec<Found> {
+    let mut idx: [Index<'_>; 2] = [Index::default(), Index::default()];
+    for (s, part) in [pa, pb].into_iter().enumerate() {
+        for e in Entry::all(part) {
+            if idx[s].insert((e.db, e.key), e.sum).is_some() {
+                summary.duplicates[s] += 1;
+            }
         }
     }
-    let mut ib: HashMap<(u64, &[u8]), Sum> = HashMap::new();
-    for e in Entry::all(pb) {
-        if ib.insert((e.db, e.key), sum_of(&e)).is_some() {
-            summary.duplicates[1] += 1;
+    // Logical digests to work out: (side, db, key, what it has).
+    let mut todo: Vec<(usize, u64, &[u8], Sum)> = Vec::new();
+    for (k, b) in &idx[1] {
+        if let Some(a) = idx[0].get(k) {
+            if a.kind == b.kind && values_equal(a, b).is_none() {
+                for (s, sum) in [(0, a), (1, b)] {
+                    if sum.logical.is_none() {
+                        todo.push((s, k.0, k.1, *sum));
+                    }
+                }
+            }
+        }
+    }
+    if !todo.is_empty() {
+        use rayon::prelude::*;
+        let done: Vec<Option<Sum>> = todo
+            .par_iter()
+            .map(|&(s, db, key, sum)| match sides[s] {
+                Side::Files { inputs, headers } => {
+                    file_value(inputs, headers, db, key, sum).and_then(|f| f.sum(&job.filter, job.rules, sum.loc))
+                }
+            })
+            .collect();
+        for ((s, db, key, _), now) in todo.into_iter().zip(done) {
+            match now {
+                Some(sum) => {
+                    idx[s].insert((db, key), sum);
+                }
+                // Empty once decoded: a server would not hold it.
+                None => {
+                    idx[s].remove(&(db, key));
+                }
+            }
         }
     }
     let mut found = Vec::new();
     let mut note = |k: &(u64, &[u8]), a: Option<Sum>, b: Option<Sum>| {
         summary.compared += 1;
-        if classify(a, b, tolerance).is_some() {
+        if classify(a, b, job.ttl_tolerance_ms).is_some() {
             found.push(Found { db: k.0, key: k.1.to_vec(), a, b });
         } else {
             summary.same += 1;
         }
     };
-    for (k, &b) in &ib {
-        note(k, ia.get(k).copied(), Some(b));
+    for (k, &b) in &idx[1] {
+        note(k, idx[0].get(k).copied(), Some(b));
     }
-    for (k, &a) in &ia {
-        if !ib.contains_key(k) {
+    for (k, &a) in &idx[0] {
+        if !idx[1].contains_key(k) {
             note(k, Some(a), None);
         }
     }
@@ -639,6 +775,7 @@ fn settle(
                 let moved = !same_sum(f.a, na, job.ttl_tolerance_ms) || !same_sum(f.b, nb, job.ttl_tolerance_ms);
                 let f = Found { db, key: f.key.clone(), a: na, b: nb };
                 match (classify(na, nb, job.ttl_tolerance_ms).is_some(), moved) {
+                    // Equal now: it was written to while the check ran.
                     (false, _) => summary.changing += 1,
                     (true, true) => changing.push(f),
                     (true, false) => next.push(f),
@@ -647,15 +784,18 @@ fn settle(
         }
         pending = next;
     }
-    // Keys still differing were counted as compared once; the others were "same" in the
-    // end only in the sense that they are not differences.
     summary.changing += changing.len() as u64;
     Ok((pending, changing))
 }
 
+/// One side's view of a key did not move between rounds.
 fn same_sum(x: Option<Sum>, y: Option<Sum>, tolerance: i64) -> bool {
     match (x, y) {
-        (Some(x), Some(y)) => x.0 == y.0 && x.2 == y.2 && ttl_equal(x.3, y.3, tolerance),
+        (Some(x), Some(y)) => {
+            x.kind == y.kind
+                && values_equal(&x, &y).unwrap_or(false)
+                && ttl_equal(x.expire_at_ms, y.expire_at_ms, tolerance)
+        }
         (None, None) => true,
         _ => false,
     }
@@ -675,23 +815,19 @@ fn emit(
         let verdicts: Vec<Verdict> =
             group.iter().map(|f| classify(f.a, f.b, job.ttl_tolerance_ms).expect("a found key differs")).collect();
         // A's value where the value or type differs; B's also to rebuild an added key.
-        let want_a = |v: &Verdict| v.value;
         let patching = w.patching();
+        let want_a = |v: &Verdict| v.value;
         let want_b = |v: &Verdict| v.value || (v.kind == Kind::Added && patching);
-        let ask_a: Vec<(&[u8], Sum)> = group
-            .iter()
-            .zip(&verdicts)
-            .filter(|(_, v)| want_a(v))
-            .filter_map(|(f, _)| f.a.map(|s| (f.key.as_slice(), s)))
-            .collect();
-        let ask_b: Vec<(&[u8], Sum)> = group
-            .iter()
-            .zip(&verdicts)
-            .filter(|(_, v)| want_b(v))
-            .filter_map(|(f, _)| f.b.map(|s| (f.key.as_slice(), s)))
-            .collect();
-        let mut va = a.fetch(db, &ask_a)?.into_iter();
-        let mut vb = b.fetch(db, &ask_b)?.into_iter();
+        let ask = |want: &dyn Fn(&Verdict) -> bool, side: fn(&Found) -> Option<Sum>| -> Vec<(&[u8], Sum)> {
+            group
+                .iter()
+                .zip(&verdicts)
+                .filter(|(_, v)| want(v))
+                .filter_map(|(f, _)| side(f).map(|s| (f.key.as_slice(), s)))
+                .collect()
+        };
+        let mut va = a.fetch(db, &ask(&want_a, |f| f.a))?.into_iter();
+        let mut vb = b.fetch(db, &ask(&want_b, |f| f.b))?.into_iter();
         for (f, v) in group.iter().zip(&verdicts) {
             let fa = if want_a(v) && f.a.is_some() { va.next().flatten() } else { None };
             let fb = if want_b(v) && f.b.is_some() { vb.next().flatten() } else { None };

@@ -17,19 +17,32 @@ pub const PARTITIONS: usize = 256;
 /// "No expiry" in the serialized form.
 const NO_EXPIRY: i64 = i64::MIN;
 
+/// What a side says of a key's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sum {
+    /// [`crate::rdb::ValueType`] as its index (see `kind_of`).
+    pub kind: u8,
+    pub rdb_type: u8,
+    /// The digest of the logical value, when it was worked out.
+    pub logical: Option<Digest>,
+    /// The digest of the value's stored bytes (with its type byte and vendor): equal
+    /// stored bytes are equal values, whatever the logical digest would say.
+    pub raw: Digest,
+    pub expire_at_ms: Option<i64>,
+    /// A file's index (high 24 bits) and the value's offset in it (low 40 bits).
+    pub loc: u64,
+}
+
 /// One key as a side saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry<'b> {
     pub db: u64,
     pub key: &'b [u8],
-    /// [`crate::rdb::ValueType`] as its index (see `kind_of`).
-    pub kind: u8,
-    pub rdb_type: u8,
-    pub digest: Digest,
-    pub expire_at_ms: Option<i64>,
-    /// A file's index (high 24 bits) and the value's offset in it (low 40 bits).
-    pub loc: u64,
+    pub sum: Sum,
 }
+
+/// Bytes of an entry after its key.
+const FIXED: usize = 1 + 1 + 1 + 16 + 16 + 8 + 8;
 
 /// Which partition a key falls in.
 pub fn partition(db: u64, key: &[u8]) -> usize {
@@ -60,15 +73,19 @@ fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
 impl Entry<'_> {
     /// Appends the entry's serialized form.
     pub fn put(&self, out: &mut Vec<u8>) {
+        let e = &self.sum;
         put_varint(out, self.db);
         put_varint(out, self.key.len() as u64);
         out.extend_from_slice(self.key);
-        out.push(self.kind);
-        out.push(self.rdb_type);
-        out.extend_from_slice(&self.digest.0.to_le_bytes());
-        out.extend_from_slice(&self.digest.1.to_le_bytes());
-        out.extend_from_slice(&self.expire_at_ms.unwrap_or(NO_EXPIRY).to_le_bytes());
-        out.extend_from_slice(&self.loc.to_le_bytes());
+        out.push(e.kind);
+        out.push(e.rdb_type);
+        out.push(e.logical.is_some() as u8);
+        let l = e.logical.unwrap_or_default();
+        for v in [l.0, l.1, e.raw.0, e.raw.1] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&e.expire_at_ms.unwrap_or(NO_EXPIRY).to_le_bytes());
+        out.extend_from_slice(&e.loc.to_le_bytes());
     }
 
     /// The entry at `pos` (our own bytes: `None` only if they were cut short).
@@ -77,18 +94,21 @@ impl Entry<'_> {
         let len = get_varint(b, pos)? as usize;
         let key = b.get(*pos..pos.checked_add(len)?)?;
         *pos += len;
-        let fixed = b.get(*pos..*pos + 34)?;
-        *pos += 34;
-        let u = |i: usize| u64::from_le_bytes(fixed[i..i + 8].try_into().unwrap_or([0; 8]));
-        let expire = u(18) as i64;
+        let f = b.get(*pos..*pos + FIXED)?;
+        *pos += FIXED;
+        let u = |i: usize| u64::from_le_bytes(f[i..i + 8].try_into().unwrap_or([0; 8]));
+        let expire = u(35) as i64;
         Some(Entry {
             db,
             key,
-            kind: fixed[0],
-            rdb_type: fixed[1],
-            digest: Digest(u(2), u(10)),
-            expire_at_ms: (expire != NO_EXPIRY).then_some(expire),
-            loc: u(26),
+            sum: Sum {
+                kind: f[0],
+                rdb_type: f[1],
+                logical: (f[2] != 0).then(|| Digest(u(3), u(11))),
+                raw: Digest(u(19), u(27)),
+                expire_at_ms: (expire != NO_EXPIRY).then_some(expire),
+                loc: u(43),
+            },
         })
     }
 
@@ -148,20 +168,22 @@ impl Store {
         }
     }
 
-    /// Takes serialized entries, each preceded by its partition byte.
+    /// Takes serialized entries, each preceded by its partition byte and its length
+    /// (see [`put_tagged`]).
     pub fn take(&mut self, tagged: &[u8]) -> std::io::Result<()> {
         let mut pos = 0;
-        while pos < tagged.len() {
+        while pos + 5 <= tagged.len() {
             let p = tagged[pos] as usize;
-            let start = pos + 1;
-            let mut end = start;
-            if Entry::get(tagged, &mut end).is_none() {
-                break;
+            let len = u32::from_le_bytes(tagged[pos + 1..pos + 5].try_into().unwrap_or([0; 4])) as usize;
+            let Some(e) = tagged.get(pos + 5..pos + 5 + len) else { break };
+            let part = &mut self.parts[p];
+            if part.capacity() == 0 {
+                part.reserve((self.budget / PARTITIONS).clamp(4096, 1 << 20));
             }
-            self.parts[p].extend_from_slice(&tagged[start..end]);
-            self.held += end - start;
+            part.extend_from_slice(e);
+            self.held += len;
             self.entries += 1;
-            pos = end;
+            pos += 5 + len;
         }
         if self.held > self.budget {
             self.spill()?;
@@ -209,18 +231,51 @@ impl Store {
     }
 }
 
-/// Appends `e` to `out` preceded by its partition byte.
+/// Appends `e` to `out` preceded by its partition byte and its length (4 bytes).
 pub fn put_tagged(out: &mut Vec<u8>, e: &Entry<'_>) {
     out.push(partition(e.db, e.key) as u8);
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
     e.put(out);
+    let len = (out.len() - at - 4) as u32;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
 }
+
+/// A hasher for the join's maps: keys are digested with [`digest::bytes`] (much faster
+/// than SipHash on short keys; the input is not adversarial to this process's memory, a
+/// partition holding a few MB).
+#[derive(Default)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = self.0.rotate_left(29) ^ digest::bytes(bytes, 0x33).0;
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0 ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
+    }
+
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+/// Builds [`KeyHasher`]s.
+pub type KeyHash = std::hash::BuildHasherDefault<KeyHasher>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn entry(key: &[u8], db: u64, expire: Option<i64>) -> Entry<'_> {
-        Entry { db, key, kind: 4, rdb_type: 16, digest: Digest(7, u64::MAX), expire_at_ms: expire, loc: 1 << 41 | 5 }
+        let logical = (db % 2 == 0).then_some(Digest(7, u64::MAX));
+        let sum = Sum { kind: 4, rdb_type: 16, logical, raw: Digest(9, 1), expire_at_ms: expire, loc: 1 << 41 | 5 };
+        Entry { db, key, sum }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::error::{Error, ErrorKind, Result};
 use super::module::{module_name, skip_items};
 use super::skim::skip_value;
 use super::string::{read_len, read_str, skip_str};
-use super::types::{Checksum, Function, Item, Record};
+use super::types::{Checksum, Function, Item, RawRecord, Record};
 use super::value::{read_value, type_name};
 
 /// Who wrote the file: type 22 and opcodes 0xF2/0xF3 mean different things for each.
@@ -92,6 +92,8 @@ pub struct Parser<'a> {
     state: State<'a>,
     verify_checksum: bool,
     skim: bool,
+    /// Records come as `Item::Raw`.
+    raw: bool,
     /// Values come whole (off for `check`, see [`Parser::contents`]).
     contents: bool,
     done: bool,
@@ -108,6 +110,7 @@ impl<'a> Parser<'a> {
             state: State::default(),
             verify_checksum: true,
             skim: false,
+            raw: false,
             contents: true,
             done: false,
         })
@@ -119,7 +122,7 @@ impl<'a> Parser<'a> {
         let mut cur = Cursor::new(data);
         // `pos` came from a parser over the same data, so it is in range.
         let _ = cur.skip(pos as u64, "a resume position");
-        Parser { cur, header, state, verify_checksum: true, skim: false, contents: true, done: false }
+        Parser { cur, header, state, verify_checksum: true, skim: false, raw: false, contents: true, done: false }
     }
 
     /// Skim mode: records are stepped over by their length headers and come back as
@@ -127,6 +130,14 @@ impl<'a> Parser<'a> {
     pub fn skim(mut self, yes: bool) -> Self {
         self.skim = yes;
         self.verify_checksum = !yes;
+        self
+    }
+
+    /// Raw mode: records come back as `Item::Raw`, their values stepped over by their
+    /// length headers (no value decoded or validated beyond its framing; the checksum
+    /// is still verified at the end).
+    pub fn raw(mut self, yes: bool) -> Self {
+        self.raw = yes;
         self
     }
 
@@ -239,6 +250,7 @@ impl<'a> Parser<'a> {
                     self.state.key_meta = Some(&self.cur.data()[start..self.cur.pos()]);
                 }
                 t if self.skim => return self.skip_record(at, t).map(Some),
+                t if self.raw => return self.raw_record(at, t).map(Some),
                 t => return self.read_record(at, t),
             }
         }
@@ -258,6 +270,17 @@ impl<'a> Parser<'a> {
         skip_value(&mut self.cur, self.header.vendor, t)?;
         self.state = State { db: self.state.db, ..State::default() };
         Ok(Item::Skimmed)
+    }
+
+    fn raw_record(&mut self, at: u64, t: u8) -> Result<Item<'a>> {
+        self.check_type(at, t)?;
+        let key = read_str(&mut self.cur)?;
+        let start = self.cur.pos();
+        skip_value(&mut self.cur, self.header.vendor, t).map_err(|e| e.with_key(&key.bytes()))?;
+        let raw_value = &self.cur.data()[start..self.cur.pos()];
+        let expire_at_ms = self.state.expire_at_ms.take();
+        self.state = State { db: self.state.db, ..State::default() };
+        Ok(Item::Raw(RawRecord { db: self.state.db, key, expire_at_ms, rdb_type: t, raw_value }))
     }
 
     /// Reads a record; the result comes wrapped as `next_item` returns it, so that the

@@ -264,6 +264,17 @@ pub struct Record<'a> {
     pub key_meta: Option<&'a [u8]>,
 }
 
+/// One key of the snapshot with its value undecoded (see `Parser::raw`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRecord<'a> {
+    pub db: u64,
+    pub key: Str<'a>,
+    pub expire_at_ms: Option<i64>,
+    pub rdb_type: u8,
+    /// The value's bytes as stored (after the key).
+    pub raw_value: &'a [u8],
+}
+
 /// A function library (FUNCTION2) or a 7.0-rc single function (FUNCTION_PRE_GA).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Function<'a> {
@@ -322,6 +333,8 @@ pub enum Item<'a> {
     },
     /// A record stepped over in skim mode.
     Skimmed,
+    /// A record in raw mode: its value stepped over, its stored bytes at hand.
+    Raw(RawRecord<'a>),
     /// The EOF opcode; `trailing` bytes follow the checksum (an AOF tail, an EOF mark).
     End {
         checksum: Checksum,

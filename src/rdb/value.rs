@@ -48,6 +48,22 @@ pub fn type_name(vendor: Vendor, t: u8) -> Option<&'static str> {
     })
 }
 
+/// The logical type a type byte stores.
+pub fn value_type_of(vendor: Vendor, t: u8) -> Option<super::ValueType> {
+    use super::ValueType as V;
+    let name = type_name(vendor, t)?;
+    let word = name.split(' ').next().unwrap_or("");
+    Some(match word {
+        "string" => V::String,
+        "list" => V::List,
+        "set" => V::Set,
+        "zset" => V::ZSet,
+        "hash" => V::Hash,
+        "stream" => V::Stream,
+        _ => V::Module,
+    })
+}
+
 /// Decodes the value of type `t` at the cursor. `Ok(None)`: an empty collection. With
 /// `contents` false, list elements past the first and stream entries are validated but
 /// not kept (see `Parser::contents`).
