@@ -8,6 +8,7 @@
 //! - [`output`] renders records as JSON lines or text.
 //! - [`glob`] is Redis's own glob matcher, over bytes.
 //! - [`inspect`](mod@inspect) says what snapshots hold and what they cost in memory, a consumer of the input stream.
+//! - [`live`] reads a live server as a dataset: SCAN, DUMP (decoded as a file's value is), expiries.
 //! - [`input`] is the ordered input stream: every input of a job, in load order, to a consumer.
 //! - [`translate`] turns records into the commands that recreate them (RESP).
 //! - [`version`] maps server versions to the RDB versions they write, and back.
@@ -26,6 +27,7 @@ pub mod filter;
 pub mod glob;
 pub mod input;
 pub mod inspect;
+pub mod live;
 pub mod net;
 pub mod output;
 pub mod pipeline;

@@ -10,6 +10,7 @@ mod faults;
 mod golden;
 mod html;
 mod inspect;
+mod live;
 mod memory;
 mod memory_data;
 mod net;
