@@ -351,3 +351,119 @@ fn damaged_input_and_aof_sides_are_refused_with_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("AOF"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn a_file_equals_the_server_that_loaded_it() {
+    let module = crate::util::falkordb_module();
+    for (fixture, version) in crate::util::FIXTURES {
+        let f = testdata(fixture);
+        let extra: Vec<&str> =
+            if fixture.contains("module") { vec!["--loadmodule", module.to_str().unwrap()] } else { vec![] };
+        let server = RedisServer::start(version, Some(&f), &extra);
+        let out = run(&["diff", path(&f), &server.url(), "--format", "json", "-q"]);
+        let (lines, summary) = json_lines(&out.stdout);
+        if fixture.contains("module") {
+            // A module value is opaque: compared by its serialized bytes, and FalkorDB
+            // writes a graph it loaded in other bytes than it read. That key, and only it,
+            // is reported.
+            assert_eq!(out.status.code(), Some(1));
+            assert!(lines.iter().all(|l| l["type"] == "module" && l["kind"] == "value"), "{lines:?}");
+            assert_eq!(summary["value"].as_u64(), Some(lines.len() as u64));
+            assert!(summary["same"].as_u64().unwrap() >= 1, "{summary}");
+            continue;
+        }
+        assert_eq!(out.status.code(), Some(0), "{fixture}: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(summary["same"].as_u64().unwrap() > 5, "{fixture}: {summary}");
+    }
+}
+
+/// What a diff found: key → kind.
+fn kinds(lines: &[J]) -> BTreeMap<String, String> {
+    lines
+        .iter()
+        .filter(|l| l.get("key").is_some())
+        .map(|l| (l["key"].as_str().unwrap().to_string(), l["kind"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn file_to_live_and_live_to_live_find_the_edits_and_the_patch_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, edits) = edited_pair(dir.path());
+    let want: BTreeMap<String, String> = edits.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let sa = RedisServer::start("8.2", Some(&a), &[]);
+    let sb = RedisServer::start("8.2", Some(&b), &[]);
+    // file ↔ live, live ↔ file, live ↔ live.
+    for (x, y) in [(path(&a).to_string(), sb.url()), (sa.url(), path(&b).to_string()), (sa.url(), sb.url())] {
+        let out = run(&["diff", &x, &y, "--format", "json", "-q", "--connections", "2"]);
+        assert_eq!(out.status.code(), Some(1), "{x} {y}: {}", String::from_utf8_lossy(&out.stderr));
+        let (lines, _) = json_lines(&out.stdout);
+        assert_eq!(kinds(&lines), want, "{x} {y}");
+    }
+    // The live ↔ live patch, piped into A, makes it equal to B.
+    let patch = dir.path().join("live.resp");
+    let out = run(&["diff", &sa.url(), &sb.url(), "--format", "json", "-q", "--patch", path(&patch)]);
+    assert_eq!(out.status.code(), Some(1));
+    pipe(&sa, &patch);
+    let out = run(&["diff", &sa.url(), &sb.url(), "--format", "json", "-q", "--strict-streams"]);
+    // Commands rebuild stream consumers with fresh seen-times: equal unless strict.
+    let (lines, _) = json_lines(&out.stdout);
+    assert!(lines.iter().all(|l| l["key"] == "d:stream"), "{lines:?}");
+    let out = run(&["diff", &sa.url(), &sb.url(), "--format", "json", "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn keys_written_during_a_live_check_are_reported_apart() {
+    let a = RedisServer::start("7.0", None, &[]);
+    let mut con = a.conn();
+    for i in 0..200 {
+        q(&mut con, &["SET", &format!("k:{i}"), "v"]);
+    }
+    for i in 0..5 {
+        q(&mut con, &["SET", &format!("hot:{i}"), "0"]);
+    }
+    q(&mut con, &["SET", "static", "a-value"]);
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("a.rdb");
+    save_to(&a, &snap);
+    let b = RedisServer::start("7.0", Some(&snap), &[]);
+    q(&mut b.conn(), &["SET", "static", "another-value"]);
+    // A writer keeps changing the hot keys on A for the whole check.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let mut con = a.conn();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for i in 0..5 {
+                    redis::cmd("INCR").arg(format!("hot:{i}")).query::<i64>(&mut con).unwrap();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let out = run(&["diff", &a.url(), &b.url(), "--format", "json", "-q", "--rounds", "3", "--interval", "0.2"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let (lines, summary) = json_lines(&out.stdout);
+    let found = kinds(&lines);
+    assert_eq!(found.get("static").map(String::as_str), Some("value"), "{found:?}");
+    for i in 0..5 {
+        assert_eq!(found.get(&format!("hot:{i}")).map(String::as_str), Some("changing"), "{found:?}");
+    }
+    assert_eq!(summary["value"], 1, "{summary}");
+    assert_eq!(summary["changing"], 5, "{summary}");
+}
+
+#[test]
+fn a_wrong_password_is_named_and_exits_2() {
+    let server = RedisServer::start("7.0", None, &["--requirepass", "right"]);
+    let url = format!("redis://:wrong@127.0.0.1:{}/", server.port);
+    let out = run(&["diff", &url, path(&testdata("redis-7.0.rdb")), "-q"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&server.port.to_string()) && !err.contains("wrong@"), "{err}");
+}

@@ -23,9 +23,11 @@ pub enum PatchModeArg {
     Restore,
 }
 
-/// Compare two datasets (RDB files, folders of shard snapshots) key by key, with a patch
+/// Compare two datasets (RDB files, folders of shard snapshots, live servers) key by key, with a patch
 #[derive(clap::Args, Debug)]
-#[command(after_help = "A side is an RDB file or a folder of them (its .rdb files read as one dataset).\n\
+#[command(after_help = "A side is an RDB file, a folder of them (its .rdb files read as one dataset), or a live \
+server redis://[user[:password]@]host[:port][/db] (rediss:// for TLS), read with SCAN, DUMP \
+and PEXPIRETIME (PTTL and this host's clock before 7.0) — never KEYS, never DEBUG.\n\
 What is compared is what a client reads: logical values, never encodings (a listpack hash \
 equals a hashtable hash with the same fields); sets, hashes and zsets without order, lists \
 and streams in order; zset scores exactly; TTLs as absolute times within --ttl-tolerance; \
@@ -34,7 +36,7 @@ TTL has passed. Function libraries are compared when no key filter is given.\n\
 A key is counted once, under its most significant kind (type, then value, then TTL).\n\
 Exit status: 0 identical, 1 different, 2 could not compare.")]
 pub struct Args {
-    /// The first dataset: an RDB file or a folder of shard snapshots
+    /// The first dataset: an RDB file, a folder of shard snapshots, or redis://…
     #[arg(value_name = "A")]
     pub a: String,
     /// The second dataset; the patch turns A into B
@@ -72,6 +74,31 @@ pub struct Args {
     /// Where spilled digests go [default: the system's temporary folder]
     #[arg(long, value_name = "DIR")]
     pub temp_dir: Option<PathBuf>,
+    /// Passes over the keys that differ, when a side is a live server: keys that became
+    /// equal or changed between passes were being written to, and are reported apart
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rounds: u32,
+    /// Seconds between rounds
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    pub interval: f64,
+    /// Connections reading a live server (DUMP, PEXPIRETIME), besides the one that SCANs
+    #[arg(long, value_name = "N", default_value_t = crate::live::DEFAULT_CONNECTIONS, help_heading = "Live servers")]
+    pub connections: usize,
+    /// At most this many commands a second to a live server, to spare production
+    #[arg(long, value_name = "N", help_heading = "Live servers")]
+    pub qps: Option<u32>,
+    /// CA certificate (PEM) for rediss:// servers [default: the Mozilla roots]
+    #[arg(long, value_name = "FILE", help_heading = "Live servers")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM), for a server with tls-auth-clients
+    #[arg(long, value_name = "FILE", requires = "tls_key", help_heading = "Live servers")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert", help_heading = "Live servers")]
+    pub tls_key: Option<PathBuf>,
+    /// Do not verify the server's certificate
+    #[arg(long, help_heading = "Live servers")]
+    pub insecure: bool,
     /// No progress on stderr
     #[arg(short, long)]
     pub quiet: bool,
@@ -84,9 +111,18 @@ pub struct Args {
 }
 
 fn side(s: &str, args: &Args) -> anyhow::Result<SideSpec> {
-    let _ = args;
     if s.starts_with("redis://") || s.starts_with("rediss://") {
-        anyhow::bail!("{s}: live servers as a side of diff are not supported by this build");
+        let tls = crate::net::tls::TlsOptions {
+            ca: args.tls_ca.clone(),
+            cert: args.tls_cert.clone(),
+            key: args.tls_key.clone(),
+            server_name: None,
+            insecure: args.insecure,
+        };
+        let mut spec = crate::live::LiveSpec::from_url(s, Some(&tls))?;
+        spec.connections = args.connections.max(1);
+        spec.qps = args.qps;
+        return Ok(SideSpec::Live(spec));
     }
     Ok(SideSpec::Files(crate::input::Spec { files: vec![PathBuf::from(s)], ..Default::default() }))
 }
@@ -119,8 +155,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         filter,
         ttl_tolerance_ms: args.ttl_tolerance.max(0),
         rules: StreamRules { strict: args.strict_streams },
-        rounds: 1,
-        interval: std::time::Duration::from_secs(1),
+        rounds: args.rounds,
+        interval: std::time::Duration::from_secs_f64(args.interval.max(0.0)),
         format,
         show: args.show,
         patch: args.patch.clone(),

@@ -37,12 +37,15 @@ pub enum SideSpec {
     /// Snapshots: files and folders (read as one dataset, in order; a key in two files
     /// takes the later file's value, as loading both would).
     Files(crate::input::Spec),
+    /// A live server (SCAN, DUMP, PEXPIRETIME).
+    Live(crate::live::LiveSpec),
 }
 
 impl SideSpec {
     pub fn describe(&self) -> String {
         match self {
             SideSpec::Files(s) => s.files.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
+            SideSpec::Live(l) => format!("{}:{}", l.endpoint.host, l.endpoint.port),
         }
     }
 }
@@ -175,6 +178,10 @@ impl Summary {
 pub enum DiffError {
     #[error("{0}")]
     Input(#[from] InputError),
+    #[error("{0}")]
+    Live(#[from] crate::live::LiveError),
+    #[error("{server}: key {key}: {error}")]
+    Payload { server: String, key: String, error: rdb::Error },
     #[error("{name}: {msg}")]
     Usage { name: String, msg: String },
     #[error("temporary files under {dir}: {error}")]
@@ -428,6 +435,7 @@ impl<'d> Sink<'d, Part> for DigestSink<'_> {
 /// A side, open.
 pub enum Side {
     Files { inputs: Inputs, headers: Vec<Option<Header>> },
+    Live(crate::live::LiveSpec),
 }
 
 /// A key's value read again, for the detail and the patch.
@@ -480,17 +488,24 @@ impl Side {
                 let headers = inputs.files.iter().map(|f| rdb::parse_header(f.data()).ok()).collect();
                 Ok(Side::Files { inputs, headers })
             }
+            SideSpec::Live(l) => {
+                // Connect and log in now: a wrong password stops the job before anything
+                // is read from the other side.
+                crate::live::probe(l)?;
+                Ok(Side::Live(l.clone()))
+            }
         }
     }
 
     fn is_live(&self) -> bool {
-        false
+        matches!(self, Side::Live(_))
     }
 
     /// The (vendor, RDB version) of every file, when the side is files.
     fn versions(&self) -> Option<Vec<(rdb::Vendor, u32)>> {
         match self {
             Side::Files { headers, .. } => headers.iter().map(|h| h.map(|h| (h.vendor, h.version))).collect(),
+            Side::Live(_) => None,
         }
     }
 
@@ -520,6 +535,48 @@ impl Side {
                     None => Ok(()),
                 }
             }
+            Side::Live(spec) => {
+                let spec = live_spec(spec, &job.filter);
+                let server = format!("{}:{}", spec.endpoint.host, spec.endpoint.port);
+                let mut error: Option<DiffError> = None;
+                crate::live::scan(&spec, |batch| {
+                    use rayon::prelude::*;
+                    let parts: Vec<Result<Part, DiffError>> = batch
+                        .par_chunks(64)
+                        .map(|keys| {
+                            let mut part = Part::default();
+                            for k in keys {
+                                live_key(k, &job.filter, job.rules, &mut part).map_err(|error| DiffError::Payload {
+                                    server: server.clone(),
+                                    key: rdb::escape_key(&k.key),
+                                    error,
+                                })?;
+                            }
+                            Ok(part)
+                        })
+                        .collect();
+                    for part in parts {
+                        let r = part.and_then(|p| {
+                            store.take(&p.tagged)?;
+                            summary.expired[side] += p.expired;
+                            summary.expired_fields[side] += p.expired_fields;
+                            Ok(())
+                        });
+                        if let Err(e) = r {
+                            error = Some(e);
+                            return false;
+                        }
+                    }
+                    true
+                })?;
+                if let Some(e) = error {
+                    return Err(e);
+                }
+                if with_functions {
+                    functions.extend(crate::live::functions(&spec)?);
+                }
+                Ok(())
+            }
         }
     }
 
@@ -528,6 +585,11 @@ impl Side {
         match self {
             Side::Files { inputs, headers } => {
                 Ok(keys.iter().map(|&(key, sum)| file_value(inputs, headers, db, key, sum)).collect())
+            }
+            Side::Live(spec) => {
+                let names: Vec<Vec<u8>> = keys.iter().map(|k| k.0.to_vec()).collect();
+                let got = crate::live::fetch(spec, db, &names)?;
+                Ok(got.iter().map(live_value).collect())
             }
         }
     }
@@ -566,6 +628,57 @@ fn file_value<'d>(
         expire_at_ms: sum.expire_at_ms,
         vendor: header.vendor,
         version: header.version,
+    })
+}
+
+/// The server's read, narrowed by the filters where the server can apply them (a single
+/// `--match` pattern as SCAN's MATCH; `--db`).
+fn live_spec(spec: &crate::live::LiveSpec, filter: &Filter) -> crate::live::LiveSpec {
+    let mut s = spec.clone();
+    if !filter.dbs.is_empty() {
+        s.dbs = Some(match &spec.dbs {
+            Some(d) => d.iter().copied().filter(|db| filter.dbs.contains(db)).collect(),
+            None => filter.dbs.clone(),
+        });
+    }
+    if let [g] = filter.globs.as_slice() {
+        s.pattern = Some(g.pattern().to_vec());
+    }
+    s
+}
+
+/// The vendor and RDB version of a DUMP payload (its footer).
+fn payload_version(payload: &[u8]) -> (rdb::Vendor, u32) {
+    let n = payload.len();
+    let v = if n >= 10 { u16::from_le_bytes([payload[n - 10], payload[n - 9]]) as u32 } else { 0 };
+    let vendor = if v == rdb::VALKEY_RDB_VERSION { rdb::Vendor::Valkey } else { rdb::Vendor::Redis };
+    (vendor, v)
+}
+
+/// A server's key into `part`, through the filters and expiry.
+fn live_key(k: &crate::live::LiveKey, filter: &Filter, rules: StreamRules, part: &mut Part) -> Result<(), rdb::Error> {
+    let Some(payload) = &k.payload else { return Ok(()) };
+    let (vendor, _) = payload_version(payload);
+    if let Some(rec) = k.record()? {
+        part.record(rec, filter, vendor, rules, 0);
+    }
+    Ok(())
+}
+
+/// A server's key, for the detail and the patch (`None`: gone, or a payload that does not
+/// decode, which the first read would have reported).
+fn live_value(k: &crate::live::LiveKey) -> Option<Fetched<'static>> {
+    let payload = k.payload.as_ref()?;
+    let (vendor, version) = payload_version(payload);
+    let rec = k.record().ok()??;
+    Some(Fetched {
+        db: k.db,
+        key: k.key.clone(),
+        rdb_type: rec.rdb_type,
+        body: std::borrow::Cow::Owned(rec.raw_value.to_vec()),
+        expire_at_ms: k.expire_at_ms,
+        vendor,
+        version,
     })
 }
 
@@ -714,6 +827,8 @@ fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summar
                 Side::Files { inputs, headers } => {
                     file_value(inputs, headers, db, key, sum).and_then(|f| f.sum(&job.filter, job.rules, sum.loc))
                 }
+                // A server's entries always have their logical digest.
+                Side::Live(_) => Some(sum),
             })
             .collect();
         for ((s, db, key, _), now) in todo.into_iter().zip(done) {
