@@ -537,7 +537,9 @@ pub fn scan(spec: &LiveSpec, mut on_batch: impl FnMut(Vec<LiveKey>) -> bool) -> 
     let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<Vec<u8>>)>(connections * 2);
     // Owned by the workers alone: once they are all gone, the scanner's send fails.
     let work_rx = Arc::new(Mutex::new(work_rx));
-    let (done_tx, done_rx) = mpsc::sync_channel::<Result<Vec<LiveKey>, LiveError>>(connections * 2);
+    // Fetched batches waiting for the caller hold their payloads: one per connection at
+    // most, so that memory follows the connections, not the speed difference.
+    let (done_tx, done_rx) = mpsc::sync_channel::<Result<Vec<LiveKey>, LiveError>>(connections);
     let result = std::thread::scope(|s| {
         let (shared, stop) = (&shared, &stop);
         let errors = done_tx.clone();

@@ -68,6 +68,7 @@ fn edit(con: &mut redis::Connection) -> BTreeMap<&'static str, &'static str> {
     q(con, &["PEXPIRE", "d:ttl1", "72000000"]);
     q(con, &["PEXPIRE", "d:ttl2", "36000000"]);
     q(con, &["PERSIST", "d:ttl3"]);
+    q(con, &["FUNCTION", "LOAD", "#!lua name=difflib\nredis.register_function('difffn', function() return 1 end)"]);
     BTreeMap::from([
         ("d:new", "added"),
         ("d:gone", "removed"),
@@ -171,6 +172,12 @@ fn diff_finds_exactly_the_known_edits_and_the_patch_makes_a_into_b() {
             assert_eq!(summary[k], count(k), "{k} in {summary}");
         }
         assert_eq!(summary["compared"].as_u64().unwrap(), summary["same"].as_u64().unwrap() + edits.len() as u64);
+        // The function library loaded by the edit.
+        let libs: Vec<&J> = lines.iter().filter(|l| l.get("function").is_some()).collect();
+        assert_eq!(libs.len(), 1, "{libs:?}");
+        assert_eq!(libs[0]["function"], "difflib");
+        assert_eq!(libs[0]["kind"], "added");
+        assert_eq!(summary["functions"], 1);
 
         // Element detail: the hash says which fields.
         let hash = lines.iter().find(|l| l["key"] == "d:hash").unwrap();

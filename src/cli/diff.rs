@@ -69,7 +69,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "commands")]
     pub patch_mode: PatchModeArg,
     /// Memory for key digests, in MB; past it they are spilled to --temp-dir
-    #[arg(long, value_name = "MB", default_value_t = 64)]
+    #[arg(long, value_name = "MB", default_value_t = 32)]
     pub memory: usize,
     /// Where spilled digests go [default: the system's temporary folder]
     #[arg(long, value_name = "DIR")]

@@ -141,6 +141,8 @@ pub struct Summary {
     pub functions: u64,
     /// Bytes of entries written to temporary files.
     pub spilled_bytes: u64,
+    /// Values decoded after the join because their stored bytes differed (files read raw).
+    pub decoded_late: u64,
     /// Commands written to the patch.
     pub patch_commands: u64,
 }
@@ -168,7 +170,7 @@ impl Summary {
             "expired": {"a": self.expired[0], "b": self.expired[1]},
             "expired_fields": {"a": self.expired_fields[0], "b": self.expired_fields[1]},
             "duplicates": {"a": self.duplicates[0], "b": self.duplicates[1]},
-            "spilled_bytes": self.spilled_bytes,
+            "spilled_bytes": self.spilled_bytes, "decoded_late": self.decoded_late,
             "patch_commands": self.patch_commands,
         })
     }
@@ -798,7 +800,8 @@ type Index<'b> = HashMap<(u64, &'b [u8]), Sum, store::KeyHash>;
 /// One partition of each side joined: the keys that differ. Where stored bytes differ
 /// and a side has no logical digest yet, it is worked out (in parallel) first.
 fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summary) -> Vec<Found> {
-    let mut idx: [Index<'_>; 2] = [Index::default(), Index::default()];
+    // Entries take at least 60 bytes: room for them all, no rehashing.
+    let mut idx: [Index<'_>; 2] = [pa, pb].map(|p| Index::with_capacity_and_hasher(p.len() / 60, Default::default()));
     for (s, part) in [pa, pb].into_iter().enumerate() {
         for e in Entry::all(part) {
             if idx[s].insert((e.db, e.key), e.sum).is_some() {
@@ -819,6 +822,7 @@ fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summar
             }
         }
     }
+    summary.decoded_late += todo.len() as u64;
     if !todo.is_empty() {
         use rayon::prelude::*;
         let done: Vec<Option<Sum>> = todo
