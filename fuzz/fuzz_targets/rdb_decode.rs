@@ -1,12 +1,46 @@
 //! The whole RDB decoder, as `check` drives it, on arbitrary bytes. Inputs that start
 //! without a valid header are given one, so the fuzzer spends its time past the header.
 //! Each input is also walked cut into one batch per item (the skim finding boundaries):
-//! the result must be the same as the sequential walk's.
+//! the result must be the same as the sequential walk's. And the parser's raw mode (values
+//! stepped over, for `diff`) must never panic, and must find the same keys, in the same
+//! order, with the same stored bytes, wherever the full decode succeeds.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use redis_migration::check::{walk, Summary};
 use redis_migration::pipeline::Plan;
+use redis_migration::rdb::{Item, Parser};
+
+/// (db, key, type byte, stored value bytes) of every key, as the parser in `raw` mode or
+/// not finds them; `None` on an error.
+fn keys(data: &[u8], raw: bool) -> Option<Vec<(u64, Vec<u8>, u8, Vec<u8>)>> {
+    let mut p = Parser::new(data).ok()?.raw(raw);
+    let mut out = Vec::new();
+    loop {
+        match p.next_item().ok()? {
+            None => return Some(out),
+            Some(Item::Record(r)) => out.push((r.db, r.key.bytes().into_owned(), r.rdb_type, r.raw_value.to_vec())),
+            Some(Item::Raw(r)) => out.push((r.db, r.key.bytes().into_owned(), r.rdb_type, r.raw_value.to_vec())),
+            Some(Item::EmptyKey { db, key, rdb_type }) => out.push((db, key.bytes().into_owned(), rdb_type, Vec::new())),
+            Some(_) => {}
+        }
+    }
+}
+
+fn raw_agrees(data: &[u8]) {
+    let raw = keys(data, true);
+    if let Some(full) = keys(data, false) {
+        let raw = raw.expect("raw mode fails where the full decode succeeds");
+        assert_eq!(raw.len(), full.len());
+        for (r, f) in raw.iter().zip(&full) {
+            // An empty collection has no record in the full decode to compare bytes with.
+            assert_eq!((r.0, &r.1, r.2), (f.0, &f.1, f.2));
+            if !f.3.is_empty() {
+                assert_eq!(r.3, f.3);
+            }
+        }
+    }
+}
 
 fn both_ways(data: &[u8]) {
     let mut seq = Summary::default();
@@ -15,6 +49,7 @@ fn both_ways(data: &[u8]) {
     let b = walk(data, &mut batched, &Plan { threads: 1, batch_bytes: 1, in_flight: None });
     assert_eq!(a, b, "batched walk reports another error");
     assert_eq!(seq, batched, "batched walk found other things");
+    raw_agrees(data);
 }
 
 fuzz_target!(|data: &[u8]| {
