@@ -6,6 +6,7 @@ mod aof;
 mod bad_input;
 mod cli;
 mod faults;
+mod folders;
 mod golden;
 mod html;
 mod inspect;

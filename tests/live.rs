@@ -21,7 +21,7 @@ fn now_ms() -> i64 {
 /// A record as comparable JSON: set members, hash fields and zset pairs sorted (a
 /// server's hashtable gives them in its own order), no idle time or LFU counter (a DUMP
 /// has neither), a module value's bytes left out, the expiry apart.
-fn normalized(rec: &Record<'_>) -> (serde_json::Value, Option<i64>) {
+pub(crate) fn normalized(rec: &Record<'_>) -> (serde_json::Value, Option<i64>) {
     let mut rec = rec.clone();
     rec.idle_s = None;
     rec.freq = None;
@@ -42,7 +42,7 @@ fn normalized(rec: &Record<'_>) -> (serde_json::Value, Option<i64>) {
     (v, expiry)
 }
 
-type Keys = BTreeMap<(u64, Vec<u8>), (serde_json::Value, Option<i64>)>;
+pub(crate) type Keys = BTreeMap<(u64, Vec<u8>), (serde_json::Value, Option<i64>)>;
 
 /// The file's keys as a server that loaded it at `now` keeps them.
 fn file_keys(name: &str, now: i64) -> Keys {
@@ -75,7 +75,7 @@ fn file_functions(name: &str) -> Vec<Vec<u8>> {
     out
 }
 
-fn live_keys(batches: Vec<LiveKey>) -> Keys {
+pub(crate) fn live_keys(batches: Vec<LiveKey>) -> Keys {
     let mut out = Keys::new();
     for k in batches {
         let rec = k.record().unwrap_or_else(|e| panic!("key {:?}: {e}", String::from_utf8_lossy(&k.key)));
@@ -86,11 +86,11 @@ fn live_keys(batches: Vec<LiveKey>) -> Keys {
     out
 }
 
-fn spec(server: &RedisServer) -> LiveSpec {
+pub(crate) fn spec(server: &RedisServer) -> LiveSpec {
     LiveSpec::from_url(&server.url(), None).unwrap()
 }
 
-fn scan_all(spec: &LiveSpec) -> (Vec<LiveKey>, live::ScanStats) {
+pub(crate) fn scan_all(spec: &LiveSpec) -> (Vec<LiveKey>, live::ScanStats) {
     let mut all = Vec::new();
     let stats = live::scan(spec, |batch| {
         assert!(batch.windows(2).all(|w| w[0].db == w[1].db), "a batch holds one db");
@@ -103,7 +103,7 @@ fn scan_all(spec: &LiveSpec) -> (Vec<LiveKey>, live::ScanStats) {
 
 /// Same keys, same values; expiries equal (PEXPIRETIME) or within a second (PTTL and
 /// the local clock).
-fn assert_same(file: &Keys, live: &Keys, exact_expiry: bool, what: &str) {
+pub(crate) fn assert_same(file: &Keys, live: &Keys, exact_expiry: bool, what: &str) {
     let fk: Vec<_> = file.keys().collect();
     let lk: Vec<_> = live.keys().collect();
     assert_eq!(fk, lk, "{what}: the keys");

@@ -81,7 +81,7 @@ impl<'d> Map<'d> for SnapshotMap<'_, 'd> {
             let item_at = std::mem::replace(&mut item_start, end);
             match item {
                 Item::Record(rec) => {
-                    if !self.filter.accepts(&rec) {
+                    if !self.filter.accepts(&rec) || self.filter.leaves_out(batch.file, &rec) {
                         b.filtered += 1;
                         return Ok(());
                     }
