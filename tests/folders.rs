@@ -70,9 +70,18 @@ fn folders_of_shard_snapshots_are_one_dataset() {
 
     // The union, into one server.
     let dest = RedisServer::start("7.0", None, &[]);
-    let out = replay(root.path(), &dest, &[]);
+    let out = replay(root.path(), &dest, &["--format", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_same(&all, &live_keys(scan_all(&spec(&dest)).0), true, "the union of the shards");
+    // The report, per file and in total.
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let per_file = report["files"].as_array().unwrap();
+    let names: Vec<&str> = per_file.iter().map(|f| f["name"].as_str().unwrap()).collect();
+    assert_eq!(names, files.iter().map(|f| f.to_str().unwrap()).collect::<Vec<_>>());
+    let keys: Vec<u64> = per_file.iter().map(|f| f["keys"].as_u64().unwrap()).collect();
+    assert_eq!(keys.iter().sum::<u64>(), report["keys"].as_u64().unwrap());
+    assert_eq!(keys.iter().sum::<u64>(), all.len() as u64);
+    assert!(keys.iter().all(|&k| k > 0), "{keys:?}");
     let out = run(&["check", root.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("no key is in more than one snapshot file"));

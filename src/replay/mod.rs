@@ -132,6 +132,11 @@ pub fn run(cfg: &Config, inputs: &Inputs) -> Result<Report, Error> {
         destination: name.clone(),
         dry_run: cfg.dry_run,
         input_bytes: inputs.total_bytes(),
+        files: inputs
+            .files
+            .iter()
+            .map(|i| report::FileReport { name: i.name.clone(), bytes: i.data().len() as u64, ..Default::default() })
+            .collect(),
         ..Report::default()
     };
     if !cfg.filter.types.is_empty() {
