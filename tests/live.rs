@@ -341,3 +341,39 @@ fn live_too_big_a_value_is_named() {
     let redis_migration::rdb::Value::String(v) = rec.value else { panic!("not a string") };
     assert!(v.bytes() == big);
 }
+
+/// Over TLS (`rediss://`, our CA and a client certificate): the fixture read whole; the
+/// Mozilla roots do not know our CA, and the error says it is the certificate.
+#[test]
+fn live_over_tls() {
+    use redis_migration::net::tls::TlsOptions;
+    let certs = tempfile::tempdir().unwrap();
+    crate::replay::make_certs(certs.path());
+    let p = |f: &str| certs.path().join(f);
+    let tls_port = crate::util::free_port();
+    let (crt, key, ca) = (p("server.crt"), p("server.key"), p("ca.crt"));
+    let _server = RedisServer::start(
+        "7.0",
+        Some(&testdata("redis-7.0.rdb")),
+        &[
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            crt.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+            "--tls-ca-cert-file",
+            ca.to_str().unwrap(),
+            "--tls-auth-clients",
+            "yes",
+        ],
+    );
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let client = TlsOptions { cert: Some(p("client.crt")), key: Some(p("client.key")), ..TlsOptions::default() };
+    let e = live::scan(&LiveSpec::from_url(&url, Some(&client)).unwrap(), |_| true).unwrap_err();
+    assert!(matches!(e, LiveError::Connect { .. }) && e.to_string().contains("certificate"), "{e}");
+    let ours = TlsOptions { ca: Some(ca.clone()), ..client };
+    let (batches, _) = scan_all(&LiveSpec::from_url(&url, Some(&ours)).unwrap());
+    let file = file_keys("redis-7.0.rdb", now_ms());
+    assert_same(&file, &live_keys(batches), true, "over TLS");
+}
