@@ -377,3 +377,37 @@ fn live_over_tls() {
     let file = file_keys("redis-7.0.rdb", now_ms());
     assert_same(&file, &live_keys(batches), true, "over TLS");
 }
+
+/// `false` from the callback stops the scan: it returns at once, says so, and has handed
+/// over only part of the keys.
+#[test]
+fn live_callback_stops_the_scan() {
+    let server = RedisServer::start("7.0", None, &[]);
+    let mut c = server.conn();
+    let mut pipe = redis::pipe();
+    for i in 0..3000 {
+        pipe.cmd("SET").arg(format!("key:{i}")).arg(i).ignore();
+    }
+    pipe.exec(&mut c).unwrap();
+    let mut s = spec(&server);
+    s.scan_count = 100;
+    let mut calls = 0;
+    let stats = live::scan(&s, |_| {
+        calls += 1;
+        false
+    })
+    .unwrap();
+    assert_eq!(calls, 1);
+    assert!(stats.stopped);
+    assert!(stats.keys > 0 && stats.keys < 3000, "{}", stats.keys);
+    // Its connections are closed: only ours is left, once the server has seen them go.
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
+        if clients.lines().count() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{clients}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
