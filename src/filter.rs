@@ -17,6 +17,8 @@ pub struct Filter {
     pub keep_expired: bool,
     /// "Now" for expiry decisions, fixed once per job.
     pub now_ms: i64,
+    /// Copies of keys found in two snapshot files that `--on-duplicate` leaves out.
+    pub duplicates: Option<std::sync::Arc<crate::duplicates::Duplicates>>,
 }
 
 impl Filter {
@@ -49,6 +51,12 @@ impl Filter {
             && (self.types.is_empty() || self.types.contains(&t))
             // The key is decoded only when a pattern needs it.
             && ((self.globs.is_empty() && self.regex.is_none()) || self.accepts_key(&key.bytes()))
+    }
+
+    /// The copy of `rec` in input `file` is one that `--on-duplicate` leaves out (another
+    /// file's copy wins).
+    pub fn leaves_out(&self, file: usize, rec: &Record<'_>) -> bool {
+        self.duplicates.as_ref().is_some_and(|d| d.skips(file, rec.db, &rec.key.bytes()))
     }
 
     pub fn accepts(&self, rec: &Record<'_>) -> bool {

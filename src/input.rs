@@ -45,6 +45,8 @@ pub struct Spec {
     pub force: bool,
     /// `--until`: log commands after the first `#TS:` later than this are left out.
     pub until: Option<u64>,
+    /// `--on-duplicate`: a key in two snapshot files (see [`crate::duplicates`]).
+    pub on_duplicate: crate::duplicates::OnDuplicate,
 }
 
 /// A place in the input: which file, and a byte offset in it.
@@ -90,6 +92,8 @@ pub struct Inputs {
     pub allow_truncated: bool,
     /// `--until`, checked against the logs.
     pub until: Option<Until>,
+    /// What a job does with a key found in two snapshot files.
+    pub on_duplicate: crate::duplicates::OnDuplicate,
 }
 
 /// Why input could not be read, where, and (for a log) what the user can do.
@@ -169,7 +173,8 @@ impl Inputs {
         for f in Inputs::list(spec)? {
             files.push(Input::open(f, spec.no_mmap)?);
         }
-        let inputs = Inputs { files, allow_truncated: spec.allow_truncated, until: None };
+        let inputs =
+            Inputs { files, allow_truncated: spec.allow_truncated, until: None, on_duplicate: spec.on_duplicate };
         inputs.check_pairing(spec)?;
         let until = inputs.check_until(spec.until)?;
         Ok(Inputs { until, ..inputs })
@@ -194,7 +199,12 @@ impl Inputs {
 
     /// One file alone (`check` reads each file for itself).
     pub fn single(f: InputFile, no_mmap: bool) -> Result<Inputs, InputError> {
-        Ok(Inputs { files: vec![Input::open(f, no_mmap)?], allow_truncated: false, until: None })
+        Ok(Inputs {
+            files: vec![Input::open(f, no_mmap)?],
+            allow_truncated: false,
+            until: None,
+            on_duplicate: Default::default(),
+        })
     }
 
     /// Whether the log of input `file` may end inside a command.

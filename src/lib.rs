@@ -1,6 +1,8 @@
 //! redis-migration: read Redis snapshots and command logs, and move their data.
 //!
 //! - [`check`] is the deep check of inputs, a consumer of the input stream.
+//! - [`diff`](mod@diff) compares two datasets (files, folders, live servers) key by key, with a patch.
+//! - [`duplicates`] finds keys in more than one snapshot file of a job (a folder of shard snapshots).
 //! - [`aof`] reads AOF command logs (plain, RDB-preamble, multi-part).
 //! - [`rdb`] decodes RDB files (every version, every encoding) into records.
 //! - [`expiry`] applies expiry as Redis does when it loads a snapshot, or a snapshot and a log.
@@ -22,6 +24,7 @@ pub mod aof;
 pub mod check;
 pub mod cli;
 pub mod diff;
+pub mod duplicates;
 pub mod expiry;
 pub mod filter;
 pub mod glob;

@@ -43,6 +43,9 @@ use crate::version::Version;
 pub const DEFAULT_CONNECTIONS: usize = 4;
 /// `SCAN … COUNT` by default ([`LiveSpec::scan_count`]).
 pub const DEFAULT_SCAN_COUNT: usize = 1000;
+/// Longest `DUMP` reply taken by default ([`LiveSpec::max_reply_bytes`]): a 512 MB
+/// string (Redis's `proto-max-bulk-len`) and then some.
+pub const DEFAULT_MAX_REPLY: usize = 1 << 30;
 /// Port when the URL names none.
 pub const DEFAULT_PORT: u16 = 6379;
 /// Most keys a connection asks for in one round trip (two commands each).
@@ -74,6 +77,9 @@ pub struct LiveSpec {
     /// Connecting, and then every read and write, must take less than this
     /// (`Duration::ZERO`: wait as long as it takes once connected).
     pub timeout: Duration,
+    /// Longest reply taken: a key whose `DUMP` is longer is an error naming it. Memory
+    /// grows with the bytes that arrive, never by a length the server announces.
+    pub max_reply_bytes: usize,
 }
 
 impl LiveSpec {
@@ -88,6 +94,7 @@ impl LiveSpec {
             qps: None,
             scan_count: DEFAULT_SCAN_COUNT,
             timeout: Duration::from_secs(30),
+            max_reply_bytes: DEFAULT_MAX_REPLY,
         }
     }
 
@@ -243,10 +250,11 @@ struct Conn {
 impl Conn {
     fn open(spec: &LiveSpec) -> Result<Conn, LiveError> {
         let server = spec.endpoint.to_string();
-        let link = Link::open(&spec.endpoint, spec.timeout).map_err(|e| match e {
+        let mut link = Link::open(&spec.endpoint, spec.timeout).map_err(|e| match e {
             LinkError::Auth(msg) => LiveError::Auth { server: server.clone(), msg: auth_message(&msg) },
             e => LiveError::Connect { server: server.clone(), msg: link_message(&e, spec.timeout) },
         })?;
+        link.set_max_reply(spec.max_reply_bytes);
         let sent = spec.endpoint.password.is_some() as u64;
         Ok(Conn { link, server, timeout: spec.timeout, db: 0, sent })
     }
@@ -698,7 +706,7 @@ fn fetch_on(conn: &mut Conn, shared: &Shared<'_>, db: u64, keys: &[Vec<u8>]) -> 
                 Reply::Error(m) => Err(Ok(m.to_vec())),
                 other => Err(Err(describe(other))),
             });
-            // A reply past the link's 64 MB bound is an error: name the key.
+            // A reply past `max_reply_bytes` is an error: name the key.
             let payload = payload.map_err(|e| {
                 let msg = format!("{} (key \"{}\")", link_message(&e, conn.timeout), rdb::escape_key(k));
                 LiveError::Link { server: conn.server.clone(), command: "DUMP", msg }

@@ -76,20 +76,19 @@ impl InputFile {
 }
 
 /// Expands inputs: a directory holding a `*.manifest` (or a manifest itself) stands for
-/// the files of that multi-part AOF, in load order; another directory stands for the
-/// RDB files directly inside it, in name order.
+/// the files of that multi-part AOF, in load order; another directory stands for every
+/// RDB file under it, at any depth (a cluster backup: one folder per shard), in path
+/// order, leaving out the folders that hold an AOF manifest (their `.base.rdb` is part of
+/// an AOF, not a snapshot of its own).
 pub fn expand_inputs(paths: &[PathBuf]) -> std::io::Result<Vec<InputFile>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let entries: Vec<PathBuf> =
-                std::fs::read_dir(p)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|f| f.is_file()).collect();
-            let manifests: Vec<&PathBuf> =
-                entries.iter().filter(|f| f.extension().is_some_and(|x| x == "manifest")).collect();
+            let manifests = manifests_in(p)?;
             match manifests.len() {
                 0 => {}
                 1 => {
-                    out.extend(multipart(manifests[0])?);
+                    out.extend(multipart(&manifests[0])?);
                     continue;
                 }
                 _ => {
@@ -99,12 +98,10 @@ pub fn expand_inputs(paths: &[PathBuf]) -> std::io::Result<Vec<InputFile>> {
                     )))
                 }
             }
-            let mut files: Vec<PathBuf> =
-                entries.into_iter().filter(|f| f.extension().is_some_and(|x| x == "rdb")).collect();
-            files.sort();
+            let files = rdb_files_under(p)?;
             if files.is_empty() {
                 return Err(std::io::Error::other(format!(
-                    "{}: directory has no .rdb files and no AOF manifest",
+                    "{}: directory has no .rdb files (at any depth) and no AOF manifest",
                     p.display()
                 )));
             }
@@ -116,6 +113,40 @@ pub fn expand_inputs(paths: &[PathBuf]) -> std::io::Result<Vec<InputFile>> {
         }
     }
     Ok(out)
+}
+
+/// The `.manifest` files directly in `dir`.
+fn manifests_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let path = e?.path();
+        if path.is_file() && path.extension().is_some_and(|x| x == "manifest") {
+            found.push(path);
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Every `*.rdb` file under `dir` (symbolic links to files followed, to folders not),
+/// sorted by path; folders holding an AOF manifest left out. Errors name the path.
+fn rdb_files_under(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let walk = walkdir::WalkDir::new(dir).sort_by_file_name().into_iter().filter_entry(|e| {
+        // The top folder was looked at by the caller.
+        e.depth() == 0 || !e.file_type().is_dir() || manifests_in(e.path()).map_or(true, |m| m.is_empty())
+    });
+    for e in walk {
+        let e = e.map_err(|e| {
+            let at = e.path().map(|p| p.display().to_string()).unwrap_or_else(|| dir.display().to_string());
+            std::io::Error::other(format!("{at}: {e}"))
+        })?;
+        if e.path().extension().is_some_and(|x| x == "rdb") && e.path().is_file() {
+            files.push(e.into_path());
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 /// The files a manifest lists, in load order; every one must exist.

@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod diff;
 mod faults;
+mod folders;
 mod golden;
 mod html;
 mod inspect;

@@ -21,7 +21,7 @@ fn now_ms() -> i64 {
 /// A record as comparable JSON: set members, hash fields and zset pairs sorted (a
 /// server's hashtable gives them in its own order), no idle time or LFU counter (a DUMP
 /// has neither), a module value's bytes left out, the expiry apart.
-fn normalized(rec: &Record<'_>) -> (serde_json::Value, Option<i64>) {
+pub(crate) fn normalized(rec: &Record<'_>) -> (serde_json::Value, Option<i64>) {
     let mut rec = rec.clone();
     rec.idle_s = None;
     rec.freq = None;
@@ -42,7 +42,7 @@ fn normalized(rec: &Record<'_>) -> (serde_json::Value, Option<i64>) {
     (v, expiry)
 }
 
-type Keys = BTreeMap<(u64, Vec<u8>), (serde_json::Value, Option<i64>)>;
+pub(crate) type Keys = BTreeMap<(u64, Vec<u8>), (serde_json::Value, Option<i64>)>;
 
 /// The file's keys as a server that loaded it at `now` keeps them.
 fn file_keys(name: &str, now: i64) -> Keys {
@@ -75,7 +75,7 @@ fn file_functions(name: &str) -> Vec<Vec<u8>> {
     out
 }
 
-fn live_keys(batches: Vec<LiveKey>) -> Keys {
+pub(crate) fn live_keys(batches: Vec<LiveKey>) -> Keys {
     let mut out = Keys::new();
     for k in batches {
         let rec = k.record().unwrap_or_else(|e| panic!("key {:?}: {e}", String::from_utf8_lossy(&k.key)));
@@ -86,11 +86,11 @@ fn live_keys(batches: Vec<LiveKey>) -> Keys {
     out
 }
 
-fn spec(server: &RedisServer) -> LiveSpec {
+pub(crate) fn spec(server: &RedisServer) -> LiveSpec {
     LiveSpec::from_url(&server.url(), None).unwrap()
 }
 
-fn scan_all(spec: &LiveSpec) -> (Vec<LiveKey>, live::ScanStats) {
+pub(crate) fn scan_all(spec: &LiveSpec) -> (Vec<LiveKey>, live::ScanStats) {
     let mut all = Vec::new();
     let stats = live::scan(spec, |batch| {
         assert!(batch.windows(2).all(|w| w[0].db == w[1].db), "a batch holds one db");
@@ -103,7 +103,7 @@ fn scan_all(spec: &LiveSpec) -> (Vec<LiveKey>, live::ScanStats) {
 
 /// Same keys, same values; expiries equal (PEXPIRETIME) or within a second (PTTL and
 /// the local clock).
-fn assert_same(file: &Keys, live: &Keys, exact_expiry: bool, what: &str) {
+pub(crate) fn assert_same(file: &Keys, live: &Keys, exact_expiry: bool, what: &str) {
     let fk: Vec<_> = file.keys().collect();
     let lk: Vec<_> = live.keys().collect();
     assert_eq!(fk, lk, "{what}: the keys");
@@ -314,14 +314,15 @@ fn live_errors_and_acl() {
     assert_same(&file, &live_keys(batches), true, "dbs probed with SELECT");
 }
 
-/// A value whose DUMP is longer than a reply may be (64 MB) is an error naming the key.
+/// A value whose DUMP is longer than a reply may be is an error naming the key; the
+/// default bound takes big values.
 #[test]
 fn live_too_big_a_value_is_named() {
     let server = RedisServer::start("7.0", None, &[]);
     let mut c = server.conn();
     // Bytes LZF cannot shrink (DUMP compresses what it can).
     let mut x = 0x9e3779b97f4a7c15u64;
-    let big: Vec<u8> = (0..65 << 20)
+    let big: Vec<u8> = (0..3 << 20)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
@@ -329,8 +330,84 @@ fn live_too_big_a_value_is_named() {
             x as u8
         })
         .collect();
-    redis::cmd("SET").arg("big:one").arg(big).exec(&mut c).unwrap();
-    let e = live::fetch(&spec(&server), 0, &[b"big:one".to_vec()]).map(|_| ()).unwrap_err();
+    redis::cmd("SET").arg("big:one").arg(&big).exec(&mut c).unwrap();
+    let mut s = spec(&server);
+    s.max_reply_bytes = 2 << 20;
+    let e = live::fetch(&s, 0, &[b"big:one".to_vec()]).map(|_| ()).unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("DUMP") && msg.contains("64 MB") && msg.contains("big:one"), "{msg}");
+    assert!(msg.contains("DUMP") && msg.contains("2 MB") && msg.contains("big:one"), "{msg}");
+    let got = live::fetch(&spec(&server), 0, &[b"big:one".to_vec()]).unwrap();
+    let rec = got[0].record().unwrap().unwrap();
+    let redis_migration::rdb::Value::String(v) = rec.value else { panic!("not a string") };
+    assert!(v.bytes() == big);
+}
+
+/// Over TLS (`rediss://`, our CA and a client certificate): the fixture read whole; the
+/// Mozilla roots do not know our CA, and the error says it is the certificate.
+#[test]
+fn live_over_tls() {
+    use redis_migration::net::tls::TlsOptions;
+    let certs = tempfile::tempdir().unwrap();
+    crate::replay::make_certs(certs.path());
+    let p = |f: &str| certs.path().join(f);
+    let tls_port = crate::util::free_port();
+    let (crt, key, ca) = (p("server.crt"), p("server.key"), p("ca.crt"));
+    let _server = RedisServer::start(
+        "7.0",
+        Some(&testdata("redis-7.0.rdb")),
+        &[
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            crt.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+            "--tls-ca-cert-file",
+            ca.to_str().unwrap(),
+            "--tls-auth-clients",
+            "yes",
+        ],
+    );
+    let url = format!("rediss://127.0.0.1:{tls_port}");
+    let client = TlsOptions { cert: Some(p("client.crt")), key: Some(p("client.key")), ..TlsOptions::default() };
+    let e = live::scan(&LiveSpec::from_url(&url, Some(&client)).unwrap(), |_| true).unwrap_err();
+    assert!(matches!(e, LiveError::Connect { .. }) && e.to_string().contains("certificate"), "{e}");
+    let ours = TlsOptions { ca: Some(ca.clone()), ..client };
+    let (batches, _) = scan_all(&LiveSpec::from_url(&url, Some(&ours)).unwrap());
+    let file = file_keys("redis-7.0.rdb", now_ms());
+    assert_same(&file, &live_keys(batches), true, "over TLS");
+}
+
+/// `false` from the callback stops the scan: it returns at once, says so, and has handed
+/// over only part of the keys.
+#[test]
+fn live_callback_stops_the_scan() {
+    let server = RedisServer::start("7.0", None, &[]);
+    let mut c = server.conn();
+    let mut pipe = redis::pipe();
+    for i in 0..3000 {
+        pipe.cmd("SET").arg(format!("key:{i}")).arg(i).ignore();
+    }
+    pipe.exec(&mut c).unwrap();
+    let mut s = spec(&server);
+    s.scan_count = 100;
+    let mut calls = 0;
+    let stats = live::scan(&s, |_| {
+        calls += 1;
+        false
+    })
+    .unwrap();
+    assert_eq!(calls, 1);
+    assert!(stats.stopped);
+    assert!(stats.keys > 0 && stats.keys < 3000, "{}", stats.keys);
+    // Its connections are closed: only ours is left, once the server has seen them go.
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let clients: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
+        if clients.lines().count() == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{clients}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

@@ -359,7 +359,7 @@ fn existing_keys_dry_run_skip_and_error() {
 }
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, made by openssl.
-fn make_certs(dir: &Path) {
+pub(crate) fn make_certs(dir: &Path) {
     let sh = |script: &str| {
         let out = std::process::Command::new("sh").arg("-c").arg(script).current_dir(dir).output().expect("openssl");
         assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));

@@ -153,6 +153,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         keys_csv: args.keys,
         plan: args.threads.plan(),
     };
+    if args.input.on_duplicate.is_some() {
+        anyhow::bail!(
+            "--on-duplicate is for replay and check; this command reads every file's keys as they are \
+             (a key in two files shows twice)"
+        );
+    }
     let inputs = Inputs::open(&args.input.spec())?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());

@@ -78,7 +78,8 @@ pub fn normalize_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec
 /// Where the input comes from.
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
-    /// RDB files to read (`-` for stdin); a directory stands for the .rdb files in it
+    /// RDB files to read (`-` for stdin); a directory stands for the .rdb files under it, at
+    /// any depth, in path order (or for the AOF whose manifest it holds)
     #[arg(value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// An RDB file (the original tool's -rdb flag)
@@ -102,6 +103,21 @@ pub struct InputArgs {
     /// (never inside a MULTI; the AOF needs aof-timestamp-enabled)
     #[arg(long, value_name = "UNIX_SECONDS")]
     pub until: Option<u64>,
+    /// A key found in two snapshot files (a folder of shard snapshots holding a master's
+    /// and its replica's): which file's copy wins, in path order (replay, check) [default:
+    /// refuse, naming the key and both files]. Finding them keeps a 128-bit hash of every
+    /// key: about 30-60 bytes a key
+    #[arg(long, value_enum, value_name = "WHICH")]
+    pub on_duplicate: Option<DuplicateArg>,
+}
+
+/// Which copy of a key found in two snapshot files wins.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DuplicateArg {
+    /// The first file's, in path order
+    First,
+    /// The last file's
+    Last,
 }
 
 impl InputArgs {
@@ -115,6 +131,11 @@ impl InputArgs {
             allow_truncated: self.allow_truncated,
             force: self.force,
             until: self.until,
+            on_duplicate: match self.on_duplicate {
+                None => crate::duplicates::OnDuplicate::Refuse,
+                Some(DuplicateArg::First) => crate::duplicates::OnDuplicate::First,
+                Some(DuplicateArg::Last) => crate::duplicates::OnDuplicate::Last,
+            },
         }
     }
 }
@@ -205,6 +226,7 @@ impl FilterArgs {
             types: self.types.iter().map(|&t| t.into()).collect(),
             keep_expired: self.keep_expired,
             now_ms: now_ms(),
+            duplicates: None,
         })
     }
 }

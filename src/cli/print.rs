@@ -67,6 +67,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let job = Job { format, filter, translate, plan: args.threads.plan() };
     // Every file is opened before anything is printed: a missing part of a multi-part AOF
     // stops the job before it starts.
+    if args.input.on_duplicate.is_some() {
+        anyhow::bail!(
+            "--on-duplicate is for replay and check; this command reads every file's keys as they are \
+             (a key in two files shows twice)"
+        );
+    }
     let inputs = Inputs::open(&args.input.spec())?;
     let stdout = std::io::stdout();
     let printed = match print::run(&inputs, &job, stdout.lock()) {

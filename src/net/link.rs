@@ -130,6 +130,8 @@ pub struct Link {
     buf: Vec<u8>,
     /// Unread bytes start at `buf[start..]`.
     start: usize,
+    /// Longest reply taken ([`Link::set_max_reply`]).
+    max_reply: usize,
 }
 
 /// Read at least this much at a time.
@@ -169,7 +171,7 @@ impl Link {
                             t.conn.complete_io(&mut t.sock).map_err(|e| LinkError::Tls(e.to_string()))?;
                         }
                     }
-                    let mut link = Link { stream, buf: Vec::with_capacity(READ_CHUNK), start: 0 };
+                    let mut link = Link { stream, buf: Vec::with_capacity(READ_CHUNK), start: 0, max_reply: MAX_REPLY };
                     link.auth(ep)?;
                     return Ok(link);
                 }
@@ -200,6 +202,13 @@ impl Link {
         sock.set_read_timeout(io)?;
         sock.set_write_timeout(io)?;
         Ok(())
+    }
+
+    /// Takes replies of up to `bytes` (64 MB unless set): a reader of values (`DUMP` of a
+    /// big key) needs more than the short replies of a replay. The buffer grows with the
+    /// bytes that arrive, never by a length the server announces.
+    pub fn set_max_reply(&mut self, bytes: usize) {
+        self.max_reply = bytes;
     }
 
     /// Sends one command and waits for its reply.
@@ -302,14 +311,15 @@ impl Link {
     }
 
     /// Reads what the socket has (blocking until something comes). Our commands get short
-    /// replies: one that grows past `MAX_REPLY` unfinished is not a reply to them.
+    /// replies: one that grows past `max_reply` (`MAX_REPLY` by default) unfinished is not
+    /// a reply to them.
     fn fill(&mut self) -> Result<(), LinkError> {
         if self.start > 0 && self.start * 2 >= self.buf.len() {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        if self.buf.len() - self.start > MAX_REPLY {
-            return Err(LinkError::Protocol(format!("a reply longer than {} MB", MAX_REPLY >> 20)));
+        if self.buf.len() - self.start > self.max_reply {
+            return Err(LinkError::Protocol(format!("a reply longer than {} MB", self.max_reply >> 20)));
         }
         let len = self.buf.len();
         self.buf.resize(len + READ_CHUNK, 0);

@@ -132,6 +132,11 @@ pub fn run(cfg: &Config, inputs: &Inputs) -> Result<Report, Error> {
         destination: name.clone(),
         dry_run: cfg.dry_run,
         input_bytes: inputs.total_bytes(),
+        files: inputs
+            .files
+            .iter()
+            .map(|i| report::FileReport { name: i.name.clone(), bytes: i.data().len() as u64, ..Default::default() })
+            .collect(),
         ..Report::default()
     };
     if !cfg.filter.types.is_empty() {
@@ -145,6 +150,7 @@ pub fn run(cfg: &Config, inputs: &Inputs) -> Result<Report, Error> {
     }
     // The inputs are verified before the probe, which writes (and deletes) a key.
     let found = if cfg.precheck { Some(precheck::verify_inputs(cfg, inputs)?) } else { None };
+    let duplicates = precheck::duplicates(cfg, inputs, &mut report)?;
     let probe = probe(&cfg.endpoint, cfg.timeout, !cfg.dry_run, cfg.kind)
         .map_err(|e| Error::Destination(format!("cannot use {name}"), e))?;
     report.kind = Some(probe.kind);
@@ -234,6 +240,7 @@ pub fn run(cfg: &Config, inputs: &Inputs) -> Result<Report, Error> {
     let mut filter = cfg.filter.clone();
     // The translator decides about expired keys (it knows --expire-margin).
     filter.keep_expired = true;
+    filter.duplicates = duplicates;
     let map = SnapshotMap {
         cfg,
         dest,

@@ -10,9 +10,45 @@ use super::report::Report;
 use super::{existing_key, Config, Error};
 use crate::aof::keys::{keys, Keys};
 use crate::aof::{self, Command, Unit};
+use crate::duplicates::{Duplicates, OnDuplicate};
 use crate::input::{self, Batch, Flow, Input, InputError, Inputs, LogEnd, Map, Reader, Sink};
 use crate::net::{Link, LinkError};
 use crate::rdb::{self, ErrorKind, Header, Item};
+
+/// Keys found in two snapshot files of the inputs (a folder of shard snapshots): refused,
+/// naming the first few and their files, before anything is written, unless
+/// `--on-duplicate` says which copy wins (then the copies to leave out, and a warning).
+pub(super) fn duplicates(
+    cfg: &Config,
+    inputs: &Inputs,
+    report: &mut Report,
+) -> Result<Option<std::sync::Arc<Duplicates>>, Error> {
+    let found = crate::duplicates::find(inputs, &cfg.plan, &cfg.filter, inputs.on_duplicate)
+        .map_err(|e| Error::Input(format!("{e} (nothing was written)")))?;
+    if found.is_empty() {
+        return Ok(None);
+    }
+    let which = match inputs.on_duplicate {
+        OnDuplicate::Refuse => {
+            return Err(Error::Refused(format!(
+                "{} keys are in more than one snapshot file: {}; nothing was written \
+                 (--on-duplicate first|last says which file's copy wins)",
+                found.count,
+                found.message()
+            )))
+        }
+        OnDuplicate::First => "first",
+        OnDuplicate::Last => "last",
+    };
+    report.warnings.push(format!(
+        "{} keys are in more than one snapshot file; the {which} file's copy is kept, {} copies left out \
+         (counted as filtered): {}",
+        found.count,
+        found.skipped(),
+        found.message()
+    ));
+    Ok(Some(std::sync::Arc::new(found)))
+}
 
 /// What the inputs hold, as the up-front refusals need it.
 #[derive(Default)]

@@ -55,6 +55,20 @@ pub struct Report {
     pub already_applied: u64,
     /// `--until`, as it ended.
     pub until: Option<aof::Until>,
+    /// Each input file, in load order (a folder of shard snapshots: one per file).
+    pub files: Vec<FileReport>,
+}
+
+/// What a replay did with one input file.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FileReport {
+    pub name: String,
+    pub bytes: u64,
+    /// Snapshot keys translated (sent, or refused by the translator).
+    pub keys: u64,
+    /// Snapshot keys left out: by the filters (and `--on-duplicate`), empty, or kept
+    /// by the destination (`--on-existing skip`).
+    pub left_out: u64,
 }
 
 impl Report {
@@ -144,6 +158,17 @@ impl Report {
         if let Some(u) = &self.until {
             o.push(u.report());
         }
+        if self.files.len() > 1 {
+            for f in &self.files {
+                o.push(format!(
+                    "  {}: {} keys, {} left out, {:.1} MB",
+                    f.name,
+                    f.keys,
+                    f.left_out,
+                    f.bytes as f64 / 1e6
+                ));
+            }
+        }
         for w in &self.warnings {
             o.push(format!("warning: {w}"));
         }
@@ -206,6 +231,7 @@ impl Report {
             "resumed_at": self.resumed_at,
             "until": self.until.map(|u| serde_json::json!({"unix": u.until_s, "reached": u.reached, "left_out": u.left_out})),
             "already_applied": self.already_applied,
+            "files": self.files.iter().map(|f| serde_json::json!({"name": f.name, "bytes": f.bytes, "keys": f.keys, "left_out": f.left_out})).collect::<Vec<_>>(),
             "failure": self.failure,
             "exit_code": self.exit_code(),
         })

@@ -81,7 +81,7 @@ impl<'d> Map<'d> for SnapshotMap<'_, 'd> {
             let item_at = std::mem::replace(&mut item_start, end);
             match item {
                 Item::Record(rec) => {
-                    if !self.filter.accepts(&rec) {
+                    if !self.filter.accepts(&rec) || self.filter.leaves_out(batch.file, &rec) {
                         b.filtered += 1;
                         return Ok(());
                     }
@@ -213,6 +213,10 @@ impl Run<'_, '_> {
     pub(super) fn snapshot_part(&mut self, mut b: SnapBatch) -> Flow {
         let e = &mut self.engine;
         self.progress.keys.fetch_add(b.stats.keys, Ordering::Relaxed);
+        if let Some(f) = e.report.files.get_mut(self.file) {
+            f.keys += b.stats.keys;
+            f.left_out += b.filtered + b.empty + b.skipped_existing;
+        }
         e.report.stats.merge(std::mem::take(&mut b.stats));
         e.report.filtered += b.filtered;
         e.report.empty += b.empty;

@@ -159,7 +159,8 @@ fn routing_keeps_each_key_on_its_connection_and_the_low_water_mark_waits() {
     peer.script.hold.store(false, Ordering::SeqCst);
     e.drain_all();
     assert_eq!(e.low_water(), Position { file: 0, offset: 400 }, "every unit answered");
-    let report = e.finish(&Inputs { files: Vec::new(), allow_truncated: false, until: None });
+    let report =
+        e.finish(&Inputs { files: Vec::new(), allow_truncated: false, until: None, on_duplicate: Default::default() });
     assert_eq!((report.answered, report.reconnects), (40, 0), "{}", report.text());
     // Connections 0 and 1 are the engine's (the one after them deletes the applied keys).
     let seen = peer.commands()[..2].to_vec();
@@ -188,7 +189,8 @@ fn a_lost_connection_heals_by_sending_its_units_again() {
     e.routed_to = Position { file: 0, offset: 12 };
     e.flush(0);
     e.drain_all();
-    let report = e.finish(&Inputs { files: Vec::new(), allow_truncated: false, until: None });
+    let report =
+        e.finish(&Inputs { files: Vec::new(), allow_truncated: false, until: None, on_duplicate: Default::default() });
     assert_eq!(report.failure, None, "{}", report.text());
     assert_eq!((report.answered, report.reconnects), (12, 1), "{}", report.text());
     // The first connection read 5 commands and died; the second got them again (from the
