@@ -85,6 +85,9 @@ fn folders_of_shard_snapshots_are_one_dataset() {
     let out = run(&["check", root.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("no key is in more than one snapshot file"));
+    // diff takes the folder as one dataset: equal to the server holding the whole fixture.
+    let out = run(&["diff", root.path().to_str().unwrap(), &_full.url(), "--format", "json", "-q"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
 
     // A replica's snapshot of shard a, one value changed since: sorted after the others.
     let (db, key) = all
