@@ -18,6 +18,7 @@
 //! - [`print`](mod@print) writes the stream as JSON lines, text or RESP, a consumer of the input stream.
 //! - [`pipeline`] splits a file into batches decoded in parallel, delivered in order.
 //! - [`net`] talks to servers: endpoints and URLs, TLS, links, raw snapshot transfers.
+//! - [`replica`] is the live source: `capture` spools a master's snapshot and command stream (PSYNC).
 //! - [`replay`] loads the stream into Redis or twemproxy over N pipelined connections.
 
 pub mod aof;
@@ -37,6 +38,7 @@ pub mod pipeline;
 pub mod print;
 pub mod rdb;
 pub mod replay;
+pub mod replica;
 pub mod resp;
 pub mod source;
 pub mod translate;

@@ -29,6 +29,26 @@ fn steady_allocator() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn steady_allocator() {}
 
+/// SIGTERM and SIGINT ask a capture to stop: it finishes the command it is writing,
+/// makes the files durable, writes its state and reports (`replica::STOP`).
+fn stop_on_signals() {
+    extern "C" fn on_signal(_: i32) {
+        // An atomic store is async-signal-safe.
+        redis_migration::replica::STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    extern "C" {
+        fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
+    }
+    const SIGINT: i32 = 2;
+    const SIGTERM: i32 = 15;
+    // SAFETY: the handler only stores to a static atomic; signal() takes no pointers but
+    // the handler's address, valid for the whole run.
+    unsafe {
+        signal(SIGINT, on_signal);
+        signal(SIGTERM, on_signal);
+    }
+}
+
 fn main() {
     steady_allocator();
     let args = cli::normalize_args(std::env::args_os());
@@ -39,6 +59,9 @@ fn main() {
             std::process::exit(if e.use_stderr() { cli::EXIT_FAILED } else { cli::EXIT_OK });
         }
     };
+    if matches!(cli.command, cli::Command::Capture(_)) {
+        stop_on_signals();
+    }
     match cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand (an `Args` struct and `run`), shared
 //! argument groups here. Arguments become plain config structs (`Filter`) before work.
 
+pub mod capture;
 pub mod check;
 pub mod diff;
 pub mod docs;
@@ -43,6 +44,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     Replay(Box<replay::Args>),
+    Capture(Box<capture::Args>),
     Check(check::Args),
     Print(print::Args),
     Inspect(Box<inspect::Args>),
@@ -54,6 +56,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Replay(a) => replay::run(*a),
+        Command::Capture(a) => capture::run(*a),
         Command::Check(a) => check::run(a),
         Command::Print(a) => print::run(a),
         Command::Inspect(a) => inspect::run(*a),

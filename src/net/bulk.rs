@@ -143,7 +143,7 @@ impl Link {
 
 /// Copies the payload that follows a header announcing `framing` from `read` (which
 /// fills part of the slice it is given, or fails) to `out`.
-fn copy_payload<W: Write + ?Sized>(
+pub fn copy_payload<W: Write + ?Sized>(
     mut read: impl FnMut(&mut [u8]) -> Result<usize, LinkError>,
     framing: Framing,
     out: &mut W,

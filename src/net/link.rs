@@ -285,7 +285,7 @@ impl Link {
     /// Raw bytes, at most `into.len()`: first those already read into the buffer, else
     /// what one read of the socket gives (blocking, within the timeout). `Closed` when the
     /// server has closed the connection; never `Ok(0)` unless `into` is empty.
-    pub(super) fn read_raw(&mut self, into: &mut [u8]) -> Result<usize, LinkError> {
+    pub fn read_raw(&mut self, into: &mut [u8]) -> Result<usize, LinkError> {
         if into.is_empty() {
             return Ok(0);
         }

@@ -1,0 +1,438 @@
+//! The live source, as a replica: `capture` attaches to a master with `PSYNC`, spools the
+//! snapshot to the `-rdb` file and the command stream to the `-aof` file, and keeps the
+//! state a resume needs (replication ID, offset, db) beside the log.
+//!
+//! Where it sits: on [`crate::net`] (the link, the raw snapshot transfer) and
+//! [`crate::aof::scan`] (commands cut by their headers). It knows nothing of replaying:
+//! the files it writes are read by `check`, `print` and `replay` like any others.
+//!
+//! - [`stream`]: the replication stream cut into commands; relative expiries made absolute.
+//! - [`spool`]: the log file (whole units only), the held-back MULTI block, the state file.
+//! - [`capture`]: the session: handshake, snapshot, stream, acknowledgements, stop.
+//!
+//! The protocol is Redis's replica side (replication.c): `syncWithMaster` for the
+//! handshake, `readSyncBulkPayload` for the snapshot, `replicationSendAck` and
+//! `replicationCron` for the acknowledgements. *Invariant:* the socket is always drained
+//! (the master drops a replica whose output buffer passes `client-output-buffer-limit
+//! replica`), and an acknowledged offset is never past what is durable in the spool.
+
+pub mod spool;
+pub mod stream;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::net::bulk::{copy_payload, parse_header, BulkError, Framing};
+use crate::net::{Answer, Endpoint, Link, LinkError};
+use spool::{Spool, State};
+use stream::{absolute_expiry, kind, next_item, Item, Kind};
+
+/// Set by SIGTERM/SIGINT (the binary installs the handlers): the capture stops at the
+/// next read, writes what it has, and reports.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+/// What to capture, and where to.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub source: Endpoint,
+    pub rdb: PathBuf,
+    pub aof: PathBuf,
+    /// Stop after this long (from the start).
+    pub duration: Option<Duration>,
+    /// Stop as soon as the snapshot is spooled (the log stays empty).
+    pub stop_after_snapshot: bool,
+    /// The master is gone when it sends nothing for this long (Redis's `repl-timeout`
+    /// default; the master PINGs every 10 s and sends newlines while it prepares the
+    /// snapshot).
+    pub timeout: Duration,
+    /// Sent as `REPLCONF listening-port` (the master shows it in `INFO replication`; it
+    /// never connects to it).
+    pub listening_port: u16,
+}
+
+/// What a capture did.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// What the state file holds at the end.
+    pub state: State,
+    /// Bytes of the snapshot in the `-rdb` file.
+    pub snapshot_bytes: u64,
+    /// `length` (`$<len>`) or `eof-mark` (diskless).
+    pub framing: &'static str,
+    /// The snapshot's RDB version (from its header).
+    pub rdb_version: Option<u32>,
+    /// Data commands spooled (MULTI, EXEC, SELECT not counted).
+    pub commands: u64,
+    /// Relative expiries made absolute (sources before 7.0).
+    pub expiries_made_absolute: u64,
+    /// Why it stopped: `signal`, `duration`, `snapshot`, or the error that ended the stream.
+    pub stopped: String,
+    /// The stream ended with an error (the files hold everything before it).
+    pub failed: bool,
+}
+
+impl Report {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "replid": self.state.replid,
+            "snapshot_offset": self.state.snapshot_offset,
+            "offset": self.state.offset,
+            "db": self.state.db,
+            "snapshot_bytes": self.snapshot_bytes,
+            "framing": self.framing,
+            "rdb_version": self.rdb_version,
+            "commands": self.commands,
+            "aof_bytes": self.state.aof_bytes,
+            "expiries_made_absolute": self.expiries_made_absolute,
+            "stopped": self.stopped,
+            "failed": self.failed,
+        })
+    }
+}
+
+/// Why a capture could not run (nothing usable was spooled).
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("{endpoint}: {source}")]
+    Connect { endpoint: String, source: LinkError },
+    #[error("{endpoint}: {what} refused: {msg}")]
+    Refused { endpoint: String, what: &'static str, msg: String },
+    #[error("{endpoint}: unexpected answer to PSYNC: {line}")]
+    Psync { endpoint: String, line: String },
+    #[error("{endpoint}: the snapshot: {source}")]
+    Snapshot { endpoint: String, source: BulkError },
+    #[error("{}: {source}", .path.display())]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("stopped before the snapshot was complete")]
+    Stopped,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Polling interval of reads: how soon a stop, an ACK or an fsync is seen to.
+const TICK: Duration = Duration::from_millis(100);
+/// Acknowledgements and fsyncs (replication.c, `replicationCron`: once a second).
+const CRON: Duration = Duration::from_secs(1);
+/// Longest command taken from the stream (Redis's `proto-max-bulk-len` is 512 MB, and
+/// a command holds a few).
+const MAX_COMMAND: usize = 2 << 30;
+
+/// Whether to stop now.
+fn stopping(cfg: &Config, started: Instant, external: &AtomicBool) -> Option<&'static str> {
+    if external.load(Ordering::Relaxed) || STOP.load(Ordering::Relaxed) {
+        return Some("signal");
+    }
+    if cfg.duration.is_some_and(|d| started.elapsed() >= d) {
+        return Some("duration");
+    }
+    None
+}
+
+/// Runs a capture until a stop (`STOP`, `stop`, the duration, the end of the snapshot
+/// with `stop_after_snapshot`) or until the source goes away. `progress` gets a line now
+/// and then.
+pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) -> Result<Report, CaptureError> {
+    let started = Instant::now();
+    let endpoint = cfg.source.to_string();
+    let connect = |source| CaptureError::Connect { endpoint: endpoint.clone(), source };
+    let mut link = Link::open(&cfg.source, Duration::from_secs(10)).map_err(connect)?;
+
+    // syncWithMaster: PING first; then (our AUTH went with the connection) REPLCONF
+    // listening-port and capa, whose errors are not fatal (old masters), then PSYNC.
+    match link.call(&[b"PING"]).map_err(connect)? {
+        Answer::Error(e) if !e.starts_with("NOPERM") => {
+            return Err(CaptureError::Refused { endpoint, what: "PING", msg: e })
+        }
+        _ => {}
+    }
+    let port = cfg.listening_port.to_string();
+    link.call(&[b"REPLCONF", b"listening-port", port.as_bytes()]).map_err(connect)?;
+    link.call(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"]).map_err(connect)?;
+
+    link.set_timeout(TICK).map_err(connect)?;
+    let (replid, offset) = loop {
+        link.send_command(&[b"PSYNC", b"?", b"-1"]).map_err(connect)?;
+        // Newlines may come before the answer (the master is busy): keepalives.
+        let line = loop {
+            let line = read_line(&mut link, cfg, started, stop).map_err(|e| match e {
+                Waited::Link(e) => connect(e),
+                Waited::Stopped => CaptureError::Stopped,
+            })?;
+            if !line.is_empty() {
+                break line;
+            }
+        };
+        let text = String::from_utf8_lossy(&line).into_owned();
+        if let Some(rest) = text.strip_prefix("+FULLRESYNC ") {
+            // `+FULLRESYNC <replid> <offset>`; later fields, if any, are not ours.
+            let mut f = rest.split(' ');
+            let replid = f.next().unwrap_or("").to_string();
+            let offset = f.next().and_then(|o| o.parse::<u64>().ok());
+            match offset {
+                Some(o) if !replid.is_empty() => break (replid, o),
+                _ => return Err(CaptureError::Psync { endpoint, line: text }),
+            }
+        }
+        // replicaTryPartialResynchronization: a master loading its data, or a replica
+        // without its own master, is asked again later.
+        if text.starts_with("-LOADING") || text.starts_with("-NOMASTERLINK") {
+            progress(&format!("the source is not ready ({text}); asking again in a second"));
+            sleep_unless_stopped(CRON, cfg, started, stop).map_err(|_| CaptureError::Stopped)?;
+            continue;
+        }
+        if let Some(msg) = text.strip_prefix('-') {
+            return Err(CaptureError::Refused { endpoint, what: "PSYNC", msg: msg.to_string() });
+        }
+        return Err(CaptureError::Psync { endpoint, line: text });
+    };
+    progress(&format!("full resynchronization: replication id {replid}, offset {offset}"));
+
+    // The snapshot, through the same copy as `read_bulk_payload`, with reads that give
+    // way to a stop and count silence against the timeout.
+    let rdb_file = |source| CaptureError::File { path: cfg.rdb.clone(), source };
+    let snapshot_err = |source| CaptureError::Snapshot { endpoint: endpoint.clone(), source };
+    let mut out = std::fs::File::create(&cfg.rdb).map_err(rdb_file)?;
+    let framing = loop {
+        let line = read_line(&mut link, cfg, started, stop).map_err(|e| match e {
+            Waited::Link(e) => connect(e),
+            Waited::Stopped => CaptureError::Stopped,
+        })?;
+        if let Some(framing) = parse_header(&line).map_err(snapshot_err)? {
+            break framing;
+        }
+    };
+    let mut stopped_early = false;
+    let mut quiet_since = Instant::now();
+    let mut last_shown = Instant::now();
+    let bytes = copy_payload(
+        |into| loop {
+            match link.read_raw(into) {
+                Err(LinkError::Timeout) => {
+                    if stopping(cfg, started, stop).is_some() {
+                        stopped_early = true;
+                        return Err(LinkError::Closed);
+                    }
+                    if quiet_since.elapsed() >= cfg.timeout {
+                        return Err(LinkError::Timeout);
+                    }
+                }
+                Ok(n) => {
+                    quiet_since = Instant::now();
+                    return Ok(n);
+                }
+                Err(e) => return Err(e),
+            }
+        },
+        framing,
+        &mut out,
+        |written| {
+            if last_shown.elapsed() >= Duration::from_secs(5) {
+                last_shown = Instant::now();
+                progress(&format!("snapshot: {} MB", written >> 20));
+            }
+        },
+    );
+    if stopped_early {
+        return Err(CaptureError::Stopped);
+    }
+    let snapshot_bytes = bytes.map_err(snapshot_err)?;
+    out.sync_all().map_err(rdb_file)?;
+    drop(out);
+    let rdb_version = rdb_version(&cfg.rdb);
+    progress(&format!("snapshot: {snapshot_bytes} bytes in {}", cfg.rdb.display()));
+
+    let mut spool = Spool::create(&cfg.aof, &replid, offset)
+        .map_err(|source| CaptureError::File { path: cfg.aof.clone(), source })?;
+    // replication.c: after an `$EOF:` transfer the master streams nothing until the
+    // replica's first ACK (`repl_start_cmd_stream_on_ack`); the snapshot is durable now.
+    let mut report = Report {
+        state: spool.synced.clone(),
+        snapshot_bytes,
+        framing: match framing {
+            Framing::Length(_) => "length",
+            Framing::EofMark(_) => "eof-mark",
+        },
+        rdb_version,
+        commands: 0,
+        expiries_made_absolute: 0,
+        stopped: String::new(),
+        failed: false,
+    };
+    if cfg.stop_after_snapshot {
+        report.stopped = "snapshot".into();
+        return Ok(report);
+    }
+    let ack = |link: &mut Link, offset: u64| {
+        let o = offset.to_string();
+        link.send_command(&[b"REPLCONF", b"ACK", o.as_bytes()])
+    };
+    if let Err(e) = ack(&mut link, offset) {
+        report.stopped = format!("{endpoint}: {e}");
+        report.failed = true;
+        return Ok(report);
+    }
+
+    // Relative expiries are made absolute for sources that send them (RDB < 10: before
+    // 7.0; the snapshot's header tells, where INFO might not be allowed).
+    let make_absolute = rdb_version.is_some_and(|v| v < 10);
+    let ended = stream_loop(&mut link, &mut spool, cfg, started, stop, make_absolute, &mut report, progress);
+    let file_err = spool.sync().err();
+    report.state = spool.synced.clone();
+    report.commands = spool.commands;
+    match (ended, file_err) {
+        (Ok(why), None) => report.stopped = why.to_string(),
+        (Ok(_), Some(e)) => {
+            report.stopped = format!("{}: {e}", spool.path().display());
+            report.failed = true;
+        }
+        (Err(msg), _) => {
+            report.stopped = msg;
+            report.failed = true;
+        }
+    }
+    Ok(report)
+}
+
+/// The stream into the spool until a stop (`Ok(why)`) or an error (`Err(message)`).
+#[allow(clippy::too_many_arguments)]
+fn stream_loop(
+    link: &mut Link,
+    spool: &mut Spool,
+    cfg: &Config,
+    started: Instant,
+    stop: &AtomicBool,
+    make_absolute: bool,
+    report: &mut Report,
+    progress: &mut dyn FnMut(&str),
+) -> Result<&'static str, String> {
+    let endpoint = cfg.source.to_string();
+    let file = |e: std::io::Error| format!("{}: {e}", spool_path(cfg));
+    let ack = |link: &mut Link, offset: u64| -> Result<(), String> {
+        let o = offset.to_string();
+        link.send_command(&[b"REPLCONF", b"ACK", o.as_bytes()]).map_err(|e| format!("{endpoint}: {e}"))
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(256 << 10);
+    let mut start = 0usize;
+    // The replication offset of buf[start].
+    let mut offset = spool.at.offset;
+    let mut last_cron = Instant::now();
+    let mut last_byte = Instant::now();
+    let mut last_shown = Instant::now();
+    loop {
+        if let Some(why) = stopping(cfg, started, stop) {
+            return Ok(why);
+        }
+        if last_cron.elapsed() >= CRON {
+            last_cron = Instant::now();
+            spool.sync().map_err(file)?;
+            ack(link, spool.synced.offset)?;
+            if last_shown.elapsed() >= Duration::from_secs(10) {
+                last_shown = Instant::now();
+                progress(&format!("offset {}, {} commands", spool.synced.offset, spool.commands));
+            }
+        }
+        if start > 0 && start * 2 >= buf.len() {
+            buf.drain(..start);
+            start = 0;
+        }
+        let len = buf.len();
+        if len - start > MAX_COMMAND {
+            return Err(format!("a command of the stream longer than {} MB at offset {offset}", MAX_COMMAND >> 20));
+        }
+        buf.resize(len + (256 << 10), 0);
+        match link.read_raw(&mut buf[len..]) {
+            Ok(n) => {
+                buf.truncate(len + n);
+                last_byte = Instant::now();
+            }
+            Err(LinkError::Timeout) => {
+                buf.truncate(len);
+                if last_byte.elapsed() >= cfg.timeout {
+                    return Err(format!("{endpoint}: nothing arrived for {} s", cfg.timeout.as_secs()));
+                }
+                continue;
+            }
+            Err(e) => {
+                buf.truncate(len);
+                return Err(format!("{endpoint}: {e}"));
+            }
+        }
+        while let Some((item, n)) = next_item(&buf[start..], offset).map_err(|e| e.to_string())? {
+            let raw = &buf[start..start + n];
+            let end = offset + n as u64;
+            match item {
+                Item::Keepalive => spool.skip(end),
+                Item::Command(argv) => {
+                    let k = kind(&argv);
+                    let rewritten =
+                        if make_absolute && k == Kind::Data { absolute_expiry(&argv, now_ms()) } else { None };
+                    if rewritten.is_some() {
+                        report.expiries_made_absolute += 1;
+                    }
+                    spool.command(rewritten.as_deref().unwrap_or(raw), k, end).map_err(file)?;
+                    if k == Kind::GetAck {
+                        // replconfCommand answers GETACK with the processed offset; ours
+                        // is what is durable, so the writes are made so first.
+                        spool.sync().map_err(file)?;
+                        ack(link, spool.synced.offset)?;
+                    }
+                }
+            }
+            start += n;
+            offset = end;
+        }
+    }
+}
+
+fn spool_path(cfg: &Config) -> String {
+    cfg.aof.display().to_string()
+}
+
+/// Why a wait ended early.
+enum Waited {
+    Link(LinkError),
+    Stopped,
+}
+
+/// A line of the handshake (the link's timeout is [`TICK`]): timeouts are polls for a
+/// stop, until `cfg.timeout` of silence.
+fn read_line(link: &mut Link, cfg: &Config, started: Instant, stop: &AtomicBool) -> Result<Vec<u8>, Waited> {
+    let quiet = Instant::now();
+    loop {
+        match link.read_line(1024) {
+            Ok(line) => return Ok(line),
+            Err(LinkError::Timeout) => {
+                if stopping(cfg, started, stop).is_some() {
+                    return Err(Waited::Stopped);
+                }
+                if quiet.elapsed() >= cfg.timeout {
+                    return Err(Waited::Link(LinkError::Timeout));
+                }
+            }
+            Err(e) => return Err(Waited::Link(e)),
+        }
+    }
+}
+
+fn sleep_unless_stopped(d: Duration, cfg: &Config, started: Instant, stop: &AtomicBool) -> Result<(), ()> {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        if stopping(cfg, started, stop).is_some() {
+            return Err(());
+        }
+        std::thread::sleep(TICK);
+    }
+    Ok(())
+}
+
+/// The RDB version in a snapshot file's header (`REDIS0011`), if it reads.
+fn rdb_version(path: &std::path::Path) -> Option<u32> {
+    let mut head = [0u8; 9];
+    std::fs::File::open(path).ok()?.read_exact(&mut head).ok()?;
+    let digits = head.strip_prefix(b"REDIS").or_else(|| head.strip_prefix(b"VALKEY"))?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}

@@ -1,0 +1,272 @@
+//! The command log being captured: the `-aof` file, the MULTI block held back until its
+//! EXEC, and the state file beside it.
+//!
+//! *Invariant:* the file only ever grows by whole units (a command, or a MULTI…EXEC
+//! block), so whenever it stops (a signal, a lost source) it ends after the last
+//! complete command, as an AOF Redis can load; the state file names the replication
+//! offset and db at the end of what was last made durable (written and fsynced), never
+//! past it. Writes go to an in-memory buffer that reaches the file at least once a
+//! second and past [`WRITE_BYTES`]; fsyncs are grouped once a second ([`Spool::sync`]),
+//! as Redis's `appendfsync everysec` groups its own.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Buffered log bytes are written to the file past this size.
+pub const WRITE_BYTES: usize = 1 << 20;
+
+/// What a restart needs to go on where the capture stopped (`PSYNC <replid> <offset+1>`
+/// from the resume issue), written as JSON to `<aof>.state` after every grouped fsync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// The master's replication ID (from `+FULLRESYNC`).
+    pub replid: String,
+    /// The offset the snapshot was taken at (`+FULLRESYNC`'s).
+    pub snapshot_offset: u64,
+    /// The replication offset just after the last complete command in the file.
+    pub offset: u64,
+    /// The db selected at that offset (a `+CONTINUE` does not repeat the SELECT).
+    pub db: u64,
+    /// The file's length at that offset: anything past it (a crash between write and
+    /// state) is to be cut off before appending again.
+    pub aof_bytes: u64,
+}
+
+impl State {
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "replid": self.replid,
+            "snapshot_offset": self.snapshot_offset,
+            "offset": self.offset,
+            "db": self.db,
+            "aof_bytes": self.aof_bytes,
+        })
+    }
+
+    /// Reads a state file's JSON.
+    pub fn from_json(v: &serde_json::Value) -> Option<State> {
+        Some(State {
+            replid: v.get("replid")?.as_str()?.to_string(),
+            snapshot_offset: v.get("snapshot_offset")?.as_u64()?,
+            offset: v.get("offset")?.as_u64()?,
+            db: v.get("db")?.as_u64()?,
+            aof_bytes: v.get("aof_bytes")?.as_u64()?,
+        })
+    }
+}
+
+/// The state file of an `-aof` file: `<aof>.state`.
+pub fn state_path(aof: &Path) -> PathBuf {
+    let mut s = aof.as_os_str().to_owned();
+    s.push(".state");
+    PathBuf::from(s)
+}
+
+/// The log being written.
+pub struct Spool {
+    file: File,
+    path: PathBuf,
+    state_path: PathBuf,
+    /// Whole units not yet written to the file.
+    out: Vec<u8>,
+    /// The open MULTI block (from its MULTI), if any.
+    block: Option<Vec<u8>>,
+    /// Bytes in the file.
+    written: u64,
+    /// The state at the end of `out` (what the file holds once `out` is written).
+    pub at: State,
+    /// The state last made durable.
+    pub synced: State,
+    /// The db the stream is in (inside an open block, it may differ from `at.db`).
+    db: u64,
+    /// Data commands in the file or `out` (MULTI, EXEC and SELECT not counted).
+    pub commands: u64,
+    /// Data commands in the open block.
+    block_commands: u64,
+}
+
+impl Spool {
+    /// Creates (truncates) the log at `path`; the stream starts at `offset` in db 0.
+    pub fn create(path: &Path, replid: &str, offset: u64) -> std::io::Result<Spool> {
+        let file = File::create(path)?;
+        let at = State { replid: replid.to_string(), snapshot_offset: offset, offset, db: 0, aof_bytes: 0 };
+        let mut spool = Spool {
+            file,
+            path: path.to_path_buf(),
+            state_path: state_path(path),
+            out: Vec::new(),
+            block: None,
+            written: 0,
+            synced: at.clone(),
+            at,
+            db: 0,
+            commands: 0,
+            block_commands: 0,
+        };
+        spool.sync()?;
+        Ok(spool)
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes of the stream consumed without a unit to write (housekeeping, keepalives):
+    /// the offset moves on unless a block is open (then it moves at EXEC).
+    pub fn skip(&mut self, end_offset: u64) {
+        if self.block.is_none() {
+            self.at.offset = end_offset;
+        }
+    }
+
+    /// A command of the stream: `raw` its bytes to write, `kind` what it is, `end_offset`
+    /// the replication offset after it.
+    pub fn command(&mut self, raw: &[u8], kind: super::stream::Kind, end_offset: u64) -> std::io::Result<()> {
+        use super::stream::Kind;
+        match kind {
+            Kind::Housekeeping | Kind::GetAck => {
+                self.skip(end_offset);
+                return Ok(());
+            }
+            Kind::Multi => {
+                // A MULTI inside a block cannot come from a master; keep the first.
+                if let Some(b) = &mut self.block {
+                    b.extend_from_slice(raw);
+                } else {
+                    self.block = Some(raw.to_vec());
+                    self.block_commands = 0;
+                }
+                return Ok(());
+            }
+            Kind::Exec => match self.block.take() {
+                Some(mut b) => {
+                    b.extend_from_slice(raw);
+                    self.out.extend_from_slice(&b);
+                    self.commands += self.block_commands;
+                }
+                // An EXEC with no MULTI: nothing to close; written as the master sent it.
+                None => self.out.extend_from_slice(raw),
+            },
+            Kind::Select(db) => {
+                self.db = db;
+                match &mut self.block {
+                    Some(b) => b.extend_from_slice(raw),
+                    None => self.out.extend_from_slice(raw),
+                }
+            }
+            Kind::Data => match &mut self.block {
+                Some(b) => {
+                    b.extend_from_slice(raw);
+                    self.block_commands += 1;
+                }
+                None => {
+                    self.out.extend_from_slice(raw);
+                    self.commands += 1;
+                }
+            },
+        }
+        if self.block.is_none() {
+            self.at.offset = end_offset;
+            self.at.db = self.db;
+            self.at.aof_bytes = self.written + self.out.len() as u64;
+            if self.out.len() >= WRITE_BYTES {
+                self.write_out()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a MULTI block is open (held back).
+    pub fn in_block(&self) -> bool {
+        self.block.is_some()
+    }
+
+    fn write_out(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.file.write_all(&self.out)?;
+            self.written += self.out.len() as u64;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Writes what is buffered, fsyncs, and writes the state file (to a temporary file
+    /// renamed over it, so that it is always whole). Afterwards `synced` is `at`.
+    pub fn sync(&mut self) -> std::io::Result<()> {
+        self.write_out()?;
+        self.file.sync_data()?;
+        let state = self.at.clone();
+        let tmp = {
+            let mut s = self.state_path.as_os_str().to_owned();
+            s.push(".tmp");
+            PathBuf::from(s)
+        };
+        let mut f = File::create(&tmp)?;
+        f.write_all(state.to_json().to_string().as_bytes())?;
+        f.write_all(b"\n")?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &self.state_path)?;
+        self.synced = state;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::stream::{kind, next_item, Item};
+    use super::*;
+    use crate::resp::encode::command;
+
+    fn cmd(args: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        command(&mut out, args);
+        out
+    }
+
+    /// Feeds `data` (starting at replication offset 100) to a spool.
+    fn feed(spool: &mut Spool, data: &[u8]) {
+        let mut at = 0;
+        while let Some((item, n)) = next_item(&data[at..], 100 + at as u64).unwrap() {
+            let end = 100 + (at + n) as u64;
+            match item {
+                Item::Keepalive => spool.skip(end),
+                Item::Command(argv) => spool.command(&data[at..at + n], kind(&argv), end).unwrap(),
+            }
+            at += n;
+        }
+    }
+
+    #[test]
+    fn the_file_holds_whole_units_and_no_housekeeping() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("appendonly.aof");
+        let mut spool = Spool::create(&path, "abc", 100).unwrap();
+        let select = cmd(&[b"SELECT", b"2"]);
+        let set = cmd(&[b"SET", b"a", b"1"]);
+        let ping = cmd(&[b"PING"]);
+        let getack = cmd(&[b"REPLCONF", b"GETACK", b"*"]);
+        let multi = cmd(&[b"MULTI"]);
+        let incr = cmd(&[b"INCR", b"n"]);
+        let exec = cmd(&[b"EXEC"]);
+        let whole = [&select[..], &set, &ping, b"\n", &multi, &incr, &incr, &exec, &getack].concat();
+        feed(&mut spool, &whole);
+        let open = [&multi[..], &cmd(&[b"SELECT", b"5"]), &incr].concat();
+        feed(&mut spool, &open);
+        assert!(spool.in_block());
+        spool.sync().unwrap();
+        let want = [&select[..], &set, &multi, &incr, &incr, &exec].concat();
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+        // The offset stops before the open block; the db is the one selected there.
+        let end = 100 + whole.len() as u64;
+        assert_eq!(
+            spool.synced,
+            State { replid: "abc".into(), snapshot_offset: 100, offset: end, db: 2, aof_bytes: want.len() as u64 }
+        );
+        assert_eq!(spool.commands, 3);
+        let text = std::fs::read_to_string(state_path(&path)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(State::from_json(&v), Some(spool.synced.clone()));
+    }
+}
