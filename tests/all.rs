@@ -4,6 +4,7 @@ mod util;
 
 mod aof;
 mod bad_input;
+mod capture;
 mod cli;
 mod diff;
 mod faults;

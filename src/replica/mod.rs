@@ -95,16 +95,16 @@ impl Report {
 /// Why a capture could not run (nothing usable was spooled).
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    #[error("{endpoint}: {source}")]
-    Connect { endpoint: String, source: LinkError },
+    #[error("{endpoint}: {error}")]
+    Connect { endpoint: String, error: LinkError },
     #[error("{endpoint}: {what} refused: {msg}")]
     Refused { endpoint: String, what: &'static str, msg: String },
     #[error("{endpoint}: unexpected answer to PSYNC: {line}")]
     Psync { endpoint: String, line: String },
-    #[error("{endpoint}: the snapshot: {source}")]
-    Snapshot { endpoint: String, source: BulkError },
-    #[error("{}: {source}", .path.display())]
-    File { path: PathBuf, source: std::io::Error },
+    #[error("{endpoint}: the snapshot: {error}")]
+    Snapshot { endpoint: String, error: BulkError },
+    #[error("{}: {error}", .path.display())]
+    File { path: PathBuf, error: std::io::Error },
     #[error("stopped before the snapshot was complete")]
     Stopped,
 }
@@ -138,7 +138,7 @@ fn stopping(cfg: &Config, started: Instant, external: &AtomicBool) -> Option<&'s
 pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) -> Result<Report, CaptureError> {
     let started = Instant::now();
     let endpoint = cfg.source.to_string();
-    let connect = |source| CaptureError::Connect { endpoint: endpoint.clone(), source };
+    let connect = |error| CaptureError::Connect { endpoint: endpoint.clone(), error };
     let mut link = Link::open(&cfg.source, Duration::from_secs(10)).map_err(connect)?;
 
     // syncWithMaster: PING first; then (our AUTH went with the connection) REPLCONF
@@ -193,8 +193,8 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
 
     // The snapshot, through the same copy as `read_bulk_payload`, with reads that give
     // way to a stop and count silence against the timeout.
-    let rdb_file = |source| CaptureError::File { path: cfg.rdb.clone(), source };
-    let snapshot_err = |source| CaptureError::Snapshot { endpoint: endpoint.clone(), source };
+    let rdb_file = |error| CaptureError::File { path: cfg.rdb.clone(), error };
+    let snapshot_err = |error| CaptureError::Snapshot { endpoint: endpoint.clone(), error };
     let mut out = std::fs::File::create(&cfg.rdb).map_err(rdb_file)?;
     let framing = loop {
         let line = read_line(&mut link, cfg, started, stop).map_err(|e| match e {
@@ -240,17 +240,14 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
         return Err(CaptureError::Stopped);
     }
     let snapshot_bytes = bytes.map_err(snapshot_err)?;
-    out.sync_all().map_err(rdb_file)?;
-    drop(out);
     let rdb_version = rdb_version(&cfg.rdb);
     progress(&format!("snapshot: {snapshot_bytes} bytes in {}", cfg.rdb.display()));
 
-    let mut spool = Spool::create(&cfg.aof, &replid, offset)
-        .map_err(|source| CaptureError::File { path: cfg.aof.clone(), source })?;
-    // replication.c: after an `$EOF:` transfer the master streams nothing until the
-    // replica's first ACK (`repl_start_cmd_stream_on_ack`); the snapshot is durable now.
+    // The snapshot is made durable by the spool's fsync thread, before its first state.
+    let mut spool = Spool::create(&cfg.aof, &replid, offset, out)
+        .map_err(|error| CaptureError::File { path: cfg.aof.clone(), error })?;
     let mut report = Report {
-        state: spool.synced.clone(),
+        state: spool.at.clone(),
         snapshot_bytes,
         framing: match framing {
             Framing::Length(_) => "length",
@@ -263,9 +260,14 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
         failed: false,
     };
     if cfg.stop_after_snapshot {
+        report.state = spool.finish().map_err(|error| CaptureError::File { path: cfg.aof.clone(), error })?;
         report.stopped = "snapshot".into();
         return Ok(report);
     }
+    // replication.c: after an `$EOF:` transfer the master streams nothing until the
+    // replica's first ACK (`repl_start_cmd_stream_on_ack`), so the snapshot's offset is
+    // acknowledged as soon as its last byte is read, while it is still being fsynced;
+    // every later ACK names only what is durable.
     let ack = |link: &mut Link, offset: u64| {
         let o = offset.to_string();
         link.send_command(&[b"REPLCONF", b"ACK", o.as_bytes()])
@@ -280,8 +282,16 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
     // 7.0; the snapshot's header tells, where INFO might not be allowed).
     let make_absolute = rdb_version.is_some_and(|v| v < 10);
     let ended = stream_loop(&mut link, &mut spool, cfg, started, stop, make_absolute, &mut report, progress);
-    let file_err = spool.sync().err();
-    report.state = spool.synced.clone();
+    let file_err = match spool.finish() {
+        Ok(state) => {
+            report.state = state;
+            None
+        }
+        Err(e) => {
+            report.state = spool.synced();
+            Some(e)
+        }
+    };
     report.commands = spool.commands;
     match (ended, file_err) {
         (Ok(why), None) => report.stopped = why.to_string(),
@@ -329,10 +339,10 @@ fn stream_loop(
         if last_cron.elapsed() >= CRON {
             last_cron = Instant::now();
             spool.sync().map_err(file)?;
-            ack(link, spool.synced.offset)?;
+            ack(link, spool.synced().offset)?;
             if last_shown.elapsed() >= Duration::from_secs(10) {
                 last_shown = Instant::now();
-                progress(&format!("offset {}, {} commands", spool.synced.offset, spool.commands));
+                progress(&format!("offset {}, {} commands", spool.synced().offset, spool.commands));
             }
         }
         if start > 0 && start * 2 >= buf.len() {
@@ -376,9 +386,10 @@ fn stream_loop(
                     spool.command(rewritten.as_deref().unwrap_or(raw), k, end).map_err(file)?;
                     if k == Kind::GetAck {
                         // replconfCommand answers GETACK with the processed offset; ours
-                        // is what is durable, so the writes are made so first.
+                        // is what is durable (an fsync is asked for; the next second's
+                        // ACK names it).
                         spool.sync().map_err(file)?;
-                        ack(link, spool.synced.offset)?;
+                        ack(link, spool.synced().offset)?;
                     }
                 }
             }

@@ -7,11 +7,15 @@
 //! offset and db at the end of what was last made durable (written and fsynced), never
 //! past it. Writes go to an in-memory buffer that reaches the file at least once a
 //! second and past [`WRITE_BYTES`]; fsyncs are grouped once a second ([`Spool::sync`]),
-//! as Redis's `appendfsync everysec` groups its own.
+//! as Redis's `appendfsync everysec` groups its own, and run on a thread of their own
+//! (as Redis's `bioCreateFsyncJob`): an fsync can take seconds on a busy disk, and the
+//! thread that drains the socket must never wait for one, or the master's output buffer
+//! for us fills and it drops the link.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
 
 /// Buffered log bytes are written to the file past this size.
 pub const WRITE_BYTES: usize = 1 << 20;
@@ -67,7 +71,6 @@ pub fn state_path(aof: &Path) -> PathBuf {
 pub struct Spool {
     file: File,
     path: PathBuf,
-    state_path: PathBuf,
     /// Whole units not yet written to the file.
     out: Vec<u8>,
     /// The open MULTI block (from its MULTI), if any.
@@ -76,8 +79,11 @@ pub struct Spool {
     written: u64,
     /// The state at the end of `out` (what the file holds once `out` is written).
     pub at: State,
-    /// The state last made durable.
-    pub synced: State,
+    /// States to make durable, to the fsync thread (`None` once finished).
+    to_sync: Option<mpsc::Sender<State>>,
+    fsyncs: Option<std::thread::JoinHandle<()>>,
+    /// The state last made durable, and the first error of the fsync thread.
+    durable: Arc<Mutex<(State, Option<String>)>>,
     /// The db the stream is in (inside an open block, it may differ from `at.db`).
     db: u64,
     /// Data commands in the file or `out` (MULTI, EXEC and SELECT not counted).
@@ -87,25 +93,60 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Creates (truncates) the log at `path`; the stream starts at `offset` in db 0.
-    pub fn create(path: &Path, replid: &str, offset: u64) -> std::io::Result<Spool> {
+    /// Creates (truncates) the log at `path`; the stream starts at `offset` in db 0. The
+    /// fsync thread first makes `snapshot` (the `-rdb` file) durable, then the log, and
+    /// writes the first state file: once it exists, the snapshot is safe.
+    pub fn create(path: &Path, replid: &str, offset: u64, snapshot: File) -> std::io::Result<Spool> {
         let file = File::create(path)?;
         let at = State { replid: replid.to_string(), snapshot_offset: offset, offset, db: 0, aof_bytes: 0 };
+        let durable = Arc::new(Mutex::new((at.clone(), None)));
+        let (tx, rx) = mpsc::channel::<State>();
+        let log = file.try_clone()?;
+        let state_path = state_path(path);
+        let fsyncs = {
+            let durable = durable.clone();
+            let state_path = state_path.clone();
+            std::thread::Builder::new().name("capture-fsync".into()).spawn(move || {
+                let fail = |e: String| {
+                    let mut d = durable.lock().unwrap_or_else(|p| p.into_inner());
+                    d.1.get_or_insert(e);
+                };
+                if let Err(e) = snapshot.sync_all() {
+                    return fail(format!("the snapshot: {e}"));
+                }
+                while let Ok(mut state) = rx.recv() {
+                    // Only the newest state matters: one fsync covers every write before it.
+                    while let Ok(newer) = rx.try_recv() {
+                        state = newer;
+                    }
+                    match log.sync_data().and_then(|()| write_state(&state_path, &state)) {
+                        Ok(()) => durable.lock().unwrap_or_else(|p| p.into_inner()).0 = state,
+                        Err(e) => return fail(e.to_string()),
+                    }
+                }
+            })?
+        };
         let mut spool = Spool {
             file,
             path: path.to_path_buf(),
-            state_path: state_path(path),
             out: Vec::new(),
             block: None,
             written: 0,
-            synced: at.clone(),
             at,
+            to_sync: Some(tx),
+            fsyncs: Some(fsyncs),
+            durable,
             db: 0,
             commands: 0,
             block_commands: 0,
         };
         spool.sync()?;
         Ok(spool)
+    }
+
+    /// The state last made durable (what may be acknowledged).
+    pub fn synced(&self) -> State {
+        self.durable.lock().unwrap_or_else(|p| p.into_inner()).0.clone()
     }
 
     /// The log's path.
@@ -192,25 +233,48 @@ impl Spool {
         Ok(())
     }
 
-    /// Writes what is buffered, fsyncs, and writes the state file (to a temporary file
-    /// renamed over it, so that it is always whole). Afterwards `synced` is `at`.
+    /// Writes what is buffered and asks the fsync thread to make it durable and write
+    /// the state file; returns at once. An error of an earlier fsync is returned here.
     pub fn sync(&mut self) -> std::io::Result<()> {
         self.write_out()?;
-        self.file.sync_data()?;
-        let state = self.at.clone();
-        let tmp = {
-            let mut s = self.state_path.as_os_str().to_owned();
-            s.push(".tmp");
-            PathBuf::from(s)
-        };
-        let mut f = File::create(&tmp)?;
-        f.write_all(state.to_json().to_string().as_bytes())?;
-        f.write_all(b"\n")?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, &self.state_path)?;
-        self.synced = state;
+        if let Some(e) = &self.durable.lock().unwrap_or_else(|p| p.into_inner()).1 {
+            return Err(std::io::Error::other(e.clone()));
+        }
+        if let Some(tx) = &self.to_sync {
+            // The thread only stops on an error, which the next call reports.
+            let _ = tx.send(self.at.clone());
+        }
         Ok(())
     }
+
+    /// Writes what is buffered, waits until it is durable and the state file says so, and
+    /// returns that state.
+    pub fn finish(&mut self) -> std::io::Result<State> {
+        self.sync()?;
+        self.to_sync = None;
+        if let Some(t) = self.fsyncs.take() {
+            let _ = t.join();
+        }
+        let d = self.durable.lock().unwrap_or_else(|p| p.into_inner());
+        match &d.1 {
+            Some(e) => Err(std::io::Error::other(e.clone())),
+            None => Ok(d.0.clone()),
+        }
+    }
+}
+
+/// Writes the state file whole: a temporary file, fsynced, renamed over it.
+fn write_state(path: &Path, state: &State) -> std::io::Result<()> {
+    let tmp = {
+        let mut s = path.as_os_str().to_owned();
+        s.push(".tmp");
+        PathBuf::from(s)
+    };
+    let mut f = File::create(&tmp)?;
+    f.write_all(state.to_json().to_string().as_bytes())?;
+    f.write_all(b"\n")?;
+    f.sync_data()?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
@@ -242,7 +306,8 @@ mod tests {
     fn the_file_holds_whole_units_and_no_housekeeping() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("appendonly.aof");
-        let mut spool = Spool::create(&path, "abc", 100).unwrap();
+        let snapshot = File::create(dir.path().join("dump.rdb")).unwrap();
+        let mut spool = Spool::create(&path, "abc", 100, snapshot).unwrap();
         let select = cmd(&[b"SELECT", b"2"]);
         let set = cmd(&[b"SET", b"a", b"1"]);
         let ping = cmd(&[b"PING"]);
@@ -255,18 +320,18 @@ mod tests {
         let open = [&multi[..], &cmd(&[b"SELECT", b"5"]), &incr].concat();
         feed(&mut spool, &open);
         assert!(spool.in_block());
-        spool.sync().unwrap();
+        let synced = spool.finish().unwrap();
         let want = [&select[..], &set, &multi, &incr, &incr, &exec].concat();
         assert_eq!(std::fs::read(&path).unwrap(), want);
         // The offset stops before the open block; the db is the one selected there.
         let end = 100 + whole.len() as u64;
         assert_eq!(
-            spool.synced,
+            synced,
             State { replid: "abc".into(), snapshot_offset: 100, offset: end, db: 2, aof_bytes: want.len() as u64 }
         );
         assert_eq!(spool.commands, 3);
         let text = std::fs::read_to_string(state_path(&path)).unwrap();
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(State::from_json(&v), Some(spool.synced.clone()));
+        assert_eq!(State::from_json(&v), Some(synced));
     }
 }
