@@ -253,6 +253,14 @@ fn round_trip(version: &str, diskless: &str) {
     let want = without_consumer_times(dump_server(&mut con, ver), ver);
     let got = without_consumer_times(dump_server(&mut dest.conn(), ver), ver);
     assert_same(&got, &want, &what);
+
+    // And redis-server itself loads them, as an AOF with an RDB preamble (the snapshot,
+    // then the log): the same keys again.
+    let preamble = dir.path().join("preamble.aof");
+    std::fs::write(&preamble, [std::fs::read(&rdb).unwrap(), aof_bytes].concat()).unwrap();
+    let loaded = RedisServer::start_aof(version, &preamble, &[]);
+    let got = without_consumer_times(dump_server(&mut loaded.conn(), ver), ver);
+    assert_same(&got, &want, &format!("{what}, loaded by redis-server"));
 }
 
 #[test]
