@@ -772,15 +772,38 @@ pub fn run(job: &Job, out: &mut dyn Write, progress: &mut dyn FnMut(&str)) -> Re
     let rounds = (a.is_live() || b.is_live()) && job.rounds > 1;
     let mut pending: Vec<Found> = Vec::new();
     progress("comparing");
-    for p in 0..PARTITIONS {
-        let pa = sa.partition(p)?;
-        let pb = sb.partition(p)?;
-        let mut found = join(job, [&a, &b], &pa, &pb, &mut summary);
-        found.sort_by(|x, y| (x.db, &x.key).cmp(&(y.db, &y.key)));
-        if rounds {
-            pending.append(&mut found);
-        } else {
-            emit(job, &a, &b, &found, &mut w, &mut summary)?;
+    // Partitions are joined a group at a time on the workers (each on its own), and
+    // their differences written in partition order.
+    let group = (job.plan.threads * 2).clamp(1, PARTITIONS);
+    for first in (0..PARTITIONS).step_by(group) {
+        let mut loaded = Vec::with_capacity(group);
+        for p in first..(first + group).min(PARTITIONS) {
+            loaded.push((sa.partition(p)?, sb.partition(p)?));
+        }
+        let joined: Vec<(Vec<Found>, Summary)> = {
+            use rayon::prelude::*;
+            loaded
+                .par_iter()
+                .map(|(pa, pb)| {
+                    let mut counts = Summary::default();
+                    let mut found = join(job, [&a, &b], pa, pb, &mut counts);
+                    found.sort_by(|x, y| (x.db, &x.key).cmp(&(y.db, &y.key)));
+                    (found, counts)
+                })
+                .collect()
+        };
+        drop(loaded);
+        for (mut found, counts) in joined {
+            summary.compared += counts.compared;
+            summary.same += counts.same;
+            summary.decoded_late += counts.decoded_late;
+            summary.duplicates[0] += counts.duplicates[0];
+            summary.duplicates[1] += counts.duplicates[1];
+            if rounds {
+                pending.append(&mut found);
+            } else {
+                emit(job, &a, &b, &found, &mut w, &mut summary)?;
+            }
         }
     }
     if rounds {
