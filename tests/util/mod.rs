@@ -274,3 +274,83 @@ pub fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
         other => panic!("not a byte string: {other}"),
     }
 }
+
+/// A Redis Cluster on 127.0.0.1 (`redis-server --cluster-enabled yes` nodes joined by
+/// `redis-cli --cluster create`): `masters` masters with `replicas` replicas each, every
+/// node in its own temp dir with its `--cluster-config-file` there; killed on drop.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    pub masters: usize,
+}
+
+impl RedisCluster {
+    /// Starts the nodes (7.0, the Debian server, which has `redis-cli --cluster`) and
+    /// waits until every node says `cluster_state:ok` and every replica is in sync.
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        let n = masters * (1 + replicas);
+        let args: Vec<String> = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--cluster-node-timeout".to_string(), "2000".to_string()])
+            .chain(["--appendonly".to_string(), "no".to_string()])
+            .collect();
+        let nodes: Vec<RedisServer> =
+            (0..n).map(|_| RedisServer::spawn("7.0", tempfile::tempdir().unwrap(), &args)).collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for s in &nodes {
+            create.arg(format!("127.0.0.1:{}", s.port));
+        }
+        let out = create
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(out.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        let cluster = RedisCluster { nodes, masters };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// Waits until every node answers `cluster_state:ok`, agrees on the masters, and
+    /// every replica has its master's link up.
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = self.nodes.iter().all(|s| {
+                let Ok(mut c) = redis::Client::open(s.url()).and_then(|c| c.get_connection()) else { return false };
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).unwrap_or_default();
+                let repl: String = redis::cmd("INFO").arg("replication").query(&mut c).unwrap_or_default();
+                let known = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("cluster_size:"))
+                    .is_some_and(|v| v.trim() == self.masters.to_string());
+                info.contains("cluster_state:ok")
+                    && known
+                    && (repl.contains("role:master") || repl.contains("master_link_status:up"))
+            });
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not become ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The node a client starts from.
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// The nodes that are masters now, by their own INFO.
+    pub fn master_nodes(&self) -> Vec<&RedisServer> {
+        self.nodes
+            .iter()
+            .filter(|s| {
+                let Ok(mut c) = redis::Client::open(s.url()).and_then(|c| c.get_connection()) else { return false };
+                let repl: String = redis::cmd("INFO").arg("replication").query(&mut c).unwrap_or_default();
+                repl.contains("role:master")
+            })
+            .collect()
+    }
+}
