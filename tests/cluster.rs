@@ -6,7 +6,10 @@ use std::time::Duration;
 use redis_migration::net::cluster::Topology;
 use redis_migration::net::Endpoint;
 
-use crate::util::RedisCluster;
+use crate::oracle::{dump_dbs, dump_server, server_version, KeyMap, KeyView};
+use crate::replay::{json, replay, text};
+use crate::translate::{assert_same, forget_what_commands_cannot_carry, functions};
+use crate::util::{testdata, RedisCluster, RedisServer, FIXTURES};
 
 fn endpoint(port: u16) -> Endpoint {
     Endpoint { host: "127.0.0.1".into(), port, user: None, password: None, tls: None }
@@ -41,4 +44,211 @@ fn cluster_topology_from_any_node() {
     let dead = crate::util::free_port();
     let t = Topology::refresh([&endpoint(dead), &endpoint(c.nodes[1].port)], Duration::from_secs(2)).unwrap();
     assert_eq!(t.masters.len(), 3);
+}
+
+/// The keys of db 0 on every master of `c`, each on one master only.
+fn union_of_masters(c: &RedisCluster, ver: (u32, u32)) -> KeyMap {
+    let mut all = KeyMap::new();
+    for m in c.master_nodes() {
+        for (k, v) in dump_dbs(&mut m.conn(), ver, 0..1) {
+            assert!(all.insert(k.clone(), v).is_none(), "key {:?} on two masters", String::from_utf8_lossy(&k.1));
+        }
+    }
+    all
+}
+
+/// Empties every master (keys and functions) for the next replay.
+fn empty(c: &RedisCluster, ver: (u32, u32)) {
+    for m in c.master_nodes() {
+        redis::cmd("FLUSHALL").query::<()>(&mut m.conn()).unwrap();
+        if ver >= (7, 0) {
+            redis::cmd("FUNCTION").arg("FLUSH").query::<()>(&mut m.conn()).unwrap();
+        }
+    }
+}
+
+/// Every fixture's db 0, in restore and commands mode, into a 3-master cluster of the
+/// version that wrote it, found from one node: the union of the masters equals a server
+/// that loaded the file. (`--db 0` selects part of the file, so its functions stay
+/// behind, as into any destination: see `cluster_splits_and_refuses_aof_commands`.)
+#[test]
+fn cluster_fixtures_db0_restore_and_commands() {
+    for (file, version) in FIXTURES {
+        let path = testdata(file);
+        let module = crate::util::falkordb_module();
+        let extra: Vec<&str> =
+            if file.contains("module") { vec!["--loadmodule", module.to_str().unwrap()] } else { vec![] };
+        let loaded = RedisServer::start(version, Some(&path), &extra);
+        let mut a = loaded.conn();
+        let ver = server_version(&mut a);
+        let c = RedisCluster::start_version(version, 3, 0, &extra);
+        for mode in ["restore", "commands"] {
+            empty(&c, ver);
+            let from = c.nodes[1].port;
+            let out =
+                replay(from, &["--format", "json", "--db", "0", "--mode", mode, "-n", "2", path.to_str().unwrap()]);
+            let report = json(&out);
+            let mut want = dump_dbs(&mut a, ver, 0..1);
+            let mut got = union_of_masters(&c, ver);
+            let modules = want.values().filter(|(v, _)| matches!(v, KeyView::Module(_))).count();
+            if mode == "commands" {
+                forget_what_commands_cannot_carry(&mut want, &mut got);
+                want.retain(|_, (v, _)| !matches!(v, KeyView::Module(_)));
+            }
+            let code = if mode == "commands" && modules > 0 { 1 } else { 0 };
+            assert_eq!(out.status.code(), Some(code), "{file} {mode}: {report}");
+            assert_eq!(report["kind"], "cluster", "{report}");
+            assert_eq!(report["connections"], 6, "{report}");
+            assert_eq!(report["cluster"]["masters"], 3, "{report}");
+            assert_eq!(report["cluster"]["without_replica"], 3, "{report}");
+            assert_same(&want, &got, ver, &format!("{file} into a cluster, {mode}"));
+            let held: Vec<u64> =
+                c.master_nodes().iter().map(|m| redis::cmd("DBSIZE").query(&mut m.conn()).unwrap()).collect();
+            if want.len() >= 10 {
+                assert!(held.iter().all(|&n| n > 0), "{file}: every master holds keys: {held:?}");
+            }
+        }
+    }
+}
+
+/// Only db 0: other dbs are refused before anything is written, unless mapped.
+#[test]
+fn cluster_has_db_0_only() {
+    let path = testdata("redis-7.0.rdb");
+    let c = RedisCluster::start(3, 0);
+    let out = replay(c.nodes[0].port, &[path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("Redis Cluster has only db 0"), "{}", text(&out));
+    assert!(text(&out).contains("nothing was written"), "{}", text(&out));
+    let ver = (7, 0);
+    assert!(union_of_masters(&c, ver).is_empty());
+    // --db-map 1:0 brings db 1 over as db 0.
+    let loaded = RedisServer::start("7.0", Some(&path), &[]);
+    let mut want: KeyMap = dump_server(&mut loaded.conn(), ver)
+        .into_iter()
+        .filter(|(k, _)| k.0 == 1)
+        .map(|((_, key), v)| ((0, key), v))
+        .collect();
+    assert!(!want.is_empty());
+    let out =
+        replay(c.nodes[0].port, &["--db", "1", "--db-map", "1:0", "--dest-kind", "cluster", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut got = union_of_masters(&c, ver);
+    forget_what_commands_cannot_carry(&mut want, &mut got);
+    assert_same(&want, &got, ver, "db 1 mapped to 0");
+}
+
+fn write_aof(path: &std::path::Path, cmds: &[Vec<&str>]) {
+    let mut out = Vec::new();
+    for c in cmds {
+        out.extend_from_slice(format!("*{}\r\n", c.len()).as_bytes());
+        for a in c {
+            out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+        }
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// AOF commands across slots: DEL/UNLINK/EXISTS/TOUCH/MSET split by slot, a MULTI block
+/// of one slot runs as one, one across slots runs unwrapped and is counted; the result
+/// equals a server that loaded the AOF. A RENAME across slots is refused up front.
+#[test]
+fn cluster_splits_and_refuses_aof_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let aof = dir.path().join("appendonly.aof");
+    let mut cmds: Vec<Vec<&str>> = vec![vec!["SELECT", "0"]];
+    let keys: Vec<String> = (0..40).map(|i| format!("k{i}")).collect();
+    for k in &keys {
+        cmds.push(vec!["SET", k, "v"]);
+        cmds.push(vec!["INCR", "counter"]);
+    }
+    let mut mset = vec!["MSET"];
+    for k in &keys {
+        mset.extend([k.as_str(), "m"]);
+    }
+    cmds.push(mset);
+    cmds.push(vec!["DEL", "k1", "k2", "k3", "k4", "k5", "nothing"]);
+    cmds.push(vec!["UNLINK", "k6", "k7", "k8"]);
+    cmds.push(vec!["TOUCH", "k9", "k10"]);
+    cmds.extend([vec!["MULTI"], vec!["INCR", "{u}a"], vec!["APPEND", "{u}b", "x"], vec!["EXEC"]]);
+    cmds.extend([
+        vec!["MULTI"],
+        vec!["INCR", "n20"],
+        vec!["APPEND", "k21", "x"],
+        vec!["DEL", "k22", "k23"],
+        vec!["EXEC"],
+    ]);
+    cmds.push(vec!["RPUSH", "{u}list", "a", "b", "c"]);
+    let lib = "#!lua name=clusterlib\nredis.register_function('one', function() return 1 end)";
+    cmds.push(vec!["FUNCTION", "LOAD", lib]);
+    write_aof(&aof, &cmds);
+
+    let loaded = RedisServer::start_aof("7.0", &aof, &[]);
+    let ver = (7, 0);
+    let want = dump_dbs(&mut loaded.conn(), ver, 0..1);
+    assert!(want.len() > 30);
+    let c = RedisCluster::start(3, 0);
+    let out = replay(c.nodes[2].port, &["--format", "json", "-n", "2", "-aof", aof.to_str().unwrap()]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    // MSET, DEL, UNLINK, TOUCH, and the DEL of the block across slots.
+    assert_eq!(report["cluster"]["split"], 5, "{report}");
+    assert_eq!(report["cluster"]["everywhere"], 1, "{report}");
+    assert_eq!(report["multi_unwrapped"], 1, "{report}");
+    assert_same(&want, &union_of_masters(&c, ver), ver, "AOF across slots");
+    let f = functions(&mut loaded.conn());
+    assert_eq!(f.len(), 1);
+    for m in c.master_nodes() {
+        assert_eq!(functions(&mut m.conn()), f, "functions on {}", m.port);
+    }
+    // The applied keys are gone.
+    for m in c.master_nodes() {
+        let left: Vec<String> = redis::cmd("KEYS").arg("redis-migration:*").query(&mut m.conn()).unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    // A RENAME across slots cannot be split: refused before anything is written.
+    empty(&c, ver);
+    cmds.push(vec!["RENAME", "k30", "k31"]);
+    cmds.push(vec!["SUNIONSTORE", "k32", "k33", "k34"]);
+    write_aof(&aof, &cmds);
+    let out = replay(c.nodes[0].port, &["-aof", aof.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("RENAME ×1 (keys in several slots)") && t.contains("SUNIONSTORE ×1"), "{t}");
+    assert!(union_of_masters(&c, ver).is_empty(), "nothing may be written");
+}
+
+/// The AOF fixtures' db 0 into a cluster: the 6.2 and 7.0 ones hold RENAMEs (and an
+/// EVAL) across slots, refused up front; the 8.2 one (expiring keys and fields) arrives
+/// equal to a server that loaded it.
+#[test]
+fn cluster_aof_fixtures_db0() {
+    let c = RedisCluster::start(3, 0);
+    for (rel, refused) in [
+        ("plain-6.2/appendonly.aof", "EVAL ×1 (keys in several slots), RENAME ×1"),
+        ("preamble-6.2/appendonly.aof", "RENAME ×1 (keys in several slots)"),
+        ("multipart-7.0/appendonlydir", "RENAME ×4 (keys in several slots)"),
+    ] {
+        let path = crate::replay::aof(rel);
+        let out = replay(c.nodes[0].port, &["--db", "0", "--allow-flush", "-aof", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(text(&out).contains(refused), "{}", text(&out));
+        assert!(union_of_masters(&c, (7, 0)).is_empty(), "nothing may be written");
+    }
+    drop(c);
+    let c = RedisCluster::start_version("8.2", 3, 0, &[]);
+    let path = crate::replay::aof("expiring-8.2/appendonlydir");
+    let loaded = RedisServer::start_aof("8.2", &path, &[]);
+    let ver = server_version(&mut loaded.conn());
+    for mode in ["restore", "commands"] {
+        let mut want = dump_dbs(&mut loaded.conn(), ver, 0..1);
+        empty(&c, ver);
+        let out = replay(c.nodes[0].port, &["--db", "0", "--mode", mode, "-aof", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {}", text(&out));
+        let mut got = union_of_masters(&c, ver);
+        assert!(!want.is_empty());
+        forget_what_commands_cannot_carry(&mut want, &mut got);
+        assert_same(&want, &got, ver, &format!("expiring-8.2 {mode}"));
+    }
 }

@@ -16,12 +16,29 @@ pub(super) fn mark(p: Position) -> u64 {
 impl Engine<'_> {
     /// Log commands as one transaction that also records, in the connection's applied
     /// key (db 0), the position of its last unit: MULTI, the commands, [SELECT 0], SET
-    /// key mark, [SELECT db], EXEC.
-    pub(super) fn transaction(&self, conn: usize, c: Chunk) -> Chunk {
+    /// key mark, [SELECT db], EXEC. Into a cluster the applied key is the slot's
+    /// (`…:{tag}`, hash-tagged into the slot of the chunk's commands), since a cluster
+    /// runs a MULTI only on keys of one slot.
+    pub(super) fn transaction(&mut self, conn: usize, c: Chunk) -> Chunk {
         use crate::resp::encode::{command, select};
         let Some(&(_, last)) = c.units.last() else { return c };
         let m = mark(last);
-        let mut t = Chunk { db: c.db, exit_db: c.exit_db, transaction: Some(m), ..Chunk::default() };
+        let key = match c.slot.or_else(|| self.dest.home_slot(conn)) {
+            Some(s) => {
+                let tag = self.slot_tags.entry(s).or_insert_with(|| super::dest::slot_tag(s));
+                format!("{}{{{tag}}}", self.applied_prefix)
+            }
+            None => format!("{}{conn}", self.applied_prefix),
+        };
+        self.applied_keys.entry(key.clone().into_bytes()).or_insert(self.dest.node_of_conn(conn));
+        let mut t = Chunk {
+            db: c.db,
+            exit_db: c.exit_db,
+            transaction: Some(m),
+            slot: c.slot,
+            applied_key: key.clone().into_bytes(),
+            ..Chunk::default()
+        };
         let mut cmd = Vec::with_capacity(96);
         command(&mut cmd, &[b"MULTI"]);
         t.push_command(&cmd);
@@ -31,7 +48,6 @@ impl Engine<'_> {
         t.ends.extend(c.ends.iter().map(|e| e + base));
         // The applied key lives in db 0: SELECT 0 before its SET and back after it.
         let exit = c.exit_db.unwrap_or(0);
-        let key = format!("{}{conn}", self.applied_prefix);
         let mut push = |write: &dyn Fn(&mut Vec<u8>)| {
             cmd.clear();
             write(&mut cmd);
@@ -46,6 +62,29 @@ impl Engine<'_> {
         }
         push(&|o| command(o, &[b"EXEC"]));
         t
+    }
+
+    /// At the end of a complete run: the applied keys deleted, each on its node (one DEL
+    /// per key: a cluster's are in different slots).
+    pub(super) fn delete_applied_keys(&mut self) -> Result<(), LinkError> {
+        let nodes = self.dest.nodes(&self.cfg.endpoint);
+        for (node, ep) in nodes.iter().enumerate() {
+            let keys: Vec<&Vec<u8>> = self.applied_keys.iter().filter(|(_, &n)| n == node).map(|(k, _)| k).collect();
+            if keys.is_empty() {
+                continue;
+            }
+            let mut link = Link::open(ep, self.cfg.timeout)?;
+            let mut out = Vec::new();
+            for k in &keys {
+                crate::resp::encode::command(&mut out, &[b"DEL", k]);
+            }
+            link.send(&out)?;
+            for _ in &keys {
+                link.next_reply(|_| ())?;
+            }
+            link.close();
+        }
+        Ok(())
     }
 
     /// Resuming: what each connection's applied key says its transactions reached.

@@ -48,8 +48,6 @@ pub struct WorkerConfig {
     /// Answered chunks of ordinary size go back here to be filled again (steady memory,
     /// no allocator churn between threads).
     pub recycle: Option<std::sync::mpsc::Sender<Chunk>>,
-    /// Transactions of log commands SET `<prefix><connection>` in db 0 (see `Chunk`).
-    pub applied_prefix: String,
 }
 
 /// A chunk on its way: `written` commands sent, `answered` of them replied to.
@@ -66,6 +64,8 @@ struct Flight {
     refused: Vec<(usize, String)>,
 }
 
+// A SELECT is rare and the queue short (one entry per chunk): its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Pending {
     Select,
     Chunk(Flight),
@@ -95,7 +95,6 @@ pub struct Worker {
     done: Arc<AtomicU64>,
     /// Bytes of chunks answered (the engine holds back while too many are unanswered).
     released: Arc<AtomicU64>,
-    applied_key: Vec<u8>,
 }
 
 /// Why a connection gave up.
@@ -111,11 +110,9 @@ pub struct Fatal {
 
 impl Worker {
     pub fn new(id: usize, cfg: WorkerConfig, link: Link, done: Arc<AtomicU64>, released: Arc<AtomicU64>) -> Worker {
-        let applied_key = format!("{}{id}", cfg.applied_prefix).into_bytes();
         Worker {
             done,
             released,
-            applied_key,
             id,
             cfg,
             link: Some(link),
@@ -496,23 +493,34 @@ impl Worker {
         self.report.reconnects += 1;
         self.reconnect()?;
         // Transactions the applied key shows as run are done (their replies are lost).
-        if chunks.iter().any(|f| f.chunk.transaction.is_some()) {
-            let key = self.applied_key.clone();
-            let applied = match self.link.as_mut().map(|l| l.call(&[b"GET", &key])) {
+        // (Each chunk names its key: a cluster keeps one per slot.)
+        let mut marks: Vec<(Vec<u8>, Option<u64>)> = Vec::new();
+        for f in chunks.iter().filter(|f| f.chunk.transaction.is_some()) {
+            let key = &f.chunk.applied_key;
+            if marks.iter().any(|(k, _)| k == key) {
+                continue;
+            }
+            let applied = match self.link.as_mut().map(|l| l.call(&[b"GET", key])) {
                 Some(Ok(Answer::Bulk(Some(v)))) => std::str::from_utf8(&v).ok().and_then(|v| v.parse::<u64>().ok()),
                 Some(Ok(_)) => None,
                 Some(Err(e)) => return Err(self.fatal(format!("reading the applied key after a reconnect: {e}"), None)),
                 None => None,
             };
-            chunks.retain(|f| match (f.chunk.transaction, applied) {
-                (Some(mark), Some(a)) if mark <= a => {
-                    self.done.store(f.chunk.seq + 1, Ordering::Release);
-                    self.released.fetch_add(f.chunk.weight, Ordering::Release);
-                    let before = counted.iter().find(|c| c.0 == f.id).map_or(0, |c| c.1);
-                    self.report.commands += (f.chunk.ends.len() - before) as u64;
-                    false
+            marks.push((key.clone(), applied));
+        }
+        if !marks.is_empty() {
+            chunks.retain(|f| {
+                let applied = marks.iter().find(|(k, _)| *k == f.chunk.applied_key).and_then(|x| x.1);
+                match (f.chunk.transaction, applied) {
+                    (Some(mark), Some(a)) if mark <= a => {
+                        self.done.store(f.chunk.seq + 1, Ordering::Release);
+                        self.released.fetch_add(f.chunk.weight, Ordering::Release);
+                        let before = counted.iter().find(|c| c.0 == f.id).map_or(0, |c| c.1);
+                        self.report.commands += (f.chunk.ends.len() - before) as u64;
+                        false
+                    }
+                    _ => true,
                 }
-                _ => true,
             });
         }
         // Put the chunks back in front of the queue, each resuming at its `written`.

@@ -284,18 +284,25 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// Starts the nodes (7.0, the Debian server, which has `redis-cli --cluster`) and
-    /// waits until every node says `cluster_state:ok` and every replica is in sync.
+    /// Starts 7.0 nodes (see [`RedisCluster::start_version`]).
     pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        RedisCluster::start_version("7.0", masters, replicas, &[])
+    }
+
+    /// Starts the nodes of `version` with `extra` arguments, joins them with the Debian
+    /// `redis-cli --cluster create`, and waits until every node says `cluster_state:ok`
+    /// and every replica is in sync.
+    pub fn start_version(version: &str, masters: usize, replicas: usize, extra: &[&str]) -> RedisCluster {
         let n = masters * (1 + replicas);
         let args: Vec<String> = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
             .iter()
             .map(|s| s.to_string())
             .chain(["--cluster-node-timeout".to_string(), "2000".to_string()])
             .chain(["--appendonly".to_string(), "no".to_string()])
+            .chain(extra.iter().map(|s| s.to_string()))
             .collect();
         let nodes: Vec<RedisServer> =
-            (0..n).map(|_| RedisServer::spawn("7.0", tempfile::tempdir().unwrap(), &args)).collect();
+            (0..n).map(|_| RedisServer::spawn(version, tempfile::tempdir().unwrap(), &args)).collect();
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
         for s in &nodes {
