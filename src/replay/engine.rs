@@ -118,14 +118,18 @@ impl<'c> Engine<'c> {
             retry_for: cfg.retry_for,
             timeout: cfg.timeout,
             recycle: Some(e.recycle.clone()),
+            cluster: None,
         };
         let nodes = dest.nodes(&cfg.endpoint);
+        let seeds: Vec<_> = nodes.iter().cloned().chain(dest.replicas(&cfg.endpoint)).collect();
         for id in 0..n {
             let endpoint = nodes[dest.node_of_conn(id)].clone();
+            let cluster =
+                dest.home_slot(id).map(|home_slot| super::redirect::ClusterLink { seeds: seeds.clone(), home_slot });
             let link = Link::open(&endpoint, cfg.timeout)
                 .map_err(|err| Error::Destination(format!("connection {id} to {endpoint}"), err))?;
             let (tx, rx) = mpsc::sync_channel(2);
-            let wcfg = WorkerConfig { endpoint, ..wcfg.clone() };
+            let wcfg = WorkerConfig { endpoint, cluster, ..wcfg.clone() };
             let w = Worker::new(id, wcfg, link, e.done[id].clone(), e.released.clone());
             e.handles.push(
                 std::thread::Builder::new()
@@ -423,6 +427,9 @@ impl<'c> Engine<'c> {
             report.answered += conn.commands;
             report.bytes += conn.bytes;
             report.reconnects += conn.reconnects;
+            if let Some(c) = &mut report.cluster {
+                c.counts.merge(*conn.cluster);
+            }
             report.errors.merge(conn.errors);
         }
         report

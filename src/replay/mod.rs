@@ -23,6 +23,7 @@ mod log;
 pub mod precheck;
 pub mod probe;
 pub mod proxy;
+pub mod redirect;
 pub mod report;
 mod snapshot;
 #[cfg(test)]

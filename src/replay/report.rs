@@ -72,6 +72,8 @@ pub struct ClusterReport {
     pub split: u64,
     /// Commands sent to every master (FUNCTION, SCRIPT, FLUSHALL).
     pub everywhere: u64,
+    /// Redirections followed, topology refreshes, keys sent again.
+    pub counts: super::redirect::ClusterCounts,
 }
 
 impl Report {
@@ -137,9 +139,11 @@ impl Report {
                 n if n == c.masters => ": no master has a replica, the data lives on one node each".to_string(),
                 n => format!(": {n} without a replica, their data lives on one node"),
             };
+            let k = &c.counts;
             o.push(format!(
-                "cluster: {} masters{alone}; {} commands split by slot, {} sent to every master",
-                c.masters, c.split, c.everywhere
+                "cluster: {} masters{alone}; {} commands split by slot, {} sent to every master; \
+                 redirections followed: {} MOVED, {} ASK, {} TRYAGAIN; {} topology refreshes, {} keys sent again",
+                c.masters, c.split, c.everywhere, k.moved, k.ask, k.tryagain, k.refreshes, k.resent_keys
             ));
         }
         if self.dry_run {
@@ -190,6 +194,19 @@ impl Report {
                     .collect(),
             )
         };
+        let cluster = self.cluster.as_ref().map(|c| {
+            serde_json::json!({
+                "masters": c.masters,
+                "without_replica": c.without_replica,
+                "split": c.split,
+                "everywhere": c.everywhere,
+                "moved": c.counts.moved,
+                "ask": c.counts.ask,
+                "tryagain": c.counts.tryagain,
+                "refreshes": c.counts.refreshes,
+                "resent_keys": c.counts.resent_keys,
+            })
+        });
         let s = &self.stats;
         serde_json::json!({
             "destination": self.destination,
@@ -234,12 +251,7 @@ impl Report {
             "resumed_at": self.resumed_at,
             "until": self.until.map(|u| serde_json::json!({"unix": u.until_s, "reached": u.reached, "left_out": u.left_out})),
             "already_applied": self.already_applied,
-            "cluster": self.cluster.as_ref().map(|c| serde_json::json!({
-                "masters": c.masters,
-                "without_replica": c.without_replica,
-                "split": c.split,
-                "everywhere": c.everywhere,
-            })),
+            "cluster": cluster,
             "failure": self.failure,
             "exit_code": self.exit_code(),
         })

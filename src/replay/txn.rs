@@ -6,6 +6,7 @@
 use super::chunk::Chunk;
 use super::engine::Engine;
 use super::Position;
+use crate::net::cluster::Topology;
 use crate::net::{Answer, Link, LinkError};
 
 /// A position as one number, ordered like positions (the applied keys hold these).
@@ -66,10 +67,21 @@ impl Engine<'_> {
 
     /// At the end of a complete run: the applied keys deleted, each on its node (one DEL
     /// per key: a cluster's are in different slots).
+    /// A cluster may have moved slots since (a reshard, a failover): each key goes to the
+    /// master serving its slot now.
     pub(super) fn delete_applied_keys(&mut self) -> Result<(), LinkError> {
-        let nodes = self.dest.nodes(&self.cfg.endpoint);
+        let mut nodes = self.dest.nodes(&self.cfg.endpoint);
+        let mut owner: Vec<(usize, &Vec<u8>)> = self.applied_keys.iter().map(|(k, &n)| (n, k)).collect();
+        if self.dest.home_slot(0).is_some() {
+            let seeds: Vec<_> = nodes.iter().cloned().chain(self.dest.replicas(&self.cfg.endpoint)).collect();
+            let t = Topology::refresh(seeds.iter(), self.cfg.timeout)?;
+            nodes = t.masters.iter().map(|m| m.node.endpoint(&self.cfg.endpoint)).collect();
+            for (n, k) in &mut owner {
+                *n = t.master_of(crate::aof::keys::slot(k)).unwrap_or(0);
+            }
+        }
         for (node, ep) in nodes.iter().enumerate() {
-            let keys: Vec<&Vec<u8>> = self.applied_keys.iter().filter(|(_, &n)| n == node).map(|(k, _)| k).collect();
+            let keys: Vec<&Vec<u8>> = owner.iter().filter(|(n, _)| *n == node).map(|(_, k)| *k).collect();
             if keys.is_empty() {
                 continue;
             }
@@ -79,8 +91,13 @@ impl Engine<'_> {
                 crate::resp::encode::command(&mut out, &[b"DEL", k]);
             }
             link.send(&out)?;
-            for _ in &keys {
-                link.next_reply(|_| ())?;
+            for k in &keys {
+                if let Some(e) =
+                    link.next_reply(|r| r.first_error().map(|e| String::from_utf8_lossy(e).into_owned()))?
+                {
+                    let key = String::from_utf8_lossy(k);
+                    return Err(LinkError::Protocol(format!("DEL {key} on {ep} answered {e}")));
+                }
             }
             link.close();
         }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::chunk::{Chunk, Errors, Position, CHUNK_BYTES};
+use super::redirect::{Detour, Outcome, Redirector};
 use crate::net::{Answer, Endpoint, Link, LinkError};
 use crate::resp::reply::Reply;
 
@@ -30,6 +31,8 @@ pub struct ConnReport {
     pub bytes: u64,
     pub errors: Errors,
     pub reconnects: u64,
+    /// Into a cluster: redirections followed, topology refreshes, keys sent again.
+    pub cluster: Box<super::redirect::ClusterCounts>,
 }
 
 /// How a connection behaves.
@@ -48,6 +51,8 @@ pub struct WorkerConfig {
     /// Answered chunks of ordinary size go back here to be filled again (steady memory,
     /// no allocator churn between threads).
     pub recycle: Option<std::sync::mpsc::Sender<Chunk>>,
+    /// Into a cluster: how to follow it when it changes.
+    pub cluster: Option<super::redirect::ClusterLink>,
 }
 
 /// A chunk on its way: `written` commands sent, `answered` of them replied to.
@@ -95,6 +100,10 @@ pub struct Worker {
     done: Arc<AtomicU64>,
     /// Bytes of chunks answered (the engine holds back while too many are unanswered).
     released: Arc<AtomicU64>,
+    /// Into a cluster: side links for redirected commands, the topology.
+    redirect: Option<Redirector>,
+    /// The connection's master changed (a failover): reconnect there.
+    repoint: Option<Endpoint>,
 }
 
 /// Why a connection gave up.
@@ -110,7 +119,10 @@ pub struct Fatal {
 
 impl Worker {
     pub fn new(id: usize, cfg: WorkerConfig, link: Link, done: Arc<AtomicU64>, released: Arc<AtomicU64>) -> Worker {
+        let redirect = cfg.cluster.clone().map(|c| Redirector::new(c, cfg.timeout, cfg.retry_for));
         Worker {
+            redirect,
+            repoint: None,
             done,
             released,
             id,
@@ -133,6 +145,7 @@ impl Worker {
         if let Some(l) = &self.link {
             l.close();
         }
+        self.end_redirects();
         Fatal { conn: self.id, msg, unknown_from, report: std::mem::take(&mut self.report) }
     }
 
@@ -153,6 +166,7 @@ impl Worker {
                     if let Some(l) = &self.link {
                         l.close();
                     }
+                    self.end_redirects();
                     return Ok(self.report);
                 }
                 match rx.recv() {
@@ -178,10 +192,20 @@ impl Worker {
             if let Err(e) = result {
                 match e {
                     Step::Link(e) if e.is_connection() => self.heal(e)?,
+                    Step::Repoint(why) => self.heal(LinkError::Protocol(why))?,
                     Step::Link(e) => return Err(self.fatal(e.to_string(), None)),
                     Step::Fatal(f) => return Err(f),
                 }
             }
+        }
+    }
+
+    /// Closes the side links; their counts go into the report.
+    fn end_redirects(&mut self) {
+        if let Some(rd) = &self.redirect {
+            rd.close();
+            self.report.cluster.merge(rd.counts);
+            self.redirect = None;
         }
     }
 
@@ -264,7 +288,7 @@ impl Worker {
         let mut link = self.link.take().ok_or(Step::Link(LinkError::Closed))?;
         let mut failure = None;
         let r = link.replies(|r| match self.answer(r) {
-            Ok(()) => true,
+            Ok(()) => self.repoint.is_none(),
             Err(f) => {
                 failure = Some(f);
                 false
@@ -273,6 +297,13 @@ impl Worker {
         self.link = Some(link);
         if let Some(f) = failure {
             return Err(Step::Fatal(f));
+        }
+        if let Some(ep) = self.repoint.take() {
+            // A failover: the master this connection wrote to is a replica now. What it
+            // did not answer goes to the new master, as after a lost connection.
+            let why = format!("the slots of {} moved to {ep}", self.cfg.endpoint);
+            self.cfg.endpoint = ep;
+            return Err(Step::Repoint(why));
         }
         r.map_err(Step::Link)
     }
@@ -293,6 +324,34 @@ impl Worker {
             Some(Pending::Chunk(f)) => {
                 let i = f.answered;
                 let (start, end) = (f.chunk.start_of(i), f.chunk.ends[i]);
+                // Into a cluster: a redirection is followed; its outcome is the command's.
+                let mut forwarded = None;
+                if let (Some(rd), Reply::Error(e)) = (self.redirect.as_mut(), r) {
+                    if Detour::of(e).is_some() {
+                        let cmd = &f.chunk.buf[start..end];
+                        let slot = crate::resp::command_at(cmd, 0).and_then(|c| c.key).map(crate::aof::keys::slot);
+                        match rd.forward(cmd, 1, e, &self.cfg.endpoint, slot) {
+                            Ok(Outcome::Done(errors)) => forwarded = Some(errors),
+                            Ok(Outcome::Repoint(ep)) => {
+                                self.repoint = Some(ep);
+                                return Ok(());
+                            }
+                            Err(msg) => return Err(self.fatal(msg, None)),
+                        }
+                    }
+                }
+                let Some(Pending::Chunk(f)) = self.inflight.front_mut() else { unreachable!("the front is a chunk") };
+                if let (Some(errors), true) = (&forwarded, i >= f.recorded) {
+                    for msg in errors {
+                        let kind = msg.split(' ').next().unwrap_or("ERR").to_string();
+                        let (name, key) = match crate::resp::command_at(&f.chunk.buf[start..end], 0) {
+                            Some(c) => (c.name, c.key),
+                            None => (&b"?"[..], None),
+                        };
+                        self.report.errors.add(kind, 1, || describe(name, key, msg));
+                    }
+                    f.recorded = i + 1;
+                }
                 if i >= f.recorded {
                     let n = r.errors();
                     if n > 0 {
@@ -367,6 +426,33 @@ impl Worker {
             }
             return Ok(());
         }
+        // Into a cluster: a transaction redirected (a queued command, or EXEC, answered
+        // MOVED, ASK, TRYAGAIN or CLUSTERDOWN) ran nothing; it goes whole to the node that
+        // serves its slot (after ASKING, which holds through a MULTI: networking.c,
+        // `resetClient`).
+        let redirected =
+            f.refused.iter().map(|(_, m)| m.clone()).find(|m| Detour::of(m.as_bytes()).is_some()).or(match r {
+                Reply::Error(e) if Detour::of(e).is_some() => Some(String::from_utf8_lossy(e).into_owned()),
+                _ => None,
+            });
+        if let (Some(msg), Some(rd)) = (redirected, self.redirect.as_mut()) {
+            f.refused.clear();
+            match rd.forward(&f.chunk.buf, f.chunk.ends.len(), msg.as_bytes(), &self.cfg.endpoint, f.chunk.slot) {
+                Ok(Outcome::Done(errors)) => {
+                    for msg in errors {
+                        let kind = msg.split(' ').next().unwrap_or("ERR").to_string();
+                        self.report.errors.add(kind, 1, || format!("a transaction of AOF commands: {msg}"));
+                    }
+                    self.finish_front();
+                    return Ok(());
+                }
+                Ok(Outcome::Repoint(ep)) => {
+                    self.repoint = Some(ep);
+                    return Ok(());
+                }
+                Err(msg) => return Err(self.fatal(msg, None)),
+            }
+        }
         match r {
             Reply::Array(Some(results)) => {
                 for (j, res) in results.iter().enumerate() {
@@ -436,6 +522,10 @@ impl Worker {
                     let u = f.chunk.unit_of(f.answered);
                     unknown_log = Some(f.chunk.units.get(u).map_or(Position::default(), |x| x.1));
                 }
+            }
+            if f.chunk.resendable && f.answered < f.written && self.redirect.is_some() {
+                let units = f.chunk.unit_of(f.written - 1) + 1 - f.chunk.unit_of(f.answered);
+                self.report.cluster.resent_keys += units as u64;
             }
             let back_to = if f.chunk.transaction.is_some() {
                 counted.push((f.id, f.answered));
@@ -532,6 +622,17 @@ impl Worker {
         Ok(())
     }
 
+    /// Into a cluster: true when a fresh topology shows another master serving this
+    /// connection's slots (the endpoint is then that master's).
+    fn moved_master(&mut self) -> bool {
+        let Some(home) = self.redirect.as_mut().and_then(Redirector::home_master) else { return false };
+        if home.host == self.cfg.endpoint.host && home.port == self.cfg.endpoint.port {
+            return false;
+        }
+        self.cfg.endpoint = home;
+        true
+    }
+
     /// Connects again, once the server answers PING (not LOADING, not a socket a dying
     /// server still accepted on).
     fn reconnect(&mut self) -> Result<(), Fatal> {
@@ -555,6 +656,9 @@ impl Worker {
                     return Ok(());
                 }
                 Err(LinkError::Auth(e)) => return Err(self.fatal(format!("authentication failed: {e}"), None)),
+                // Into a cluster: a master that does not answer may have been failed over;
+                // whoever serves its slots now is where this connection goes.
+                Err(_) if self.moved_master() => pause = Duration::from_millis(20),
                 Err(e) if Instant::now() >= deadline => {
                     let msg = format!(
                         "lost the connection to {} and could not reconnect within {:?}: {e}",
@@ -571,6 +675,8 @@ impl Worker {
 enum Step {
     Link(LinkError),
     Fatal(Fatal),
+    /// The connection's master changed: heal on the new one.
+    Repoint(String),
 }
 
 impl From<LinkError> for Step {
