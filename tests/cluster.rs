@@ -400,3 +400,40 @@ fn cluster_reshard_and_failover_during_replay() {
     assert_same_keys(&want, &union_of_masters(&c, (7, 0)), "resharded and failed over during the replay");
     println!("{}", report["cluster"]);
 }
+
+/// A master SIGKILLed while the replay writes to it: its replica takes over, the
+/// connection moves there, and what the dead master answered but no replica had
+/// confirmed (WAIT) is sent again. Exit 0 and the data equal.
+#[test]
+fn cluster_master_killed_during_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let (aof, want) = big_aof(dir.path(), 60_000);
+    let mut c = RedisCluster::start(3, 1);
+    let victim = c.master_nodes()[0].port;
+    let child = crate::util::bin()
+        .args(["replay", "--format", "json", "--pipeline", "50", "-dport", &c.nodes[1].port.to_string()])
+        .args(["-aof", aof.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the replay has written some keys to it.
+    let mut victim_conn =
+        redis::Client::open(format!("redis://127.0.0.1:{victim}/")).unwrap().get_connection().unwrap();
+    while redis::cmd("DBSIZE").query::<u64>(&mut victim_conn).unwrap() < 100 {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    c.nodes.iter_mut().find(|n| n.port == victim).unwrap().kill();
+    let out = child.wait_with_output().unwrap();
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    // The replica that took over, and the other masters.
+    let masters = c.master_nodes();
+    assert_eq!(masters.len(), 3, "a replica took over");
+    let mut got = KeyMap::new();
+    for m in masters {
+        got.extend(dump_dbs(&mut m.conn(), (7, 0), 0..1));
+    }
+    assert_same_keys(&want, &got, "a master killed during the replay");
+    println!("{}", report["cluster"]);
+}

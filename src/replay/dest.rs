@@ -118,6 +118,10 @@ pub trait Destination: Sync + Send {
     fn replicas(&self, _base: &Endpoint) -> Vec<Endpoint> {
         Vec::new()
     }
+    /// Replicas of node `node` (a cluster's master), which WAIT asks for.
+    fn replica_count(&self, _node: usize) -> usize {
+        0
+    }
     /// Plain strings of the snapshot go in MSET batches per group (and db): the
     /// connection, or the slot where one MSET must hold keys of one slot.
     fn batch_group(&self, key: &[u8]) -> usize {
@@ -372,6 +376,10 @@ impl Destination for Cluster {
 
     fn batch_group(&self, key: &[u8]) -> usize {
         slot(key) as usize
+    }
+
+    fn replica_count(&self, node: usize) -> usize {
+        self.topology.masters.get(node).map_or(0, |m| m.replicas.len())
     }
 }
 

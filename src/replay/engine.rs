@@ -124,8 +124,11 @@ impl<'c> Engine<'c> {
         let seeds: Vec<_> = nodes.iter().cloned().chain(dest.replicas(&cfg.endpoint)).collect();
         for id in 0..n {
             let endpoint = nodes[dest.node_of_conn(id)].clone();
-            let cluster =
-                dest.home_slot(id).map(|home_slot| super::redirect::ClusterLink { seeds: seeds.clone(), home_slot });
+            let cluster = dest.home_slot(id).map(|home_slot| super::redirect::ClusterLink {
+                seeds: seeds.clone(),
+                home_slot,
+                replicas: dest.replica_count(dest.node_of_conn(id)),
+            });
             let link = Link::open(&endpoint, cfg.timeout)
                 .map_err(|err| Error::Destination(format!("connection {id} to {endpoint}"), err))?;
             let (tx, rx) = mpsc::sync_channel(2);

@@ -21,6 +21,9 @@ pub struct ClusterLink {
     pub seeds: Vec<Endpoint>,
     /// A slot of the connection's master: whoever serves it is the connection's master.
     pub home_slot: u16,
+    /// Replicas of that master: what `WAIT` asks for before the answered commands count
+    /// as applied (0: at once).
+    pub replicas: usize,
 }
 
 /// Redirections met, for the report.
@@ -121,13 +124,24 @@ impl Redirector {
         self.topology.as_ref()
     }
 
-    /// The master serving the connection's home slot now, by a fresh topology (when one
-    /// could be read).
-    pub(super) fn home_master(&mut self) -> Option<Endpoint> {
+    /// Where the connection to `current` belongs now, by a fresh topology (`None`: it
+    /// could not be read, or `current` is still a master: a reshard moves slots, not the
+    /// connection). A master that is gone or a replica now was failed over: the
+    /// connection goes to the master serving its home slot, whose replica count becomes
+    /// the one `WAIT` asks for.
+    pub(super) fn failed_over(&mut self, current: &Endpoint) -> Option<Endpoint> {
         let slot = self.cfg.home_slot;
         let template = self.cfg.seeds[0].clone();
         let t = self.refresh()?;
-        t.master_of(slot).map(|m| t.masters[m].node.endpoint(&template))
+        let is = |n: &crate::net::cluster::Node| n.host == current.host && n.port == current.port;
+        if let Some(m) = t.masters.iter().find(|m| is(&m.node)) {
+            self.cfg.replicas = m.replicas.len();
+            return None;
+        }
+        let m = &t.masters[t.master_of(slot)?];
+        let (ep, replicas) = (m.node.endpoint(&template), m.replicas.len());
+        self.cfg.replicas = replicas;
+        Some(ep)
     }
 
     fn link(&mut self, to: &Endpoint) -> Result<&mut Link, LinkError> {
@@ -195,10 +209,8 @@ impl Redirector {
                     self.counts.moved += 1;
                     // The connection's own master gone (a failover)? Move the connection.
                     if from_connection {
-                        if let Some(home) = self.home_master() {
-                            if home.host != current.host || home.port != current.port {
-                                return Ok(Outcome::Repoint(home));
-                            }
+                        if let Some(home) = self.failed_over(current) {
+                            return Ok(Outcome::Repoint(home));
                         }
                     }
                     at = Endpoint { host, port, ..current.clone() };
@@ -302,6 +314,40 @@ impl Redirector {
             Some(r) => Sent::Redirected(r),
             None => Sent::Ran(errors),
         })
+    }
+
+    /// `GET key` where `first` (a node's answer to it) sends it: MOVED or ASK followed.
+    pub(super) fn get(&mut self, key: &[u8], first: &[u8], current: &Endpoint) -> Result<Option<Vec<u8>>, String> {
+        let mut answer = first.to_vec();
+        for _ in 0..16 {
+            let (to, asking) = match Detour::of(&answer) {
+                Some(Detour::Go(Redirect::Moved { host, port, .. })) => {
+                    (Endpoint { host, port, ..current.clone() }, false)
+                }
+                Some(Detour::Go(Redirect::Ask { host, port, .. })) => {
+                    (Endpoint { host, port, ..current.clone() }, true)
+                }
+                _ => break,
+            };
+            let link = self.link(&to).map_err(|e| e.to_string())?;
+            if asking {
+                link.send_command(&[b"ASKING"]).map_err(|e| e.to_string())?;
+                link.next_reply(|_| ()).map_err(|e| e.to_string())?;
+            }
+            link.send_command(&[b"GET", key]).map_err(|e| e.to_string())?;
+            let got = link
+                .next_reply(|r| match r {
+                    Reply::Bulk(b) => Ok(b.map(<[u8]>::to_vec)),
+                    Reply::Error(e) => Err(e.to_vec()),
+                    other => Err(format!("{other:?}").into_bytes()),
+                })
+                .map_err(|e| e.to_string())?;
+            match got {
+                Ok(v) => return Ok(v),
+                Err(e) => answer = e,
+            }
+        }
+        Err(String::from_utf8_lossy(&answer).into_owned())
     }
 
     pub(super) fn close(&self) {

@@ -74,7 +74,16 @@ struct Flight {
 enum Pending {
     Select,
     Chunk(Flight),
+    /// `WAIT n`, covering the first `covers` chunks of `unconfirmed`.
+    Wait {
+        covers: usize,
+    },
 }
+
+/// How often a connection into a cluster asks WAIT (at most), and after how many bytes
+/// answered and not confirmed (at least).
+const WAIT_EVERY: Duration = Duration::from_millis(300);
+const WAIT_BYTES: usize = 4 << 20;
 
 /// A connection's thread.
 pub struct Worker {
@@ -104,6 +113,13 @@ pub struct Worker {
     redirect: Option<Redirector>,
     /// The connection's master changed (a failover): reconnect there.
     repoint: Option<Endpoint>,
+    /// Into a cluster whose master has replicas: chunks answered, not yet confirmed by
+    /// WAIT to have reached a replica (sent again if the master is lost), their bytes,
+    /// and when WAIT was last asked.
+    unconfirmed: VecDeque<Flight>,
+    unconfirmed_bytes: usize,
+    waited_at: Instant,
+    waiting: bool,
 }
 
 /// Why a connection gave up.
@@ -123,6 +139,10 @@ impl Worker {
         Worker {
             redirect,
             repoint: None,
+            unconfirmed: VecDeque::new(),
+            unconfirmed_bytes: 0,
+            waited_at: Instant::now(),
+            waiting: false,
             done,
             released,
             id,
@@ -157,7 +177,7 @@ impl Worker {
             if self.link.is_none() {
                 self.reconnect()?;
             }
-            let idle = self.inflight.is_empty() && self.queued.is_empty();
+            let idle = self.inflight.is_empty() && self.queued.is_empty() && self.unconfirmed.is_empty();
             if idle {
                 if let Some(tx) = drain.take() {
                     let _ = tx.send(());
@@ -188,7 +208,13 @@ impl Worker {
                     Err(TryRecvError::Disconnected) => closed = true,
                 }
             }
-            let result = if self.can_write() { self.write_some() } else { self.read_replies() };
+            let result = if self.wait_due() {
+                self.send_wait()
+            } else if self.can_write() {
+                self.write_some()
+            } else {
+                self.read_replies()
+            };
             if let Err(e) = result {
                 match e {
                     Step::Link(e) if e.is_connection() => self.heal(e)?,
@@ -312,6 +338,11 @@ impl Worker {
     fn answer(&mut self, r: &Reply<'_>) -> Result<(), Fatal> {
         self.progress_since_fault = true;
         match self.inflight.front_mut() {
+            Some(&mut Pending::Wait { covers }) => {
+                self.inflight.pop_front();
+                self.unanswered -= 1;
+                self.answer_wait(covers, r);
+            }
             Some(Pending::Select) => {
                 self.inflight.pop_front();
                 self.unanswered -= 1;
@@ -383,13 +414,74 @@ impl Worker {
 
     /// The front chunk has all its replies: count it done and hand its buffers back.
     fn finish_front(&mut self) {
-        if let Some(Pending::Chunk(mut done)) = self.inflight.pop_front() {
-            self.done.store(done.chunk.seq + 1, Ordering::Release);
-            self.released.fetch_add(done.chunk.weight, Ordering::Release);
-            if let Some(tx) = &self.cfg.recycle {
-                if done.chunk.buf.capacity() <= 2 * CHUNK_BYTES {
-                    done.chunk.reset();
-                    let _ = tx.send(done.chunk);
+        if let Some(Pending::Chunk(done)) = self.inflight.pop_front() {
+            // An answer is not durability: where the master has replicas, the chunk
+            // counts as applied once WAIT says a replica has it.
+            if self.redirect.as_ref().is_some_and(|r| r.cfg.replicas > 0) {
+                self.unconfirmed_bytes += done.chunk.buf.len();
+                self.unconfirmed.push_back(done);
+                return;
+            }
+            self.release(done);
+        }
+    }
+
+    /// A chunk applied for good: the low-water mark may pass it; its buffers go back.
+    fn release(&mut self, mut done: Flight) {
+        self.done.store(done.chunk.seq + 1, Ordering::Release);
+        self.released.fetch_add(done.chunk.weight, Ordering::Release);
+        if let Some(tx) = &self.cfg.recycle {
+            if done.chunk.buf.capacity() <= 2 * CHUNK_BYTES {
+                done.chunk.reset();
+                let _ = tx.send(done.chunk);
+            }
+        }
+    }
+
+    /// True when WAIT is to be asked now: chunks wait for it, none is asked, and it is
+    /// time, or they hold many bytes, or nothing else is left to send or read.
+    fn wait_due(&self) -> bool {
+        !self.unconfirmed.is_empty()
+            && !self.waiting
+            && (self.waited_at.elapsed() >= WAIT_EVERY
+                || self.unconfirmed_bytes >= WAIT_BYTES
+                || (self.inflight.is_empty() && !self.can_write()))
+    }
+
+    /// `WAIT n 1000`: n replicas of this master have every write this connection made.
+    fn send_wait(&mut self) -> Result<(), Step> {
+        let n = self.redirect.as_ref().map_or(0, |r| r.cfg.replicas).to_string();
+        let mut cmd = Vec::with_capacity(32);
+        crate::resp::encode::command(&mut cmd, &[b"WAIT", n.as_bytes(), b"1000"]);
+        self.link_mut()?.send(&cmd)?;
+        self.inflight.push_back(Pending::Wait { covers: self.unconfirmed.len() });
+        self.unanswered += 1;
+        self.waiting = true;
+        self.waited_at = Instant::now();
+        Ok(())
+    }
+
+    /// WAIT's answer: the chunks it covers are confirmed when enough replicas have them,
+    /// or when the master has fewer replicas now (a fresh topology says how many).
+    fn answer_wait(&mut self, covers: usize, r: &Reply<'_>) {
+        self.waiting = false;
+        let got = match r {
+            Reply::Int(n) => *n,
+            _ => -1,
+        };
+        let mut want = self.redirect.as_ref().map_or(0, |rd| rd.cfg.replicas) as i64;
+        if got >= 0 && got < want {
+            if let Some(rd) = self.redirect.as_mut() {
+                // The replica count of this master now (failed_over notes it).
+                rd.failed_over(&self.cfg.endpoint);
+                want = rd.cfg.replicas as i64;
+            }
+        }
+        if got >= want {
+            for _ in 0..covers.min(self.unconfirmed.len()) {
+                if let Some(f) = self.unconfirmed.pop_front() {
+                    self.unconfirmed_bytes -= f.chunk.buf.len();
+                    self.release(f);
                 }
             }
         }
@@ -514,7 +606,25 @@ impl Worker {
         let mut chunks = Vec::new();
         // Transactions' replies counted so far.
         let mut counted: Vec<(usize, usize)> = Vec::new();
-        for p in self.inflight.drain(..) {
+        // Answered and not confirmed by WAIT: the master may have lost them (its replica
+        // took over without them), so they go again too, first, whole.
+        self.waiting = false;
+        self.unconfirmed_bytes = 0;
+        let mut resent = 0;
+        let unconfirmed: Vec<Pending> = self
+            .unconfirmed
+            .drain(..)
+            .map(|mut f| {
+                if f.chunk.resendable {
+                    resent += f.chunk.units.len() as u64;
+                }
+                (f.written, f.answered) = (0, 0);
+                Pending::Chunk(f)
+            })
+            .collect();
+        self.report.cluster.resent_keys += resent;
+        let pending: Vec<Pending> = unconfirmed.into_iter().chain(self.inflight.drain(..)).collect();
+        for p in pending {
             let Pending::Chunk(mut f) = p else { continue };
             if f.answered < f.written {
                 first.get_or_insert((f.id, f.answered));
@@ -592,6 +702,22 @@ impl Worker {
             }
             let applied = match self.link.as_mut().map(|l| l.call(&[b"GET", key])) {
                 Some(Ok(Answer::Bulk(Some(v)))) => std::str::from_utf8(&v).ok().and_then(|v| v.parse::<u64>().ok()),
+                // Into a cluster, the key's slot may be served elsewhere now: ask there.
+                // Any other error leaves the transaction's fate unknown: stop.
+                Some(Ok(Answer::Error(e))) => {
+                    let current = self.cfg.endpoint.clone();
+                    let got = match self.redirect.as_mut() {
+                        Some(rd) => rd.get(key, e.as_bytes(), &current),
+                        None => Err(e),
+                    };
+                    match got {
+                        Ok(v) => v.and_then(|v| std::str::from_utf8(&v).ok().and_then(|v| v.parse::<u64>().ok())),
+                        Err(e) => {
+                            let msg = format!("reading the applied key after a reconnect: {e}");
+                            return Err(self.fatal(msg, None));
+                        }
+                    }
+                }
                 Some(Ok(_)) => None,
                 Some(Err(e)) => return Err(self.fatal(format!("reading the applied key after a reconnect: {e}"), None)),
                 None => None,
@@ -625,10 +751,8 @@ impl Worker {
     /// Into a cluster: true when a fresh topology shows another master serving this
     /// connection's slots (the endpoint is then that master's).
     fn moved_master(&mut self) -> bool {
-        let Some(home) = self.redirect.as_mut().and_then(Redirector::home_master) else { return false };
-        if home.host == self.cfg.endpoint.host && home.port == self.cfg.endpoint.port {
-            return false;
-        }
+        let current = self.cfg.endpoint.clone();
+        let Some(home) = self.redirect.as_mut().and_then(|r| r.failed_over(&current)) else { return false };
         self.cfg.endpoint = home;
         true
     }
