@@ -44,12 +44,24 @@ if not os.path.exists(A.bin):
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+def free_port(cluster=False):
+    """A free port; for a cluster node one whose bus port (+10000) is free too."""
+    while True:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        s.close()
+        if not cluster:
+            return p
+        if p + 10000 <= 65535:
+            b = socket.socket()
+            try:
+                b.bind(("127.0.0.1", p + 10000))
+                return p
+            except OSError:
+                pass
+            finally:
+                b.close()
 
 
 def call(port, *args):
@@ -70,7 +82,7 @@ def call(port, *args):
 class Server:
     def __init__(self, rdb=None, cluster=False):
         self.dir = tempfile.mkdtemp(prefix="bench-cluster-")
-        self.port = free_port()
+        self.port = free_port(cluster)
         args = [A.server, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
                 "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")]
         if cluster:

@@ -84,6 +84,17 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A free port for a cluster node: its cluster bus port (port + 10000) must exist and be
+/// free too.
+pub fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55535 && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A redis-server on 127.0.0.1, in its own temp dir; killed on drop.
 pub struct RedisServer {
     child: Child,
@@ -128,7 +139,11 @@ impl RedisServer {
 
     /// Starts `version` on a free loopback port in `dir`, with `args` after the common ones.
     pub(crate) fn spawn(version: &str, dir: tempfile::TempDir, args: &[String]) -> RedisServer {
-        let port = free_port();
+        RedisServer::spawn_at(version, dir, args, free_port())
+    }
+
+    /// As [`RedisServer::spawn`], on `port`.
+    pub(crate) fn spawn_at(version: &str, dir: tempfile::TempDir, args: &[String], port: u16) -> RedisServer {
         let child = RedisServer::launch(version, &dir, port, args);
         let mut server = RedisServer { child, port, dir, version: version.to_string(), args: args.to_vec() };
         server.wait_ready();
@@ -301,8 +316,9 @@ impl RedisCluster {
             .chain(["--appendonly".to_string(), "no".to_string()])
             .chain(extra.iter().map(|s| s.to_string()))
             .collect();
-        let nodes: Vec<RedisServer> =
-            (0..n).map(|_| RedisServer::spawn(version, tempfile::tempdir().unwrap(), &args)).collect();
+        let nodes: Vec<RedisServer> = (0..n)
+            .map(|_| RedisServer::spawn_at(version, tempfile::tempdir().unwrap(), &args, free_cluster_port()))
+            .collect();
         let mut create = Command::new("redis-cli");
         create.arg("--cluster").arg("create");
         for s in &nodes {
