@@ -437,3 +437,45 @@ fn cluster_master_killed_during_replay() {
     assert_same_keys(&want, &got, "a master killed during the replay");
     println!("{}", report["cluster"]);
 }
+
+/// SCRIPT LOAD reaches every node, replicas included (scripts are not replicated), and
+/// FUNCTION LOAD every master; keys the cluster already has are found on their master
+/// (`--on-existing skip` leaves them alone).
+#[test]
+fn cluster_scripts_everywhere_and_existing_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let aof = dir.path().join("appendonly.aof");
+    let script = "return 'from the log'";
+    let lib = "#!lua name=everywhere\nredis.register_function('two', function() return 2 end)";
+    let mut cmds: Vec<Vec<&str>> =
+        vec![vec!["SELECT", "0"], vec!["SCRIPT", "LOAD", script], vec!["FUNCTION", "LOAD", lib]];
+    let keys: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
+    for k in &keys {
+        cmds.push(vec!["SET", k, "new"]);
+    }
+    write_aof(&aof, &cmds);
+    let c = RedisCluster::start(3, 1);
+    // Keys the destination has, spread over the masters.
+    for m in c.master_nodes() {
+        for k in &keys {
+            let _: redis::RedisResult<()> = redis::cmd("SET").arg(k).arg("old").query(&mut m.conn());
+        }
+    }
+    let out = replay(c.nodes[0].port, &["--format", "json", "--on-existing", "skip", "-aof", aof.to_str().unwrap()]);
+    let report = json(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert_eq!(report["skipped"]["log_commands"], 30, "{report}");
+    assert_eq!(report["cluster"]["everywhere"], 2, "{report}");
+    let sha: String =
+        redis::cmd("SCRIPT").arg("LOAD").arg(script).query(&mut RedisServer::start("7.0", None, &[]).conn()).unwrap();
+    for n in &c.nodes {
+        let there: Vec<bool> = redis::cmd("SCRIPT").arg("EXISTS").arg(&sha).query(&mut n.conn()).unwrap();
+        assert_eq!(there, [true], "SCRIPT LOAD on {}", n.port);
+    }
+    for m in c.master_nodes() {
+        assert_eq!(functions(&mut m.conn()).len(), 1, "FUNCTION LOAD on {}", m.port);
+    }
+    let got = union_of_masters(&c, (7, 0));
+    assert_eq!(got.len(), 30);
+    assert!(got.values().all(|(v, _)| *v == KeyView::String(b"old".to_vec())));
+}
