@@ -120,6 +120,8 @@ pub struct Worker {
     unconfirmed_bytes: usize,
     waited_at: Instant,
     waiting: bool,
+    /// Since when WAIT has answered fewer replicas than the master has.
+    short_since: Option<Instant>,
 }
 
 /// Why a connection gave up.
@@ -143,6 +145,7 @@ impl Worker {
             unconfirmed_bytes: 0,
             waited_at: Instant::now(),
             waiting: false,
+            short_since: None,
             done,
             released,
             id,
@@ -341,7 +344,7 @@ impl Worker {
             Some(&mut Pending::Wait { covers }) => {
                 self.inflight.pop_front();
                 self.unanswered -= 1;
-                self.answer_wait(covers, r);
+                self.answer_wait(covers, r)?;
             }
             Some(Pending::Select) => {
                 self.inflight.pop_front();
@@ -463,7 +466,7 @@ impl Worker {
 
     /// WAIT's answer: the chunks it covers are confirmed when enough replicas have them,
     /// or when the master has fewer replicas now (a fresh topology says how many).
-    fn answer_wait(&mut self, covers: usize, r: &Reply<'_>) {
+    fn answer_wait(&mut self, covers: usize, r: &Reply<'_>) -> Result<(), Fatal> {
         self.waiting = false;
         let got = match r {
             Reply::Int(n) => *n,
@@ -478,13 +481,22 @@ impl Worker {
             }
         }
         if got >= want {
+            self.short_since = None;
             for _ in 0..covers.min(self.unconfirmed.len()) {
                 if let Some(f) = self.unconfirmed.pop_front() {
                     self.unconfirmed_bytes -= f.chunk.buf.len();
                     self.release(f);
                 }
             }
+        } else if self.short_since.get_or_insert_with(Instant::now).elapsed() >= self.cfg.retry_for {
+            let msg = format!(
+                "WAIT on {} confirmed {got} of its {want} replicas for longer than --retry-for ({:?}): \
+                 what it answered may not survive its loss",
+                self.cfg.endpoint, self.cfg.retry_for
+            );
+            return Err(self.fatal(msg, None));
         }
+        Ok(())
     }
 
     /// A reply within a transaction chunk: MULTI's OK, a QUEUED (or a refusal) per
