@@ -121,6 +121,9 @@ class Cluster:
             if time.monotonic() > t_end:
                 sys.exit("the cluster did not become ready")
             time.sleep(0.05)
+        # A cluster just created is still gossiping and saving nodes.conf (with fsync) on
+        # every change: let it settle, as a production cluster has.
+        time.sleep(2)
 
     def db0(self):
         return sum(n.db0() for n in self.nodes)
