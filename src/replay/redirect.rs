@@ -386,3 +386,39 @@ enum Sent {
     Redirected(Vec<u8>),
     Ran(Vec<String>),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detours_and_ordinary_errors() {
+        assert_eq!(
+            Detour::of(b"MOVED 3999 127.0.0.1:7002"),
+            Some(Detour::Go(Redirect::Moved { slot: 3999, host: "127.0.0.1".into(), port: 7002 }))
+        );
+        assert!(matches!(Detour::of(b"ASK 1 h:2"), Some(Detour::Go(Redirect::Ask { .. }))));
+        assert_eq!(Detour::of(b"TRYAGAIN Multiple keys request during rehashing of slot"), Some(Detour::TryAgain));
+        assert_eq!(Detour::of(b"CLUSTERDOWN The cluster is down"), Some(Detour::Down));
+        assert_eq!(Detour::of(b"WRONGTYPE Operation against a key holding the wrong kind of value"), None);
+        assert_eq!(Detour::of(b"MOVED nonsense"), None);
+    }
+
+    #[test]
+    fn an_mset_splits_into_sets() {
+        let mut mset = Vec::new();
+        crate::resp::encode::command(&mut mset, &[b"MSET", b"{a}1", b"x", b"{a}2", b"y"]);
+        let mut want = Vec::new();
+        crate::resp::encode::command(&mut want, &[b"SET", b"{a}1", b"x"]);
+        let mut second = Vec::new();
+        crate::resp::encode::command(&mut second, &[b"SET", b"{a}2", b"y"]);
+        assert_eq!(split_mset(&mset), Some(vec![want, second]));
+        let mut one = Vec::new();
+        crate::resp::encode::command(&mut one, &[b"MSET", b"k", b"v"]);
+        assert_eq!(split_mset(&one), None);
+        let mut other = Vec::new();
+        crate::resp::encode::command(&mut other, &[b"DEL", b"a", b"b"]);
+        assert_eq!(split_mset(&other), None);
+        assert_eq!(split_mset(b"garbage"), None);
+    }
+}
