@@ -479,3 +479,60 @@ fn cluster_scripts_everywhere_and_existing_keys() {
     assert_eq!(got.len(), 30);
     assert!(got.values().all(|(v, _)| *v == KeyView::String(b"old".to_vec())));
 }
+
+/// A replay of an AOF into a cluster, killed once its checkpoint has moved, resumes with
+/// the same command: each slot's applied key says which transactions ran, so no INCR or
+/// RPUSH runs twice or never.
+#[test]
+fn cluster_killed_replay_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (aof, want) = big_aof(dir.path(), 30_000);
+    let c = RedisCluster::start(3, 0);
+    let ck = dir.path().join("replay.checkpoint");
+    let port = c.nodes[0].port.to_string();
+    let args = [
+        "replay",
+        "-dport",
+        &port,
+        "--pipeline",
+        "1",
+        "--checkpoint-every-ms",
+        "20",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+        "-aof",
+        aof.to_str().unwrap(),
+    ];
+    let mut child = crate::util::bin()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let moved = || {
+        let text = std::fs::read_to_string(&ck).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        (v["resume"]["offset"].as_u64()? > 0).then_some(())
+    };
+    let t0 = std::time::Instant::now();
+    while moved().is_none() && t0.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(ck.exists(), "the killed replay left no checkpoint");
+    let out = crate::util::bin().args(args).output().unwrap();
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    assert!(report.contains("resumed from the checkpoint"), "{report}");
+    assert!(!report.contains("resumed from the checkpoint at byte 0 of"), "{report}");
+    assert!(!ck.exists(), "a completed replay removes its checkpoint");
+    let got = union_of_masters(&c, (7, 0));
+    let left: Vec<String> = got
+        .keys()
+        .filter(|k| k.1.starts_with(b"redis-migration:"))
+        .map(|k| String::from_utf8_lossy(&k.1).into())
+        .collect();
+    assert!(left.is_empty(), "applied keys left behind: {left:?}");
+    assert_same_keys(&want, &got, "after a resumed replay into a cluster");
+}

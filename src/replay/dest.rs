@@ -385,8 +385,26 @@ impl Destination for Cluster {
 
 /// A key in slot `s`: `{tag}` hash-tagged into it, the shortest decimal tag there is
 /// (a cluster's applied keys live in the slot of the commands they vouch for).
-pub fn slot_tag(s: u16) -> String {
-    (0u32..).map(|i| i.to_string()).find(|t| slot(t.as_bytes()) == s).unwrap_or_default()
+pub fn slot_tag(s: u16) -> &'static str {
+    static TAGS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let tags = TAGS.get_or_init(|| {
+        // One pass over 0, 1, 2…: each slot gets the first number that lands in it.
+        let mut tags = vec![String::new(); crate::net::cluster::SLOTS];
+        let mut left = tags.len();
+        for i in 0u32.. {
+            let t = i.to_string();
+            let s = slot(t.as_bytes()) as usize;
+            if tags[s].is_empty() {
+                tags[s] = t;
+                left -= 1;
+                if left == 0 {
+                    break;
+                }
+            }
+        }
+        tags
+    });
+    &tags[s as usize % tags.len()]
 }
 
 /// The destination of `kind` over `n` connections (to each master, for a cluster, whose

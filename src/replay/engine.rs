@@ -62,8 +62,6 @@ pub(super) struct Engine<'c> {
     pub(super) applied: Vec<Option<u64>>,
     /// Applied keys written so far, with the node each lives on (deleted at the end).
     pub(super) applied_keys: std::collections::BTreeMap<Vec<u8>, usize>,
-    /// Into a cluster: a hash tag of each slot used (`dest::slot_tag`).
-    pub(super) slot_tags: std::collections::HashMap<u16, String>,
     checkpoint: Option<(std::path::PathBuf, checkpoint::Checkpoint)>,
     last_checkpoint: Instant,
     /// Keys sent with the expiry sentinel (see [`crate::expiry`]).
@@ -100,9 +98,9 @@ impl<'c> Engine<'c> {
             released: Arc::new(AtomicU64::new(0)),
             routed_to: Position::default(),
             applied_prefix: format!("redis-migration:applied:{run_id:016x}:"),
-            applied: vec![None; n],
+            // Into a cluster, applied keys are per slot.
+            applied: vec![None; if dest.home_slot(0).is_some() { crate::net::cluster::SLOTS } else { n }],
             applied_keys: std::collections::BTreeMap::new(),
-            slot_tags: std::collections::HashMap::new(),
             checkpoint,
             last_checkpoint: Instant::now(),
             kept: Vec::new(),
@@ -338,6 +336,11 @@ impl<'c> Engine<'c> {
         self.drain_all();
         let nodes = self.dest.nodes(&self.cfg.endpoint);
         for node in 0..nodes.len() {
+            let conn = self.dest.first_conn(node);
+            // A resumed run: a log command some masters ran already.
+            if !origin.resendable && self.applied_before(self.applied_index(conn, None), origin.pos) {
+                continue;
+            }
             let mut c = Chunk { db, exit_db: db, resendable: origin.resendable, ..Chunk::default() };
             c.units.push((0, origin.pos));
             let mut at = 0;
@@ -345,7 +348,7 @@ impl<'c> Engine<'c> {
                 c.push_command(&buf[at..end]);
                 at = end;
             }
-            self.send(self.dest.first_conn(node), c);
+            self.send(conn, c);
         }
         self.drain_all();
         if self.cfg.dry_run {

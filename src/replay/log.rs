@@ -105,24 +105,26 @@ impl Run<'_, '_> {
         let pos = Position { file: self.file, offset: (self.base + c.offset) as u64 };
         let e = &mut self.engine;
         let route = e.dest.route_command(&c.argv);
+        // Into a cluster, a transaction holds the commands of one slot.
+        let cluster = e.dest.kind() == DestKind::Cluster;
+        let slot_of = |k: Option<&&[u8]>| k.filter(|_| cluster).map(|k| slot(k));
+        let slot = match keys(&c.argv) {
+            Keys::Some(ks) => slot_of(ks.first()),
+            _ => None,
+        };
         let conn = match &route {
             Route::Conn(conn) => *conn,
             _ => 0,
         };
-        if e.applied_before(conn, pos) {
+        // (A split command and one on every node are checked part by part.)
+        let whole = !matches!(route, Route::Split(_) | Route::Everywhere);
+        if whole && e.applied_before(e.applied_index(conn, slot), pos) {
             return;
         }
-        // Into a cluster, a transaction holds the commands of one slot.
-        let cluster = e.dest.kind() == DestKind::Cluster;
-        let slot_of = |k: Option<&&[u8]>| k.filter(|_| cluster).map(|k| slot(k));
         match route {
             Route::Conn(conn) => {
                 e.report.log_commands += 1;
                 let bytes = c.bytes();
-                let slot = match keys(&c.argv) {
-                    Keys::Some(ks) => slot_of(ks.first()),
-                    _ => None,
-                };
                 e.route(conn, Some(db), bytes, 0, &[bytes.len()], Origin { pos, resendable: false, slot })
             }
             Route::Split(groups) => {
@@ -137,6 +139,9 @@ impl Run<'_, '_> {
                     argv.extend(args.iter().map(|&i| c.argv[i]));
                     crate::resp::encode::command(&mut bytes, &argv);
                     let slot = slot_of(argv.get(1));
+                    if e.applied_before(e.applied_index(conn, slot), pos) {
+                        continue;
+                    }
                     e.route(conn, Some(db), &bytes, 0, &[bytes.len()], Origin { pos, resendable: false, slot });
                 }
             }
@@ -225,7 +230,7 @@ impl Run<'_, '_> {
                 _ => None,
             })
             .unwrap_or(0);
-        if e.applied_before(conn, pos) {
+        if e.applied_before(e.applied_index(conn, slot), pos) {
             return;
         }
         e.report.log_commands += admitted.len() as u64;

@@ -195,16 +195,12 @@ pub fn run(cfg: &Config, inputs: &Inputs) -> Result<Report, Error> {
                 "--checkpoint works with --on-existing replace only (a resumed run would find its own keys)".into(),
             ));
         }
-        // A cluster's applied keys are per slot: resuming its log is not done yet.
-        if (!dest.caps().multi || dest.kind() == DestKind::Cluster)
-            && inputs.files.iter().any(|i| crate::aof::log_start(i.data()).is_some())
-        {
-            let why = if dest.kind() == DestKind::Cluster {
-                "its applied keys are per slot, and reading them back on resume is not built yet"
-            } else {
-                "without MULTI, which AOF commands ran before a stop cannot be known"
-            };
-            return Err(Error::Refused(format!("--checkpoint through {} covers snapshots only: {why}", dest.kind())));
+        if !dest.caps().multi && inputs.files.iter().any(|i| crate::aof::log_start(i.data()).is_some()) {
+            return Err(Error::Refused(format!(
+                "--checkpoint through {} covers snapshots only: without MULTI, which AOF commands \
+                 ran before a stop cannot be known",
+                dest.kind()
+            )));
         }
         let shown = crate::source::display_name(path);
         if let Some(ck) = checkpoint::Checkpoint::load(path).map_err(|e| Error::Input(format!("{shown}: {e}")))? {

@@ -26,8 +26,7 @@ impl Engine<'_> {
         let m = mark(last);
         let key = match c.slot.or_else(|| self.dest.home_slot(conn)) {
             Some(s) => {
-                let tag = self.slot_tags.entry(s).or_insert_with(|| super::dest::slot_tag(s));
-                format!("{}{{{tag}}}", self.applied_prefix)
+                format!("{}{{{}}}", self.applied_prefix, super::dest::slot_tag(s))
             }
             None => format!("{}{conn}", self.applied_prefix),
         };
@@ -104,22 +103,73 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Resuming: what each connection's applied key says its transactions reached.
+    /// Resuming: what each connection's applied key says its transactions reached (into
+    /// a cluster: each slot's, asked of the master serving the slot now).
     pub(super) fn read_applied(&mut self) -> Result<(), LinkError> {
+        if self.dest.home_slot(0).is_some() {
+            return self.read_applied_slots();
+        }
         let mut link = Link::open(&self.cfg.endpoint, self.cfg.timeout)?;
         for conn in 0..self.dest.connections() {
             let key = format!("{}{conn}", self.applied_prefix);
             if let Answer::Bulk(Some(v)) = link.call(&[b"GET", key.as_bytes()])? {
                 self.applied[conn] = std::str::from_utf8(&v).ok().and_then(|v| v.parse().ok());
+                // The earlier run's key: deleted at the end like this run's.
+                self.applied_keys.insert(key.into_bytes(), 0);
             }
         }
         link.close();
         Ok(())
     }
 
-    /// True when a resumed run finds this log unit applied on its connection.
-    pub(super) fn applied_before(&mut self, conn: usize, pos: Position) -> bool {
-        if self.applied[conn].is_some_and(|a| mark(pos) <= a) {
+    fn read_applied_slots(&mut self) -> Result<(), LinkError> {
+        let nodes = self.dest.nodes(&self.cfg.endpoint);
+        let seeds: Vec<_> = nodes.iter().cloned().chain(self.dest.replicas(&self.cfg.endpoint)).collect();
+        let t = Topology::refresh(seeds.iter(), self.cfg.timeout)?;
+        for (m, master) in t.masters.iter().enumerate() {
+            let slots: Vec<u16> =
+                (0..crate::net::cluster::SLOTS as u16).filter(|&s| t.master_of(s) == Some(m)).collect();
+            let mut link = Link::open(&master.node.endpoint(&self.cfg.endpoint), self.cfg.timeout)?;
+            let mut out = Vec::new();
+            for &s in &slots {
+                let key = format!("{}{{{}}}", self.applied_prefix, super::dest::slot_tag(s));
+                crate::resp::encode::command(&mut out, &[b"GET", key.as_bytes()]);
+            }
+            link.send(&out)?;
+            for &s in &slots {
+                let got = link.next_reply(|r| match r {
+                    crate::resp::reply::Reply::Bulk(b) => Ok(b.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())),
+                    crate::resp::reply::Reply::Error(e) => Err(String::from_utf8_lossy(e).into_owned()),
+                    other => Err(format!("{other:?}")),
+                })?;
+                // A slot moving while we read: its fate cannot be known, so stop.
+                let got =
+                    got.map_err(|e| LinkError::Protocol(format!("GET of the applied key of slot {s} answered {e}")))?;
+                if got.is_some() {
+                    let key = format!("{}{{{}}}", self.applied_prefix, super::dest::slot_tag(s));
+                    self.applied_keys.insert(key.into_bytes(), m);
+                }
+                self.applied[s as usize] = got;
+            }
+            link.close();
+        }
+        Ok(())
+    }
+
+    /// Which applied mark vouches for a log unit on connection `conn` whose keys are in
+    /// `slot`: the connection's, or into a cluster the slot's (the connection's home
+    /// slot for a unit with no key).
+    pub(super) fn applied_index(&self, conn: usize, slot: Option<u16>) -> usize {
+        match self.dest.home_slot(conn) {
+            Some(home) => slot.unwrap_or(home) as usize,
+            None => conn,
+        }
+    }
+
+    /// True when a resumed run finds this log unit applied (`index`: see
+    /// `applied_index`).
+    pub(super) fn applied_before(&mut self, index: usize, pos: Position) -> bool {
+        if self.applied.get(index).copied().flatten().is_some_and(|a| mark(pos) <= a) {
             self.report.already_applied += 1;
             return true;
         }
