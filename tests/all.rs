@@ -5,6 +5,7 @@ mod util;
 mod aof;
 mod bad_input;
 mod cli;
+mod cluster;
 mod diff;
 mod faults;
 mod folders;

@@ -28,7 +28,8 @@ pub struct Report {
     /// Dry run: keys that would be created, and replaced.
     pub created: u64,
     pub replaced: u64,
-    /// Log commands routed, barriers run, MULTI blocks unwrapped (twemproxy), log
+    /// Log commands routed, barriers run, MULTI blocks unwrapped (twemproxy; keys of
+    /// several slots in a cluster), log
     /// commands skipped because they touch a skipped key.
     pub log_commands: u64,
     pub barriers: u64,
@@ -57,6 +58,8 @@ pub struct Report {
     pub until: Option<aof::Until>,
     /// Each input file, in load order (a folder of shard snapshots: one per file).
     pub files: Vec<FileReport>,
+    /// Into a Redis Cluster: its shape.
+    pub cluster: Option<ClusterReport>,
 }
 
 /// What a replay did with one input file.
@@ -69,6 +72,22 @@ pub struct FileReport {
     /// Snapshot keys left out: by the filters (and `--on-duplicate`), empty, or kept
     /// by the destination (`--on-existing skip`).
     pub left_out: u64,
+}
+
+/// What a replay into a Redis Cluster met.
+#[derive(Debug, Default, Clone)]
+pub struct ClusterReport {
+    /// Masters serving slots, and how many of them have no replica (their data lives on
+    /// one node only).
+    pub masters: usize,
+    pub without_replica: usize,
+    /// Commands of several slots sent as one command per slot (DEL, UNLINK, EXISTS,
+    /// TOUCH, MSET).
+    pub split: u64,
+    /// Commands sent to every master (FUNCTION, SCRIPT, FLUSHALL).
+    pub everywhere: u64,
+    /// Redirections followed, topology refreshes, keys sent again.
+    pub counts: super::redirect::ClusterCounts,
 }
 
 impl Report {
@@ -123,11 +142,24 @@ impl Report {
         }
         if self.log_commands + self.log_skipped + self.log_filter.filtered > 0 {
             o.push(format!(
-                "AOF: {} commands ({} run alone as barriers, {} MULTI blocks unwrapped for twemproxy, {} skipped: they touch skipped keys, {} left out by filters)",
+                "AOF: {} commands ({} run alone as barriers, {} MULTI blocks unwrapped (no MULTI through twemproxy, keys of several slots in a cluster), {} skipped: they touch skipped keys, {} left out by filters)",
                 self.log_commands, self.barriers, self.multi_unwrapped, self.log_skipped, self.log_filter.filtered
             ));
         }
         o.extend(self.log_filter.report());
+        if let Some(c) = &self.cluster {
+            let alone = match c.without_replica {
+                0 => String::new(),
+                n if n == c.masters => ": no master has a replica, the data lives on one node each".to_string(),
+                n => format!(": {n} without a replica, their data lives on one node"),
+            };
+            let k = &c.counts;
+            o.push(format!(
+                "cluster: {} masters{alone}; {} commands split by slot, {} sent to every master; \
+                 redirections followed: {} MOVED, {} ASK, {} TRYAGAIN; {} topology refreshes, {} keys sent again",
+                c.masters, c.split, c.everywhere, k.moved, k.ask, k.tryagain, k.refreshes, k.resent_keys
+            ));
+        }
         if self.dry_run {
             o.push(format!(
                 "would send {} commands ({} bytes): {} keys created, {} replaced",
@@ -187,6 +219,19 @@ impl Report {
                     .collect(),
             )
         };
+        let cluster = self.cluster.as_ref().map(|c| {
+            serde_json::json!({
+                "masters": c.masters,
+                "without_replica": c.without_replica,
+                "split": c.split,
+                "everywhere": c.everywhere,
+                "moved": c.counts.moved,
+                "ask": c.counts.ask,
+                "tryagain": c.counts.tryagain,
+                "refreshes": c.counts.refreshes,
+                "resent_keys": c.counts.resent_keys,
+            })
+        });
         let s = &self.stats;
         serde_json::json!({
             "destination": self.destination,
@@ -232,6 +277,7 @@ impl Report {
             "until": self.until.map(|u| serde_json::json!({"unix": u.until_s, "reached": u.reached, "left_out": u.left_out})),
             "already_applied": self.already_applied,
             "files": self.files.iter().map(|f| serde_json::json!({"name": f.name, "bytes": f.bytes, "keys": f.keys, "left_out": f.left_out})).collect::<Vec<_>>(),
+            "cluster": cluster,
             "failure": self.failure,
             "exit_code": self.exit_code(),
         })
