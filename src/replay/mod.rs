@@ -229,7 +229,8 @@ pub fn run(cfg: &Config, inputs: &Inputs) -> Result<Report, Error> {
     });
 
     let log_keys = LogKeysOnce::new(inputs.logs_view(), &cfg.filter, inputs.until);
-    let progress = Progress::start(cfg.progress, report.input_bytes);
+    let names = inputs.files.iter().map(|f| f.name.clone()).collect();
+    let progress = Progress::start(cfg.progress, report.input_bytes, names);
     let mut engine = Engine::start(cfg, dest, window, report, run_id, ck)?;
     engine.sent_commands = progress.commands.clone();
     // At once, before the first command of the input is sent: a replay stopped at any
@@ -294,6 +295,7 @@ struct Run<'c, 'r> {
 impl<'d> Sink<'d, SnapBatch> for Run<'_, '_> {
     fn begin(&mut self, file: usize, _input: &'d Input) -> Flow {
         self.file = file;
+        self.progress.file.store(file, Ordering::Relaxed);
         if self.engine.stopped() {
             Flow::Stop
         } else {

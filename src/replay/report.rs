@@ -287,6 +287,8 @@ impl Report {
 /// Progress on stderr, when asked: input read, keys, commands sent and their rate, time left.
 pub(super) struct Progress {
     pub(super) done: Arc<AtomicU64>,
+    /// The input file being read (shown when there are several: a folder of shards).
+    pub(super) file: Arc<std::sync::atomic::AtomicUsize>,
     pub(super) keys: Arc<AtomicU64>,
     pub(super) commands: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -294,13 +296,17 @@ pub(super) struct Progress {
 }
 
 impl Progress {
-    pub(super) fn start(show: bool, total: u64) -> Progress {
+    /// A progress line over `total` input bytes, naming the file being read among
+    /// `names` when there are several.
+    pub(super) fn start(show: bool, total: u64, names: Vec<String>) -> Progress {
         let done = Arc::new(AtomicU64::new(0));
+        let file = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let keys = Arc::new(AtomicU64::new(0));
         let commands = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = show.then(|| {
             let (done, keys, commands, stop) = (done.clone(), keys.clone(), commands.clone(), stop.clone());
+            let file = file.clone();
             std::thread::spawn(move || {
                 let start = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
@@ -310,8 +316,13 @@ impl Progress {
                     let eta = if d > 0 { secs * (total.saturating_sub(d)) as f64 / d as f64 } else { 0.0 };
                     let pct = if total > 0 { 100.0 * d as f64 / total as f64 } else { 100.0 };
                     let c = commands.load(Ordering::Relaxed);
+                    let f = file.load(Ordering::Relaxed);
+                    let which = match names.get(f) {
+                        Some(name) if names.len() > 1 => format!("file {}/{} {name}, ", f + 1, names.len()),
+                        _ => String::new(),
+                    };
                     eprint!(
-                        "\rreplay: {pct:5.1}% of {:.1} MB, {} keys, {} commands ({:.0}/s), {secs:.0} s, about {eta:.0} s left   ",
+                        "\rreplay: {which}{pct:5.1}% of {:.1} MB, {} keys, {} commands ({:.0}/s), {secs:.0} s, about {eta:.0} s left   ",
                         total as f64 / 1e6,
                         keys.load(Ordering::Relaxed),
                         c,
@@ -321,7 +332,7 @@ impl Progress {
                 eprint!("\r{:100}\r", "");
             })
         });
-        Progress { done, keys, commands, stop, thread }
+        Progress { done, file, keys, commands, stop, thread }
     }
 }
 
