@@ -6,6 +6,7 @@ mod aof;
 mod bad_input;
 mod capture;
 mod cli;
+mod cluster;
 mod diff;
 mod faults;
 mod folders;

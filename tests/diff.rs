@@ -474,3 +474,45 @@ fn a_wrong_password_is_named_and_exits_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&server.port.to_string()) && !err.contains("wrong@"), "{err}");
 }
+
+#[test]
+fn a_whole_cluster_is_one_side_found_from_any_node() {
+    let f = testdata("redis-7.0.rdb");
+    let c = crate::util::RedisCluster::start(3, 1);
+    let port = c.nodes[0].port.to_string();
+    let out = run(&["replay", "--db", "0", "-dport", &port, "-q", path(&f)]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    // Every key of db 0 is on some master: the cluster, read from a replica or a master,
+    // equals the file's db 0, and a standalone server that loaded the file.
+    let single = RedisServer::start("7.0", Some(&f), &[]);
+    for node in [&c.nodes[0], c.nodes.last().unwrap()] {
+        let out = run(&["diff", path(&f), &node.url(), "--db", "0", "--format", "json", "-q"]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+        let (_, summary) = json_lines(&out.stdout);
+        assert!(summary["same"].as_u64().unwrap() > 10, "{summary}");
+        let out = run(&["diff", &single.url(), &node.url(), "--db", "0", "--format", "json", "-q"]);
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+    // A key changed on its master is found, and its detail read from that master.
+    let masters = c.master_nodes();
+    let mut changed = None;
+    for m in &masters {
+        let mut mc = m.conn();
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut mc).unwrap();
+        if let Some(k) = keys
+            .into_iter()
+            .find(|k| redis::cmd("TYPE").arg(k.as_slice()).query::<String>(&mut mc).unwrap() == "string")
+        {
+            redis::cmd("SET").arg(k.as_slice()).arg("changed in the cluster").arg("KEEPTTL").exec(&mut mc).unwrap();
+            changed = Some(k);
+            break;
+        }
+    }
+    let changed = changed.expect("a string key on some master");
+    let out = run(&["diff", path(&f), &c.url(), "--db", "0", "--format", "json", "-q"]);
+    assert_eq!(out.status.code(), Some(1));
+    let (lines, summary) = json_lines(&out.stdout);
+    assert_eq!(summary["value"], 1, "{summary}");
+    assert_eq!(lines[0]["key"], String::from_utf8_lossy(&changed).as_ref());
+    assert_eq!(lines[0]["value"]["b"], "changed in the cluster", "{}", lines[0]);
+}

@@ -319,9 +319,14 @@ pub(crate) fn server_version(con: &mut redis::Connection) -> (u32, u32) {
 
 /// Every key of every db of a live server, read back with plain commands.
 pub(crate) fn dump_server(con: &mut redis::Connection, ver: (u32, u32)) -> KeyMap {
+    dump_dbs(con, ver, 0..16)
+}
+
+/// The keys of databases `dbs` (a cluster node has db 0 only).
+pub(crate) fn dump_dbs(con: &mut redis::Connection, ver: (u32, u32), dbs: std::ops::Range<u64>) -> KeyMap {
     let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     let mut theirs = BTreeMap::new();
-    for db in 0..16u64 {
+    for db in dbs {
         redis::cmd("SELECT").arg(db).query::<()>(con).unwrap();
         let mut cursor = 0u64;
         loop {

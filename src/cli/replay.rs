@@ -18,10 +18,13 @@ use super::{ModeArg, TranslateArgs};
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KindArg {
-    /// Ask the destination (SELECT 0: Redis answers, twemproxy closes the connection)
+    /// Ask the destination (SELECT 0: Redis answers, twemproxy closes the connection;
+    /// a cluster node answers the probe key with MOVED, or INFO with redis_mode:cluster)
     Auto,
     Standalone,
     Twemproxy,
+    /// Redis Cluster, found from any one node: connections to every master, keys by slot
+    Cluster,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +43,7 @@ pub enum ReportFormat {
     Json,
 }
 
-/// Load RDB snapshots and AOFs into Redis or twemproxy over N pipelined connections
+/// Load RDB snapshots and AOFs into Redis, twemproxy or Redis Cluster over N pipelined connections
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
 redis-migration replay -rdb dump.rdb -aof appendonly.aof -dip 10.0.0.5 -dport 6379 -client 8\n  \
@@ -49,6 +52,11 @@ The destination is probed before anything is written (SET/DUMP/DEL of a probe ke
 RDB version; SELECT 0 tells Redis from twemproxy). The input is verified first (checksum, \
 structure, AOF tail; --no-precheck skips it). Keys are sharded over the connections by hash \
 slot, so each key's commands stay in order; AOF commands whose keys span connections run alone.\n\n\
+A Redis Cluster is found from any one of its nodes (--to or -dip/-dport); -n connections go to \
+each master, keys by slot. It holds db 0 only (--db-map N:0, or --db 0); AOF commands on keys \
+of several slots are split by slot where that keeps their meaning (DEL, UNLINK, EXISTS, TOUCH, \
+MSET) and refused up front otherwise; MULTI blocks across slots run unwrapped (counted); \
+FUNCTION and SCRIPT LOAD go to every master (SCRIPT LOAD to replicas too).\n\n\
 The password is taken from --to, -dauth, --target-password-file or \
 REDISMIGRATION_TARGET_PASSWORD, in that order, and never printed.\n\n\
 Exit status: 0 everything applied; 1 the replay ran to its end but the destination rejected \
@@ -97,7 +105,7 @@ pub struct Args {
     #[arg(long, help_heading = "TLS")]
     pub insecure: bool,
     /// Connections to the destination (the original tool's -client) [default: 1 to Redis,
-    /// 4 to twemproxy]
+    /// 4 to twemproxy, 1 to each master of a cluster]
     #[arg(short = 'n', long = "connections", visible_alias = "client", value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=1024), help_heading = "Destination")]
     pub connections: Option<u16>,
@@ -112,7 +120,8 @@ pub struct Args {
     /// longer is a lost connection (healed as one). 0: wait as long as it takes
     #[arg(long, value_name = "SECS", default_value_t = 60, help_heading = "Destination")]
     pub timeout: u64,
-    /// Send source db SRC to destination db DST (repeat or comma-separate); twemproxy has only db 0
+    /// Send source db SRC to destination db DST (repeat or comma-separate); twemproxy and
+    /// Redis Cluster have only db 0
     #[arg(long, value_name = "SRC:DST", value_delimiter = ',')]
     pub db_map: Vec<String>,
     /// What to do with keys the destination already has
@@ -227,6 +236,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             KindArg::Auto => None,
             KindArg::Standalone => Some(DestKind::Standalone),
             KindArg::Twemproxy => Some(DestKind::Twemproxy),
+            KindArg::Cluster => Some(DestKind::Cluster),
         },
         target_version: args.translate.target()?,
         mode,

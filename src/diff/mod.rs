@@ -436,8 +436,16 @@ impl<'d> Sink<'d, Part> for DigestSink<'_> {
 
 /// A side, open.
 pub enum Side {
-    Files { inputs: Inputs, headers: Vec<Option<Header>> },
+    Files {
+        inputs: Inputs,
+        headers: Vec<Option<Header>>,
+    },
     Live(crate::live::LiveSpec),
+    /// A whole Redis Cluster, found from one node: every master read as a live server.
+    Cluster {
+        masters: Vec<crate::live::LiveSpec>,
+        topology: crate::net::cluster::Topology,
+    },
 }
 
 /// A key's value read again, for the detail and the patch.
@@ -494,20 +502,23 @@ impl Side {
                 // Connect and log in now: a wrong password stops the job before anything
                 // is read from the other side.
                 crate::live::probe(l)?;
-                Ok(Side::Live(l.clone()))
+                match cluster_of(l)? {
+                    Some(side) => Ok(side),
+                    None => Ok(Side::Live(l.clone())),
+                }
             }
         }
     }
 
     fn is_live(&self) -> bool {
-        matches!(self, Side::Live(_))
+        matches!(self, Side::Live(_) | Side::Cluster { .. })
     }
 
     /// The (vendor, RDB version) of every file, when the side is files.
     fn versions(&self) -> Option<Vec<(rdb::Vendor, u32)>> {
         match self {
             Side::Files { headers, .. } => headers.iter().map(|h| h.map(|h| (h.vendor, h.version))).collect(),
-            Side::Live(_) => None,
+            Side::Live(_) | Side::Cluster { .. } => None,
         }
     }
 
@@ -538,44 +549,21 @@ impl Side {
                 }
             }
             Side::Live(spec) => {
-                let spec = live_spec(spec, &job.filter);
-                let server = format!("{}:{}", spec.endpoint.host, spec.endpoint.port);
-                let mut error: Option<DiffError> = None;
-                crate::live::scan(&spec, |batch| {
-                    use rayon::prelude::*;
-                    let parts: Vec<Result<Part, DiffError>> = batch
-                        .par_chunks(64)
-                        .map(|keys| {
-                            let mut part = Part::default();
-                            for k in keys {
-                                live_key(k, &job.filter, job.rules, &mut part).map_err(|error| DiffError::Payload {
-                                    server: server.clone(),
-                                    key: rdb::escape_key(&k.key),
-                                    error,
-                                })?;
-                            }
-                            Ok(part)
-                        })
-                        .collect();
-                    for part in parts {
-                        let r = part.and_then(|p| {
-                            store.take(&p.tagged)?;
-                            summary.expired[side] += p.expired;
-                            summary.expired_fields[side] += p.expired_fields;
-                            Ok(())
-                        });
-                        if let Err(e) = r {
-                            error = Some(e);
-                            return false;
-                        }
-                    }
-                    true
-                })?;
-                if let Some(e) = error {
-                    return Err(e);
-                }
+                digest_live(job, spec, side, store, summary)?;
                 if with_functions {
-                    functions.extend(crate::live::functions(&spec)?);
+                    functions.extend(crate::live::functions(spec)?);
+                }
+                Ok(())
+            }
+            Side::Cluster { masters, .. } => {
+                for m in masters {
+                    digest_live(job, m, side, store, summary)?;
+                }
+                // Functions are on every master (FUNCTION LOAD goes to each): one says.
+                if with_functions {
+                    if let Some(m) = masters.first() {
+                        functions.extend(crate::live::functions(m)?);
+                    }
                 }
                 Ok(())
             }
@@ -592,6 +580,25 @@ impl Side {
                 let names: Vec<Vec<u8>> = keys.iter().map(|k| k.0.to_vec()).collect();
                 let got = crate::live::fetch(spec, db, &names)?;
                 Ok(got.iter().map(live_value).collect())
+            }
+            Side::Cluster { masters, topology } => {
+                // Each key asked of the master serving its slot, the answers put back in
+                // the order asked.
+                let mut by_master: Vec<Vec<usize>> = vec![Vec::new(); masters.len()];
+                for (i, (key, _)) in keys.iter().enumerate() {
+                    if let Some(m) = topology.master_of(crate::aof::keys::slot(key)) {
+                        by_master[m].push(i);
+                    }
+                }
+                let mut out: Vec<Option<Fetched<'_>>> = (0..keys.len()).map(|_| None).collect();
+                for (m, idx) in by_master.iter().enumerate().filter(|(_, idx)| !idx.is_empty()) {
+                    let names: Vec<Vec<u8>> = idx.iter().map(|&i| keys[i].0.to_vec()).collect();
+                    let got = crate::live::fetch(&masters[m], db, &names)?;
+                    for (&i, k) in idx.iter().zip(&got) {
+                        out[i] = live_value(k);
+                    }
+                }
+                Ok(out)
             }
         }
     }
@@ -631,6 +638,85 @@ fn file_value<'d>(
         vendor: header.vendor,
         version: header.version,
     })
+}
+
+/// Every key of one live server into `store`.
+fn digest_live(
+    job: &Job,
+    spec: &crate::live::LiveSpec,
+    side: usize,
+    store: &mut Store,
+    summary: &mut Summary,
+) -> Result<(), DiffError> {
+    let spec = live_spec(spec, &job.filter);
+    let server = format!("{}:{}", spec.endpoint.host, spec.endpoint.port);
+    let mut error: Option<DiffError> = None;
+    crate::live::scan(&spec, |batch| {
+        use rayon::prelude::*;
+        let parts: Vec<Result<Part, DiffError>> = batch
+            .par_chunks(64)
+            .map(|keys| {
+                let mut part = Part::default();
+                for k in keys {
+                    live_key(k, &job.filter, job.rules, &mut part).map_err(|error| DiffError::Payload {
+                        server: server.clone(),
+                        key: rdb::escape_key(&k.key),
+                        error,
+                    })?;
+                }
+                Ok(part)
+            })
+            .collect();
+        for part in parts {
+            let r = part.and_then(|p| {
+                store.take(&p.tagged)?;
+                summary.expired[side] += p.expired;
+                summary.expired_fields[side] += p.expired_fields;
+                Ok(())
+            });
+            if let Err(e) = r {
+                error = Some(e);
+                return false;
+            }
+        }
+        true
+    })?;
+    match error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The whole cluster a node is part of, when it is a cluster node (`None`: a standalone
+/// server, or a user not allowed `CLUSTER`, read as one server). Its masters are read as
+/// live servers, db 0 (a cluster has no other).
+fn cluster_of(spec: &crate::live::LiveSpec) -> Result<Option<Side>, DiffError> {
+    use crate::net::cluster::Topology;
+    let found = Topology::refresh([&spec.endpoint], spec.timeout.max(std::time::Duration::from_secs(5)));
+    let topology = match found {
+        Ok(t) => t,
+        Err(e) => {
+            let msg = e.to_string();
+            if msg.contains("cluster support disabled") || msg.contains("NOPERM") || msg.contains("unknown command") {
+                return Ok(None);
+            }
+            return Err(DiffError::Usage {
+                name: format!("{}:{}", spec.endpoint.host, spec.endpoint.port),
+                msg: format!("a cluster node whose cluster cannot be read: {msg}"),
+            });
+        }
+    };
+    let masters = topology
+        .masters
+        .iter()
+        .map(|m| {
+            let mut s = spec.clone();
+            s.endpoint = m.node.endpoint(&spec.endpoint);
+            s.dbs = Some(vec![0]);
+            s
+        })
+        .collect();
+    Ok(Some(Side::Cluster { masters, topology }))
 }
 
 /// The server's read, narrowed by the filters where the server can apply them (a single
@@ -772,15 +858,38 @@ pub fn run(job: &Job, out: &mut dyn Write, progress: &mut dyn FnMut(&str)) -> Re
     let rounds = (a.is_live() || b.is_live()) && job.rounds > 1;
     let mut pending: Vec<Found> = Vec::new();
     progress("comparing");
-    for p in 0..PARTITIONS {
-        let pa = sa.partition(p)?;
-        let pb = sb.partition(p)?;
-        let mut found = join(job, [&a, &b], &pa, &pb, &mut summary);
-        found.sort_by(|x, y| (x.db, &x.key).cmp(&(y.db, &y.key)));
-        if rounds {
-            pending.append(&mut found);
-        } else {
-            emit(job, &a, &b, &found, &mut w, &mut summary)?;
+    // Partitions are joined a group at a time on the workers (each on its own), and
+    // their differences written in partition order.
+    let group = (job.plan.threads * 2).clamp(1, PARTITIONS);
+    for first in (0..PARTITIONS).step_by(group) {
+        let mut loaded = Vec::with_capacity(group);
+        for p in first..(first + group).min(PARTITIONS) {
+            loaded.push((sa.partition(p)?, sb.partition(p)?));
+        }
+        let joined: Vec<(Vec<Found>, Summary)> = {
+            use rayon::prelude::*;
+            loaded
+                .par_iter()
+                .map(|(pa, pb)| {
+                    let mut counts = Summary::default();
+                    let mut found = join(job, [&a, &b], pa, pb, &mut counts);
+                    found.sort_by(|x, y| (x.db, &x.key).cmp(&(y.db, &y.key)));
+                    (found, counts)
+                })
+                .collect()
+        };
+        drop(loaded);
+        for (mut found, counts) in joined {
+            summary.compared += counts.compared;
+            summary.same += counts.same;
+            summary.decoded_late += counts.decoded_late;
+            summary.duplicates[0] += counts.duplicates[0];
+            summary.duplicates[1] += counts.duplicates[1];
+            if rounds {
+                pending.append(&mut found);
+            } else {
+                emit(job, &a, &b, &found, &mut w, &mut summary)?;
+            }
         }
     }
     if rounds {
@@ -832,7 +941,7 @@ fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summar
                     file_value(inputs, headers, db, key, sum).and_then(|f| f.sum(&job.filter, job.rules, sum.loc))
                 }
                 // A server's entries always have their logical digest.
-                Side::Live(_) => Some(sum),
+                Side::Live(_) | Side::Cluster { .. } => Some(sum),
             })
             .collect();
         for ((s, db, key, _), now) in todo.into_iter().zip(done) {

@@ -9,9 +9,11 @@
 //! - [`endpoint`]: where a server is ([`Endpoint`], never shown with its password) and `redis://` URLs.
 //! - [`tls`]: the rustls client configuration, from CA, client certificate and server-name options.
 //! - [`link`]: one connection ([`Link`]): connect, AUTH, call, pipeline, read lines and replies.
+//! - [`cluster`]: a Redis Cluster's slot map (CLUSTER SHARDS / SLOTS) and its redirections (MOVED, ASK).
 //! - [`bulk`]: a snapshot transfer (`$<len>` or `$EOF:<mark>`) read raw into a file in bounded memory.
 
 pub mod bulk;
+pub mod cluster;
 pub mod endpoint;
 pub mod link;
 pub mod tls;

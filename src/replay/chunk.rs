@@ -29,6 +29,11 @@ pub struct Chunk {
     /// MARK … EXEC, so that after a lost connection the applied key says whether it ran
     /// (all of it) or not (none of it). The mark is the encoded position of its last unit.
     pub transaction: Option<u64>,
+    /// Into a cluster: the slot of the log commands in the chunk (a transaction runs
+    /// only on keys of one slot, its applied key included).
+    pub slot: Option<u16>,
+    /// The key a transaction chunk records its mark in.
+    pub applied_key: Vec<u8>,
 }
 
 /// Commands for one connection are sent in chunks of about this size.
@@ -51,6 +56,8 @@ impl Chunk {
         self.seq = 0;
         self.weight = 0;
         self.transaction = None;
+        self.slot = None;
+        self.applied_key.clear();
     }
 
     pub fn start_of(&self, cmd: usize) -> usize {
@@ -81,6 +88,8 @@ impl Chunk {
             seq: self.seq,
             weight: self.weight,
             transaction: self.transaction,
+            slot: self.slot,
+            applied_key: self.applied_key.clone(),
             ..Chunk::default()
         };
         let mut unit = 0;

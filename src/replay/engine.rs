@@ -28,6 +28,8 @@ const HELD_BYTES: u64 = 16 << 20;
 pub(super) struct Origin {
     pub pos: Position,
     pub resendable: bool,
+    /// Into a cluster: the slot of a log unit's keys (its transaction holds that slot only).
+    pub slot: Option<u16>,
 }
 
 pub(super) struct Engine<'c> {
@@ -58,6 +60,8 @@ pub(super) struct Engine<'c> {
     /// Applied keys' prefix, and (resuming) the mark each connection's key held.
     pub(super) applied_prefix: String,
     pub(super) applied: Vec<Option<u64>>,
+    /// Applied keys written so far, with the node each lives on (deleted at the end).
+    pub(super) applied_keys: std::collections::BTreeMap<Vec<u8>, usize>,
     checkpoint: Option<(std::path::PathBuf, checkpoint::Checkpoint)>,
     last_checkpoint: Instant,
     /// Keys sent with the expiry sentinel (see [`crate::expiry`]).
@@ -94,7 +98,9 @@ impl<'c> Engine<'c> {
             released: Arc::new(AtomicU64::new(0)),
             routed_to: Position::default(),
             applied_prefix: format!("redis-migration:applied:{run_id:016x}:"),
-            applied: vec![None; n],
+            // Into a cluster, applied keys are per slot.
+            applied: vec![None; if dest.home_slot(0).is_some() { crate::net::cluster::SLOTS } else { n }],
+            applied_keys: std::collections::BTreeMap::new(),
             checkpoint,
             last_checkpoint: Instant::now(),
             kept: Vec::new(),
@@ -110,13 +116,22 @@ impl<'c> Engine<'c> {
             retry_for: cfg.retry_for,
             timeout: cfg.timeout,
             recycle: Some(e.recycle.clone()),
-            applied_prefix: e.applied_prefix.clone(),
+            cluster: None,
         };
+        let nodes = dest.nodes(&cfg.endpoint);
+        let seeds: Vec<_> = nodes.iter().cloned().chain(dest.replicas(&cfg.endpoint)).collect();
         for id in 0..n {
-            let link = Link::open(&cfg.endpoint, cfg.timeout)
-                .map_err(|err| Error::Destination(format!("connection {id} to {}", cfg.endpoint), err))?;
+            let endpoint = nodes[dest.node_of_conn(id)].clone();
+            let cluster = dest.home_slot(id).map(|home_slot| super::redirect::ClusterLink {
+                seeds: seeds.clone(),
+                home_slot,
+                replicas: dest.replica_count(dest.node_of_conn(id)),
+            });
+            let link = Link::open(&endpoint, cfg.timeout)
+                .map_err(|err| Error::Destination(format!("connection {id} to {endpoint}"), err))?;
             let (tx, rx) = mpsc::sync_channel(2);
-            let w = Worker::new(id, wcfg.clone(), link, e.done[id].clone(), e.released.clone());
+            let wcfg = WorkerConfig { endpoint, cluster, ..wcfg.clone() };
+            let w = Worker::new(id, wcfg, link, e.done[id].clone(), e.released.clone());
             e.handles.push(
                 std::thread::Builder::new()
                     .name(format!("replay-{id}"))
@@ -142,11 +157,17 @@ impl<'c> Engine<'c> {
         ends: &[usize],
         origin: Origin,
     ) {
-        let Origin { pos, resendable } = origin;
+        let Origin { pos, resendable, slot } = origin;
         let Some(&last) = ends.last() else { return };
         let b = &self.builders[conn];
-        // A chunk holds one db, and never grows past its room (unless one unit is larger).
-        if !b.is_empty() && (b.db != db || b.resendable != resendable || b.buf.len() + (last - start) > CHUNK_BYTES) {
+        // A chunk holds one db (and, into a cluster, one slot), and never grows past its
+        // room (unless one unit is larger).
+        if !b.is_empty()
+            && (b.db != db
+                || b.resendable != resendable
+                || b.slot != slot
+                || b.buf.len() + (last - start) > CHUNK_BYTES)
+        {
             self.flush(conn);
         }
         if self.builders[conn].buf.capacity() == 0 {
@@ -158,6 +179,7 @@ impl<'c> Engine<'c> {
             b.db = db;
             b.exit_db = db;
             b.resendable = resendable;
+            b.slot = slot;
         }
         b.units.push((b.ends.len(), pos));
         let base = b.buf.len();
@@ -302,6 +324,64 @@ impl<'c> Engine<'c> {
         self.drain(0..1);
     }
 
+    /// Runs whole commands `buf[..ends.last]` once on every node the connections reach
+    /// (a cluster's masters: FUNCTION LOAD, SCRIPT LOAD, FLUSHALL), alone: everything
+    /// before is applied first. A SCRIPT LOAD reaches the replicas too: it is no write, so
+    /// it is not propagated (`commands/script-load.json`: no WRITE flag, request policy
+    /// ALL_NODES).
+    pub(super) fn everywhere(&mut self, db: Option<u64>, buf: &[u8], ends: &[usize], origin: Origin) {
+        if let Some(r) = &mut self.report.cluster {
+            r.everywhere += 1;
+        }
+        self.drain_all();
+        let nodes = self.dest.nodes(&self.cfg.endpoint);
+        for node in 0..nodes.len() {
+            let conn = self.dest.first_conn(node);
+            // A resumed run: a log command some masters ran already.
+            if !origin.resendable && self.applied_before(self.applied_index(conn, None), origin.pos) {
+                continue;
+            }
+            let mut c = Chunk { db, exit_db: db, resendable: origin.resendable, ..Chunk::default() };
+            c.units.push((0, origin.pos));
+            let mut at = 0;
+            for &end in ends {
+                c.push_command(&buf[at..end]);
+                at = end;
+            }
+            self.send(conn, c);
+        }
+        self.drain_all();
+        if self.cfg.dry_run {
+            return;
+        }
+        let mut at = 0;
+        for &end in ends {
+            let cmd = &buf[at..end];
+            at = end;
+            let is_script_load = crate::resp::command_at(cmd, 0).is_some_and(|c| {
+                c.name.eq_ignore_ascii_case(b"SCRIPT") && c.key.is_some_and(|k| k.eq_ignore_ascii_case(b"LOAD"))
+            });
+            if !is_script_load {
+                continue;
+            }
+            for ep in self.dest.replicas(&self.cfg.endpoint) {
+                let answer = Link::open(&ep, self.cfg.timeout).and_then(|mut l| {
+                    l.send(cmd)?;
+                    let a = l.next_reply(|r| r.first_error().map(|e| String::from_utf8_lossy(e).into_owned()));
+                    l.close();
+                    a
+                });
+                let msg = match answer {
+                    Ok(None) => continue,
+                    Ok(Some(e)) => e,
+                    Err(e) => e.to_string(),
+                };
+                let kind = msg.split(' ').next().unwrap_or("ERR").to_string();
+                self.report.errors.add(kind, 1, || format!("SCRIPT LOAD on the replica {ep}: {msg}"));
+            }
+        }
+    }
+
     pub(super) fn finish(mut self, inputs: &Inputs) -> Report {
         for c in 0..self.dest.connections() {
             self.flush(c);
@@ -313,11 +393,7 @@ impl<'c> Engine<'c> {
         if complete && !self.cfg.dry_run {
             // The applied keys have done their job; the checkpoint too.
             if self.dest.caps().multi {
-                let keys: Vec<Vec<u8>> =
-                    (0..self.dest.connections()).map(|c| format!("{}{c}", self.applied_prefix).into_bytes()).collect();
-                let mut args: Vec<&[u8]> = vec![b"DEL"];
-                args.extend(keys.iter().map(Vec::as_slice));
-                if let Err(e) = Link::open(&self.cfg.endpoint, self.cfg.timeout).and_then(|mut l| l.call(&args)) {
+                if let Err(e) = self.delete_applied_keys() {
                     self.report
                         .warnings
                         .push(format!("could not delete the applied keys {}*: {e}", self.applied_prefix));
@@ -357,6 +433,9 @@ impl<'c> Engine<'c> {
             report.answered += conn.commands;
             report.bytes += conn.bytes;
             report.reconnects += conn.reconnects;
+            if let Some(c) = &mut report.cluster {
+                c.counts.merge(*conn.cluster);
+            }
             report.errors.merge(conn.errors);
         }
         report

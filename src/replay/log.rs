@@ -4,11 +4,11 @@
 //! MULTI.
 
 use super::chunk::Chunk;
-use super::dest::Route;
+use super::dest::{ClusterCommand, DestKind, Route};
 use super::engine::Origin;
 use super::worker::describe;
 use super::{existing_key, OnExisting, Position, Run};
-use crate::aof::keys::{keys, Keys};
+use crate::aof::keys::{keys, slot, Keys};
 use crate::aof::{self, Command, Unit};
 use crate::input::Flow;
 
@@ -95,22 +95,60 @@ impl Run<'_, '_> {
     }
 
     fn log_command(&mut self, c: &Command<'_>) {
-        let Some(db) = self.admit(c) else { return };
+        if let Some(db) = self.admit(c) {
+            self.send_log_command(db, c);
+        }
+    }
+
+    /// An admitted log command, routed.
+    fn send_log_command(&mut self, db: u64, c: &Command<'_>) {
         let pos = Position { file: self.file, offset: (self.base + c.offset) as u64 };
         let e = &mut self.engine;
-        let route = e.dest.route(&keys(&c.argv));
+        let route = e.dest.route_command(&c.argv);
+        // Into a cluster, a transaction holds the commands of one slot.
+        let cluster = e.dest.kind() == DestKind::Cluster;
+        let slot_of = |k: Option<&&[u8]>| k.filter(|_| cluster).map(|k| slot(k));
+        let slot = match keys(&c.argv) {
+            Keys::Some(ks) => slot_of(ks.first()),
+            _ => None,
+        };
         let conn = match &route {
             Route::Conn(conn) => *conn,
             _ => 0,
         };
-        if e.applied_before(conn, pos) {
+        // (A split command and one on every node are checked part by part.)
+        let whole = !matches!(route, Route::Split(_) | Route::Everywhere);
+        if whole && e.applied_before(e.applied_index(conn, slot), pos) {
             return;
         }
         match route {
             Route::Conn(conn) => {
                 e.report.log_commands += 1;
                 let bytes = c.bytes();
-                e.route(conn, Some(db), bytes, 0, &[bytes.len()], Origin { pos, resendable: false })
+                e.route(conn, Some(db), bytes, 0, &[bytes.len()], Origin { pos, resendable: false, slot })
+            }
+            Route::Split(groups) => {
+                e.report.log_commands += 1;
+                if let Some(r) = &mut e.report.cluster {
+                    r.split += 1;
+                }
+                let mut bytes = Vec::new();
+                for (conn, args) in groups {
+                    bytes.clear();
+                    let mut argv: Vec<&[u8]> = vec![c.argv[0]];
+                    argv.extend(args.iter().map(|&i| c.argv[i]));
+                    crate::resp::encode::command(&mut bytes, &argv);
+                    let slot = slot_of(argv.get(1));
+                    if e.applied_before(e.applied_index(conn, slot), pos) {
+                        continue;
+                    }
+                    e.route(conn, Some(db), &bytes, 0, &[bytes.len()], Origin { pos, resendable: false, slot });
+                }
+            }
+            Route::Everywhere => {
+                e.report.log_commands += 1;
+                let bytes = c.bytes();
+                e.everywhere(Some(db), bytes, &[bytes.len()], Origin { pos, resendable: false, slot: None });
             }
             Route::Barrier => {
                 e.report.log_commands += 1;
@@ -137,6 +175,9 @@ impl Run<'_, '_> {
         }
         let Some(&(first_db, _)) = admitted.first() else { return };
         let pos = Position { file: self.file, offset: (self.base + block[0].offset) as u64 };
+        if self.engine.dest.kind() == DestKind::Cluster {
+            return self.cluster_multi(&admitted, pos);
+        }
         let e = &mut self.engine;
         if e.applied_before(0, pos) {
             return;
@@ -158,5 +199,46 @@ impl Run<'_, '_> {
         }
         chunk.exit_db = Some(cur);
         e.barrier(chunk);
+    }
+
+    /// A MULTI block into a cluster: one transaction on its slot's master when all its
+    /// keys share a slot (cluster.c, `getNodeByQuery`, refuses a MULTI across slots);
+    /// otherwise its commands go one by one, each by its own keys, and the block is
+    /// counted as unwrapped.
+    fn cluster_multi(&mut self, admitted: &[(u64, &Command<'_>)], pos: Position) {
+        let mut slot = None;
+        let mut one = true;
+        for (_, c) in admitted {
+            match ClusterCommand::of(&c.argv) {
+                ClusterCommand::Slot(None) => {}
+                ClusterCommand::Slot(Some(s)) if *slot.get_or_insert(s) == s => {}
+                _ => one = false,
+            }
+        }
+        if !one {
+            self.engine.report.multi_unwrapped += 1;
+            for &(db, c) in admitted {
+                self.send_log_command(db, c);
+            }
+            return;
+        }
+        let e = &mut self.engine;
+        let conn = admitted
+            .iter()
+            .find_map(|(_, c)| match (keys(&c.argv), e.dest.route_command(&c.argv)) {
+                (Keys::Some(_), Route::Conn(conn)) => Some(conn),
+                _ => None,
+            })
+            .unwrap_or(0);
+        if e.applied_before(e.applied_index(conn, slot), pos) {
+            return;
+        }
+        e.report.log_commands += admitted.len() as u64;
+        let (mut buf, mut ends) = (Vec::new(), Vec::new());
+        for (_, c) in admitted {
+            buf.extend_from_slice(c.bytes());
+            ends.push(buf.len());
+        }
+        e.route(conn, Some(0), &buf, 0, &ends, Origin { pos, resendable: false, slot });
     }
 }

@@ -3,7 +3,7 @@
 //! - [`precheck`]: the inputs verified before the first write, what the destination
 //!   cannot take refused up front, the keys it already has;
 //! - [`probe`](mod@probe): what the destination is; [`dest`]: what it can do and where each command
-//!   goes (standalone Redis, twemproxy; Redis Cluster next);
+//!   goes (standalone Redis, twemproxy, Redis Cluster);
 //! - `snapshot` (records translated on the workers, routed in input order), `log` (log
 //!   units admitted and routed), `engine` (routing, back pressure, barriers, the
 //!   low-water mark), `txn` (log commands applied exactly once);
@@ -23,6 +23,7 @@ mod log;
 pub mod precheck;
 pub mod probe;
 pub mod proxy;
+pub mod redirect;
 pub mod report;
 mod snapshot;
 #[cfg(test)]
@@ -162,11 +163,21 @@ pub fn run(cfg: &Config, inputs: &Inputs) -> Result<Report, Error> {
     report.mode = Some(mode);
     report.target = Some(target);
     let proxy = probe.kind == DestKind::Twemproxy;
+    // To a cluster: this many connections to each master.
     let n = cfg.connections.unwrap_or(if proxy { 4 } else { 1 }).max(1);
     let window = cfg.window.unwrap_or(if proxy { 1000 } else { 5000 }).max(1);
-    report.connections = n;
-    let dest = dest::of(probe.kind, n, &cfg.db_map);
+    if probe.kind == DestKind::Cluster {
+        let t = probe.topology.as_ref();
+        report.cluster = Some(report::ClusterReport {
+            masters: t.map_or(0, |t| t.masters.len()),
+            without_replica: t.map_or(0, |t| t.masters.iter().filter(|m| m.replicas.is_empty()).count()),
+            ..Default::default()
+        });
+    }
+    let dest = dest::of(probe.kind, n, &cfg.db_map, probe.topology);
     let dest = dest.as_ref();
+    let n = dest.connections();
+    report.connections = n;
 
     if let Some(found) = &found {
         precheck::refuse_up_front(cfg, found, dest, &mut report)?;
@@ -218,7 +229,8 @@ pub fn run(cfg: &Config, inputs: &Inputs) -> Result<Report, Error> {
     });
 
     let log_keys = LogKeysOnce::new(inputs.logs_view(), &cfg.filter, inputs.until);
-    let progress = Progress::start(cfg.progress, report.input_bytes);
+    let names = inputs.files.iter().map(|f| f.name.clone()).collect();
+    let progress = Progress::start(cfg.progress, report.input_bytes, names);
     let mut engine = Engine::start(cfg, dest, window, report, run_id, ck)?;
     engine.sent_commands = progress.commands.clone();
     // At once, before the first command of the input is sent: a replay stopped at any
@@ -283,6 +295,7 @@ struct Run<'c, 'r> {
 impl<'d> Sink<'d, SnapBatch> for Run<'_, '_> {
     fn begin(&mut self, file: usize, _input: &'d Input) -> Flow {
         self.file = file;
+        self.progress.file.store(file, Ordering::Relaxed);
         if self.engine.stopped() {
             Flow::Stop
         } else {
@@ -347,7 +360,7 @@ impl Engine<'_> {
             crate::expiry::encode_cleanup(&mut buf, &k, &mut ends);
             self.report.stats.commands += ends.len() as u64;
             let conn = self.dest.conn_of(&k.key);
-            self.route(conn, Some(db), &buf, 0, &ends, Origin { pos, resendable: true });
+            self.route(conn, Some(db), &buf, 0, &ends, Origin { pos, resendable: true, slot: None });
         }
         self.drain_all();
     }

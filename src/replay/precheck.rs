@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use super::dest::Destination;
+use super::dest::{ClusterCommand, DestKind, Destination};
 use super::report::Report;
 use super::{existing_key, Config, Error};
 use crate::aof::keys::{keys, Keys};
@@ -60,6 +60,10 @@ pub(super) struct InputFacts {
     flushes: Vec<String>,
     /// AOF commands twemproxy cannot take, by name.
     not_for_proxy: BTreeMap<String, u64>,
+    /// AOF commands a Redis Cluster cannot take (keys of several slots that no split
+    /// keeps the meaning of, other dbs, keys unknown), by name and why; commands of a
+    /// MULTI block whose keys span slots count one by one (the block is unwrapped).
+    not_for_cluster: BTreeMap<String, (u64, &'static str)>,
 }
 
 /// Verifies every input before the first write: snapshots by their structure (a skim of
@@ -124,6 +128,9 @@ impl Verify<'_> {
         }
         if !super::proxy::takes(&c.argv) {
             *f.not_for_proxy.entry(c.name()).or_default() += 1;
+        }
+        if let ClusterCommand::Refused(why) = ClusterCommand::of(&c.argv) {
+            f.not_for_cluster.entry(c.name()).or_insert((0, why)).0 += 1;
         }
     }
 }
@@ -210,7 +217,7 @@ pub(super) fn refuse_up_front(
     dest: &dyn Destination,
     report: &mut Report,
 ) -> Result<(), Error> {
-    let InputFacts { dbs, functions, flushes, not_for_proxy: unsupported } = found;
+    let InputFacts { dbs, functions, flushes, not_for_proxy: unsupported, not_for_cluster } = found;
     let kind = dest.kind();
     let bad: Vec<String> = dbs.iter().filter(|&&d| dest.db(d).is_none()).map(u64::to_string).collect();
     if !bad.is_empty() {
@@ -225,6 +232,14 @@ pub(super) fn refuse_up_front(
         return Err(Error::Refused(format!(
             "{kind} cannot take these commands of the AOF (it closes the connection on them, or runs \
              multi-key ones on one backend): {}; nothing was written",
+            list.join(", ")
+        )));
+    }
+    if dest.kind() == DestKind::Cluster && !not_for_cluster.is_empty() {
+        let list: Vec<String> = not_for_cluster.iter().map(|(n, (c, why))| format!("{n} ×{c} ({why})")).collect();
+        return Err(Error::Refused(format!(
+            "{kind} cannot take these commands of the AOF (a command runs on keys of one slot): {}; \
+             nothing was written",
             list.join(", ")
         )));
     }
@@ -249,11 +264,17 @@ pub(super) fn refuse_up_front(
 pub(super) fn find_existing(cfg: &Config, inputs: &Inputs, dest: &dyn Destination) -> Result<HashSet<Vec<u8>>, Error> {
     let dest_name = cfg.endpoint.to_string();
     let link_err = |e| Error::Destination(format!("checking which keys {dest_name} has"), e);
-    let link = Link::open(&cfg.endpoint, cfg.timeout).map_err(link_err)?;
+    // One link per node (a cluster's masters: each key asked where its slot is served).
+    let links = dest
+        .nodes(&cfg.endpoint)
+        .iter()
+        .map(|ep| Link::open(ep, cfg.timeout))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(link_err)?;
     let mut sink = Existing {
         cfg,
         dest,
-        link,
+        links,
         selected: 0,
         found: HashSet::new(),
         seen: HashSet::new(),
@@ -271,7 +292,7 @@ pub(super) fn find_existing(cfg: &Config, inputs: &Inputs, dest: &dyn Destinatio
     for batch in all.chunks(1000) {
         sink.exists(batch).map_err(link_err)?;
     }
-    sink.link.close();
+    sink.links.iter().for_each(Link::close);
     Ok(sink.found)
 }
 
@@ -303,7 +324,8 @@ impl<'d> Map<'d> for Keys2<'_> {
 struct Existing<'c> {
     cfg: &'c Config,
     dest: &'c dyn Destination,
-    link: Link,
+    links: Vec<Link>,
+    /// The db selected on the (standalone) link.
     selected: u64,
     found: HashSet<Vec<u8>>,
     /// Keys the logs touch.
@@ -315,24 +337,38 @@ struct Existing<'c> {
 impl Existing<'_> {
     /// EXISTS for each of `keys` (db, key), pipelined; the ones there go into `found`.
     fn exists(&mut self, keys: &[(u64, Vec<u8>)]) -> Result<(), LinkError> {
-        let mut out = Vec::new();
-        let mut expect = Vec::with_capacity(keys.len());
+        let n = self.links.len();
+        let mut out = vec![Vec::new(); n];
+        let mut expect: Vec<Vec<Option<usize>>> = vec![Vec::new(); n];
         for (i, (db, key)) in keys.iter().enumerate() {
+            let node = if n > 1 { self.dest.node_of_conn(self.dest.conn_of(key)) } else { 0 };
             if self.dest.caps().select && *db != self.selected {
-                crate::resp::encode::select(&mut out, *db);
-                expect.push(None);
+                crate::resp::encode::select(&mut out[node], *db);
+                expect[node].push(None);
                 self.selected = *db;
             }
-            crate::resp::encode::command(&mut out, &[b"EXISTS", key]);
-            expect.push(Some(i));
+            crate::resp::encode::command(&mut out[node], &[b"EXISTS", key]);
+            expect[node].push(Some(i));
         }
-        self.link.send(&out)?;
-        for e in &expect {
-            let hit = self.link.next_reply(|r| matches!(r, crate::resp::reply::Reply::Int(1)))?;
-            if let (Some(i), true) = (e, hit) {
-                let mut k = Vec::new();
-                existing_key(keys[*i].0, &keys[*i].1, &mut k);
-                self.found.insert(k);
+        for (node, link) in self.links.iter_mut().enumerate() {
+            if out[node].is_empty() {
+                continue;
+            }
+            link.send(&out[node])?;
+            for e in &expect[node] {
+                let hit = link.next_reply(|r| match r {
+                    crate::resp::reply::Reply::Int(1) => Ok(true),
+                    crate::resp::reply::Reply::Error(e) => Err(String::from_utf8_lossy(e).into_owned()),
+                    _ => Ok(false),
+                })?;
+                let Some(i) = e else { continue };
+                // A key asked where it is not served (a cluster changing) cannot be known.
+                let hit = hit.map_err(|e| LinkError::Protocol(format!("EXISTS answered {e}")))?;
+                if hit {
+                    let mut k = Vec::new();
+                    existing_key(keys[*i].0, &keys[*i].1, &mut k);
+                    self.found.insert(k);
+                }
             }
         }
         Ok(())

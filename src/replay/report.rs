@@ -28,7 +28,8 @@ pub struct Report {
     /// Dry run: keys that would be created, and replaced.
     pub created: u64,
     pub replaced: u64,
-    /// Log commands routed, barriers run, MULTI blocks unwrapped (twemproxy), log
+    /// Log commands routed, barriers run, MULTI blocks unwrapped (twemproxy; keys of
+    /// several slots in a cluster), log
     /// commands skipped because they touch a skipped key.
     pub log_commands: u64,
     pub barriers: u64,
@@ -57,6 +58,8 @@ pub struct Report {
     pub until: Option<aof::Until>,
     /// Each input file, in load order (a folder of shard snapshots: one per file).
     pub files: Vec<FileReport>,
+    /// Into a Redis Cluster: its shape.
+    pub cluster: Option<ClusterReport>,
 }
 
 /// What a replay did with one input file.
@@ -69,6 +72,22 @@ pub struct FileReport {
     /// Snapshot keys left out: by the filters (and `--on-duplicate`), empty, or kept
     /// by the destination (`--on-existing skip`).
     pub left_out: u64,
+}
+
+/// What a replay into a Redis Cluster met.
+#[derive(Debug, Default, Clone)]
+pub struct ClusterReport {
+    /// Masters serving slots, and how many of them have no replica (their data lives on
+    /// one node only).
+    pub masters: usize,
+    pub without_replica: usize,
+    /// Commands of several slots sent as one command per slot (DEL, UNLINK, EXISTS,
+    /// TOUCH, MSET).
+    pub split: u64,
+    /// Commands sent to every master (FUNCTION, SCRIPT, FLUSHALL).
+    pub everywhere: u64,
+    /// Redirections followed, topology refreshes, keys sent again.
+    pub counts: super::redirect::ClusterCounts,
 }
 
 impl Report {
@@ -123,11 +142,24 @@ impl Report {
         }
         if self.log_commands + self.log_skipped + self.log_filter.filtered > 0 {
             o.push(format!(
-                "AOF: {} commands ({} run alone as barriers, {} MULTI blocks unwrapped for twemproxy, {} skipped: they touch skipped keys, {} left out by filters)",
+                "AOF: {} commands ({} run alone as barriers, {} MULTI blocks unwrapped (no MULTI through twemproxy, keys of several slots in a cluster), {} skipped: they touch skipped keys, {} left out by filters)",
                 self.log_commands, self.barriers, self.multi_unwrapped, self.log_skipped, self.log_filter.filtered
             ));
         }
         o.extend(self.log_filter.report());
+        if let Some(c) = &self.cluster {
+            let alone = match c.without_replica {
+                0 => String::new(),
+                n if n == c.masters => ": no master has a replica, the data lives on one node each".to_string(),
+                n => format!(": {n} without a replica, their data lives on one node"),
+            };
+            let k = &c.counts;
+            o.push(format!(
+                "cluster: {} masters{alone}; {} commands split by slot, {} sent to every master; \
+                 redirections followed: {} MOVED, {} ASK, {} TRYAGAIN; {} topology refreshes, {} keys sent again",
+                c.masters, c.split, c.everywhere, k.moved, k.ask, k.tryagain, k.refreshes, k.resent_keys
+            ));
+        }
         if self.dry_run {
             o.push(format!(
                 "would send {} commands ({} bytes): {} keys created, {} replaced",
@@ -187,6 +219,19 @@ impl Report {
                     .collect(),
             )
         };
+        let cluster = self.cluster.as_ref().map(|c| {
+            serde_json::json!({
+                "masters": c.masters,
+                "without_replica": c.without_replica,
+                "split": c.split,
+                "everywhere": c.everywhere,
+                "moved": c.counts.moved,
+                "ask": c.counts.ask,
+                "tryagain": c.counts.tryagain,
+                "refreshes": c.counts.refreshes,
+                "resent_keys": c.counts.resent_keys,
+            })
+        });
         let s = &self.stats;
         serde_json::json!({
             "destination": self.destination,
@@ -232,6 +277,7 @@ impl Report {
             "until": self.until.map(|u| serde_json::json!({"unix": u.until_s, "reached": u.reached, "left_out": u.left_out})),
             "already_applied": self.already_applied,
             "files": self.files.iter().map(|f| serde_json::json!({"name": f.name, "bytes": f.bytes, "keys": f.keys, "left_out": f.left_out})).collect::<Vec<_>>(),
+            "cluster": cluster,
             "failure": self.failure,
             "exit_code": self.exit_code(),
         })
@@ -241,6 +287,8 @@ impl Report {
 /// Progress on stderr, when asked: input read, keys, commands sent and their rate, time left.
 pub(super) struct Progress {
     pub(super) done: Arc<AtomicU64>,
+    /// The input file being read (shown when there are several: a folder of shards).
+    pub(super) file: Arc<std::sync::atomic::AtomicUsize>,
     pub(super) keys: Arc<AtomicU64>,
     pub(super) commands: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -248,13 +296,17 @@ pub(super) struct Progress {
 }
 
 impl Progress {
-    pub(super) fn start(show: bool, total: u64) -> Progress {
+    /// A progress line over `total` input bytes, naming the file being read among
+    /// `names` when there are several.
+    pub(super) fn start(show: bool, total: u64, names: Vec<String>) -> Progress {
         let done = Arc::new(AtomicU64::new(0));
+        let file = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let keys = Arc::new(AtomicU64::new(0));
         let commands = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = show.then(|| {
             let (done, keys, commands, stop) = (done.clone(), keys.clone(), commands.clone(), stop.clone());
+            let file = file.clone();
             std::thread::spawn(move || {
                 let start = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
@@ -264,8 +316,13 @@ impl Progress {
                     let eta = if d > 0 { secs * (total.saturating_sub(d)) as f64 / d as f64 } else { 0.0 };
                     let pct = if total > 0 { 100.0 * d as f64 / total as f64 } else { 100.0 };
                     let c = commands.load(Ordering::Relaxed);
+                    let f = file.load(Ordering::Relaxed);
+                    let which = match names.get(f) {
+                        Some(name) if names.len() > 1 => format!("file {}/{} {name}, ", f + 1, names.len()),
+                        _ => String::new(),
+                    };
                     eprint!(
-                        "\rreplay: {pct:5.1}% of {:.1} MB, {} keys, {} commands ({:.0}/s), {secs:.0} s, about {eta:.0} s left   ",
+                        "\rreplay: {which}{pct:5.1}% of {:.1} MB, {} keys, {} commands ({:.0}/s), {secs:.0} s, about {eta:.0} s left   ",
                         total as f64 / 1e6,
                         keys.load(Ordering::Relaxed),
                         c,
@@ -275,7 +332,7 @@ impl Progress {
                 eprint!("\r{:100}\r", "");
             })
         });
-        Progress { done, keys, commands, stop, thread }
+        Progress { done, file, keys, commands, stop, thread }
     }
 }
 

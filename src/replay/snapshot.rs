@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use super::chunk::{Errors, CHUNK_BYTES};
-use super::dest::Destination;
+use super::dest::{DestKind, Destination};
 use super::engine::Origin;
 use super::{existing_key, Config, OnExisting, Position, Run};
 use crate::expiry::{self, LogKeysOnce};
@@ -89,9 +89,10 @@ impl<'d> Map<'d> for SnapshotMap<'_, 'd> {
                     let Some(db) = dest.db(rec.db) else {
                         b.refused.add("DB".into(), 1, || {
                             format!(
-                                "\"{}\" in db {}: twemproxy has only db 0 (--db-map)",
+                                "\"{}\" in db {}: {} has only db 0 (--db-map)",
                                 rdb::escape_key(&key),
-                                rec.db
+                                rec.db,
+                                dest.kind()
                             )
                         });
                         return Ok(());
@@ -121,7 +122,8 @@ impl<'d> Map<'d> for SnapshotMap<'_, 'd> {
                             } else {
                                 b.created += 1;
                             }
-                            msets.add(&mut b, &mut t, conn, db, &rec.key, value, item_at);
+                            let group = dest.batch_group(&key);
+                            msets.add(&mut b, &mut t, (conn, group), db, &rec.key, value, item_at);
                             return Ok(());
                         }
                     }
@@ -232,7 +234,14 @@ impl Run<'_, '_> {
             }
             let start = if first == 0 { 0 } else { b.ends[first - 1] };
             let pos = Position { file, offset: at };
-            e.route(conn, db, &b.buf, start, &b.ends[first..end], Origin { pos, resendable: true });
+            let origin = Origin { pos, resendable: true, slot: None };
+            if db.is_none() && e.dest.kind() == DestKind::Cluster {
+                // Functions and scripts: on every master (and scripts on every replica).
+                let ends: Vec<usize> = b.ends[first..end].iter().map(|x| x - start).collect();
+                e.everywhere(None, &b.buf[start..b.ends[end - 1]], &ends, origin);
+                continue;
+            }
+            e.route(conn, db, &b.buf, start, &b.ends[first..end], origin);
         }
         e.routed_to = Position { file, offset: b.end_offset };
         self.progress.done.store(self.done_before + b.end_offset, Ordering::Relaxed);
@@ -309,20 +318,20 @@ fn is_code(item: &Item<'_>) -> bool {
     }
 }
 
-/// MSET commands being filled by a snapshot batch, one per connection and db. Each
+/// MSET commands being filled by a snapshot batch, one per connection, group (the
+/// destination's `batch_group`: a cluster's MSET holds keys of one slot) and db. Each
 /// holds the place (a piece) of its first key, so that its keys reach their connection
 /// no later than that key would have: the checkpoint's low-water mark, taken from the
 /// first unit of each chunk, never passes a key that is not applied.
 #[derive(Default)]
 pub(super) struct MsetBatches {
-    open: Vec<OpenMset>,
+    /// By connection, group and db (a cluster's batch may hold thousands of slots).
+    open: std::collections::HashMap<(usize, usize, u64), OpenMset>,
     /// Argument buffers of written MSETs, for the next ones.
     spare: Vec<Vec<u8>>,
 }
 
 struct OpenMset {
-    conn: usize,
-    db: u64,
     /// Index in `SnapBatch::pieces` of its place.
     piece: usize,
     keys: u64,
@@ -339,34 +348,31 @@ impl MsetBatches {
         &mut self,
         b: &mut SnapBatch,
         t: &mut Translator,
-        conn: usize,
+        (conn, group): (usize, usize),
         db: u64,
         key: &rdb::Str<'_>,
         value: &rdb::Str<'_>,
         at: u64,
     ) {
-        let i = match self.open.iter().position(|m| m.conn == conn && m.db == db) {
-            Some(i) => i,
-            None => {
-                b.pieces.push((conn, Some(db), 0, 0, at));
-                let args = self.spare.pop().unwrap_or_default();
-                self.open.push(OpenMset { conn, db, piece: b.pieces.len() - 1, keys: 0, args });
-                self.open.len() - 1
-            }
-        };
-        let m = &mut self.open[i];
+        let id = (conn, group, db);
+        let m = self.open.entry(id).or_insert_with(|| {
+            b.pieces.push((conn, Some(db), 0, 0, at));
+            let args = self.spare.pop().unwrap_or_default();
+            OpenMset { piece: b.pieces.len() - 1, keys: 0, args }
+        });
         crate::resp::encode::bulk_str(&mut m.args, key);
         crate::resp::encode::bulk_str(&mut m.args, value);
         m.keys += 1;
         if m.keys >= Self::KEYS || m.args.len() >= Self::BYTES {
-            let m = self.open.swap_remove(i);
-            self.spare.push(Self::write(b, t, m));
+            if let Some(m) = self.open.remove(&id) {
+                self.spare.push(Self::write(b, t, m));
+            }
         }
     }
 
     /// Writes every MSET still open (at the end of the batch).
     fn finish(&mut self, b: &mut SnapBatch, t: &mut Translator) {
-        for m in self.open.drain(..) {
+        for (_, m) in self.open.drain() {
             Self::write(b, t, m);
         }
     }

@@ -129,7 +129,7 @@ fn set(e: &mut Engine<'_>, key: &str, offset: u64) {
     crate::resp::encode::command(&mut cmd, &[b"SET", key.as_bytes(), b"v"]);
     let conn = e.dest.conn_of(key.as_bytes());
     let pos = Position { file: 0, offset };
-    e.route(conn, Some(0), &cmd, 0, &[cmd.len()], Origin { pos, resendable: true });
+    e.route(conn, Some(0), &cmd, 0, &[cmd.len()], Origin { pos, resendable: true, slot: None });
 }
 
 fn wait_for(what: &str, mut done: impl FnMut() -> bool) {

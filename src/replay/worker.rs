@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::chunk::{Chunk, Errors, Position, CHUNK_BYTES};
+use super::redirect::{Detour, Outcome, Redirector};
 use crate::net::{Answer, Endpoint, Link, LinkError};
 use crate::resp::reply::Reply;
 
@@ -30,6 +31,8 @@ pub struct ConnReport {
     pub bytes: u64,
     pub errors: Errors,
     pub reconnects: u64,
+    /// Into a cluster: redirections followed, topology refreshes, keys sent again.
+    pub cluster: Box<super::redirect::ClusterCounts>,
 }
 
 /// How a connection behaves.
@@ -48,8 +51,8 @@ pub struct WorkerConfig {
     /// Answered chunks of ordinary size go back here to be filled again (steady memory,
     /// no allocator churn between threads).
     pub recycle: Option<std::sync::mpsc::Sender<Chunk>>,
-    /// Transactions of log commands SET `<prefix><connection>` in db 0 (see `Chunk`).
-    pub applied_prefix: String,
+    /// Into a cluster: how to follow it when it changes.
+    pub cluster: Option<super::redirect::ClusterLink>,
 }
 
 /// A chunk on its way: `written` commands sent, `answered` of them replied to.
@@ -66,10 +69,21 @@ struct Flight {
     refused: Vec<(usize, String)>,
 }
 
+// A SELECT is rare and the queue short (one entry per chunk): its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Pending {
     Select,
     Chunk(Flight),
+    /// `WAIT n`, covering the first `covers` chunks of `unconfirmed`.
+    Wait {
+        covers: usize,
+    },
 }
+
+/// How often a connection into a cluster asks WAIT (at most), and after how many bytes
+/// answered and not confirmed (at least).
+const WAIT_EVERY: Duration = Duration::from_millis(300);
+const WAIT_BYTES: usize = 4 << 20;
 
 /// A connection's thread.
 pub struct Worker {
@@ -95,7 +109,19 @@ pub struct Worker {
     done: Arc<AtomicU64>,
     /// Bytes of chunks answered (the engine holds back while too many are unanswered).
     released: Arc<AtomicU64>,
-    applied_key: Vec<u8>,
+    /// Into a cluster: side links for redirected commands, the topology.
+    redirect: Option<Redirector>,
+    /// The connection's master changed (a failover): reconnect there.
+    repoint: Option<Endpoint>,
+    /// Into a cluster whose master has replicas: chunks answered, not yet confirmed by
+    /// WAIT to have reached a replica (sent again if the master is lost), their bytes,
+    /// and when WAIT was last asked.
+    unconfirmed: VecDeque<Flight>,
+    unconfirmed_bytes: usize,
+    waited_at: Instant,
+    waiting: bool,
+    /// Since when WAIT has answered fewer replicas than the master has.
+    short_since: Option<Instant>,
 }
 
 /// Why a connection gave up.
@@ -111,11 +137,17 @@ pub struct Fatal {
 
 impl Worker {
     pub fn new(id: usize, cfg: WorkerConfig, link: Link, done: Arc<AtomicU64>, released: Arc<AtomicU64>) -> Worker {
-        let applied_key = format!("{}{id}", cfg.applied_prefix).into_bytes();
+        let redirect = cfg.cluster.clone().map(|c| Redirector::new(c, cfg.timeout, cfg.retry_for));
         Worker {
+            redirect,
+            repoint: None,
+            unconfirmed: VecDeque::new(),
+            unconfirmed_bytes: 0,
+            waited_at: Instant::now(),
+            waiting: false,
+            short_since: None,
             done,
             released,
-            applied_key,
             id,
             cfg,
             link: Some(link),
@@ -136,6 +168,7 @@ impl Worker {
         if let Some(l) = &self.link {
             l.close();
         }
+        self.end_redirects();
         Fatal { conn: self.id, msg, unknown_from, report: std::mem::take(&mut self.report) }
     }
 
@@ -147,7 +180,7 @@ impl Worker {
             if self.link.is_none() {
                 self.reconnect()?;
             }
-            let idle = self.inflight.is_empty() && self.queued.is_empty();
+            let idle = self.inflight.is_empty() && self.queued.is_empty() && self.unconfirmed.is_empty();
             if idle {
                 if let Some(tx) = drain.take() {
                     let _ = tx.send(());
@@ -156,6 +189,7 @@ impl Worker {
                     if let Some(l) = &self.link {
                         l.close();
                     }
+                    self.end_redirects();
                     return Ok(self.report);
                 }
                 match rx.recv() {
@@ -177,14 +211,30 @@ impl Worker {
                     Err(TryRecvError::Disconnected) => closed = true,
                 }
             }
-            let result = if self.can_write() { self.write_some() } else { self.read_replies() };
+            let result = if self.wait_due() {
+                self.send_wait()
+            } else if self.can_write() {
+                self.write_some()
+            } else {
+                self.read_replies()
+            };
             if let Err(e) = result {
                 match e {
                     Step::Link(e) if e.is_connection() => self.heal(e)?,
+                    Step::Repoint(why) => self.heal(LinkError::Protocol(why))?,
                     Step::Link(e) => return Err(self.fatal(e.to_string(), None)),
                     Step::Fatal(f) => return Err(f),
                 }
             }
+        }
+    }
+
+    /// Closes the side links; their counts go into the report.
+    fn end_redirects(&mut self) {
+        if let Some(rd) = &self.redirect {
+            rd.close();
+            self.report.cluster.merge(rd.counts);
+            self.redirect = None;
         }
     }
 
@@ -267,7 +317,7 @@ impl Worker {
         let mut link = self.link.take().ok_or(Step::Link(LinkError::Closed))?;
         let mut failure = None;
         let r = link.replies(|r| match self.answer(r) {
-            Ok(()) => true,
+            Ok(()) => self.repoint.is_none(),
             Err(f) => {
                 failure = Some(f);
                 false
@@ -277,6 +327,13 @@ impl Worker {
         if let Some(f) = failure {
             return Err(Step::Fatal(f));
         }
+        if let Some(ep) = self.repoint.take() {
+            // A failover: the master this connection wrote to is a replica now. What it
+            // did not answer goes to the new master, as after a lost connection.
+            let why = format!("the slots of {} moved to {ep}", self.cfg.endpoint);
+            self.cfg.endpoint = ep;
+            return Err(Step::Repoint(why));
+        }
         r.map_err(Step::Link)
     }
 
@@ -284,6 +341,11 @@ impl Worker {
     fn answer(&mut self, r: &Reply<'_>) -> Result<(), Fatal> {
         self.progress_since_fault = true;
         match self.inflight.front_mut() {
+            Some(&mut Pending::Wait { covers }) => {
+                self.inflight.pop_front();
+                self.unanswered -= 1;
+                self.answer_wait(covers, r)?;
+            }
             Some(Pending::Select) => {
                 self.inflight.pop_front();
                 self.unanswered -= 1;
@@ -296,6 +358,34 @@ impl Worker {
             Some(Pending::Chunk(f)) => {
                 let i = f.answered;
                 let (start, end) = (f.chunk.start_of(i), f.chunk.ends[i]);
+                // Into a cluster: a redirection is followed; its outcome is the command's.
+                let mut forwarded = None;
+                if let (Some(rd), Reply::Error(e)) = (self.redirect.as_mut(), r) {
+                    if Detour::of(e).is_some() {
+                        let cmd = &f.chunk.buf[start..end];
+                        let slot = crate::resp::command_at(cmd, 0).and_then(|c| c.key).map(crate::aof::keys::slot);
+                        match rd.forward(cmd, 1, e, &self.cfg.endpoint, slot) {
+                            Ok(Outcome::Done(errors)) => forwarded = Some(errors),
+                            Ok(Outcome::Repoint(ep)) => {
+                                self.repoint = Some(ep);
+                                return Ok(());
+                            }
+                            Err(msg) => return Err(self.fatal(msg, None)),
+                        }
+                    }
+                }
+                let Some(Pending::Chunk(f)) = self.inflight.front_mut() else { unreachable!("the front is a chunk") };
+                if let (Some(errors), true) = (&forwarded, i >= f.recorded) {
+                    for msg in errors {
+                        let kind = msg.split(' ').next().unwrap_or("ERR").to_string();
+                        let (name, key) = match crate::resp::command_at(&f.chunk.buf[start..end], 0) {
+                            Some(c) => (c.name, c.key),
+                            None => (&b"?"[..], None),
+                        };
+                        self.report.errors.add(kind, 1, || describe(name, key, msg));
+                    }
+                    f.recorded = i + 1;
+                }
                 if i >= f.recorded {
                     let n = r.errors();
                     if n > 0 {
@@ -327,16 +417,86 @@ impl Worker {
 
     /// The front chunk has all its replies: count it done and hand its buffers back.
     fn finish_front(&mut self) {
-        if let Some(Pending::Chunk(mut done)) = self.inflight.pop_front() {
-            self.done.store(done.chunk.seq + 1, Ordering::Release);
-            self.released.fetch_add(done.chunk.weight, Ordering::Release);
-            if let Some(tx) = &self.cfg.recycle {
-                if done.chunk.buf.capacity() <= 2 * CHUNK_BYTES {
-                    done.chunk.reset();
-                    let _ = tx.send(done.chunk);
-                }
+        if let Some(Pending::Chunk(done)) = self.inflight.pop_front() {
+            // An answer is not durability: where the master has replicas, the chunk
+            // counts as applied once WAIT says a replica has it.
+            if self.redirect.as_ref().is_some_and(|r| r.cfg.replicas > 0) {
+                self.unconfirmed_bytes += done.chunk.buf.len();
+                self.unconfirmed.push_back(done);
+                return;
+            }
+            self.release(done);
+        }
+    }
+
+    /// A chunk applied for good: the low-water mark may pass it; its buffers go back.
+    fn release(&mut self, mut done: Flight) {
+        self.done.store(done.chunk.seq + 1, Ordering::Release);
+        self.released.fetch_add(done.chunk.weight, Ordering::Release);
+        if let Some(tx) = &self.cfg.recycle {
+            if done.chunk.buf.capacity() <= 2 * CHUNK_BYTES {
+                done.chunk.reset();
+                let _ = tx.send(done.chunk);
             }
         }
+    }
+
+    /// True when WAIT is to be asked now: chunks wait for it, none is asked, and it is
+    /// time, or they hold many bytes, or nothing else is left to send or read.
+    fn wait_due(&self) -> bool {
+        !self.unconfirmed.is_empty()
+            && !self.waiting
+            && (self.waited_at.elapsed() >= WAIT_EVERY
+                || self.unconfirmed_bytes >= WAIT_BYTES
+                || (self.inflight.is_empty() && !self.can_write()))
+    }
+
+    /// `WAIT n 1000`: n replicas of this master have every write this connection made.
+    fn send_wait(&mut self) -> Result<(), Step> {
+        let n = self.redirect.as_ref().map_or(0, |r| r.cfg.replicas).to_string();
+        let mut cmd = Vec::with_capacity(32);
+        crate::resp::encode::command(&mut cmd, &[b"WAIT", n.as_bytes(), b"1000"]);
+        self.link_mut()?.send(&cmd)?;
+        self.inflight.push_back(Pending::Wait { covers: self.unconfirmed.len() });
+        self.unanswered += 1;
+        self.waiting = true;
+        self.waited_at = Instant::now();
+        Ok(())
+    }
+
+    /// WAIT's answer: the chunks it covers are confirmed when enough replicas have them,
+    /// or when the master has fewer replicas now (a fresh topology says how many).
+    fn answer_wait(&mut self, covers: usize, r: &Reply<'_>) -> Result<(), Fatal> {
+        self.waiting = false;
+        let got = match r {
+            Reply::Int(n) => *n,
+            _ => -1,
+        };
+        let mut want = self.redirect.as_ref().map_or(0, |rd| rd.cfg.replicas) as i64;
+        if got >= 0 && got < want {
+            if let Some(rd) = self.redirect.as_mut() {
+                // The replica count of this master now (failed_over notes it).
+                rd.failed_over(&self.cfg.endpoint);
+                want = rd.cfg.replicas as i64;
+            }
+        }
+        if got >= want {
+            self.short_since = None;
+            for _ in 0..covers.min(self.unconfirmed.len()) {
+                if let Some(f) = self.unconfirmed.pop_front() {
+                    self.unconfirmed_bytes -= f.chunk.buf.len();
+                    self.release(f);
+                }
+            }
+        } else if self.short_since.get_or_insert_with(Instant::now).elapsed() >= self.cfg.retry_for {
+            let msg = format!(
+                "WAIT on {} confirmed {got} of its {want} replicas for longer than --retry-for ({:?}): \
+                 what it answered may not survive its loss",
+                self.cfg.endpoint, self.cfg.retry_for
+            );
+            return Err(self.fatal(msg, None));
+        }
+        Ok(())
     }
 
     /// A reply within a transaction chunk: MULTI's OK, a QUEUED (or a refusal) per
@@ -369,6 +529,33 @@ impl Worker {
                 f.refused.push((i, String::from_utf8_lossy(e).into_owned()));
             }
             return Ok(());
+        }
+        // Into a cluster: a transaction redirected (a queued command, or EXEC, answered
+        // MOVED, ASK, TRYAGAIN or CLUSTERDOWN) ran nothing; it goes whole to the node that
+        // serves its slot (after ASKING, which holds through a MULTI: networking.c,
+        // `resetClient`).
+        let redirected =
+            f.refused.iter().map(|(_, m)| m.clone()).find(|m| Detour::of(m.as_bytes()).is_some()).or(match r {
+                Reply::Error(e) if Detour::of(e).is_some() => Some(String::from_utf8_lossy(e).into_owned()),
+                _ => None,
+            });
+        if let (Some(msg), Some(rd)) = (redirected, self.redirect.as_mut()) {
+            f.refused.clear();
+            match rd.forward(&f.chunk.buf, f.chunk.ends.len(), msg.as_bytes(), &self.cfg.endpoint, f.chunk.slot) {
+                Ok(Outcome::Done(errors)) => {
+                    for msg in errors {
+                        let kind = msg.split(' ').next().unwrap_or("ERR").to_string();
+                        self.report.errors.add(kind, 1, || format!("a transaction of AOF commands: {msg}"));
+                    }
+                    self.finish_front();
+                    return Ok(());
+                }
+                Ok(Outcome::Repoint(ep)) => {
+                    self.repoint = Some(ep);
+                    return Ok(());
+                }
+                Err(msg) => return Err(self.fatal(msg, None)),
+            }
         }
         match r {
             Reply::Array(Some(results)) => {
@@ -431,7 +618,25 @@ impl Worker {
         let mut chunks = Vec::new();
         // Transactions' replies counted so far.
         let mut counted: Vec<(usize, usize)> = Vec::new();
-        for p in self.inflight.drain(..) {
+        // Answered and not confirmed by WAIT: the master may have lost them (its replica
+        // took over without them), so they go again too, first, whole.
+        self.waiting = false;
+        self.unconfirmed_bytes = 0;
+        let mut resent = 0;
+        let unconfirmed: Vec<Pending> = self
+            .unconfirmed
+            .drain(..)
+            .map(|mut f| {
+                if f.chunk.resendable {
+                    resent += f.chunk.units.len() as u64;
+                }
+                (f.written, f.answered) = (0, 0);
+                Pending::Chunk(f)
+            })
+            .collect();
+        self.report.cluster.resent_keys += resent;
+        let pending: Vec<Pending> = unconfirmed.into_iter().chain(self.inflight.drain(..)).collect();
+        for p in pending {
             let Pending::Chunk(mut f) = p else { continue };
             if f.answered < f.written {
                 first.get_or_insert((f.id, f.answered));
@@ -439,6 +644,10 @@ impl Worker {
                     let u = f.chunk.unit_of(f.answered);
                     unknown_log = Some(f.chunk.units.get(u).map_or(Position::default(), |x| x.1));
                 }
+            }
+            if f.chunk.resendable && f.answered < f.written && self.redirect.is_some() {
+                let units = f.chunk.unit_of(f.written - 1) + 1 - f.chunk.unit_of(f.answered);
+                self.report.cluster.resent_keys += units as u64;
             }
             let back_to = if f.chunk.transaction.is_some() {
                 counted.push((f.id, f.answered));
@@ -496,23 +705,50 @@ impl Worker {
         self.report.reconnects += 1;
         self.reconnect()?;
         // Transactions the applied key shows as run are done (their replies are lost).
-        if chunks.iter().any(|f| f.chunk.transaction.is_some()) {
-            let key = self.applied_key.clone();
-            let applied = match self.link.as_mut().map(|l| l.call(&[b"GET", &key])) {
+        // (Each chunk names its key: a cluster keeps one per slot.)
+        let mut marks: Vec<(Vec<u8>, Option<u64>)> = Vec::new();
+        for f in chunks.iter().filter(|f| f.chunk.transaction.is_some()) {
+            let key = &f.chunk.applied_key;
+            if marks.iter().any(|(k, _)| k == key) {
+                continue;
+            }
+            let applied = match self.link.as_mut().map(|l| l.call(&[b"GET", key])) {
                 Some(Ok(Answer::Bulk(Some(v)))) => std::str::from_utf8(&v).ok().and_then(|v| v.parse::<u64>().ok()),
+                // Into a cluster, the key's slot may be served elsewhere now: ask there.
+                // Any other error leaves the transaction's fate unknown: stop.
+                Some(Ok(Answer::Error(e))) => {
+                    let current = self.cfg.endpoint.clone();
+                    let got = match self.redirect.as_mut() {
+                        Some(rd) => rd.get(key, e.as_bytes(), &current),
+                        None => Err(e),
+                    };
+                    match got {
+                        Ok(v) => v.and_then(|v| std::str::from_utf8(&v).ok().and_then(|v| v.parse::<u64>().ok())),
+                        Err(e) => {
+                            let msg = format!("reading the applied key after a reconnect: {e}");
+                            return Err(self.fatal(msg, None));
+                        }
+                    }
+                }
                 Some(Ok(_)) => None,
                 Some(Err(e)) => return Err(self.fatal(format!("reading the applied key after a reconnect: {e}"), None)),
                 None => None,
             };
-            chunks.retain(|f| match (f.chunk.transaction, applied) {
-                (Some(mark), Some(a)) if mark <= a => {
-                    self.done.store(f.chunk.seq + 1, Ordering::Release);
-                    self.released.fetch_add(f.chunk.weight, Ordering::Release);
-                    let before = counted.iter().find(|c| c.0 == f.id).map_or(0, |c| c.1);
-                    self.report.commands += (f.chunk.ends.len() - before) as u64;
-                    false
+            marks.push((key.clone(), applied));
+        }
+        if !marks.is_empty() {
+            chunks.retain(|f| {
+                let applied = marks.iter().find(|(k, _)| *k == f.chunk.applied_key).and_then(|x| x.1);
+                match (f.chunk.transaction, applied) {
+                    (Some(mark), Some(a)) if mark <= a => {
+                        self.done.store(f.chunk.seq + 1, Ordering::Release);
+                        self.released.fetch_add(f.chunk.weight, Ordering::Release);
+                        let before = counted.iter().find(|c| c.0 == f.id).map_or(0, |c| c.1);
+                        self.report.commands += (f.chunk.ends.len() - before) as u64;
+                        false
+                    }
+                    _ => true,
                 }
-                _ => true,
             });
         }
         // Put the chunks back in front of the queue, each resuming at its `written`.
@@ -522,6 +758,15 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Into a cluster: true when a fresh topology shows another master serving this
+    /// connection's slots (the endpoint is then that master's).
+    fn moved_master(&mut self) -> bool {
+        let current = self.cfg.endpoint.clone();
+        let Some(home) = self.redirect.as_mut().and_then(|r| r.failed_over(&current)) else { return false };
+        self.cfg.endpoint = home;
+        true
     }
 
     /// Connects again, once the server answers PING (not LOADING, not a socket a dying
@@ -547,6 +792,9 @@ impl Worker {
                     return Ok(());
                 }
                 Err(LinkError::Auth(e)) => return Err(self.fatal(format!("authentication failed: {e}"), None)),
+                // Into a cluster: a master that does not answer may have been failed over;
+                // whoever serves its slots now is where this connection goes.
+                Err(_) if self.moved_master() => pause = Duration::from_millis(20),
                 Err(e) if Instant::now() >= deadline => {
                     let msg = format!(
                         "lost the connection to {} and could not reconnect within {:?}: {e}",
@@ -563,6 +811,8 @@ impl Worker {
 enum Step {
     Link(LinkError),
     Fatal(Fatal),
+    /// The connection's master changed: heal on the new one.
+    Repoint(String),
 }
 
 impl From<LinkError> for Step {

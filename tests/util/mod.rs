@@ -84,6 +84,17 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A free port for a cluster node: its cluster bus port (port + 10000) must exist and be
+/// free too.
+pub fn free_cluster_port() -> u16 {
+    loop {
+        let port = free_port();
+        if port <= 55535 && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// A redis-server on 127.0.0.1, in its own temp dir; killed on drop.
 pub struct RedisServer {
     child: Child,
@@ -128,7 +139,11 @@ impl RedisServer {
 
     /// Starts `version` on a free loopback port in `dir`, with `args` after the common ones.
     pub(crate) fn spawn(version: &str, dir: tempfile::TempDir, args: &[String]) -> RedisServer {
-        let port = free_port();
+        RedisServer::spawn_at(version, dir, args, free_port())
+    }
+
+    /// As [`RedisServer::spawn`], on `port`.
+    pub(crate) fn spawn_at(version: &str, dir: tempfile::TempDir, args: &[String], port: u16) -> RedisServer {
         let child = RedisServer::launch(version, &dir, port, args);
         let mut server = RedisServer { child, port, dir, version: version.to_string(), args: args.to_vec() };
         server.wait_ready();
@@ -272,5 +287,93 @@ pub fn json_bytes(v: &serde_json::Value) -> Vec<u8> {
             .decode(o["base64"].as_str().expect("base64 field"))
             .expect("valid base64"),
         other => panic!("not a byte string: {other}"),
+    }
+}
+
+/// A Redis Cluster on 127.0.0.1 (`redis-server --cluster-enabled yes` nodes joined by
+/// `redis-cli --cluster create`): `masters` masters with `replicas` replicas each, every
+/// node in its own temp dir with its `--cluster-config-file` there; killed on drop.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+    pub masters: usize,
+}
+
+impl RedisCluster {
+    /// Starts 7.0 nodes (see [`RedisCluster::start_version`]).
+    pub fn start(masters: usize, replicas: usize) -> RedisCluster {
+        RedisCluster::start_version("7.0", masters, replicas, &[])
+    }
+
+    /// Starts the nodes of `version` with `extra` arguments, joins them with the Debian
+    /// `redis-cli --cluster create`, and waits until every node says `cluster_state:ok`
+    /// and every replica is in sync.
+    pub fn start_version(version: &str, masters: usize, replicas: usize, extra: &[&str]) -> RedisCluster {
+        let n = masters * (1 + replicas);
+        let args: Vec<String> = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--cluster-node-timeout".to_string(), "2000".to_string()])
+            .chain(["--appendonly".to_string(), "no".to_string()])
+            .chain(extra.iter().map(|s| s.to_string()))
+            .collect();
+        let nodes: Vec<RedisServer> = (0..n)
+            .map(|_| RedisServer::spawn_at(version, tempfile::tempdir().unwrap(), &args, free_cluster_port()))
+            .collect();
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for s in &nodes {
+            create.arg(format!("127.0.0.1:{}", s.port));
+        }
+        let out = create
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(out.status.success(), "redis-cli --cluster create: {}", String::from_utf8_lossy(&out.stdout));
+        let cluster = RedisCluster { nodes, masters };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// Waits until every node answers `cluster_state:ok`, agrees on the masters, and
+    /// every replica has its master's link up.
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = self.nodes.iter().all(|s| {
+                let Ok(mut c) = redis::Client::open(s.url()).and_then(|c| c.get_connection()) else { return false };
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).unwrap_or_default();
+                let repl: String = redis::cmd("INFO").arg("replication").query(&mut c).unwrap_or_default();
+                let known = info
+                    .lines()
+                    .find_map(|l| l.strip_prefix("cluster_size:"))
+                    .is_some_and(|v| v.trim() == self.masters.to_string());
+                info.contains("cluster_state:ok")
+                    && known
+                    && (repl.contains("role:master") || repl.contains("master_link_status:up"))
+            });
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not become ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The node a client starts from.
+    pub fn url(&self) -> String {
+        self.nodes[0].url()
+    }
+
+    /// The nodes that are masters now, by their own INFO.
+    pub fn master_nodes(&self) -> Vec<&RedisServer> {
+        self.nodes
+            .iter()
+            .filter(|s| {
+                let Ok(mut c) = redis::Client::open(s.url()).and_then(|c| c.get_connection()) else { return false };
+                let repl: String = redis::cmd("INFO").arg("replication").query(&mut c).unwrap_or_default();
+                repl.contains("role:master")
+            })
+            .collect()
     }
 }
