@@ -848,10 +848,22 @@ pub fn run(job: &Job, out: &mut dyn Write, progress: &mut dyn FnMut(&str)) -> Re
     let (mut fa, mut fb) = (Vec::new(), Vec::new());
     let mut sa = Store::new("a", job.side_budget, tmp.path());
     let mut sb = Store::new("b", job.side_budget, tmp.path());
-    progress(&format!("reading A: {}", job.a.describe()));
-    a.digest(job, raw, 0, &mut sa, &mut summary, &mut fa)?;
-    progress(&format!("reading B: {}", job.b.describe()));
-    b.digest(job, raw, 1, &mut sb, &mut summary, &mut fb)?;
+    progress(&format!("reading A: {} and B: {}", job.a.describe(), job.b.describe()));
+    // Both sides at once: each has a thread of its own that walks its input (the skim
+    // that cuts a file into batches, the SCAN of a server) and joins its parts, and the
+    // workers serve both.
+    let (mut ca, mut cb) = (Summary::default(), Summary::default());
+    let (ra, rb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| a.digest(job, raw, 0, &mut sa, &mut ca, &mut fa));
+        let rb = b.digest(job, raw, 1, &mut sb, &mut cb, &mut fb);
+        (ta.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), rb)
+    });
+    ra?;
+    rb?;
+    for (side, c) in [(0, &ca), (1, &cb)] {
+        summary.expired[side] += c.expired[side];
+        summary.expired_fields[side] += c.expired_fields[side];
+    }
     summary.spilled_bytes = sa.spilled_bytes + sb.spilled_bytes;
 
     let mut w = detail::Writer::new(job, out)?;
@@ -904,24 +916,27 @@ pub fn run(job: &Job, out: &mut dyn Write, progress: &mut dyn FnMut(&str)) -> Re
     Ok(summary)
 }
 
-type Index<'b> = HashMap<(u64, &'b [u8]), Sum, store::KeyHash>;
+/// Both sides' entries of a partition, by key: `[A's, B's]`.
+type Index<'b> = HashMap<(u64, &'b [u8]), [Option<Sum>; 2], store::KeyHash>;
 
 /// One partition of each side joined: the keys that differ. Where stored bytes differ
 /// and a side has no logical digest yet, it is worked out (in parallel) first.
 fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summary) -> Vec<Found> {
-    // Entries take at least 60 bytes: room for them all, no rehashing.
-    let mut idx: [Index<'_>; 2] = [pa, pb].map(|p| Index::with_capacity_and_hasher(p.len() / 60, Default::default()));
+    // One map of both sides' entries by key (a key found twice on one side: the later
+    // one stands). Entries take at least 60 bytes: room for them all, no rehashing.
+    let mut idx: Index<'_> = Index::with_capacity_and_hasher((pa.len() + pb.len()) / 60, Default::default());
     for (s, part) in [pa, pb].into_iter().enumerate() {
         for e in Entry::all(part) {
-            if idx[s].insert((e.db, e.key), e.sum).is_some() {
+            let both = idx.entry((e.db, e.key)).or_default();
+            if both[s].replace(e.sum).is_some() {
                 summary.duplicates[s] += 1;
             }
         }
     }
     // Logical digests to work out: (side, db, key, what it has).
     let mut todo: Vec<(usize, u64, &[u8], Sum)> = Vec::new();
-    for (k, b) in &idx[1] {
-        if let Some(a) = idx[0].get(k) {
+    for (k, both) in &idx {
+        if let [Some(a), Some(b)] = both {
             if a.kind == b.kind && values_equal(a, b).is_none() {
                 for (s, sum) in [(0, a), (1, b)] {
                     if sum.logical.is_none() {
@@ -945,32 +960,22 @@ fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summar
             })
             .collect();
         for ((s, db, key, _), now) in todo.into_iter().zip(done) {
-            match now {
-                Some(sum) => {
-                    idx[s].insert((db, key), sum);
-                }
-                // Empty once decoded: a server would not hold it.
-                None => {
-                    idx[s].remove(&(db, key));
-                }
+            // `None`: empty once decoded, which a server would not hold.
+            if let Some(both) = idx.get_mut(&(db, key)) {
+                both[s] = now;
             }
         }
     }
     let mut found = Vec::new();
-    let mut note = |k: &(u64, &[u8]), a: Option<Sum>, b: Option<Sum>| {
+    for (k, [a, b]) in idx {
+        if a.is_none() && b.is_none() {
+            continue;
+        }
         summary.compared += 1;
         if classify(a, b, job.ttl_tolerance_ms).is_some() {
             found.push(Found { db: k.0, key: k.1.to_vec(), a, b });
         } else {
             summary.same += 1;
-        }
-    };
-    for (k, &b) in &idx[1] {
-        note(k, idx[0].get(k).copied(), Some(b));
-    }
-    for (k, &a) in &idx[0] {
-        if !idx[1].contains_key(k) {
-            note(k, Some(a), None);
         }
     }
     found

@@ -6,7 +6,7 @@
 //! expiry (`i64::MIN` for none) and where the value can be read again (a file's index and
 //! offset; unused for a server, which is asked again).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::digest::{self, Digest};
@@ -147,8 +147,12 @@ pub struct Store {
     parts: Vec<Vec<u8>>,
     held: usize,
     budget: usize,
-    /// Where partitions spill, once they have (`<dir>/<name>-<partition>`).
+    /// Where partitions spill: one file (`<dir>/<name>`), created at the first spill,
+    /// holding each spill's partitions one after the other.
     dir: PathBuf,
+    file: Option<std::fs::File>,
+    /// Per partition, where its spilled pieces are in the file (offset, length).
+    pieces: Vec<Vec<(u64, usize)>>,
     pub spilled_bytes: u64,
     pub entries: u64,
 }
@@ -163,6 +167,8 @@ impl Store {
             held: 0,
             budget,
             dir: dir.to_path_buf(),
+            file: None,
+            pieces: vec![Vec::new(); PARTITIONS],
             spilled_bytes: 0,
             entries: 0,
         }
@@ -191,21 +197,29 @@ impl Store {
         Ok(())
     }
 
-    fn file(&self, p: usize) -> PathBuf {
-        self.dir.join(format!("{}-{p}", self.name))
-    }
-
-    /// Appends every partition held in memory to its file.
+    /// Appends every partition held in memory to the spill file (one file: creating
+    /// hundreds of small files costs the file system more than the writes).
     fn spill(&mut self) -> std::io::Result<()> {
+        if self.file.is_none() {
+            let path = self.dir.join(self.name);
+            self.file =
+                Some(std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(path)?);
+        }
+        let Some(file) = self.file.as_mut() else { return Ok(()) };
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         for p in 0..PARTITIONS {
-            if self.parts[p].is_empty() {
+            let part = &mut self.parts[p];
+            if part.is_empty() {
                 continue;
             }
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(self.file(p))?;
-            f.write_all(&self.parts[p])?;
-            self.spilled_bytes += self.parts[p].len() as u64;
-            self.parts[p] = Vec::new();
+            out.write_all(part)?;
+            self.pieces[p].push((self.spilled_bytes, part.len()));
+            self.spilled_bytes += part.len() as u64;
+            // Its room is given back: what held a partition's share of one spill is not
+            // needed again until the next fills it.
+            *part = Vec::new();
         }
+        out.flush()?;
         self.held = 0;
         Ok(())
     }
@@ -214,17 +228,14 @@ impl Store {
     pub fn partition(&mut self, p: usize) -> std::io::Result<Vec<u8>> {
         let held = std::mem::take(&mut self.parts[p]);
         self.held -= held.len();
-        if self.spilled_bytes == 0 {
-            return Ok(held);
-        }
-        let mut out = Vec::new();
-        match std::fs::File::open(self.file(p)) {
-            Ok(mut f) => {
-                f.read_to_end(&mut out)?;
-                let _ = std::fs::remove_file(self.file(p));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
+        let pieces = std::mem::take(&mut self.pieces[p]);
+        let Some(file) = self.file.as_ref().filter(|_| !pieces.is_empty()) else { return Ok(held) };
+        use std::os::unix::fs::FileExt;
+        let mut out = vec![0u8; pieces.iter().map(|&(_, len)| len).sum::<usize>()];
+        let mut at = 0;
+        for (offset, len) in pieces {
+            file.read_exact_at(&mut out[at..at + len], offset)?;
+            at += len;
         }
         out.extend_from_slice(&held);
         Ok(out)
