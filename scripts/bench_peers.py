@@ -17,6 +17,7 @@ for. Nothing here is asserted: numbers are for reading, on a machine said to be 
 import argparse
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -83,6 +84,39 @@ def run_once(cmd, sample):
             peak = max(peak, status_kb(p.pid, "RssAnon"))
         time.sleep(0.005)
     return time.monotonic() - start, p.returncode, peak
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def call(port, *args):
+    """One command over a fresh connection; its first reply line."""
+    with socket.create_connection(("127.0.0.1", port), timeout=600) as s:
+        out = b"*%d\r\n" % len(args)
+        for x in args:
+            x = x if isinstance(x, bytes) else str(x).encode()
+            out += b"$%d\r\n%s\r\n" % (len(x), x)
+        s.sendall(out)
+        return s.makefile("rb").readline().strip()
+
+
+def wait_pong(port, proc, deadline=600):
+    t_end = time.monotonic() + deadline
+    while time.monotonic() < t_end:
+        if proc.poll() is not None:
+            sys.exit(f"redis-server on {port} exited")
+        try:
+            if call(port, "PING") == b"+PONG":
+                return
+        except OSError:
+            pass
+        time.sleep(0.002)
+    sys.exit(f"redis-server on {port} never answered PONG")
 
 
 def main():

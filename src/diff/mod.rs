@@ -1008,16 +1008,15 @@ fn settle(
                 let moved = !same_sum(f.a, na, job.ttl_tolerance_ms) || !same_sum(f.b, nb, job.ttl_tolerance_ms);
                 let f = Found { db, key: f.key.clone(), a: na, b: nb };
                 match (classify(na, nb, job.ttl_tolerance_ms).is_some(), moved) {
-                    // Equal now: it was written to while the check ran.
-                    (false, _) => summary.changing += 1,
-                    (true, true) => changing.push(f),
+                    // Equal now, or moved since: written to while the check ran.
+                    (false, _) | (true, true) => changing.push(f),
                     (true, false) => next.push(f),
                 }
             }
         }
         pending = next;
     }
-    summary.changing += changing.len() as u64;
+    summary.changing = changing.len() as u64;
     Ok((pending, changing))
 }
 
@@ -1045,8 +1044,11 @@ fn emit(
 ) -> Result<(), DiffError> {
     for group in found.chunk_by(|x, y| x.db == y.db) {
         let db = group[0].db;
-        let verdicts: Vec<Verdict> =
-            group.iter().map(|f| classify(f.a, f.b, job.ttl_tolerance_ms).expect("a found key differs")).collect();
+        // Every found key differs; one that would not is left out rather than trusted.
+        let group: Vec<(&Found, Verdict)> =
+            group.iter().filter_map(|f| classify(f.a, f.b, job.ttl_tolerance_ms).map(|v| (f, v))).collect();
+        let verdicts: Vec<Verdict> = group.iter().map(|(_, v)| *v).collect();
+        let group: Vec<&Found> = group.into_iter().map(|(f, _)| f).collect();
         // A's value where the value or type differs; B's also to rebuild an added key.
         let patching = w.patching();
         let want_a = |v: &Verdict| v.value;

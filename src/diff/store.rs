@@ -154,7 +154,6 @@ pub struct Store {
     /// Per partition, where its spilled pieces are in the file (offset, length).
     pieces: Vec<Vec<(u64, usize)>>,
     pub spilled_bytes: u64,
-    pub entries: u64,
 }
 
 impl Store {
@@ -170,7 +169,6 @@ impl Store {
             file: None,
             pieces: vec![Vec::new(); PARTITIONS],
             spilled_bytes: 0,
-            entries: 0,
         }
     }
 
@@ -188,7 +186,6 @@ impl Store {
             }
             part.extend_from_slice(e);
             self.held += len;
-            self.entries += 1;
             pos += 5 + len;
         }
         if self.held > self.budget {
