@@ -32,6 +32,7 @@ pub mod glob;
 pub mod input;
 pub mod inspect;
 pub mod live;
+pub mod migrate;
 pub mod net;
 pub mod output;
 pub mod pipeline;

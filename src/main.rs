@@ -59,7 +59,7 @@ fn main() {
             std::process::exit(if e.use_stderr() { cli::EXIT_FAILED } else { cli::EXIT_OK });
         }
     };
-    if matches!(cli.command, cli::Command::Capture(_)) {
+    if matches!(cli.command, cli::Command::Capture(_) | cli::Command::Migrate(_)) {
         stop_on_signals();
     }
     match cli::run(cli) {

@@ -16,6 +16,7 @@ mod inspect;
 mod live;
 mod memory;
 mod memory_data;
+mod migrate;
 mod net;
 mod oracle;
 mod replay;

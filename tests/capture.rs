@@ -12,7 +12,7 @@ use crate::oracle::{dump_server, server_version, KeyMap, KeyView};
 use crate::replay::replay;
 use crate::util::{bin, RedisServer};
 
-fn path(p: &Path) -> &str {
+pub(crate) fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
@@ -30,13 +30,13 @@ fn start_capture(url: &str, dir: &Path, extra: &[&str]) -> Child {
         .expect("start capture")
 }
 
-fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> String {
+pub(crate) fn info_field(con: &mut redis::Connection, section: &str, field: &str) -> String {
     let info: String = redis::cmd("INFO").arg(section).query(con).unwrap();
     info.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).unwrap_or("").trim().to_string()
 }
 
 /// The offset in the capture's state file, once there is one.
-fn spooled_offset(aof: &Path) -> Option<u64> {
+pub(crate) fn spooled_offset(aof: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(format!("{}.state", aof.display())).ok()?;
     serde_json::from_str::<serde_json::Value>(&text).ok()?["offset"].as_u64()
 }
@@ -58,7 +58,7 @@ fn wait_caught_up(source: &RedisServer, aof: &Path, capture: &mut Child) {
     }
 }
 
-fn capture_output(capture: &mut Child) -> (String, String) {
+pub(crate) fn capture_output(capture: &mut Child) -> (String, String) {
     use std::io::Read;
     let mut out = String::new();
     let mut err = String::new();
@@ -78,8 +78,9 @@ fn terminate(mut capture: Child) -> (i32, serde_json::Value, String) {
 }
 
 /// A writer of every type until `stop`: strings, hashes, lists, sets, zsets, a stream
-/// read by a consumer group, MULTI blocks, expiries (relative ones), a Lua script.
-fn writer(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+/// read by a consumer group, MULTI blocks, expiries (relative ones, and short ones that
+/// fire during the run), a Lua script, renames, a big value now and then.
+pub(crate) fn writer(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
         let _: () =
@@ -97,6 +98,12 @@ fn writer(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
             p.cmd("SETEX").arg(format!("ttl:{n}")).arg(1000 + n).arg(i).ignore();
             p.cmd("EXPIRE").arg(format!("str:{n}")).arg(2000 + n).ignore();
             p.cmd("SET").arg(format!("px:{n}")).arg(i).arg("PX").arg(900_000).ignore();
+            p.cmd("SET").arg(format!("short:{n}")).arg(i).arg("PX").arg(300).ignore();
+            p.cmd("SET").arg("ren:from").arg(i).ignore();
+            p.cmd("RENAME").arg("ren:from").arg(format!("ren:to:{}", n % 3)).ignore();
+            if i % 100 == 0 {
+                p.cmd("SET").arg(format!("big:{}", (i / 100) % 3)).arg(vec![b'a' + (i % 26) as u8; 1 << 20]).ignore();
+            }
             p.query::<()>(&mut con).unwrap();
             if i % 3 == 0 {
                 let _: redis::Value = redis::cmd("XREADGROUP")
@@ -130,6 +137,9 @@ fn writer(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
             }
             i += 1;
         }
+        // The short-lived keys expire (and their DELs go out) before the caller compares
+        // offsets.
+        std::thread::sleep(Duration::from_millis(1500));
         i
     })
 }
@@ -138,7 +148,7 @@ fn writer(url: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
 /// Before 7.2 a group's entries-read is not replicated at all: XREADGROUP goes to replicas
 /// as `XCLAIM … LASTID` without it (a real `REPLICAOF` replica of 7.0.15 shows the value
 /// of its snapshot too), so it is left out of the comparison there.
-fn without_consumer_times(mut map: KeyMap, ver: (u32, u32)) -> KeyMap {
+pub(crate) fn without_consumer_times(mut map: KeyMap, ver: (u32, u32)) -> KeyMap {
     for (view, _) in map.values_mut() {
         if let KeyView::Stream(s) = view {
             if ver < (7, 2) {
@@ -156,7 +166,7 @@ fn without_consumer_times(mut map: KeyMap, ver: (u32, u32)) -> KeyMap {
 }
 
 /// Equal values; expiries within 2 s (before 7.0 they are read as PTTL plus the clock).
-fn assert_same(got: &KeyMap, want: &KeyMap, what: &str) {
+pub(crate) fn assert_same(got: &KeyMap, want: &KeyMap, what: &str) {
     let keys: std::collections::BTreeSet<_> = got.keys().chain(want.keys()).collect();
     let differ: Vec<String> = keys
         .into_iter()
@@ -296,7 +306,7 @@ fn capture_with_an_acl_user_that_may_only_replicate() {
     let url = format!("redis://127.0.0.1:{}", source.port);
     let out = bin()
         .arg("capture")
-        .args(["--from", &url, "--user", "cap", "--stop-after-snapshot", "--format", "json", "-q"])
+        .args(["--from", &url, "--source-user", "cap", "--stop-after-snapshot", "--format", "json", "-q"])
         .args(["-rdb", path(&dir.path().join("dump.rdb")), "-aof", path(&dir.path().join("appendonly.aof"))])
         .env("REDISMIGRATION_SOURCE_PASSWORD", "s3cret")
         .output()

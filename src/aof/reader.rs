@@ -63,6 +63,12 @@ impl LogReader {
         LogReader::default()
     }
 
+    /// A reader at the start of data that continues a log whose SELECTs chose `db`
+    /// (a log followed in windows: each window is read from its start).
+    pub fn continuing_in(db: u64) -> LogReader {
+        LogReader { db, ..LogReader::default() }
+    }
+
     /// Offset of the next byte to read: everything before it has been returned.
     pub fn position(&self) -> usize {
         self.pos

@@ -35,24 +35,8 @@ PEXPIRE, SETEX, PSETEX, SET and GETEX with EX or PX) are made absolute (PEXPIREA
 host's clock as they arrive."
 )]
 pub struct Args {
-    /// Source URL: redis://USER:PASSWORD@HOST:PORT, all but HOST optional (rediss:// for TLS)
-    #[arg(long, value_name = "URL", help_heading = "Source")]
-    pub from: Option<String>,
-    /// Source host (the original tool's -sip)
-    #[arg(long = "sip", value_name = "HOST", default_value = "127.0.0.1", help_heading = "Source")]
-    pub sip: String,
-    /// Source port (the original tool's -sport)
-    #[arg(long = "sport", value_name = "PORT", default_value_t = 6379, help_heading = "Source")]
-    pub sport: u16,
-    /// Source password (the original tool's -sauth)
-    #[arg(long = "sauth", value_name = "PASSWORD", hide_default_value = true, help_heading = "Source")]
-    pub sauth: Option<String>,
-    /// ACL user for the source
-    #[arg(long, value_name = "USER", help_heading = "Source")]
-    pub user: Option<String>,
-    /// Read the source password from this file (first line)
-    #[arg(long, value_name = "FILE", help_heading = "Source")]
-    pub source_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: SourceArgs,
     /// Where the snapshot goes (the original tool's -rdb)
     #[arg(long = "rdb", value_name = "FILE", default_value = "dump.rdb")]
     pub rdb: PathBuf,
@@ -77,21 +61,64 @@ pub struct Args {
     /// No progress on stderr
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// The source of `capture` and `migrate`: a URL or the seed's flags.
+#[derive(clap::Args, Debug)]
+pub struct SourceArgs {
+    /// Source URL: redis://USER:PASSWORD@HOST:PORT, all but HOST optional (rediss:// for TLS)
+    #[arg(long, value_name = "URL", help_heading = "Source")]
+    pub from: Option<String>,
+    /// Source host (the original tool's -sip)
+    #[arg(long = "sip", value_name = "HOST", default_value = "127.0.0.1", help_heading = "Source")]
+    pub sip: String,
+    /// Source port (the original tool's -sport)
+    #[arg(long = "sport", value_name = "PORT", default_value_t = 6379, help_heading = "Source")]
+    pub sport: u16,
+    /// Source password (the original tool's -sauth)
+    #[arg(long = "sauth", value_name = "PASSWORD", hide_default_value = true, help_heading = "Source")]
+    pub sauth: Option<String>,
+    /// ACL user for the source
+    #[arg(long = "source-user", id = "source_user", value_name = "USER", help_heading = "Source")]
+    pub user: Option<String>,
+    /// Read the source password from this file (first line)
+    #[arg(long, value_name = "FILE", help_heading = "Source")]
+    pub source_password_file: Option<PathBuf>,
     /// CA certificate (PEM) for a rediss:// source [default: the Mozilla roots]
-    #[arg(long, value_name = "FILE", help_heading = "TLS")]
+    #[arg(long = "source-tls-ca", id = "source_tls_ca", value_name = "FILE", help_heading = "Source TLS")]
     pub tls_ca: Option<PathBuf>,
     /// Client certificate (PEM), for a source with tls-auth-clients
-    #[arg(long, value_name = "FILE", requires = "tls_key", help_heading = "TLS")]
+    #[arg(
+        long = "source-tls-cert",
+        id = "source_tls_cert",
+        value_name = "FILE",
+        requires = "source_tls_key",
+        help_heading = "Source TLS"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// Client key (PEM)
-    #[arg(long, value_name = "FILE", requires = "tls_cert", help_heading = "TLS")]
+    #[arg(
+        long = "source-tls-key",
+        id = "source_tls_key",
+        value_name = "FILE",
+        requires = "source_tls_cert",
+        help_heading = "Source TLS"
+    )]
     pub tls_key: Option<PathBuf>,
     /// Do not verify the source's certificate
-    #[arg(long, help_heading = "TLS")]
+    #[arg(long = "source-insecure", id = "source_insecure", help_heading = "Source TLS")]
     pub insecure: bool,
 }
 
-fn endpoint(args: &Args) -> anyhow::Result<Endpoint> {
+impl SourceArgs {
+    /// The source as the library takes it (the password from the URL, -sauth, the
+    /// password file or the environment, in that order).
+    pub fn endpoint(&self) -> anyhow::Result<Endpoint> {
+        endpoint(self)
+    }
+}
+
+fn endpoint(args: &SourceArgs) -> anyhow::Result<Endpoint> {
     let mut ep =
         Endpoint { host: args.sip.clone(), port: args.sport, user: args.user.clone(), password: None, tls: None };
     let mut tls = false;
@@ -128,20 +155,22 @@ fn endpoint(args: &Args) -> anyhow::Result<Endpoint> {
         };
         ep.tls = Some(crate::net::tls::Tls::new(&opts, &ep.host).map_err(|e| anyhow::anyhow!("TLS: {e}"))?);
     } else if args.tls_ca.is_some() || args.tls_cert.is_some() || args.insecure {
-        anyhow::bail!("--tls-ca, --tls-cert and --insecure need a rediss:// source");
+        anyhow::bail!("--source-tls-ca, --source-tls-cert and --source-insecure need a rediss:// source");
     }
     Ok(ep)
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let cfg = Config {
-        source: endpoint(&args)?,
+        source: args.source.endpoint()?,
         rdb: args.rdb.clone(),
         aof: args.aof.clone(),
         duration: args.duration.map(|s| Duration::from_secs_f64(s.max(0.0))),
         stop_after_snapshot: args.stop_after_snapshot,
         timeout: Duration::from_secs(args.timeout.max(1)),
         listening_port: args.listening_port,
+        publish: false,
+        follow: None,
     };
     let quiet = args.quiet;
     let mut progress = |msg: &str| {

@@ -6,6 +6,7 @@ pub mod check;
 pub mod diff;
 pub mod docs;
 pub mod inspect;
+pub mod migrate;
 pub mod print;
 pub mod replay;
 
@@ -45,6 +46,7 @@ pub struct Cli {
 pub enum Command {
     Replay(Box<replay::Args>),
     Capture(Box<capture::Args>),
+    Migrate(Box<migrate::Args>),
     Check(check::Args),
     Print(print::Args),
     Inspect(Box<inspect::Args>),
@@ -57,6 +59,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Replay(a) => replay::run(*a),
         Command::Capture(a) => capture::run(*a),
+        Command::Migrate(a) => migrate::run(*a),
         Command::Check(a) => check::run(a),
         Command::Print(a) => print::run(a),
         Command::Inspect(a) => inspect::run(*a),
@@ -69,13 +72,24 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 /// The original tool's single-dash flags, rewritten to their double-dash forms.
 const SEED_FLAGS: [&str; 9] = ["-sip", "-sport", "-sauth", "-dip", "-dport", "-dauth", "-rdb", "-aof", "-client"];
 
+/// The original tool's command line made ours: its single-dash flags get their second
+/// dash; with no subcommand, its flags run `migrate`; `-v` alone prints the version.
 pub fn normalize_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    args.into_iter()
+    let mut out: Vec<std::ffi::OsString> = args
+        .into_iter()
         .map(|a| match a.to_str() {
             Some(s) if SEED_FLAGS.contains(&s) => format!("-{s}").into(),
             _ => a,
         })
-        .collect()
+        .collect();
+    match out.get(1).and_then(|a| a.to_str()) {
+        Some("-v") if out.len() == 2 => out[1] = "--version".into(),
+        Some(first) if SEED_FLAGS.iter().any(|f| first.strip_prefix('-') == Some(f)) => {
+            out.insert(1, "migrate".into());
+        }
+        _ => {}
+    }
+    out
 }
 
 /// Where the input comes from.

@@ -64,6 +64,38 @@ commands or keys were refused (see the report); 2 it could not be done.")]
 pub struct Args {
     #[command(flatten)]
     pub input: super::InputArgs,
+    #[command(flatten)]
+    pub dest: DestArgs,
+    /// Keep the resume point in FILE while replaying; when FILE exists, resume from it
+    /// (it is refused for other inputs or options, and removed when the replay completes)
+    #[arg(long, value_name = "FILE")]
+    pub checkpoint: Option<PathBuf>,
+    /// How often the checkpoint moves, in ms (tests move it often)
+    #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
+    pub checkpoint_every_ms: u64,
+    /// Skip verifying the input before the first write
+    #[arg(long)]
+    pub no_precheck: bool,
+    /// Report what would be created, replaced, skipped or refused; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Format of the final report (json goes to stdout)
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: ReportFormat,
+    /// No progress and no report unless something went wrong
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub filter: super::FilterArgs,
+    #[command(flatten)]
+    pub threads: super::ThreadArgs,
+    #[command(flatten)]
+    pub translate: TranslateArgs,
+}
+
+/// Where the data goes and how it is sent: `replay`'s and `migrate`'s destination.
+#[derive(clap::Args, Debug)]
+pub struct DestArgs {
     /// Destination URL: redis://USER:PASSWORD@HOST:PORT/DB, all but HOST optional (DB: where
     /// source db 0 goes); rediss:// for TLS
     #[arg(long, value_name = "URL", help_heading = "Destination")]
@@ -130,31 +162,6 @@ pub struct Args {
     /// Send the AOF's FLUSHALL / FLUSHDB / SWAPDB (refused by default)
     #[arg(long)]
     pub allow_flush: bool,
-    /// Keep the resume point in FILE while replaying; when FILE exists, resume from it
-    /// (it is refused for other inputs or options, and removed when the replay completes)
-    #[arg(long, value_name = "FILE")]
-    pub checkpoint: Option<PathBuf>,
-    /// How often the checkpoint moves, in ms (tests move it often)
-    #[arg(long, value_name = "MS", default_value_t = 1000, hide = true)]
-    pub checkpoint_every_ms: u64,
-    /// Skip verifying the input before the first write
-    #[arg(long)]
-    pub no_precheck: bool,
-    /// Report what would be created, replaced, skipped or refused; write nothing
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Format of the final report (json goes to stdout)
-    #[arg(long, value_enum, default_value = "text")]
-    pub format: ReportFormat,
-    /// No progress and no report unless something went wrong
-    #[arg(short, long)]
-    pub quiet: bool,
-    #[command(flatten)]
-    pub filter: super::FilterArgs,
-    #[command(flatten)]
-    pub threads: super::ThreadArgs,
-    #[command(flatten)]
-    pub translate: TranslateArgs,
 }
 
 pub fn parse_db_map(items: &[String]) -> anyhow::Result<BTreeMap<u64, u64>> {
@@ -173,6 +180,33 @@ pub fn parse_db_map(items: &[String]) -> anyhow::Result<BTreeMap<u64, u64>> {
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     use std::io::IsTerminal;
+    let mut cfg = config(&args.dest, &args.filter, &args.threads, &args.translate)?;
+    cfg.precheck = !args.no_precheck;
+    cfg.dry_run = args.dry_run;
+    cfg.progress = !args.quiet && std::io::stderr().is_terminal();
+    cfg.checkpoint = args.checkpoint.clone();
+    cfg.checkpoint_every = Duration::from_millis(args.checkpoint_every_ms);
+
+    let inputs = crate::input::Inputs::open(&args.input.spec())?;
+    let report = replay::run(&cfg, &inputs).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let code = report.exit_code();
+    match args.format {
+        ReportFormat::Json => println!("{}", report.json()),
+        ReportFormat::Text if !args.quiet || code != 0 => eprintln!("{}", report.text()),
+        ReportFormat::Text => {}
+    }
+    Ok(code)
+}
+
+/// The replay's configuration from the destination, filter, thread and translation
+/// arguments (precheck on, no dry run, no progress, no checkpoint: the caller decides).
+pub fn config(
+    dest: &DestArgs,
+    filter: &super::FilterArgs,
+    threads: &super::ThreadArgs,
+    translate: &TranslateArgs,
+) -> anyhow::Result<replay::Config> {
+    let args = dest;
     let mut db_map = parse_db_map(&args.db_map)?;
     let mut endpoint =
         Endpoint { host: args.dip.clone(), port: args.dport, user: args.user.clone(), password: None, tls: None };
@@ -219,10 +253,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         anyhow::bail!("--tls-ca, --tls-cert and --insecure need TLS: use rediss:// or --tls");
     }
 
-    let mut filter = args.filter.to_filter()?;
-    let translate = args.translate.to_config(filter.keep_expired, filter.now_ms)?;
-    filter.keep_expired = true;
-    let mode = match args.translate.mode {
+    let mut filter_cfg = filter.to_filter()?;
+    let tcfg = translate.to_config(filter_cfg.keep_expired, filter_cfg.now_ms)?;
+    filter_cfg.keep_expired = true;
+    let mode = match translate.mode {
         None | Some(ModeArg::Auto) => None,
         Some(ModeArg::Commands) => Some(Mode::Commands),
         Some(ModeArg::Restore) => Some(Mode::Restore),
@@ -238,11 +272,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             KindArg::Twemproxy => Some(DestKind::Twemproxy),
             KindArg::Cluster => Some(DestKind::Cluster),
         },
-        target_version: args.translate.target()?,
+        target_version: translate.target()?,
         mode,
-        translate,
-        filter,
-        plan: args.threads.plan(),
+        translate: tcfg,
+        filter: filter_cfg,
+        plan: threads.plan(),
         db_map,
         on_existing: match args.on_existing {
             ExistingArg::Replace => OnExisting::Replace,
@@ -250,24 +284,15 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             ExistingArg::Error => OnExisting::Error,
         },
         allow_flush: args.allow_flush,
-        precheck: !args.no_precheck,
-        dry_run: args.dry_run,
+        precheck: true,
+        dry_run: false,
         retry_for: Duration::from_secs(args.retry_for),
         timeout: Duration::from_secs(args.timeout),
-        progress: !args.quiet && std::io::stderr().is_terminal(),
-        checkpoint: args.checkpoint.clone(),
-        checkpoint_every: Duration::from_millis(args.checkpoint_every_ms),
+        progress: false,
+        checkpoint: None,
+        checkpoint_every: Duration::from_secs(1),
     };
-
-    let inputs = crate::input::Inputs::open(&args.input.spec())?;
-    let report = replay::run(&cfg, &inputs).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let code = report.exit_code();
-    match args.format {
-        ReportFormat::Json => println!("{}", report.json()),
-        ReportFormat::Text if !args.quiet || code != 0 => eprintln!("{}", report.text()),
-        ReportFormat::Text => {}
-    }
-    Ok(code)
+    Ok(cfg)
 }
 
 #[cfg(test)]

@@ -124,9 +124,65 @@ fn existing_key(db: u64, key: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(key);
 }
 
+/// A command log that keeps growing after the inputs (`migrate`'s spool), applied after
+/// them by the same engine.
+pub trait Follow {
+    /// Hands the log's units to `log` in order until the log is done (its writer has
+    /// stopped and everything written was handed over) or `log` says stop.
+    fn follow(&mut self, log: &mut dyn Followed);
+}
+
+/// The engine as a followed log sees it.
+pub trait Followed {
+    /// One unit of the followed log: `base` is the log offset of the slice the unit
+    /// borrows from (its commands' offsets are relative to it), `end` the log offset just
+    /// after it.
+    fn unit(&mut self, unit: &Unit<'_>, base: u64, end: u64) -> Flow;
+    /// Sends what the connections hold unsent (a quiet log waits for nothing).
+    fn flush(&mut self);
+    /// Everything before this log offset has its reply.
+    fn applied(&mut self) -> u64;
+    /// The replay has stopped (a failure, a lost connection).
+    fn stopped(&self) -> bool;
+}
+
+impl Followed for Run<'_, '_> {
+    fn unit(&mut self, unit: &Unit<'_>, base: u64, end: u64) -> Flow {
+        self.file = self.inputs.files.len();
+        self.base = base as usize;
+        self.log_unit(unit, end)
+    }
+
+    fn flush(&mut self) {
+        for c in 0..self.engine.dest.connections() {
+            self.engine.flush(c);
+        }
+    }
+
+    fn applied(&mut self) -> u64 {
+        let followed = self.inputs.files.len();
+        let low = self.engine.low_water();
+        if low.file >= followed {
+            low.offset
+        } else {
+            0
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.engine.stopped()
+    }
+}
+
 /// Runs a replay. `Err` when it could not start; a report otherwise (its `failure` says
 /// when it stopped early).
 pub fn run(cfg: &Config, inputs: &Inputs) -> Result<Report, Error> {
+    run_following(cfg, inputs, None)
+}
+
+/// [`run`], then the units of `follow` (a log that grows while it is applied) after the
+/// inputs, before the cleanup and the report.
+pub fn run_following(cfg: &Config, inputs: &Inputs, follow: Option<&mut dyn Follow>) -> Result<Report, Error> {
     let started = Instant::now();
     let name = cfg.endpoint.to_string();
     let mut report = Report {
@@ -267,6 +323,12 @@ pub fn run(cfg: &Config, inputs: &Inputs) -> Result<Report, Error> {
         Run { engine, map: &map, inputs, progress: &progress, existing: &existing, file: 0, base: 0, done_before };
     let opts = input::Options { plan: cfg.plan, from, reader: Reader::Replay { written: true } };
     let until = input::run(inputs, &opts, &map, &mut run);
+    if let Some(follow) = follow {
+        if !run.engine.stopped() {
+            follow.follow(&mut run);
+            run.engine.drain_all();
+        }
+    }
     let Run { mut engine, .. } = run;
     engine.report.until = until;
     if !engine.stopped() {

@@ -21,7 +21,8 @@ pub mod stream;
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::net::bulk::{copy_payload, parse_header, BulkError, Framing};
@@ -50,6 +51,24 @@ pub struct Config {
     /// Sent as `REPLCONF listening-port` (the master shows it in `INFO replication`; it
     /// never connects to it).
     pub listening_port: u16,
+    /// Keep `PUBLISH`/`SPUBLISH` in the log (Sentinel's hellos never).
+    pub publish: bool,
+    /// A reader follows the files as they grow (`migrate`): every whole unit reaches the
+    /// `-aof` file as soon as it is read, and what is there is published here.
+    pub follow: Option<Arc<Following>>,
+}
+
+/// What a reader following a capture sees of it (`migrate`).
+#[derive(Debug, Default)]
+pub struct Following {
+    /// The snapshot is whole in the `-rdb` file.
+    pub snapshot_ready: AtomicBool,
+    /// Bytes of whole units in the `-aof` file (written, maybe not yet durable).
+    pub written: AtomicU64,
+    /// The replication offset read and taken apart so far (housekeeping included).
+    pub received: AtomicU64,
+    /// Part of a command, or a MULTI block without its EXEC, waits for more bytes.
+    pub partial: AtomicBool,
 }
 
 /// What a capture did.
@@ -67,7 +86,8 @@ pub struct Report {
     pub commands: u64,
     /// Relative expiries made absolute (sources before 7.0).
     pub expiries_made_absolute: u64,
-    /// Why it stopped: `signal`, `duration`, `snapshot`, or the error that ended the stream.
+    /// Why it stopped: `signal`, `duration`, `snapshot`, `requested` (by the caller), or
+    /// the error that ended the stream.
     pub stopped: String,
     /// The stream ended with an error (the files hold everything before it).
     pub failed: bool,
@@ -123,8 +143,11 @@ const MAX_COMMAND: usize = 2 << 30;
 
 /// Whether to stop now.
 fn stopping(cfg: &Config, started: Instant, external: &AtomicBool) -> Option<&'static str> {
-    if external.load(Ordering::Relaxed) || STOP.load(Ordering::Relaxed) {
+    if STOP.load(Ordering::Relaxed) {
         return Some("signal");
+    }
+    if external.load(Ordering::Relaxed) {
+        return Some("requested");
     }
     if cfg.duration.is_some_and(|d| started.elapsed() >= d) {
         return Some("duration");
@@ -246,6 +269,10 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
     // The snapshot is made durable by the spool's fsync thread, before its first state.
     let mut spool = Spool::create(&cfg.aof, &replid, offset, out)
         .map_err(|error| CaptureError::File { path: cfg.aof.clone(), error })?;
+    if let Some(f) = &cfg.follow {
+        f.received.store(offset, Ordering::Release);
+        f.snapshot_ready.store(true, Ordering::Release);
+    }
     let mut report = Report {
         state: spool.at.clone(),
         snapshot_bytes,
@@ -377,7 +404,12 @@ fn stream_loop(
             match item {
                 Item::Keepalive => spool.skip(end),
                 Item::Command(argv) => {
-                    let k = kind(&argv);
+                    let k = match kind(&argv) {
+                        Kind::Publish if cfg.publish && argv.get(1).is_none_or(|c| c != b"__sentinel__:hello") => {
+                            Kind::Data
+                        }
+                        k => k,
+                    };
                     let rewritten =
                         if make_absolute && k == Kind::Data { absolute_expiry(&argv, now_ms()) } else { None };
                     if rewritten.is_some() {
@@ -395,6 +427,12 @@ fn stream_loop(
             }
             start += n;
             offset = end;
+        }
+        if let Some(f) = &cfg.follow {
+            spool.write_out().map_err(file)?;
+            f.written.store(spool.written(), Ordering::Release);
+            f.partial.store(start < buf.len() || spool.in_block(), Ordering::Release);
+            f.received.store(offset, Ordering::Release);
         }
     }
 }

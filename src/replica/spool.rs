@@ -167,7 +167,7 @@ impl Spool {
     pub fn command(&mut self, raw: &[u8], kind: super::stream::Kind, end_offset: u64) -> std::io::Result<()> {
         use super::stream::Kind;
         match kind {
-            Kind::Housekeeping | Kind::GetAck => {
+            Kind::Housekeeping | Kind::GetAck | Kind::Publish => {
                 self.skip(end_offset);
                 return Ok(());
             }
@@ -224,7 +224,14 @@ impl Spool {
         self.block.is_some()
     }
 
-    fn write_out(&mut self) -> std::io::Result<()> {
+    /// Bytes in the file (whole units; a reader may take them before they are durable).
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Writes the whole units buffered so far to the file (not fsynced): for a reader
+    /// that follows the file as it grows.
+    pub fn write_out(&mut self) -> std::io::Result<()> {
         if !self.out.is_empty() {
             self.file.write_all(&self.out)?;
             self.written += self.out.len() as u64;

@@ -74,6 +74,9 @@ pub enum Kind {
     Select(u64),
     Multi,
     Exec,
+    /// `PUBLISH` / `SPUBLISH`: a message, not data (an AOF never holds one); written only
+    /// when asked for, never Sentinel's `__sentinel__:hello`.
+    Publish,
     /// Anything else: written to the log.
     Data,
 }
@@ -98,6 +101,8 @@ pub fn kind(argv: &[&[u8]]) -> Kind {
         Kind::Multi
     } else if name.eq_ignore_ascii_case(b"EXEC") && argv.len() == 1 {
         Kind::Exec
+    } else if name.eq_ignore_ascii_case(b"PUBLISH") || name.eq_ignore_ascii_case(b"SPUBLISH") {
+        Kind::Publish
     } else {
         Kind::Data
     }
@@ -223,6 +228,7 @@ mod tests {
         assert_eq!(kind(&[b"multi"]), Kind::Multi);
         assert_eq!(kind(&[b"EXEC"]), Kind::Exec);
         assert_eq!(kind(&[b"SET", b"a", b"b"]), Kind::Data);
+        assert_eq!(kind(&[b"publish", b"news", b"hi"]), Kind::Publish);
     }
 
     #[test]

@@ -1,0 +1,234 @@
+//! `migrate` against real sources and destinations: a writer busy before, during and
+//! after the snapshot; the destination must end equal to the source, key by key.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::capture::{assert_same, capture_output, info_field, path, spooled_offset, without_consumer_times, writer};
+use crate::oracle::{dump_server, server_version, KeyMap};
+use crate::util::{bin, RedisServer};
+
+/// The source's keys but the tool's own bookkeeping (`redis-migration:applied:*`).
+fn dataset(con: &mut redis::Connection, ver: (u32, u32)) -> KeyMap {
+    let mut map = without_consumer_times(dump_server(con, ver), ver);
+    map.retain(|(_, k), _| !k.starts_with(b"redis-migration:"));
+    map
+}
+
+fn start_migrate(args: &[&str]) -> Child {
+    bin()
+        .arg("migrate")
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start migrate")
+}
+
+/// Waits for the exit of `m` (at most `secs`): its status and JSON report.
+fn finish(mut m: Child, secs: u64) -> (i32, serde_json::Value, String) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(s) = m.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = m.kill();
+            panic!("migrate did not end in {secs} s: {:?}", capture_output(&mut m));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (out, err) = capture_output(&mut m);
+    let report = serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null);
+    (status.code().unwrap_or(-1), report, format!("{out}{err}"))
+}
+
+fn terminate(m: &Child) {
+    assert!(Command::new("kill").arg("-TERM").arg(m.id().to_string()).status().unwrap().success());
+}
+
+/// A source with keys enough, each saved slowly, for writes to land during the snapshot.
+fn busy_source(version: &str, diskless: &str) -> RedisServer {
+    let source = RedisServer::start(version, None, &["--repl-diskless-sync", diskless]);
+    let mut con = source.conn();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("repl-diskless-sync-delay").arg("0").query(&mut con).unwrap();
+    let mut p = redis::pipe();
+    for k in 0..2000 {
+        p.cmd("SET").arg(format!("pre:{k}")).arg(k).ignore();
+    }
+    p.query::<()>(&mut con).unwrap();
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("rdb-key-save-delay").arg("200").query(&mut con).unwrap();
+    source
+}
+
+/// The whole job: a writer before and during the snapshot and after it; migrate follows
+/// until the writer stops and the spool has caught up; SIGTERM; equal.
+fn follows_a_busy_source(version: &str, diskless: &str) {
+    let what = format!("{version}, repl-diskless-sync {diskless}");
+    let source = busy_source(version, diskless);
+    let mut con = source.conn();
+    let dest = RedisServer::start(version, None, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = writer(source.url(), stop.clone());
+    std::thread::sleep(Duration::from_millis(200));
+    let dir = tempfile::tempdir().unwrap();
+    let (rdb, aof) = (dir.path().join("dump.rdb"), dir.path().join("appendonly.aof"));
+    let mut m = start_migrate(&[
+        "--from",
+        &source.url(),
+        "--to",
+        &dest.url(),
+        "-rdb",
+        path(&rdb),
+        "-aof",
+        path(&aof),
+        "--format",
+        "json",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while spooled_offset(&aof).is_none() {
+        if let Ok(Some(status)) = m.try_wait() {
+            panic!("{what}: migrate exited early ({status}): {:?}", capture_output(&mut m));
+        }
+        assert!(Instant::now() < deadline, "{what}: the snapshot never completed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Writes after the snapshot, while it is being applied and after.
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let written = writing.join().unwrap();
+    assert!(written > 200, "{what}: {written} rounds written");
+    // Everything the source sent is in the spool (its state moves once a second).
+    let master: u64 = info_field(&mut con, "replication", "master_repl_offset").parse().unwrap();
+    while spooled_offset(&aof) < Some(master) {
+        assert!(Instant::now() < deadline, "{what}: the spool never reached offset {master}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    terminate(&m);
+    let (code, report, text) = finish(m, 120);
+    assert_eq!(code, 0, "{what}: {text}");
+    assert_eq!(report["source"]["stopped"], "signal", "{what}: {report}");
+    let framing = if diskless == "yes" { "eof-mark" } else { "length" };
+    assert_eq!(report["source"]["framing"], framing, "{what}: {report}");
+    assert!(report["log_units"].as_u64().unwrap() > 100, "{what}: log units applied: {report}");
+    // (Keys of the writer still expiring send DELs after it stopped.)
+    assert!(report["source"]["offset"].as_u64() >= Some(master), "{what}: {report}");
+
+    let ver = server_version(&mut con);
+    let want = dataset(&mut con, ver);
+    let got = dataset(&mut dest.conn(), ver);
+    assert_same(&got, &want, &what);
+    // The spool files are the user's: a valid snapshot and a valid AOF.
+    let check = crate::util::run(&["check", "-rdb", path(&rdb), "-aof", path(&aof)]);
+    assert_eq!(check.status.code(), Some(0), "{what}: {}", crate::replay::text(&check));
+}
+
+#[test]
+fn migrate_7_0_diskless_follows_a_busy_source() {
+    follows_a_busy_source("7.0", "yes");
+}
+
+#[test]
+fn migrate_8_2_disk_follows_a_busy_source() {
+    follows_a_busy_source("8.2", "no");
+}
+
+#[test]
+fn migrate_6_2_follows_a_busy_source() {
+    follows_a_busy_source("6.2", "no");
+}
+
+/// The original tool's command line, with no subcommand, and --until-synced.
+#[test]
+fn the_seed_command_line_migrates() {
+    let source = RedisServer::start("7.0", None, &["--requirepass", "src-pw", "--repl-diskless-sync-delay", "0"]);
+    let dest = RedisServer::start("7.0", None, &["--requirepass", "dst-pw"]);
+    let mut con =
+        redis::Client::open(format!("redis://:src-pw@127.0.0.1:{}", source.port)).unwrap().get_connection().unwrap();
+    let mut p = redis::pipe();
+    for k in 0..3000 {
+        p.cmd("SET").arg(format!("k:{k}")).arg(k).ignore();
+        p.cmd("HSET").arg(format!("h:{}", k % 10)).arg(k).arg(k).ignore();
+    }
+    p.cmd("SELECT").arg(4).ignore().cmd("RPUSH").arg("l").arg(1).arg(2).ignore().cmd("SELECT").arg(0).ignore();
+    p.query::<()>(&mut con).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (sport, dport) = (source.port.to_string(), dest.port.to_string());
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["-sip", "127.0.0.1", "-sport", &sport, "-sauth", "src-pw"])
+        .args(["-dip", "127.0.0.1", "-dport", &dport, "-dauth", "dst-pw"])
+        .args(["-rdb", "dump.rdb", "-aof", "appendonly.aof", "-client", "4", "--until-synced", "--format", "json"])
+        .output()
+        .unwrap();
+    let text = crate::replay::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(!text.contains("src-pw") && !text.contains("dst-pw"), "passwords are never shown: {text}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["synced_after_s"].as_f64().is_some(), "{report}");
+    assert_eq!(report["source"]["stopped"], "requested", "{report}");
+    let mut dcon =
+        redis::Client::open(format!("redis://:dst-pw@127.0.0.1:{}", dest.port)).unwrap().get_connection().unwrap();
+    let ver = server_version(&mut con);
+    assert_same(&dataset(&mut dcon, ver), &dataset(&mut con, ver), "the seed's command line");
+    assert!(dir.path().join("dump.rdb").exists() && dir.path().join("appendonly.aof").exists());
+    let v = bin().arg("-v").output().unwrap();
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("redis-migration "), "{:?}", v);
+}
+
+/// A user that may only replicate: no INFO, so in sync means nothing received is left.
+#[test]
+fn migrate_with_an_acl_user_that_may_only_replicate() {
+    let source = RedisServer::start("7.0", None, &["--repl-diskless-sync-delay", "0"]);
+    let mut con = source.conn();
+    let mut p = redis::pipe();
+    for k in 0..500 {
+        p.cmd("SADD").arg(format!("s:{}", k % 7)).arg(k).ignore();
+        p.cmd("SET").arg(format!("t:{k}")).arg(k).arg("EX").arg(1000).ignore();
+    }
+    p.query::<()>(&mut con).unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "rep", "on", ">s3cret", "-@all", "+psync", "+replconf", "+ping"])
+        .query(&mut con)
+        .unwrap();
+    let dest = RedisServer::start("7.0", None, &[]);
+    let out = bin()
+        .args(["migrate", "--from", &format!("redis://127.0.0.1:{}", source.port), "--to", &dest.url()])
+        .args(["--source-user", "rep"])
+        .args(["--until-synced", "-q"])
+        .env("REDISMIGRATION_SOURCE_PASSWORD", "s3cret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", crate::replay::text(&out));
+    let ver = server_version(&mut con);
+    assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "an ACL user");
+}
+
+#[test]
+fn migrate_with_a_wrong_password_writes_nothing() {
+    let source = RedisServer::start("7.0", None, &["--requirepass", "right"]);
+    let dest = RedisServer::start("7.0", None, &[]);
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(
+            &mut redis::Client::open(format!("redis://:right@127.0.0.1:{}", source.port))
+                .unwrap()
+                .get_connection()
+                .unwrap(),
+        )
+        .unwrap();
+    let out = bin()
+        .args(["migrate", "-sport", &source.port.to_string(), "-sauth", "wrong", "--to", &dest.url()])
+        .output()
+        .unwrap();
+    let text = crate::replay::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("authentication"), "{text}");
+    assert!(!text.contains("wrong"), "the password is never shown: {text}");
+    let n: u64 = redis::cmd("DBSIZE").query(&mut dest.conn()).unwrap();
+    assert_eq!(n, 0, "nothing written to the destination");
+}
