@@ -170,7 +170,7 @@ fn a_frozen_destination_times_out() {
     dest.signal("CONT");
     let report = text(&out);
     assert_eq!(out.status.code(), Some(2), "{report}");
-    assert!(report.contains("did not answer within --timeout"), "{report}");
+    assert!(report.contains("did not answer within the timeout"), "{report}");
     assert!(waited < Duration::from_secs(20), "gave up after {waited:?}");
 }
 

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::capture::{assert_same, capture_output, info_field, path, spooled_offset, without_consumer_times, writer};
+use crate::capture::{
+    assert_same, capture_output, info_field, path, spooled_offset, without_consumer_times, writer, writer_with,
+};
 use crate::oracle::{dump_server, server_version, KeyMap};
 use crate::util::{bin, RedisServer};
 
@@ -231,4 +233,76 @@ fn migrate_with_a_wrong_password_writes_nothing() {
     assert!(!text.contains("wrong"), "the password is never shown: {text}");
     let n: u64 = redis::cmd("DBSIZE").query(&mut dest.conn()).unwrap();
     assert_eq!(n, 0, "nothing written to the destination");
+}
+
+/// A destination that stops answering for seconds (SIGSTOP) under a busy source whose
+/// output buffer for replicas is small: the source never drops us (everything goes to
+/// the spool), and the destination ends equal.
+#[test]
+fn a_stalled_destination_never_stalls_the_source() {
+    let source = RedisServer::start("7.0", None, &["--repl-diskless-sync-delay", "0"]);
+    let mut con = source.conn();
+    let dest = RedisServer::start("7.0", None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let aof = dir.path().join("appendonly.aof");
+    let mut m = start_migrate(&[
+        "--from",
+        &source.url(),
+        "--to",
+        &dest.url(),
+        "-rdb",
+        path(&dir.path().join("dump.rdb")),
+        "-aof",
+        path(&aof),
+        "--format",
+        "json",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while spooled_offset(&aof).is_none() {
+        if let Ok(Some(status)) = m.try_wait() {
+            panic!("migrate exited early ({status}): {:?}", capture_output(&mut m));
+        }
+        assert!(Instant::now() < deadline, "the snapshot never completed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // After the snapshot: a replica more than 2 MB behind for 5 s, or 1 MB… is dropped.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("client-output-buffer-limit")
+        .arg("replica 2mb 1mb 5")
+        .query(&mut con)
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = writer_with(source.url(), stop.clone(), false, false);
+    std::thread::sleep(Duration::from_millis(500));
+    dest.signal("STOP");
+    std::thread::sleep(Duration::from_secs(4));
+    let spooled_while_stopped = std::fs::metadata(&aof).unwrap().len();
+    dest.signal("CONT");
+    stop.store(true, Ordering::Relaxed);
+    let written = writing.join().unwrap();
+    assert!(written > 200, "{written} rounds written");
+    let master: u64 = info_field(&mut con, "replication", "master_repl_offset").parse().unwrap();
+    while spooled_offset(&aof) < Some(master) {
+        if Instant::now() > deadline + Duration::from_secs(60) || m.try_wait().unwrap().is_some() {
+            let _ = m.kill();
+            panic!(
+                "the spool never reached offset {master} (at {:?}): {:?}\n{}",
+                spooled_offset(&aof),
+                capture_output(&mut m),
+                source.log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    terminate(&m);
+    let (code, report, text) = finish(m, 120);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(report["source"]["stopped"], "signal", "{report}");
+    assert!(spooled_while_stopped > 4 << 20, "the writer outran the limit: {spooled_while_stopped} bytes spooled");
+    // One full synchronization, never dropped for its output buffer.
+    assert_eq!(info_field(&mut con, "stats", "sync_full"), "1");
+    assert!(!source.log().contains("output buffer limits"), "{}", source.log());
+    let ver = server_version(&mut con);
+    assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "a stalled destination");
 }

@@ -28,9 +28,9 @@ use crate::resp::reply::{self, Reply};
 pub enum LinkError {
     #[error("{0}")]
     Io(std::io::Error),
-    #[error("the destination closed the connection")]
+    #[error("the server closed the connection")]
     Closed,
-    #[error("the destination did not answer within --timeout")]
+    #[error("the server did not answer within the timeout (--timeout)")]
     Timeout,
     #[error("authentication failed: {0}")]
     Auth(String),

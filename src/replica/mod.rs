@@ -135,6 +135,9 @@ fn now_ms() -> i64 {
 
 /// Polling interval of reads: how soon a stop, an ACK or an fsync is seen to.
 const TICK: Duration = Duration::from_millis(100);
+/// The first ACK repeated this often, until the stream starts (see `stream_loop`).
+const EARLY_ACK: Duration = Duration::from_millis(5);
+const EARLY_ACKS_FOR: Duration = Duration::from_secs(2);
 /// Acknowledgements and fsyncs (replication.c, `replicationCron`: once a second).
 const CRON: Duration = Duration::from_secs(1);
 /// Longest command taken from the stream (Redis's `proto-max-bulk-len` is 512 MB, and
@@ -359,7 +362,20 @@ fn stream_loop(
     let mut last_cron = Instant::now();
     let mut last_byte = Instant::now();
     let mut last_shown = Instant::now();
+    // replication.c: a diskless master waits for the first ACK before it streams, but
+    // only once it has seen its snapshot child exit; an ACK that arrives before (we read
+    // the last byte as soon as the child wrote it) is not taken for that one. So until
+    // the first byte of the stream comes, the ACK is repeated every few ms (for a while:
+    // an idle master sends nothing until its next PING): writes meanwhile pile up in the
+    // master's output buffer for us, which `client-output-buffer-limit replica` bounds.
+    let first_ack = Instant::now();
+    let mut streaming = false;
+    link.set_timeout(EARLY_ACK).map_err(|e| format!("{endpoint}: {e}"))?;
     loop {
+        if !streaming && first_ack.elapsed() >= EARLY_ACKS_FOR {
+            streaming = true;
+            link.set_timeout(TICK).map_err(|e| format!("{endpoint}: {e}"))?;
+        }
         if let Some(why) = stopping(cfg, started, stop) {
             return Ok(why);
         }
@@ -385,9 +401,16 @@ fn stream_loop(
             Ok(n) => {
                 buf.truncate(len + n);
                 last_byte = Instant::now();
+                if !streaming {
+                    streaming = true;
+                    link.set_timeout(TICK).map_err(|e| format!("{endpoint}: {e}"))?;
+                }
             }
             Err(LinkError::Timeout) => {
                 buf.truncate(len);
+                if !streaming {
+                    ack(link, spool.at.offset)?;
+                }
                 if last_byte.elapsed() >= cfg.timeout {
                     return Err(format!("{endpoint}: nothing arrived for {} s", cfg.timeout.as_secs()));
                 }
