@@ -267,6 +267,59 @@ impl<'d> Sink<'d, Part> for Finder<'_> {
     }
 }
 
+/// Every key of the snapshot files of `inputs` that `filter` selects (whatever their
+/// expiry), as [`key_hash`]es: what `migrate --resync` keeps on the destination.
+pub fn key_set(inputs: &Inputs, plan: &Plan, filter: &Filter) -> Result<HashSet<u128>, InputError> {
+    let part: Vec<bool> = inputs.files.iter().map(Input::is_snapshot).collect();
+    let map = Hashes { filter, part: &part };
+    let mut sink = Collect { names: Vec::new(), file: 0, keys: HashSet::new(), failure: None };
+    let opts = input::Options { plan: *plan, from: input::Position::default(), reader: Reader::Check };
+    input::run(inputs, &opts, &map, &mut sink);
+    match sink.failure {
+        Some(e) => Err(e),
+        None => Ok(sink.keys),
+    }
+}
+
+struct Collect {
+    names: Vec<String>,
+    file: usize,
+    keys: HashSet<u128>,
+    failure: Option<InputError>,
+}
+
+impl<'d> Sink<'d, Part> for Collect {
+    fn begin(&mut self, file: usize, input: &'d Input) -> Flow {
+        self.names.push(input.name.clone());
+        self.file = file;
+        if input.is_snapshot() {
+            Flow::Continue
+        } else {
+            Flow::SkipInput
+        }
+    }
+
+    fn part(&mut self, p: Part) -> Flow {
+        if let Some(error) = p.error {
+            let name = self.names.get(self.file).cloned().unwrap_or_default();
+            self.failure = Some(InputError::Snapshot { name, error });
+            return Flow::Stop;
+        }
+        self.keys.extend(p.keys.iter().map(|k| k.0));
+        Flow::Continue
+    }
+
+    fn end(&mut self, _file: usize, _input: &'d Input, how: Result<LogEnd, InputError>) -> Flow {
+        match how {
+            Err(e) => {
+                self.failure.get_or_insert(e);
+                Flow::Stop
+            }
+            Ok(_) => Flow::Continue,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -655,7 +655,7 @@ fn scan_dbs(
 /// A `SCAN` reply: the next cursor and the keys. `Err(Ok(msg))`: an error reply;
 /// `Err(Err(what))`: a reply of another shape.
 #[allow(clippy::type_complexity)]
-fn read_scan_reply(r: &Reply<'_>) -> Result<(Vec<u8>, Vec<Vec<u8>>), Result<Vec<u8>, String>> {
+pub(crate) fn read_scan_reply(r: &Reply<'_>) -> Result<(Vec<u8>, Vec<Vec<u8>>), Result<Vec<u8>, String>> {
     let bad = || Err(Err(describe(r)));
     match r {
         Reply::Error(m) => Err(Ok(m.to_vec())),

@@ -37,8 +37,8 @@ pub struct Config {
     /// Stop once the snapshot is applied and nothing received is left to apply, with the
     /// source's offset reached where `INFO` tells it.
     pub until_synced: bool,
-    /// Spool files made for this run alone: removed at the end.
-    pub remove_at_end: Vec<PathBuf>,
+    /// Start over with a new snapshot even where the spool's state could continue.
+    pub resync: bool,
     /// Progress lines on stderr.
     pub progress: bool,
 }
@@ -54,6 +54,8 @@ pub struct Report {
     pub log_units: u64,
     /// The followed log could not be read (it names the place).
     pub log_error: Option<String>,
+    /// `--resync`: destination keys the new snapshot no longer has, deleted.
+    pub stale_deleted: Option<u64>,
     pub wall: Duration,
 }
 
@@ -78,6 +80,7 @@ impl Report {
             o.insert("log_units".into(), self.log_units.into());
             o.insert("synced_after_s".into(), self.synced_after.map(|d| d.as_secs_f64()).into());
             o.insert("log_error".into(), self.log_error.clone().into());
+            o.insert("stale_deleted".into(), self.stale_deleted.into());
             o.insert("wall_s".into(), self.wall.as_secs_f64().into());
         }
         v
@@ -86,11 +89,18 @@ impl Report {
     pub fn text(&self) -> String {
         let c = &self.capture;
         let s = &c.state;
+        let how = match c.continued_from {
+            Some(o) => format!("continued from offset {o} (+CONTINUE, no new snapshot)"),
+            None => format!("full synchronization, snapshot {} bytes ({})", c.snapshot_bytes, c.framing),
+        };
         let mut o = format!(
-            "source: replication id {}, snapshot {} bytes ({}) at offset {}, stream to offset {} (db {}), \
-             {} commands; stopped: {}\n",
-            s.replid, c.snapshot_bytes, c.framing, s.snapshot_offset, s.offset, s.db, c.commands, c.stopped
+            "source: replication id {}, {how}, snapshot at offset {}, stream to offset {} (db {}), {} commands; \
+             stopped: {}\n",
+            s.replid, s.snapshot_offset, s.offset, s.db, c.commands, c.stopped
         );
+        if let Some(n) = self.stale_deleted {
+            o.push_str(&format!("--resync: {n} destination keys the new snapshot no longer has were deleted\n"));
+        }
         if let Some(d) = self.synced_after {
             o.push_str(&format!("in sync after {:.2} s\n", d.as_secs_f64()));
         }
@@ -111,8 +121,18 @@ pub enum Error {
     Replay(#[from] replay::Error),
     #[error("the spooled snapshot: {0}")]
     Input(String),
+    #[error("{0}")]
+    Resume(String),
     #[error("the capture thread panicked")]
     Panicked,
+}
+
+/// Where the replay's checkpoint of a migration lives: beside the `-aof` spool and its
+/// state (`<aof>.applied`).
+pub fn checkpoint_path(aof: &std::path::Path) -> PathBuf {
+    let mut s = aof.as_os_str().to_owned();
+    s.push(".applied");
+    PathBuf::from(s)
 }
 
 /// Runs a migration (see the module's documentation).
@@ -121,6 +141,11 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
     let following = Arc::new(Following::default());
     let mut ccfg = cfg.capture.clone();
     ccfg.follow = Some(following.clone());
+    ccfg.resume = !cfg.resync;
+    let checkpoint = checkpoint_path(&cfg.capture.aof);
+    let mut rcfg = cfg.replay.clone();
+    rcfg.checkpoint = Some(checkpoint.clone());
+    rcfg.keep_marks = true;
     let stop_capture = AtomicBool::new(false);
     let capture_done = AtomicBool::new(false);
     let show = cfg.progress;
@@ -139,15 +164,7 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
             std::thread::sleep(Duration::from_millis(5));
         }
         let replayed = if following.snapshot_ready.load(Ordering::Acquire) {
-            let spec = Spec { rdb: vec![cfg.capture.rdb.clone()], ..Spec::default() };
-            match Inputs::open(&spec) {
-                Ok(inputs) => {
-                    let mut follower = Follower::new(cfg, &following, &capture_done, &stop_capture, started);
-                    let r = replay::run_following(&cfg.replay, &inputs, Some(&mut follower));
-                    Some(r.map(|r| (r, follower)).map_err(Error::from))
-                }
-                Err(e) => Some(Err(Error::Input(e.to_string()))),
-            }
+            Some(apply(cfg, &rcfg, &checkpoint, &following, &capture_done, &stop_capture, started))
         } else {
             None
         };
@@ -165,14 +182,151 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
                 synced_after: f.synced_after,
                 log_units: f.units,
                 log_error: f.error,
+                stale_deleted: f.stale_deleted,
                 wall: started.elapsed(),
             }),
         }
     });
-    for p in &cfg.remove_at_end {
-        let _ = std::fs::remove_file(p);
-    }
     result
+}
+
+/// The snapshot and the stream applied (the capture has the snapshot, or continued).
+fn apply<'a>(
+    cfg: &Config,
+    rcfg: &replay::Config,
+    checkpoint: &std::path::Path,
+    following: &'a Following,
+    capture_done: &'a AtomicBool,
+    stop_capture: &'a AtomicBool,
+    started: Instant,
+) -> Result<(replay::Report, Follower<'a>), Error> {
+    if following.continued.load(Ordering::Acquire) {
+        // The replay's checkpoint says what of the spool was applied; without it nothing
+        // can be known, and going on could apply commands twice.
+        if !checkpoint.exists() {
+            return Err(Error::Resume(format!(
+                "the source can continue, but {} (what was applied) is missing: run again with --resync",
+                checkpoint.display()
+            )));
+        }
+    } else {
+        // A new snapshot: an older checkpoint is of other files.
+        match std::fs::remove_file(checkpoint) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::Resume(format!("{}: {e}", checkpoint.display())))
+            }
+            _ => {}
+        }
+    }
+    let spec = Spec { rdb: vec![cfg.capture.rdb.clone()], ..Spec::default() };
+    let inputs = Inputs::open(&spec).map_err(|e| Error::Input(e.to_string()))?;
+    let mut follower = Follower::new(cfg, following, capture_done, stop_capture, started);
+    if cfg.resync && !following.continued.load(Ordering::Acquire) {
+        follower.stale_deleted = Some(remove_stale(rcfg, &inputs)?);
+    }
+    let report = replay::run_following(rcfg, &inputs, Some(&mut follower))?;
+    Ok((report, follower))
+}
+
+/// `--resync`: the destination keys (of those the filters select) that the new snapshot
+/// no longer has, deleted before it is applied, so that nothing stale is left silently;
+/// and the applied marks of earlier runs (`redis-migration:applied:*`). Keys are found
+/// with `SCAN` on the destination (each master of a cluster) and looked up among the
+/// snapshot's key hashes ([`crate::duplicates::key_set`]); a destination db takes the
+/// keys of every source db `--db-map` sends to it.
+fn remove_stale(rcfg: &replay::Config, inputs: &Inputs) -> Result<u64, Error> {
+    use crate::resp::reply::Reply;
+    let keys = crate::duplicates::key_set(inputs, &rcfg.plan, &rcfg.filter).map_err(|e| Error::Input(e.to_string()))?;
+    let dest_err =
+        |e: crate::net::LinkError| Error::Resume(format!("--resync, finding stale keys on {}: {e}", rcfg.endpoint));
+    let probe = replay::probe(&rcfg.endpoint, rcfg.timeout, false, rcfg.kind).map_err(dest_err)?;
+    let (nodes, selects) = match probe.kind {
+        replay::DestKind::Twemproxy => {
+            return Err(Error::Resume(
+                "--resync through twemproxy: it has no SCAN, so the keys the new snapshot no longer has cannot be \
+                 found; resynchronize into the servers behind it"
+                    .into(),
+            ))
+        }
+        replay::DestKind::Cluster => {
+            let t = probe.topology.as_ref();
+            (t.map_or(Vec::new(), |t| t.masters.iter().map(|m| m.node.endpoint(&rcfg.endpoint)).collect()), false)
+        }
+        _ => (vec![rcfg.endpoint.clone()], true),
+    };
+    // The source dbs whose keys a destination db holds.
+    let sources_of = |db: u64| -> Vec<u64> {
+        let mut v: Vec<u64> = rcfg.db_map.iter().filter(|(_, &d)| d == db).map(|(&s, _)| s).collect();
+        if !rcfg.db_map.contains_key(&db) {
+            v.push(db);
+        }
+        v
+    };
+    let mut deleted = 0u64;
+    for node in nodes {
+        let mut link = Link::open(&node, rcfg.timeout).map_err(dest_err)?;
+        let dbs: Vec<u64> = if selects {
+            match link.call(&[b"INFO", b"keyspace"]).map_err(dest_err)? {
+                Answer::Bulk(Some(text)) => String::from_utf8_lossy(&text)
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("db")?.split(':').next()?.parse().ok())
+                    .collect(),
+                _ => vec![0],
+            }
+        } else {
+            vec![0]
+        };
+        for db in dbs {
+            if selects {
+                link.call(&[b"SELECT", db.to_string().as_bytes()]).map_err(dest_err)?;
+            }
+            let sources: Vec<u64> = sources_of(db).into_iter().filter(|&s| rcfg.filter.accepts_db(s)).collect();
+            let mut cursor = b"0".to_vec();
+            loop {
+                link.send_command(&[b"SCAN", &cursor, b"COUNT", b"1000"]).map_err(dest_err)?;
+                let page = link.next_reply(|r: &Reply<'_>| crate::live::read_scan_reply(r)).map_err(dest_err)?;
+                let (next, page) = page.map_err(|e| {
+                    let msg = match e {
+                        Ok(m) => String::from_utf8_lossy(&m).into_owned(),
+                        Err(what) => what,
+                    };
+                    Error::Resume(format!("--resync: SCAN on {node} answered {msg}"))
+                })?;
+                let stale: Vec<&Vec<u8>> = page
+                    .iter()
+                    .filter(|k| {
+                        if k.starts_with(b"redis-migration:applied:") {
+                            return true;
+                        }
+                        let selected = !sources.is_empty() && rcfg.filter.accepts_key(k);
+                        selected && !sources.iter().any(|&s| keys.contains(&crate::duplicates::key_hash(s, k)))
+                    })
+                    .collect();
+                if !stale.is_empty() {
+                    let mut out = Vec::new();
+                    for k in &stale {
+                        crate::resp::encode::command(&mut out, &[b"DEL", k]);
+                    }
+                    link.send(&out).map_err(dest_err)?;
+                    for _ in &stale {
+                        if let Some(e) = link
+                            .next_reply(|r| r.first_error().map(|e| String::from_utf8_lossy(e).into_owned()))
+                            .map_err(dest_err)?
+                        {
+                            return Err(Error::Resume(format!("--resync: DEL on {node} answered {e}")));
+                        }
+                    }
+                    deleted += stale.len() as u64;
+                }
+                if next == b"0" {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        link.close();
+    }
+    Ok(deleted)
 }
 
 /// Most bytes of the spool read at once.
@@ -200,6 +354,8 @@ struct Follower<'a> {
     synced_after: Option<Duration>,
     units: u64,
     error: Option<String>,
+    /// `--resync`: stale destination keys deleted before the new snapshot.
+    stale_deleted: Option<u64>,
 }
 
 impl<'a> Follower<'a> {
@@ -227,6 +383,7 @@ impl<'a> Follower<'a> {
             synced_after: None,
             units: 0,
             error: None,
+            stale_deleted: None,
         }
     }
 
@@ -289,6 +446,49 @@ impl<'a> Follower<'a> {
         Ok(go_on)
     }
 
+    /// Walks the log up to `offset` (a unit boundary a resumed run starts at) without
+    /// applying it: the db selected there is the reader's.
+    fn skip_to(&mut self, offset: u64) -> Result<(), String> {
+        let mut argv = Vec::new();
+        while self.base < offset {
+            let upto = offset.min(self.base + self.buf.len() as u64 + READ_BYTES as u64);
+            if !self.read_more(upto)? && self.base + (self.buf.len() as u64) < offset {
+                return Err(format!("{} ends before byte {offset}, where the checkpoint resumes", self.path.display()));
+            }
+            loop {
+                let at = self.base + self.reader.position() as u64;
+                if at >= offset {
+                    break;
+                }
+                match self.reader.next_with(&self.buf, &mut argv) {
+                    Ok(Some(crate::aof::Unit::One(c))) => {
+                        argv = c.argv;
+                        argv.clear();
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Err(format!("{} at byte {}: {}", self.path.display(), self.base + e.at as u64, e.msg))
+                    }
+                }
+            }
+            let pos = self.reader.position();
+            argv = Vec::new();
+            if pos > 0 {
+                self.buf.drain(..pos);
+                self.base += pos as u64;
+                self.reader = LogReader::continuing_in(self.reader.db());
+            }
+            if self.base > offset {
+                return Err(format!(
+                    "{}: byte {offset}, where the checkpoint resumes, is inside a command",
+                    self.path.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The source's replication offset, where `INFO replication` is allowed.
     fn source_offset(&mut self) -> Option<u64> {
         if self.info.is_none() {
@@ -307,6 +507,10 @@ impl<'a> Follower<'a> {
 
 impl Follow for Follower<'_> {
     fn follow(&mut self, log: &mut dyn Followed) {
+        if let Err(e) = self.skip_to(log.start()) {
+            self.error = Some(e);
+            return;
+        }
         let mut last_shown = Instant::now();
         let mut last_info = Instant::now() - Duration::from_secs(1);
         let mut source_offset = None;
@@ -314,7 +518,9 @@ impl Follow for Follower<'_> {
         loop {
             // Read `done` first: once the capture has ended, the file is whole.
             let done = self.capture_done.load(Ordering::Acquire);
-            let written = self.following.written.load(Ordering::Acquire);
+            // Only what is durable is applied: a restart cuts the spool back to its state,
+            // and must find everything applied still there.
+            let written = self.following.durable.load(Ordering::Acquire);
             let upto = if done { std::fs::metadata(&self.path).map_or(written, |m| m.len()) } else { written };
             let came = match self.read_more(upto) {
                 Ok(came) => came,

@@ -113,6 +113,7 @@ pub(crate) fn writer_with(
             p.cmd("EXPIRE").arg(format!("str:{n}")).arg(2000 + n).ignore();
             p.cmd("SET").arg(format!("px:{n}")).arg(i).arg("PX").arg(900_000).ignore();
             p.cmd("SET").arg(format!("short:{n}")).arg(i).arg("PX").arg(300).ignore();
+            p.cmd("APPEND").arg("appended").arg(format!("{i},")).ignore();
             p.cmd("SET").arg("ren:from").arg(i).ignore();
             p.cmd("RENAME").arg("ren:from").arg(format!("ren:to:{}", n % 3)).ignore();
             if big_values && i % 500 == 0 {

@@ -197,22 +197,30 @@ fn migrate_with_an_acl_user_that_may_only_replicate() {
         .query(&mut con)
         .unwrap();
     let dest = RedisServer::start("7.0", None, &[]);
+    let state = tempfile::tempdir().unwrap();
     let out = bin()
         .args(["migrate", "--from", &format!("redis://127.0.0.1:{}", source.port), "--to", &dest.url()])
         .args(["--source-user", "rep"])
         .args(["--until-synced", "-q"])
         .env("REDISMIGRATION_SOURCE_PASSWORD", "s3cret")
+        .env("XDG_STATE_HOME", state.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", crate::replay::text(&out));
     let ver = server_version(&mut con);
     assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "an ACL user");
+    // With no -rdb or -aof the spool and its state are in the state directory.
+    let spool = state.path().join("redis-migration").join(format!("127.0.0.1_{}-127.0.0.1_{}", source.port, dest.port));
+    for f in ["dump.rdb", "appendonly.aof", "appendonly.aof.state", "appendonly.aof.applied"] {
+        assert!(spool.join(f).exists(), "{} missing", spool.join(f).display());
+    }
 }
 
 #[test]
 fn migrate_with_a_wrong_password_writes_nothing() {
     let source = RedisServer::start("7.0", None, &["--requirepass", "right"]);
     let dest = RedisServer::start("7.0", None, &[]);
+    let state = tempfile::tempdir().unwrap();
     let _: () = redis::cmd("SET")
         .arg("k")
         .arg("v")
@@ -225,6 +233,7 @@ fn migrate_with_a_wrong_password_writes_nothing() {
         .unwrap();
     let out = bin()
         .args(["migrate", "-sport", &source.port.to_string(), "-sauth", "wrong", "--to", &dest.url()])
+        .env("XDG_STATE_HOME", state.path())
         .output()
         .unwrap();
     let text = crate::replay::text(&out);
@@ -305,4 +314,188 @@ fn a_stalled_destination_never_stalls_the_source() {
     assert!(!source.log().contains("output buffer limits"), "{}", source.log());
     let ver = server_version(&mut con);
     assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "a stalled destination");
+}
+
+/// The spool's files in `dir`, as the arguments of one migrate command.
+fn spool_args(dir: &std::path::Path) -> [String; 4] {
+    [
+        "-rdb".into(),
+        dir.join("dump.rdb").display().to_string(),
+        "-aof".into(),
+        dir.join("appendonly.aof").display().to_string(),
+    ]
+}
+
+/// Waits until `field` of the source's `INFO stats` reads `want`.
+fn wait_stat(con: &mut redis::Connection, field: &str, want: &str, m: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while info_field(con, "stats", field) != want {
+        if let Ok(Some(status)) = m.try_wait() {
+            panic!("migrate exited ({status}) before {field} was {want}: {:?}", capture_output(m));
+        }
+        assert!(Instant::now() < deadline, "{field} never reached {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the spool's state names the source's offset (the writer has stopped).
+fn wait_spooled(con: &mut redis::Connection, aof: &std::path::Path) {
+    let master: u64 = info_field(con, "replication", "master_repl_offset").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while spooled_offset(aof) < Some(master) {
+        assert!(Instant::now() < deadline, "the spool never reached offset {master}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The same command after SIGTERM, then after SIGKILL, while a writer goes on: each run
+/// continues (a partial resynchronization, never a second full one), and the destination
+/// ends equal, counters (INCR, INCRBY, APPEND, LPUSH) included.
+#[test]
+fn migrate_continues_after_sigterm_and_sigkill() {
+    let source = RedisServer::start("7.0", None, &["--repl-diskless-sync-delay", "0", "--repl-backlog-size", "64mb"]);
+    let mut con = source.conn();
+    let dest = RedisServer::start("7.0", None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let aof = dir.path().join("appendonly.aof");
+    let spool = spool_args(dir.path());
+    let (from, to) = (source.url(), dest.url());
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json"];
+    args.extend(spool.iter().map(String::as_str));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = writer(source.url(), stop.clone());
+
+    let mut m = start_migrate(&args);
+    wait_stat(&mut con, "sync_full", "1", &mut m);
+    std::thread::sleep(Duration::from_millis(1500));
+    terminate(&m);
+    let (code, first, text) = finish(m, 60);
+    assert_eq!(code, 0, "{text}");
+    assert!(first["source"]["continued_from"].is_null(), "{first}");
+    assert!(first["log_units"].as_u64().unwrap() > 0, "{first}");
+    std::thread::sleep(Duration::from_millis(500));
+
+    let mut m = start_migrate(&args);
+    wait_stat(&mut con, "sync_partial_ok", "1", &mut m);
+    std::thread::sleep(Duration::from_millis(1500));
+    m.kill().unwrap();
+    m.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    let mut m = start_migrate(&args);
+    wait_stat(&mut con, "sync_partial_ok", "2", &mut m);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    writing.join().unwrap();
+    wait_spooled(&mut con, &aof);
+    terminate(&m);
+    let (code, last, text) = finish(m, 60);
+    assert_eq!(code, 0, "{text}");
+    assert!(last["source"]["continued_from"].as_u64().is_some(), "{last}");
+    assert_eq!(info_field(&mut con, "stats", "sync_full"), "1");
+    assert_eq!(info_field(&mut con, "stats", "sync_partial_err"), "0");
+    let ver = server_version(&mut con);
+    assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "after SIGTERM and SIGKILL");
+    // The bookkeeping stays on the destination while the migration is stopped.
+    let marks: Vec<String> = redis::cmd("KEYS").arg("redis-migration:applied:*").query(&mut dest.conn()).unwrap();
+    assert!(!marks.is_empty());
+}
+
+/// The destination SIGKILLed and restarted (appendonly, fsync always) in the middle of the
+/// stream: the connection heals, nothing is applied twice.
+#[test]
+fn migrate_survives_a_destination_restart() {
+    let source = RedisServer::start("7.0", None, &["--repl-diskless-sync-delay", "0"]);
+    let mut con = source.conn();
+    let mut dest = RedisServer::start("7.0", None, &["--appendonly", "yes", "--appendfsync", "always"]);
+    let dir = tempfile::tempdir().unwrap();
+    let aof = dir.path().join("appendonly.aof");
+    let spool = spool_args(dir.path());
+    let (from, to) = (source.url(), dest.url());
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json"];
+    args.extend(spool.iter().map(String::as_str));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = writer(source.url(), stop.clone());
+    let mut m = start_migrate(&args);
+    wait_stat(&mut con, "sync_full", "1", &mut m);
+    std::thread::sleep(Duration::from_millis(1500));
+    dest.kill();
+    std::thread::sleep(Duration::from_millis(1000));
+    dest.restart();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    writing.join().unwrap();
+    wait_spooled(&mut con, &aof);
+    terminate(&m);
+    let (code, report, text) = finish(m, 120);
+    assert_eq!(code, 0, "{text}");
+    assert!(report["reconnects"].as_u64().unwrap() > 0, "{report}");
+    let ver = server_version(&mut con);
+    assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "a destination restarted");
+}
+
+/// A source whose backlog no longer holds the offset: exit 2 and why; a run with other
+/// options is refused; `--resync` starts over and deletes the destination keys the new
+/// snapshot no longer has, among those the filters select (here db 0), and no others.
+#[test]
+fn migrate_that_cannot_continue_says_so() {
+    let source = RedisServer::start("7.0", None, &["--repl-diskless-sync-delay", "0", "--repl-backlog-size", "16kb"]);
+    let mut con = source.conn();
+    let dest = RedisServer::start("7.0", None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let aof = dir.path().join("appendonly.aof");
+    let spool = spool_args(dir.path());
+    let (from, to) = (source.url(), dest.url());
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json", "--db", "0"];
+    args.extend(spool.iter().map(String::as_str));
+    for k in 0..300 {
+        let _: () = redis::cmd("SET").arg(format!("k:{k}")).arg(k).query(&mut con).unwrap();
+    }
+    let mut m = start_migrate(&args);
+    wait_stat(&mut con, "sync_full", "1", &mut m);
+    std::thread::sleep(Duration::from_millis(500));
+    terminate(&m);
+    assert_eq!(finish(m, 60).0, 0);
+    let mut dcon = dest.conn();
+    let got: Option<String> = redis::cmd("GET").arg("k:7").query(&mut dcon).unwrap();
+    assert_eq!(got.as_deref(), Some("7"));
+
+    // Other options: refused before anything is written.
+    let mut other = args.clone();
+    other.extend(["--mode", "commands"]);
+    let (code, _, text) = finish(start_migrate(&other), 60);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("other options"), "{text}");
+
+    // More than the backlog holds, written while the migration is stopped; a key deleted
+    // meanwhile; keys outside the filters on the destination alone.
+    let _: () = redis::cmd("SET").arg("filler").arg(vec![b'x'; 64 << 10]).query(&mut con).unwrap();
+    let _: () = redis::cmd("DEL").arg("k:7").query(&mut con).unwrap();
+    let _: () = redis::pipe()
+        .cmd("SELECT")
+        .arg(1)
+        .cmd("SET")
+        .arg("outside")
+        .arg("kept")
+        .cmd("SELECT")
+        .arg(0)
+        .query(&mut dcon)
+        .unwrap();
+    let (code, _, text) = finish(start_migrate(&args), 60);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("cannot continue") && text.contains("--resync"), "{text}");
+    assert_eq!(info_field(&mut con, "stats", "sync_partial_err"), "1");
+
+    let mut again = args.clone();
+    again.extend(["--resync", "--until-synced"]);
+    let (code, report, text) = finish(start_migrate(&again), 60);
+    assert_eq!(code, 0, "{text}");
+    assert!(report["source"]["continued_from"].is_null(), "{report}");
+    assert!(report["stale_deleted"].as_u64() >= Some(1), "{report}");
+    wait_spooled(&mut con, &aof);
+    let ver = server_version(&mut con);
+    let mut got = dataset(&mut dcon, ver);
+    let outside = got.remove(&(1, b"outside".to_vec()));
+    assert!(outside.is_some(), "a key outside the filters was deleted");
+    assert_same(&got, &dataset(&mut con, ver), "after --resync");
 }

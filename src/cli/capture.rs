@@ -49,6 +49,10 @@ pub struct Args {
     /// Stop once the snapshot is spooled (the -aof stays empty)
     #[arg(long)]
     pub stop_after_snapshot: bool,
+    /// Continue where the -aof's state file says (PSYNC <replid> <offset+1>), appending to
+    /// -aof; exit 2 when the source cannot continue from there
+    #[arg(long)]
+    pub resume: bool,
     /// The source is gone when it sends nothing for this many seconds (Redis's repl-timeout)
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub timeout: u64,
@@ -170,6 +174,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         timeout: Duration::from_secs(args.timeout.max(1)),
         listening_port: args.listening_port,
         publish: false,
+        resume: args.resume,
+        sync_every: Duration::from_secs(1),
         follow: None,
     };
     let quiet = args.quiet;

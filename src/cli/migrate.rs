@@ -20,9 +20,16 @@ redis-migration -sip 10.0.0.4 -sport 6379 -sauth secret -dip 10.0.0.9 -dport 221
 The second form is the original redis-migration's command line: with no subcommand, its flags run \
 migrate.\n\n\
 The source's snapshot is spooled to -rdb, verified, and applied through replay's engine (RESTORE \
-where it can); the command stream is spooled to -aof as it arrives and applied from there, so a \
-slow destination never stalls the source (its output buffer for us stays empty). Without -rdb or \
--aof the spool goes to a temporary directory, removed at the end (--keep-spool keeps it).\n\n\
+where it can); the command stream is spooled to -aof as it arrives and applied from there once \
+it is durable, so a slow destination never stalls the source (its output buffer for us stays \
+empty). Without -rdb or -aof the spool goes to $XDG_STATE_HOME/redis-migration/SRC-DST/ \
+(~/.local/state when unset).\n\n\
+Run again, the same command continues where it stopped (a signal, a crash, a lost source or \
+destination): PSYNC from the offset in FILE.state, the source answers +CONTINUE, and the spool is \
+applied from where FILE.applied and the destination's keys redis-migration:applied:* say (they \
+stay on the destination while the migration runs or is stopped). Nothing is applied twice, \
+nothing skipped. A source that cannot continue (its backlog overrun, a restart) stops the run \
+with exit 2; --resync then takes a new snapshot.\n\n\
 It follows the source until SIGTERM or SIGINT (Ctrl-C), --duration, or with --until-synced until \
 the snapshot is applied and nothing received is left to apply (the source's offset reached, where \
 it allows INFO). Then what is spooled is applied and a report printed.\n\n\
@@ -38,16 +45,18 @@ pub struct Args {
     pub source: SourceArgs,
     #[command(flatten)]
     pub dest: DestArgs,
-    /// Spool the snapshot to FILE, kept (the original tool's -rdb) [default: a temporary file]
+    /// Spool the snapshot to FILE (the original tool's -rdb) [default: dump.rdb in the
+    /// state directory]
     #[arg(long = "rdb", value_name = "FILE", help_heading = "Spool")]
     pub rdb: Option<PathBuf>,
-    /// Spool the command stream to FILE, kept, with its state in FILE.state (the original
-    /// tool's -aof) [default: a temporary file]
+    /// Spool the command stream to FILE, with the capture's state in FILE.state and what
+    /// was applied in FILE.applied (the original tool's -aof) [default: appendonly.aof in
+    /// the state directory]
     #[arg(long = "aof", value_name = "FILE", help_heading = "Spool")]
     pub aof: Option<PathBuf>,
-    /// Keep the temporary spool files (their directory is printed)
-    #[arg(long, help_heading = "Spool")]
-    pub keep_spool: bool,
+    /// Take a new snapshot even where the spool's state could continue
+    #[arg(long)]
+    pub resync: bool,
     /// Stop once the snapshot is applied and the lag is zero
     #[arg(long)]
     pub until_synced: bool,
@@ -78,6 +87,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
+    if !args.filter.types.is_empty() {
+        anyhow::bail!(
+            "--type selects keys of snapshots; the command stream can be selected by --db, --match and --regex"
+        );
+    }
     let source = args.source.endpoint()?;
     let mut replay = super::replay::config(&args.dest, &args.filter, &args.threads, &args.translate)?;
     // Keys of the snapshot already past their time are the source's to delete: it sends
@@ -91,28 +105,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     crate::net::Link::open(&replay.endpoint, Duration::from_secs(10).min(replay.timeout.max(Duration::from_secs(1))))
         .map_err(|e| anyhow::anyhow!("cannot use the destination {}: {e}", replay.endpoint))?;
 
-    let mut temp = None;
-    let mut spool_file = |given: &Option<PathBuf>, name: &str| -> anyhow::Result<(PathBuf, bool)> {
-        if let Some(p) = given {
-            return Ok((p.clone(), false));
-        }
-        if temp.is_none() {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-            let dir = std::env::temp_dir().join(format!("redis-migration-{}-{nanos}", std::process::id()));
-            std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
-            temp = Some(dir);
-        }
-        Ok((temp.as_ref().map(|d| d.join(name)).unwrap_or_default(), !args.keep_spool))
-    };
-    let (rdb, rdb_temp) = spool_file(&args.rdb, "dump.rdb")?;
-    let (aof, aof_temp) = spool_file(&args.aof, "appendonly.aof")?;
-    let mut remove_at_end = Vec::new();
-    if rdb_temp {
-        remove_at_end.push(rdb.clone());
-    }
-    if aof_temp {
-        remove_at_end.push(replica::spool::state_path(&aof));
-        remove_at_end.push(aof.clone());
+    let dir = spool_dir(&source, &replay.endpoint);
+    let rdb = args.rdb.clone().unwrap_or_else(|| dir.join("dump.rdb"));
+    let aof = args.aof.clone().unwrap_or_else(|| dir.join("appendonly.aof"));
+    if args.rdb.is_none() || args.aof.is_none() {
+        std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     }
     let cfg = Config {
         capture: replica::Config {
@@ -124,22 +121,16 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             timeout: Duration::from_secs(args.source_timeout.max(1)),
             listening_port: args.listening_port,
             publish: args.publish,
+            resume: true,
+            sync_every: Duration::from_millis(200),
             follow: None,
         },
         replay,
         until_synced: args.until_synced,
-        remove_at_end,
+        resync: args.resync,
         progress: !args.quiet,
     };
-    let result = migrate::run(&cfg);
-    if let Some(dir) = &temp {
-        if args.keep_spool {
-            eprintln!("migrate: the spool is in {}", dir.display());
-        } else {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-    let report = match result {
+    let report = match migrate::run(&cfg) {
         Ok(r) => r,
         Err(migrate::Error::Capture(e @ CaptureError::Stopped)) => {
             eprintln!("migrate: {e}; nothing was written to the destination");
@@ -154,4 +145,17 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         FormatArg::Text => {}
     }
     Ok(code)
+}
+
+/// The spool's directory when -rdb or -aof is not given:
+/// `$XDG_STATE_HOME/redis-migration/<source host_port>-<destination host_port>`
+/// (`~/.local/state` when the variable is unset).
+fn spool_dir(source: &crate::net::Endpoint, dest: &crate::net::Endpoint) -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("state")))
+        .unwrap_or_else(std::env::temp_dir);
+    let name = |e: &crate::net::Endpoint| format!("{}_{}", e.host.replace(['/', ':'], "_"), e.port);
+    base.join("redis-migration").join(format!("{}-{}", name(source), name(dest)))
 }

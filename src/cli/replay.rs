@@ -291,6 +291,7 @@ pub fn config(
         progress: false,
         checkpoint: None,
         checkpoint_every: Duration::from_secs(1),
+        keep_marks: false,
     };
     Ok(cfg)
 }

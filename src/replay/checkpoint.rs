@@ -58,6 +58,9 @@ pub struct Checkpoint {
     pub inputs: Vec<InputId>,
     pub options: String,
     pub resume: Position,
+    /// Written at a clean stop: everything routed had its reply, nothing is in doubt
+    /// (`migrate`, which keeps its checkpoint when it stops).
+    pub clean: bool,
 }
 
 impl Checkpoint {
@@ -86,6 +89,7 @@ impl Checkpoint {
             inputs,
             options: v["options"].as_str().ok_or_else(bad)?.to_string(),
             resume: Position { file: num(&v["resume"]["file"])? as usize, offset: num(&v["resume"]["offset"])? },
+            clean: v["clean"].as_bool().unwrap_or(false),
         }))
     }
 
@@ -100,6 +104,7 @@ impl Checkpoint {
             })).collect::<Vec<_>>(),
             "options": self.options,
             "resume": {"file": self.resume.file, "offset": self.resume.offset},
+            "clean": self.clean,
         });
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
@@ -146,6 +151,7 @@ mod tests {
             inputs: vec![InputId::of("dump.rdb", b"REDIS0012 data")],
             options: "mode=restore".into(),
             resume: Position { file: 0, offset: 123_456 },
+            clean: true,
         };
         ck.save(&path).unwrap();
         assert_eq!(Checkpoint::load(&path).unwrap(), Some(ck.clone()));

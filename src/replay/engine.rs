@@ -390,7 +390,13 @@ impl<'c> Engine<'c> {
         let handles = std::mem::take(&mut self.handles);
         let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
         let complete = self.report.failure.is_none() && results.iter().all(|r| matches!(r, Ok(Ok(_))));
-        if complete && !self.cfg.dry_run {
+        if complete && !self.cfg.dry_run && self.cfg.keep_marks {
+            // A migration stopped cleanly: its marks stay for the next run to go on from.
+            if let Some((_, ck)) = &mut self.checkpoint {
+                ck.clean = true;
+            }
+            self.write_checkpoint(true);
+        } else if complete && !self.cfg.dry_run {
             // The applied keys have done their job; the checkpoint too.
             if self.dest.caps().multi {
                 if let Err(e) = self.delete_applied_keys() {

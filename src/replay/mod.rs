@@ -102,6 +102,9 @@ pub struct Config {
     pub checkpoint: Option<std::path::PathBuf>,
     /// How often the checkpoint moves (at most).
     pub checkpoint_every: Duration,
+    /// At the end of a complete run, keep the applied keys and the checkpoint (`migrate`:
+    /// the next run goes on from them) instead of deleting them.
+    pub keep_marks: bool,
 }
 
 /// Why a replay did not start.
@@ -144,6 +147,9 @@ pub trait Followed {
     fn applied(&mut self) -> u64;
     /// The replay has stopped (a failure, a lost connection).
     fn stopped(&self) -> bool;
+    /// Where in the followed log this run starts: a resumed run's checkpoint may be
+    /// there (everything before it was applied); else 0.
+    fn start(&self) -> u64;
 }
 
 impl Followed for Run<'_, '_> {
@@ -157,6 +163,7 @@ impl Followed for Run<'_, '_> {
         for c in 0..self.engine.dest.connections() {
             self.engine.flush(c);
         }
+        self.engine.write_checkpoint(false);
     }
 
     fn applied(&mut self) -> u64 {
@@ -171,6 +178,14 @@ impl Followed for Run<'_, '_> {
 
     fn stopped(&self) -> bool {
         self.engine.stopped()
+    }
+
+    fn start(&self) -> u64 {
+        if self.from.file >= self.inputs.files.len() {
+            self.from.offset
+        } else {
+            0
+        }
     }
 }
 
@@ -271,6 +286,14 @@ pub fn run_following(cfg: &Config, inputs: &Inputs, follow: Option<&mut dyn Foll
                     "the checkpoint {shown} cannot resume this replay: {why}; remove it to start over"
                 )));
             }
+            if follow.is_some() && !dest.caps().multi && !ck.clean && ck.resume.file >= inputs.files.len() {
+                return Err(Error::Refused(format!(
+                    "the checkpoint {shown} was not written at a clean stop: through {} (no MULTI) the log \
+                     commands from byte {} of the spool on may have been applied or not; nothing was written",
+                    dest.kind(),
+                    ck.resume.offset
+                )));
+            }
             resume = Some(ck);
         }
     }
@@ -281,7 +304,11 @@ pub fn run_following(cfg: &Config, inputs: &Inputs, follow: Option<&mut dyn Foll
         report.resumed_at = Some(format!("byte {} of {at}", from.offset));
     }
     let ck = cfg.checkpoint.as_ref().map(|path| {
-        (path.clone(), checkpoint::Checkpoint { run: run_id, connections: n, inputs: ids, options, resume: from })
+        let resume = from;
+        (
+            path.clone(),
+            checkpoint::Checkpoint { run: run_id, connections: n, inputs: ids, options, resume, clean: false },
+        )
     });
 
     let log_keys = LogKeysOnce::new(inputs.logs_view(), &cfg.filter, inputs.until);
@@ -319,8 +346,17 @@ pub fn run_following(cfg: &Config, inputs: &Inputs, follow: Option<&mut dyn Foll
         spare: std::sync::Mutex::new(Vec::new()),
     };
     let done_before: u64 = inputs.files.iter().take(from.file).map(|i| i.data().len() as u64).sum();
-    let mut run =
-        Run { engine, map: &map, inputs, progress: &progress, existing: &existing, file: 0, base: 0, done_before };
+    let mut run = Run {
+        engine,
+        map: &map,
+        inputs,
+        progress: &progress,
+        existing: &existing,
+        file: 0,
+        base: 0,
+        done_before,
+        from,
+    };
     let opts = input::Options { plan: cfg.plan, from, reader: Reader::Replay { written: true } };
     let until = input::run(inputs, &opts, &map, &mut run);
     if let Some(follow) = follow {
@@ -352,6 +388,8 @@ struct Run<'c, 'r> {
     base: usize,
     /// Bytes of the inputs before it.
     done_before: u64,
+    /// Where this run started (a resumed run: its checkpoint).
+    from: Position,
 }
 
 impl<'d> Sink<'d, SnapBatch> for Run<'_, '_> {
@@ -438,9 +476,11 @@ fn fresh_run_id() -> u64 {
 fn options_id(cfg: &Config, t: &translate::Config, until: Option<crate::aof::Until>) -> String {
     let f = &cfg.filter;
     format!(
-        "mode={:?} target={} max_args={} max_bytes={} restore_max_bytes={} keep_expired={} margin={} \
+        "destination={}:{} mode={:?} target={} max_args={} max_bytes={} restore_max_bytes={} keep_expired={} margin={} \
          drop_field_ttl={} dbs={:?} globs={:?} regex={:?} types={:?} db_map={:?} on_existing={:?} allow_flush={} \
          until={:?}",
+        cfg.endpoint.host,
+        cfg.endpoint.port,
         t.mode,
         t.target,
         t.max_args,

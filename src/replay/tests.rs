@@ -120,6 +120,7 @@ fn config(port: u16) -> Config {
         progress: false,
         checkpoint: None,
         checkpoint_every: Duration::from_secs(1),
+        keep_marks: false,
     }
 }
 

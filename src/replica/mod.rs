@@ -53,6 +53,12 @@ pub struct Config {
     pub listening_port: u16,
     /// Keep `PUBLISH`/`SPUBLISH` in the log (Sentinel's hellos never).
     pub publish: bool,
+    /// Continue from the `-aof`'s state file when there is one (`PSYNC <replid>
+    /// <offset+1>`); a source that cannot continue is [`CaptureError::CannotContinue`].
+    pub resume: bool,
+    /// How often the log is fsynced, its state written and the durable offset
+    /// acknowledged (Redis's replica: once a second).
+    pub sync_every: Duration,
     /// A reader follows the files as they grow (`migrate`): every whole unit reaches the
     /// `-aof` file as soon as it is read, and what is there is published here.
     pub follow: Option<Arc<Following>>,
@@ -69,6 +75,10 @@ pub struct Following {
     pub received: AtomicU64,
     /// Part of a command, or a MULTI block without its EXEC, waits for more bytes.
     pub partial: AtomicBool,
+    /// Bytes of the `-aof` file that are durable (fsynced, and named by the state file).
+    pub durable: AtomicU64,
+    /// The source continued from the state file (`+CONTINUE`): no new snapshot.
+    pub continued: AtomicBool,
 }
 
 /// What a capture did.
@@ -91,6 +101,8 @@ pub struct Report {
     pub stopped: String,
     /// The stream ended with an error (the files hold everything before it).
     pub failed: bool,
+    /// The source continued from the state file's offset (`+CONTINUE`), with no snapshot.
+    pub continued_from: Option<u64>,
 }
 
 impl Report {
@@ -108,6 +120,7 @@ impl Report {
             "expiries_made_absolute": self.expiries_made_absolute,
             "stopped": self.stopped,
             "failed": self.failed,
+            "continued_from": self.continued_from,
         })
     }
 }
@@ -127,6 +140,15 @@ pub enum CaptureError {
     File { path: PathBuf, error: std::io::Error },
     #[error("stopped before the snapshot was complete")]
     Stopped,
+    #[error("{0}")]
+    State(String),
+    /// The source answered a `PSYNC` to continue with a full resynchronization.
+    #[error(
+        "{endpoint} cannot continue from offset {offset} of replication id {replid} (it answered {line}): \
+         its backlog no longer holds that offset, or it restarted or was replaced and has a new replication id; \
+         run again with --resync to take a new snapshot"
+    )]
+    CannotContinue { endpoint: String, replid: String, offset: u64, line: String },
 }
 
 fn now_ms() -> i64 {
@@ -138,8 +160,6 @@ const TICK: Duration = Duration::from_millis(100);
 /// The first ACK repeated this often, until the stream starts (see `stream_loop`).
 const EARLY_ACK: Duration = Duration::from_millis(5);
 const EARLY_ACKS_FOR: Duration = Duration::from_secs(2);
-/// Acknowledgements and fsyncs (replication.c, `replicationCron`: once a second).
-const CRON: Duration = Duration::from_secs(1);
 /// Longest command taken from the stream (Redis's `proto-max-bulk-len` is 512 MB, and
 /// a command holds a few).
 const MAX_COMMAND: usize = 2 << 30;
@@ -179,9 +199,16 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
     link.call(&[b"REPLCONF", b"listening-port", port.as_bytes()]).map_err(connect)?;
     link.call(&[b"REPLCONF", b"capa", b"eof", b"capa", b"psync2"]).map_err(connect)?;
 
+    // The state is read only now, once the source has taken our password: a wrong one
+    // is reported as such, whatever the files hold.
+    let resume = if cfg.resume { spool::read_state(&cfg.aof).map_err(CaptureError::State)? } else { None };
+    let (ask_id, ask_offset) = match &resume {
+        Some(s) => (s.replid.clone(), (s.offset + 1).to_string()),
+        None => ("?".to_string(), "-1".to_string()),
+    };
     link.set_timeout(TICK).map_err(connect)?;
     let (replid, offset) = loop {
-        link.send_command(&[b"PSYNC", b"?", b"-1"]).map_err(connect)?;
+        link.send_command(&[b"PSYNC", ask_id.as_bytes(), ask_offset.as_bytes()]).map_err(connect)?;
         // Newlines may come before the answer (the master is busy): keepalives.
         let line = loop {
             let line = read_line(&mut link, cfg, started, stop).map_err(|e| match e {
@@ -193,6 +220,25 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
             }
         };
         let text = String::from_utf8_lossy(&line).into_owned();
+        if let Some(state) = &resume {
+            // masterTryPartialResynchronization: `+CONTINUE`, with the master's current
+            // replication id when it speaks PSYNC2 (a new one after a failover).
+            if text == "+CONTINUE" || text.starts_with("+CONTINUE ") {
+                let mut state = state.clone();
+                if let Some(id) = text.strip_prefix("+CONTINUE ").map(str::trim).filter(|id| !id.is_empty()) {
+                    state.replid = id.to_string();
+                }
+                return continue_stream(cfg, link, state, started, stop, progress);
+            }
+            if text.starts_with("+FULLRESYNC") {
+                return Err(CaptureError::CannotContinue {
+                    endpoint,
+                    replid: state.replid.clone(),
+                    offset: state.offset,
+                    line: text,
+                });
+            }
+        }
         if let Some(rest) = text.strip_prefix("+FULLRESYNC ") {
             // `+FULLRESYNC <replid> <offset>`; later fields, if any, are not ours.
             let mut f = rest.split(' ');
@@ -207,7 +253,7 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
         // without its own master, is asked again later.
         if text.starts_with("-LOADING") || text.starts_with("-NOMASTERLINK") {
             progress(&format!("the source is not ready ({text}); asking again in a second"));
-            sleep_unless_stopped(CRON, cfg, started, stop).map_err(|_| CaptureError::Stopped)?;
+            sleep_unless_stopped(Duration::from_secs(1), cfg, started, stop).map_err(|_| CaptureError::Stopped)?;
             continue;
         }
         if let Some(msg) = text.strip_prefix('-') {
@@ -288,6 +334,7 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
         expiries_made_absolute: 0,
         stopped: String::new(),
         failed: false,
+        continued_from: None,
     };
     if cfg.stop_after_snapshot {
         report.state = spool.finish().map_err(|error| CaptureError::File { path: cfg.aof.clone(), error })?;
@@ -308,9 +355,54 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
         return Ok(report);
     }
 
+    follow_stream(cfg, link, spool, report, started, stop, progress)
+}
+
+/// A `+CONTINUE`: the log appended to from `state`, the snapshot left as it is.
+fn continue_stream(
+    cfg: &Config,
+    link: Link,
+    state: State,
+    started: Instant,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Report, CaptureError> {
+    progress(&format!("continuing: replication id {}, from offset {}", state.replid, state.offset));
+    let spool = Spool::resume(&cfg.aof, &state).map_err(|error| CaptureError::File { path: cfg.aof.clone(), error })?;
+    if let Some(f) = &cfg.follow {
+        f.received.store(state.offset, Ordering::Release);
+        f.written.store(state.aof_bytes, Ordering::Release);
+        f.durable.store(state.aof_bytes, Ordering::Release);
+        f.continued.store(true, Ordering::Release);
+        f.snapshot_ready.store(true, Ordering::Release);
+    }
+    let report = Report {
+        state: state.clone(),
+        snapshot_bytes: std::fs::metadata(&cfg.rdb).map_or(0, |m| m.len()),
+        framing: "none",
+        rdb_version: rdb_version(&cfg.rdb),
+        commands: 0,
+        expiries_made_absolute: 0,
+        stopped: String::new(),
+        failed: false,
+        continued_from: Some(state.offset),
+    };
+    follow_stream(cfg, link, spool, report, started, stop, progress)
+}
+
+/// The command stream into the spool until a stop; the report completed.
+fn follow_stream(
+    cfg: &Config,
+    mut link: Link,
+    mut spool: Spool,
+    mut report: Report,
+    started: Instant,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Report, CaptureError> {
     // Relative expiries are made absolute for sources that send them (RDB < 10: before
     // 7.0; the snapshot's header tells, where INFO might not be allowed).
-    let make_absolute = rdb_version.is_some_and(|v| v < 10);
+    let make_absolute = report.rdb_version.is_some_and(|v| v < 10);
     let ended = stream_loop(&mut link, &mut spool, cfg, started, stop, make_absolute, &mut report, progress);
     let file_err = match spool.finish() {
         Ok(state) => {
@@ -379,7 +471,7 @@ fn stream_loop(
         if let Some(why) = stopping(cfg, started, stop) {
             return Ok(why);
         }
-        if last_cron.elapsed() >= CRON {
+        if last_cron.elapsed() >= cfg.sync_every {
             last_cron = Instant::now();
             spool.sync().map_err(file)?;
             ack(link, spool.synced().offset)?;
@@ -453,6 +545,7 @@ fn stream_loop(
         }
         if let Some(f) = &cfg.follow {
             spool.write_out().map_err(file)?;
+            f.durable.store(spool.synced().aof_bytes, Ordering::Release);
             f.written.store(spool.written(), Ordering::Release);
             f.partial.store(start < buf.len() || spool.in_block(), Ordering::Release);
             f.received.store(offset, Ordering::Release);

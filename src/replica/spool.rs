@@ -99,9 +99,35 @@ impl Spool {
     pub fn create(path: &Path, replid: &str, offset: u64, snapshot: File) -> std::io::Result<Spool> {
         let file = File::create(path)?;
         let at = State { replid: replid.to_string(), snapshot_offset: offset, offset, db: 0, aof_bytes: 0 };
+        Spool::open(path, file, at, Some(snapshot))
+    }
+
+    /// Continues the log at `path` from `state` (a `+CONTINUE`): anything past its
+    /// `aof_bytes` (written after the last durable state) is cut off, and the stream goes
+    /// on in its db.
+    pub fn resume(path: &Path, state: &State) -> std::io::Result<Spool> {
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        let len = file.metadata()?.len();
+        if len < state.aof_bytes {
+            return Err(std::io::Error::other(format!(
+                "{} holds {len} bytes, fewer than the {} its state names",
+                path.display(),
+                state.aof_bytes
+            )));
+        }
+        file.set_len(state.aof_bytes)?;
+        let mut spool = Spool::open(path, file, state.clone(), None)?;
+        spool.written = state.aof_bytes;
+        Ok(spool)
+    }
+
+    fn open(path: &Path, mut file: File, at: State, snapshot: Option<File>) -> std::io::Result<Spool> {
+        use std::io::Seek;
+        file.seek(std::io::SeekFrom::End(0))?;
         let durable = Arc::new(Mutex::new((at.clone(), None)));
         let (tx, rx) = mpsc::channel::<State>();
         let log = file.try_clone()?;
+        let at_db = at.db;
         let state_path = state_path(path);
         let fsyncs = {
             let durable = durable.clone();
@@ -111,7 +137,7 @@ impl Spool {
                     let mut d = durable.lock().unwrap_or_else(|p| p.into_inner());
                     d.1.get_or_insert(e);
                 };
-                if let Err(e) = snapshot.sync_all() {
+                if let Err(e) = snapshot.map_or(Ok(()), |f| f.sync_all()) {
                     return fail(format!("the snapshot: {e}"));
                 }
                 while let Ok(mut state) = rx.recv() {
@@ -136,7 +162,7 @@ impl Spool {
             to_sync: Some(tx),
             fsyncs: Some(fsyncs),
             durable,
-            db: 0,
+            db: at_db,
             commands: 0,
             block_commands: 0,
         };
@@ -268,6 +294,21 @@ impl Spool {
             None => Ok(d.0.clone()),
         }
     }
+}
+
+/// Reads the state file of `aof`; `Ok(None)` when there is none.
+pub fn read_state(aof: &Path) -> Result<Option<State>, String> {
+    let path = state_path(aof);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| State::from_json(&v))
+        .map(Some)
+        .ok_or_else(|| format!("{}: not a state file of this tool", path.display()))
 }
 
 /// Writes the state file whole: a temporary file, fsynced, renamed over it.
