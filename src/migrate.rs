@@ -39,8 +39,31 @@ pub struct Config {
     pub until_synced: bool,
     /// Start over with a new snapshot even where the spool's state could continue.
     pub resync: bool,
+    /// `--cutover`: pause, drain, verify, go/no-go.
+    pub cutover: Option<Cutover>,
     /// Progress lines on stderr.
     pub progress: bool,
+}
+
+/// `--cutover`, decided.
+#[derive(Debug, Clone)]
+pub struct Cutover {
+    /// `CLIENT PAUSE … WRITE` (else a quiet period of `quiet_ms`).
+    pub pause: bool,
+    /// Pause once the lag is at most this many bytes.
+    pub lag_bytes: u64,
+    pub pause_ms: u64,
+    pub quiet_ms: u64,
+    /// Compare the destination with the source (the diff engine) before the verdict.
+    pub verify: bool,
+    /// `CLIENT KILL TYPE normal SKIPME yes` on the source just before the pause lifts.
+    pub kill_clients: bool,
+    /// The verdict as one JSON line.
+    pub json: bool,
+    /// Which keys are compared (the migration's own filters).
+    pub filter: crate::filter::Filter,
+    pub plan: crate::pipeline::Plan,
+    pub destination: crate::net::Endpoint,
 }
 
 /// What a migration did.
@@ -56,6 +79,10 @@ pub struct Report {
     pub log_error: Option<String>,
     /// `--resync`: destination keys the new snapshot no longer has, deleted.
     pub stale_deleted: Option<u64>,
+    /// `--cutover`: the verdict, as printed.
+    pub verdict: Option<serde_json::Value>,
+    /// Log units applied after a go while the pause lifted.
+    pub after_pause_units: Option<u64>,
     pub wall: Duration,
 }
 
@@ -64,9 +91,10 @@ impl Report {
     /// destination rejected commands; 2 the replay could not go on.
     pub fn exit_code(&self) -> i32 {
         let r = self.replay.exit_code();
+        let no_go = self.verdict.as_ref().is_some_and(|v| v["verdict"] != "go");
         if r == 2 || self.log_error.is_some() {
             2
-        } else if r == 1 || self.capture.failed {
+        } else if r == 1 || self.capture.failed || no_go {
             1
         } else {
             0
@@ -81,6 +109,8 @@ impl Report {
             o.insert("synced_after_s".into(), self.synced_after.map(|d| d.as_secs_f64()).into());
             o.insert("log_error".into(), self.log_error.clone().into());
             o.insert("stale_deleted".into(), self.stale_deleted.into());
+            o.insert("verdict".into(), self.verdict.clone().unwrap_or(serde_json::Value::Null));
+            o.insert("after_pause_units".into(), self.after_pause_units.into());
             o.insert("wall_s".into(), self.wall.as_secs_f64().into());
         }
         v
@@ -183,6 +213,8 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
                 log_units: f.units,
                 log_error: f.error,
                 stale_deleted: f.stale_deleted,
+                verdict: f.verdict,
+                after_pause_units: f.after_pause_units,
                 wall: started.elapsed(),
             }),
         }
@@ -356,6 +388,9 @@ struct Follower<'a> {
     error: Option<String>,
     /// `--resync`: stale destination keys deleted before the new snapshot.
     stale_deleted: Option<u64>,
+    cutover: Option<Cutover>,
+    verdict: Option<serde_json::Value>,
+    after_pause_units: Option<u64>,
 }
 
 impl<'a> Follower<'a> {
@@ -384,6 +419,9 @@ impl<'a> Follower<'a> {
             units: 0,
             error: None,
             stale_deleted: None,
+            cutover: cfg.cutover.clone(),
+            verdict: None,
+            after_pause_units: None,
         }
     }
 
@@ -511,16 +549,28 @@ impl Follow for Follower<'_> {
             self.error = Some(e);
             return;
         }
+        if let Err(e) = self.cutover_possible() {
+            self.error = Some(e);
+            self.stop_capture.store(true, Ordering::Release);
+            return;
+        }
         let mut last_shown = Instant::now();
+        let mut last_check = Instant::now();
         let mut last_info = Instant::now() - Duration::from_secs(1);
         let mut source_offset = None;
         let mut info_allowed = true;
+        // When each durable length was first seen: how old the oldest unapplied byte is.
+        let mut seen: std::collections::VecDeque<(u64, Instant)> = std::collections::VecDeque::new();
+        let mut phase = Phase::Following { quiet_since: None };
         loop {
             // Read `done` first: once the capture has ended, the file is whole.
             let done = self.capture_done.load(Ordering::Acquire);
             // Only what is durable is applied: a restart cuts the spool back to its state,
             // and must find everything applied still there.
             let written = self.following.durable.load(Ordering::Acquire);
+            if seen.back().is_none_or(|&(w, _)| w < written) {
+                seen.push_back((written, Instant::now()));
+            }
             let upto = if done { std::fs::metadata(&self.path).map_or(written, |m| m.len()) } else { written };
             let came = match self.read_more(upto) {
                 Ok(came) => came,
@@ -540,35 +590,56 @@ impl Follow for Follower<'_> {
             if log.stopped() {
                 return;
             }
-            if came {
+            // While data keeps coming, the checks below still run now and then.
+            if came && last_check.elapsed() < CHECK_EVERY {
                 continue;
             }
+            last_check = Instant::now();
             log.flush();
             let at = self.base + self.buf.len() as u64;
             if done && at >= upto {
                 return;
             }
             let applied = log.applied();
-            let wants_info = (self.until_synced && self.synced_after.is_none()) || self.progress;
-            if wants_info && info_allowed && last_info.elapsed() >= Duration::from_secs(1) {
+            while seen.front().is_some_and(|&(w, _)| w <= applied) {
+                seen.pop_front();
+            }
+            let lag_s = seen.front().map_or(0.0, |(_, t)| t.elapsed().as_secs_f64());
+            let info_every = if self.cutover.is_some() { CHECK_EVERY } else { Duration::from_secs(1) };
+            let wants_info = (self.until_synced && self.synced_after.is_none())
+                || self.progress
+                || matches!(phase, Phase::Following { .. }) && self.cutover.is_some();
+            if wants_info && info_allowed && last_info.elapsed() >= info_every {
                 last_info = Instant::now();
                 source_offset = self.source_offset();
-                info_allowed = source_offset.is_some();
+                info_allowed = source_offset.is_some() || self.cutover.is_some();
             }
             let received = self.following.received.load(Ordering::Acquire);
-            let behind_source = source_offset.map_or(0, |o: u64| o.saturating_sub(received));
-            if self.until_synced && self.synced_after.is_none() {
-                let partial = self.following.partial.load(Ordering::Acquire);
-                if applied >= written && at >= written && !partial && behind_source == 0 {
-                    self.synced_after = Some(self.started.elapsed());
-                    self.stop_capture.store(true, Ordering::Release);
+            let partial = self.following.partial.load(Ordering::Acquire);
+            let durable_offset = self.following.durable_offset.load(Ordering::Acquire);
+            let behind_source = source_offset.map_or(0, |o: u64| o.saturating_sub(durable_offset));
+            // Everything received is durable, and everything durable applied.
+            let caught_up = applied >= written && at >= written && !partial && durable_offset >= received;
+            if self.until_synced && self.synced_after.is_none() && caught_up && behind_source == 0 {
+                self.synced_after = Some(self.started.elapsed());
+                self.stop_capture.store(true, Ordering::Release);
+            }
+            if self.cutover.is_some() {
+                let lag = behind_source + written.saturating_sub(applied);
+                match self.cutover_step(log, &mut phase, source_offset, lag, caught_up) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        self.error = Some(e);
+                        self.stop_capture.store(true, Ordering::Release);
+                    }
                 }
             }
             if self.progress && last_shown.elapsed() >= Duration::from_secs(5) {
                 last_shown = Instant::now();
                 let source = source_offset.map_or(String::new(), |o| format!(", source at {o}"));
                 eprintln!(
-                    "migrate: {} log units, {} bytes spooled, {} not yet applied; received to offset {received}{source}",
+                    "migrate: {} log units, {} bytes spooled, {} not yet applied ({lag_s:.1} s); received to offset \
+                     {received}{source}",
                     self.units,
                     written,
                     written.saturating_sub(applied)
@@ -577,4 +648,265 @@ impl Follow for Follower<'_> {
             std::thread::sleep(IDLE);
         }
     }
+}
+
+/// How often the follower looks at the lag and the cutover while data keeps coming.
+const CHECK_EVERY: Duration = Duration::from_millis(50);
+
+/// Where a cutover stands.
+enum Phase {
+    /// Following; with `--cutover=no-pause`, since when the lag has been zero.
+    Following { quiet_since: Option<Instant> },
+    /// The source is paused (or quiet) at `target`: waiting until it is applied.
+    Draining { target: u64, paused_at: Option<Instant>, link: Option<Link> },
+    /// Go, with the pause still on: following until it has lifted and a second passed.
+    Lifting { lifts_at: Instant, killed: bool, units_at_go: u64 },
+    /// The verdict is out; the rest is applied as the capture stops.
+    Done,
+}
+
+impl Follower<'_> {
+    /// `--cutover`'s needs checked before the first write of the stream: `INFO` on the
+    /// source, and for the pause, a version with `CLIENT PAUSE … WRITE` (6.2).
+    fn cutover_possible(&mut self) -> Result<(), String> {
+        let Some(c) = &self.cutover else { return Ok(()) };
+        let pause = c.pause;
+        let mut link = Link::open(&self.source, Duration::from_secs(10)).map_err(|e| format!("--cutover: {e}"))?;
+        let info = match link.call(&[b"INFO", b"server"]) {
+            Ok(Answer::Bulk(Some(t))) => String::from_utf8_lossy(&t).into_owned(),
+            Ok(other) => {
+                return Err(format!(
+                    "--cutover needs INFO on the source (to read its offset), which answered {other:?}; give the user \
+                     +info"
+                ))
+            }
+            Err(e) => return Err(format!("--cutover: {e}")),
+        };
+        link.close();
+        if pause {
+            let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("").trim().to_string();
+            let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+            let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+            if (major, minor) < (6, 2) {
+                return Err(format!(
+                    "the source is Redis {version}: CLIENT PAUSE … WRITE needs 6.2 or later; use --cutover=no-pause \
+                     (a quiet period instead of a pause)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// One look at the cutover (see [`Phase`]).
+    fn cutover_step(
+        &mut self,
+        log: &mut dyn Followed,
+        phase: &mut Phase,
+        source_offset: Option<u64>,
+        lag: u64,
+        caught_up: bool,
+    ) -> Result<(), String> {
+        let Some(c) = self.cutover.clone() else { return Ok(()) };
+        let received = self.following.durable_offset.load(Ordering::Acquire);
+        match phase {
+            Phase::Following { quiet_since } => {
+                let Some(source_offset) = source_offset else {
+                    return Err("--cutover: the source's offset cannot be read (INFO replication)".into());
+                };
+                if c.pause {
+                    if lag > c.lag_bytes {
+                        return Ok(());
+                    }
+                    let mut link =
+                        Link::open(&self.source, Duration::from_secs(10)).map_err(|e| format!("--cutover: {e}"))?;
+                    let ms = c.pause_ms.to_string();
+                    match link.call(&[b"CLIENT", b"PAUSE", ms.as_bytes(), b"WRITE"]) {
+                        Ok(Answer::Simple(_)) => {}
+                        Ok(Answer::Error(e)) => {
+                            return Err(format!(
+                                "the source refused CLIENT PAUSE ({e}): give the user +client|pause, or use \
+                                 --cutover=no-pause (a quiet period instead of a pause); nothing was paused"
+                            ))
+                        }
+                        Ok(other) => return Err(format!("CLIENT PAUSE answered {other:?}")),
+                        Err(e) => return Err(format!("--cutover: CLIENT PAUSE: {e}")),
+                    }
+                    let paused_at = Instant::now();
+                    // The offset read after pausing: later ones move with PINGs alone.
+                    let target = match link.call(&[b"INFO", b"replication"]) {
+                        Ok(Answer::Bulk(Some(t))) => String::from_utf8_lossy(&t)
+                            .lines()
+                            .find_map(|l| l.strip_prefix("master_repl_offset:")?.trim().parse::<u64>().ok()),
+                        _ => None,
+                    };
+                    let Some(target) = target else {
+                        let _ = link.call(&[b"CLIENT", b"UNPAUSE"]);
+                        return Err("--cutover: INFO replication after the pause gave no offset; unpaused".into());
+                    };
+                    if self.progress {
+                        eprintln!("migrate: cutover: the source's writes are paused at offset {target}; draining");
+                    }
+                    *phase = Phase::Draining { target, paused_at: Some(paused_at), link: Some(link) };
+                } else {
+                    // No pause: a quiet period, the lag zero all along.
+                    if lag == 0 && caught_up {
+                        let since = *quiet_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() >= Duration::from_millis(c.quiet_ms) {
+                            *phase = Phase::Draining { target: source_offset, paused_at: None, link: None };
+                        }
+                    } else {
+                        *quiet_since = None;
+                    }
+                }
+            }
+            Phase::Draining { target, paused_at, link } => {
+                if received < *target || !caught_up {
+                    if paused_at.is_some_and(|p| p.elapsed() >= Duration::from_millis(c.pause_ms)) {
+                        return Err(format!(
+                            "--cutover: offset {target} was not applied within the pause ({} ms); the pause has \
+                             lifted and the migration stopped: run again to try once more",
+                            c.pause_ms
+                        ));
+                    }
+                    return Ok(());
+                }
+                let target = *target;
+                let paused_at = *paused_at;
+                let mut link = link.take();
+                log.remove_marks()?;
+                log.keep_marks(false);
+                let (summary, differing) = if c.verify { self.verify(&c)? } else { (None, Vec::new()) };
+                let go = summary.as_ref().is_none_or(|s| s.differences() == 0);
+                let remaining = paused_at.map(|p| (c.pause_ms as i64 - p.elapsed().as_millis() as i64).max(0));
+                if !go {
+                    if let Some(l) = &mut link {
+                        let _ = l.call(&[b"CLIENT", b"UNPAUSE"]);
+                    }
+                    // The migration is not done: its marks stay for the next run.
+                    log.keep_marks(true);
+                }
+                let v = serde_json::json!({
+                    "verdict": if go { "go" } else { "no-go" },
+                    "offset": target,
+                    "paused": paused_at.is_some(),
+                    "pause_remaining_ms": remaining,
+                    "verified": c.verify,
+                    "diff": summary.as_ref().map(|s| s.to_json()),
+                    "differing": differing,
+                });
+                print_verdict(&v, c.json);
+                self.verdict = Some(v);
+                *phase = match (go, paused_at) {
+                    (true, Some(p)) => Phase::Lifting {
+                        lifts_at: p + Duration::from_millis(c.pause_ms),
+                        killed: false,
+                        units_at_go: self.units,
+                    },
+                    _ => {
+                        self.stop_capture.store(true, Ordering::Release);
+                        Phase::Done
+                    }
+                };
+            }
+            Phase::Lifting { lifts_at, killed, units_at_go } => {
+                let now = Instant::now();
+                if c.kill_clients && !*killed && now + Duration::from_millis(300) >= *lifts_at {
+                    *killed = true;
+                    let killed_n = Link::open(&self.source, Duration::from_secs(5)).ok().and_then(|mut l| {
+                        match l.call(&[b"CLIENT", b"KILL", b"TYPE", b"normal", b"SKIPME", b"yes"]) {
+                            Ok(Answer::Int(n)) => Some(n),
+                            _ => None,
+                        }
+                    });
+                    if let Some(v) = &mut self.verdict {
+                        v["clients_killed"] = killed_n.into();
+                    }
+                }
+                if now >= *lifts_at + Duration::from_secs(1) {
+                    self.after_pause_units = Some(self.units - *units_at_go);
+                    self.stop_capture.store(true, Ordering::Release);
+                    *phase = Phase::Done;
+                }
+            }
+            Phase::Done => {}
+        }
+        Ok(())
+    }
+
+    /// The destination against the source, live ↔ live, with the diff engine.
+    fn verify(&self, c: &Cutover) -> Result<(Option<crate::diff::Summary>, Vec<String>), String> {
+        let mut filter = c.filter.clone();
+        filter.keep_expired = false;
+        filter.now_ms = crate::filter::now_ms();
+        let job = crate::diff::Job {
+            a: crate::diff::SideSpec::Live(crate::live::LiveSpec::new(self.source.clone())),
+            b: crate::diff::SideSpec::Live(crate::live::LiveSpec::new(c.destination.clone())),
+            filter,
+            ttl_tolerance_ms: 2000,
+            rules: crate::diff::digest::StreamRules { strict: false },
+            rounds: 1,
+            interval: Duration::from_secs(1),
+            format: crate::diff::Format::Json,
+            show: 0,
+            patch: None,
+            patch_mode: crate::diff::PatchMode::Commands,
+            plan: c.plan,
+            side_budget: 32 << 20,
+            temp_dir: std::env::temp_dir(),
+            logical: false,
+        };
+        let mut out = Vec::new();
+        let summary = crate::diff::run(&job, &mut out, &mut |_| {}).map_err(|e| format!("--cutover: verify: {e}"))?;
+        let differing = String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("key").is_some())
+            .take(10)
+            .map(|v| format!("{} ({})", v["key"].as_str().unwrap_or("?"), v["kind"].as_str().unwrap_or("?")))
+            .collect();
+        Ok((Some(summary), differing))
+    }
+}
+
+/// The verdict, on stdout at once (before the tool goes on following).
+fn print_verdict(v: &serde_json::Value, json: bool) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let _ = writeln!(out, "{v}");
+    } else if v["verdict"] == "go" {
+        let remaining = v["pause_remaining_ms"].as_i64();
+        let _ = writeln!(
+            out,
+            "cutover: GO — the source's offset {} is applied and the destination verified{}.",
+            v["offset"],
+            if v["verified"] == true { " equal" } else { " (not verified: --verify none)" }
+        );
+        match remaining {
+            Some(ms) => {
+                let _ = writeln!(
+                    out,
+                    "The source's writes stay paused for another {ms} ms: point the clients at the destination now."
+                );
+            }
+            None => {
+                let _ = writeln!(out, "Point the clients at the destination now.");
+            }
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "cutover: NO-GO — {} differences (first: {}); the source was unpaused.",
+            v["diff"].get("added").map_or(0, |_| {
+                ["added", "removed", "type", "value", "ttl", "functions"]
+                    .iter()
+                    .map(|k| v["diff"][k].as_u64().unwrap_or(0))
+                    .sum::<u64>()
+            }),
+            v["differing"]
+                .as_array()
+                .map_or(String::new(), |a| { a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ") })
+        );
+    }
+    let _ = out.flush();
 }

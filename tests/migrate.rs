@@ -499,3 +499,114 @@ fn migrate_that_cannot_continue_says_so() {
     assert!(outside.is_some(), "a key outside the filters was deleted");
     assert_same(&got, &dataset(&mut con, ver), "after --resync");
 }
+
+/// `--cutover` under a writer: pause, drain, verify equal, go; the writes the clients had
+/// queued during the pause are applied after it lifts; the destination ends equal.
+#[test]
+fn cutover_goes_under_a_writer() {
+    use std::io::BufRead;
+    let source = RedisServer::start("8.2", None, &["--repl-diskless-sync-delay", "0"]);
+    let mut con = source.conn();
+    let dest = RedisServer::start("8.2", None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_args(dir.path());
+    let (from, to) = (source.url(), dest.url());
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json", "--cutover"];
+    args.extend(["--pause-timeout", "4000", "-q"]);
+    args.extend(spool.iter().map(String::as_str));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = writer(source.url(), stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let mut m = start_migrate(&args);
+    let mut lines = std::io::BufReader::new(m.stdout.take().unwrap()).lines();
+    let verdict: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    // The verdict comes while the pause is on: the writer is held, and stops after it.
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(verdict["verdict"], "go", "{verdict}");
+    assert!(verdict["pause_remaining_ms"].as_i64().unwrap() > 0, "{verdict}");
+    assert_eq!(verdict["diff"]["added"], 0, "{verdict}");
+    assert!(verdict["diff"]["compared"].as_u64().unwrap() > 100, "{verdict}");
+    let report: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let status = m.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{report}");
+    assert!(report["after_pause_units"].as_u64().unwrap() > 0, "the writes queued during the pause: {report}");
+    writing.join().unwrap();
+    // The writer's last round went out as the pause lifted, within the second the tool
+    // went on following: the destination holds it too.
+    let ver = server_version(&mut con);
+    assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "after a go");
+    let marks: Vec<String> = redis::cmd("KEYS").arg("redis-migration:*").query(&mut dest.conn()).unwrap();
+    assert!(marks.is_empty(), "the tool's keys are gone after a go: {marks:?}");
+    assert!(!dir.path().join("appendonly.aof.applied").exists(), "a finished migration keeps no checkpoint");
+}
+
+/// A destination holding a key the source lacks: no-go, exit 1, the key named, and the
+/// source unpaused at once.
+#[test]
+fn cutover_says_no_go_and_unpauses() {
+    let source = RedisServer::start("8.2", None, &["--repl-diskless-sync-delay", "0"]);
+    let mut con = source.conn();
+    let dest = RedisServer::start("8.2", None, &[]);
+    let mut p = redis::pipe();
+    for k in 0..300 {
+        p.cmd("SET").arg(format!("k:{k}")).arg(k).ignore();
+    }
+    p.query::<()>(&mut con).unwrap();
+    let _: () = redis::cmd("SET").arg("only-here").arg("x").query(&mut dest.conn()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_args(dir.path());
+    let (from, to) = (source.url(), dest.url());
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json", "--cutover", "-q"];
+    args.extend(["--pause-timeout", "20000"]);
+    args.extend(spool.iter().map(String::as_str));
+    let out = bin().arg("migrate").args(&args).output().unwrap();
+    let text = crate::replay::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let verdict: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(verdict["verdict"], "no-go", "{verdict}");
+    assert!(verdict["differing"].to_string().contains("only-here"), "{verdict}");
+    let t = Instant::now();
+    let _: () = redis::cmd("SET").arg("after").arg(1).query(&mut con).unwrap();
+    assert!(t.elapsed() < Duration::from_secs(5), "the source stayed paused");
+    // Not done: the marks stay for the next run.
+    assert!(dir.path().join("appendonly.aof.applied").exists());
+}
+
+/// A user without CLIENT PAUSE: refused before any pause, with the way out; then
+/// `--cutover=no-pause` on a quiet source goes.
+#[test]
+fn cutover_without_the_right_to_pause() {
+    let source = RedisServer::start("8.2", None, &["--repl-diskless-sync-delay", "0"]);
+    let mut con = source.conn();
+    let mut p = redis::pipe();
+    for k in 0..300 {
+        p.cmd("HSET").arg(format!("h:{k}")).arg(k).arg(k).ignore();
+    }
+    p.query::<()>(&mut con).unwrap();
+    let _: () = redis::cmd("ACL")
+        .arg(&["SETUSER", "mover", "on", ">pw", "~*", "+@all", "-client|pause"])
+        .query(&mut con)
+        .unwrap();
+    let dest = RedisServer::start("8.2", None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_args(dir.path());
+    let from = format!("redis://mover:pw@127.0.0.1:{}", source.port);
+    let to = dest.url();
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "-q"];
+    args.extend(spool.iter().map(String::as_str));
+    let mut paused = args.clone();
+    paused.push("--cutover");
+    let out = bin().arg("migrate").args(&paused).output().unwrap();
+    let text = crate::replay::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("CLIENT PAUSE") && text.contains("--cutover=no-pause"), "{text}");
+    let mut quiet = args.clone();
+    quiet.extend(["--cutover=no-pause", "--quiet-ms", "500"]);
+    let out = bin().arg("migrate").args(&quiet).output().unwrap();
+    let text = crate::replay::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("cutover: GO"), "{text}");
+    let ver = server_version(&mut con);
+    assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "--cutover=no-pause");
+}

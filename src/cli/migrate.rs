@@ -11,6 +11,22 @@ use super::replay::DestArgs;
 use crate::migrate::{self, Config};
 use crate::replica::{self, CaptureError};
 
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutoverArg {
+    /// CLIENT PAUSE <timeout> WRITE on the source
+    Pause,
+    /// No pause: wait for a quiet period
+    NoPause,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VerifyArg {
+    /// Every key the filters select, source against destination
+    All,
+    /// Nothing (the verdict says so)
+    None,
+}
+
 /// Capture a live source as a replica and apply its snapshot and command stream to the destination as they arrive
 #[derive(clap::Args, Debug)]
 #[command(after_help = "Examples:\n  \
@@ -63,6 +79,29 @@ pub struct Args {
     /// Stop after this many seconds
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
+    /// Once the lag is small: pause the source's writes (CLIENT PAUSE … WRITE, 6.2+), apply
+    /// everything to the offset read after the pause, verify, and print the verdict: go
+    /// (exit 0) or no-go (exit 1, the source unpaused). no-pause: wait for a quiet period
+    /// (--quiet-ms of zero lag) instead
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "pause", value_name = "HOW",
+          help_heading = "Cutover")]
+    pub cutover: Option<CutoverArg>,
+    /// Pause once the lag is at most this many bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, help_heading = "Cutover")]
+    pub cutover_lag: u64,
+    /// The pause lifts by itself after this many ms (also if the tool dies)
+    #[arg(long, value_name = "MS", default_value_t = 30_000, help_heading = "Cutover")]
+    pub pause_timeout: u64,
+    /// --cutover=no-pause: the lag must stay zero this long
+    #[arg(long, value_name = "MS", default_value_t = 2000, help_heading = "Cutover")]
+    pub quiet_ms: u64,
+    /// What is compared before the verdict: every key (the diff engine, live to live), or nothing
+    #[arg(long, value_enum, default_value = "all", help_heading = "Cutover")]
+    pub verify: VerifyArg,
+    /// Just before the pause lifts, disconnect the source's normal clients (CLIENT KILL TYPE
+    /// normal SKIPME yes), so that nothing more is written there
+    #[arg(long, help_heading = "Cutover")]
+    pub kill_clients: bool,
     /// Apply PUBLISH and SPUBLISH from the source (Sentinel's hellos never)
     #[arg(long)]
     pub publish: bool,
@@ -93,6 +132,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         );
     }
     let source = args.source.endpoint()?;
+    if args.cutover.is_some() && args.verify == VerifyArg::All && !args.dest.db_map.is_empty() {
+        anyhow::bail!("--cutover verifies db by db: with --db-map use --verify none (or diff the dbs yourself)");
+    }
+    if args.cutover.is_some() && args.until_synced {
+        anyhow::bail!("--cutover and --until-synced both decide when to stop: give one");
+    }
     let mut replay = super::replay::config(&args.dest, &args.filter, &args.threads, &args.translate)?;
     // Keys of the snapshot already past their time are the source's to delete: it sends
     // the DEL (a replica keeps them too, rdb.c `rdbLoadRioWithLoadingCtx`); a RESTORE with
@@ -111,6 +156,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if args.rdb.is_none() || args.aof.is_none() {
         std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
     }
+    let cutover = args.cutover;
+    let cutover = cutover.map(|how| (how, replay.filter.clone(), replay.plan, replay.endpoint.clone()));
     let cfg = Config {
         capture: replica::Config {
             source,
@@ -128,6 +175,18 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         replay,
         until_synced: args.until_synced,
         resync: args.resync,
+        cutover: cutover.map(|(how, filter, plan, destination)| migrate::Cutover {
+            pause: how == CutoverArg::Pause,
+            lag_bytes: args.cutover_lag,
+            pause_ms: args.pause_timeout.max(100),
+            quiet_ms: args.quiet_ms,
+            verify: args.verify == VerifyArg::All,
+            kill_clients: args.kill_clients,
+            json: args.format == FormatArg::Json,
+            filter,
+            plan,
+            destination,
+        }),
         progress: !args.quiet,
     };
     let report = match migrate::run(&cfg) {

@@ -66,6 +66,9 @@ pub(super) struct Engine<'c> {
     last_checkpoint: Instant,
     /// Keys sent with the expiry sentinel (see [`crate::expiry`]).
     pub(super) kept: Vec<Kept>,
+    /// At a complete end, keep the applied keys and the checkpoint (`Config::keep_marks`,
+    /// until a cutover says the migration is done).
+    pub(super) keep_marks: bool,
 }
 
 impl<'c> Engine<'c> {
@@ -104,6 +107,7 @@ impl<'c> Engine<'c> {
             checkpoint,
             last_checkpoint: Instant::now(),
             kept: Vec::new(),
+            keep_marks: cfg.keep_marks,
         };
         if cfg.dry_run {
             return Ok(e);
@@ -390,7 +394,7 @@ impl<'c> Engine<'c> {
         let handles = std::mem::take(&mut self.handles);
         let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
         let complete = self.report.failure.is_none() && results.iter().all(|r| matches!(r, Ok(Ok(_))));
-        if complete && !self.cfg.dry_run && self.cfg.keep_marks {
+        if complete && !self.cfg.dry_run && self.keep_marks {
             // A migration stopped cleanly: its marks stay for the next run to go on from.
             if let Some((_, ck)) = &mut self.checkpoint {
                 ck.clean = true;

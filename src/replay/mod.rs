@@ -150,6 +150,12 @@ pub trait Followed {
     /// Where in the followed log this run starts: a resumed run's checkpoint may be
     /// there (everything before it was applied); else 0.
     fn start(&self) -> u64;
+    /// Waits until everything handed over has its reply, then deletes the applied keys
+    /// written so far (a cutover: the destination is to hold the source's keys only).
+    fn remove_marks(&mut self) -> Result<(), String>;
+    /// Whether the applied keys and the checkpoint outlive a complete run (see
+    /// [`Config::keep_marks`]).
+    fn keep_marks(&mut self, keep: bool);
 }
 
 impl Followed for Run<'_, '_> {
@@ -186,6 +192,26 @@ impl Followed for Run<'_, '_> {
         } else {
             0
         }
+    }
+
+    fn remove_marks(&mut self) -> Result<(), String> {
+        self.engine.drain_all();
+        if self.engine.stopped() {
+            return Err("the replay stopped".into());
+        }
+        // Everything is applied: the checkpoint says so before the marks go, so that a
+        // restart from here has nothing in doubt.
+        self.engine.write_checkpoint(true);
+        if self.engine.cfg.dry_run || !self.engine.dest.caps().multi {
+            return Ok(());
+        }
+        self.engine.delete_applied_keys().map_err(|e| e.to_string())?;
+        self.engine.applied_keys.clear();
+        Ok(())
+    }
+
+    fn keep_marks(&mut self, keep: bool) {
+        self.engine.keep_marks = keep;
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Following {
     pub partial: AtomicBool,
     /// Bytes of the `-aof` file that are durable (fsynced, and named by the state file).
     pub durable: AtomicU64,
+    /// The replication offset those durable bytes reach.
+    pub durable_offset: AtomicU64,
     /// The source continued from the state file (`+CONTINUE`): no new snapshot.
     pub continued: AtomicBool,
 }
@@ -320,6 +322,7 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
         .map_err(|error| CaptureError::File { path: cfg.aof.clone(), error })?;
     if let Some(f) = &cfg.follow {
         f.received.store(offset, Ordering::Release);
+        f.durable_offset.store(offset, Ordering::Release);
         f.snapshot_ready.store(true, Ordering::Release);
     }
     let mut report = Report {
@@ -373,6 +376,7 @@ fn continue_stream(
         f.received.store(state.offset, Ordering::Release);
         f.written.store(state.aof_bytes, Ordering::Release);
         f.durable.store(state.aof_bytes, Ordering::Release);
+        f.durable_offset.store(state.offset, Ordering::Release);
         f.continued.store(true, Ordering::Release);
         f.snapshot_ready.store(true, Ordering::Release);
     }
@@ -464,6 +468,17 @@ fn stream_loop(
     let mut streaming = false;
     link.set_timeout(EARLY_ACK).map_err(|e| format!("{endpoint}: {e}"))?;
     loop {
+        // What a follower may read: every iteration (after each read, and at least every
+        // TICK while nothing comes: an fsync completes on its own thread).
+        if let Some(f) = &cfg.follow {
+            spool.write_out().map_err(file)?;
+            let synced = spool.synced();
+            f.durable.store(synced.aof_bytes, Ordering::Release);
+            f.durable_offset.store(synced.offset, Ordering::Release);
+            f.written.store(spool.written(), Ordering::Release);
+            f.partial.store(start < buf.len() || spool.in_block(), Ordering::Release);
+            f.received.store(offset, Ordering::Release);
+        }
         if !streaming && first_ack.elapsed() >= EARLY_ACKS_FOR {
             streaming = true;
             link.set_timeout(TICK).map_err(|e| format!("{endpoint}: {e}"))?;
@@ -542,13 +557,6 @@ fn stream_loop(
             }
             start += n;
             offset = end;
-        }
-        if let Some(f) = &cfg.follow {
-            spool.write_out().map_err(file)?;
-            f.durable.store(spool.synced().aof_bytes, Ordering::Release);
-            f.written.store(spool.written(), Ordering::Release);
-            f.partial.store(start < buf.len() || spool.in_block(), Ordering::Release);
-            f.received.store(offset, Ordering::Release);
         }
     }
 }
