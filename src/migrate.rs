@@ -876,11 +876,14 @@ fn print_verdict(v: &serde_json::Value, json: bool) {
         let _ = writeln!(out, "{v}");
     } else if v["verdict"] == "go" {
         let remaining = v["pause_remaining_ms"].as_i64();
+        let verified = match v["diff"]["compared"].as_u64() {
+            Some(n) => format!(" equal ({n} keys compared)"),
+            None => " (not verified: --verify none)".to_string(),
+        };
         let _ = writeln!(
             out,
-            "cutover: GO — the source's offset {} is applied and the destination verified{}.",
-            v["offset"],
-            if v["verified"] == true { " equal" } else { " (not verified: --verify none)" }
+            "cutover: GO — the source's offset {} is applied and the destination verified{verified}.",
+            v["offset"]
         );
         match remaining {
             Some(ms) => {
