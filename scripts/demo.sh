@@ -7,7 +7,8 @@
 #
 #   bash scripts/demo.sh
 #
-# Installs redis-server (Debian's package) when it is missing; builds the release binary.
+# Installs redis-server (Debian's package) when it is missing; builds the release binary
+# (BIN=path uses that binary instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,8 +18,10 @@ if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; th
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
-cargo build --release -q
-BIN=$PWD/target/release/redis-migration
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q
+  BIN=$PWD/target/release/redis-migration
+fi
 
 W=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }

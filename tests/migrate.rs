@@ -610,3 +610,19 @@ fn cutover_without_the_right_to_pause() {
     let ver = server_version(&mut con);
     assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "--cutover=no-pause");
 }
+
+/// The README's first set-up command: the whole job, and everything it started stopped.
+#[test]
+fn the_demo_script_runs_the_whole_job() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("bash")
+        .arg(root.join("scripts/demo.sh"))
+        .env("BIN", env!("CARGO_BIN_EXE_redis-migration"))
+        .output()
+        .unwrap();
+    let text = crate::replay::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("cutover: GO"), "{text}");
+    assert!(text.contains("0 added, 0 removed, 0 type changed, 0 value changed, 0 TTL changed"), "{text}");
+    assert!(text.contains("biggest keys"), "{text}");
+}
