@@ -6,7 +6,7 @@
 //! as they are read ([`replica::Following`] says how far). This thread waits for the
 //! snapshot, replays it through the same engine as `replay` (verified first: a snapshot
 //! whose checksum is wrong writes nothing), then follows the `-aof` file as it grows
-//! ([`Follower`], a [`replay::Follow`]): its units go to the engine with the position they
+//! (`Follower`, a [`replay::Follow`]): its units go to the engine with the position they
 //! have in the file, so the low-water mark is a place in the spool. The socket is read by
 //! the capture alone, so a slow destination only makes the spool longer, never the
 //! source's output buffer for us.

@@ -49,7 +49,7 @@ pub struct Args {
     /// Stop once the snapshot is spooled (the -aof stays empty)
     #[arg(long)]
     pub stop_after_snapshot: bool,
-    /// Continue where the -aof's state file says (PSYNC <replid> <offset+1>), appending to
+    /// Continue where the -aof's state file says (PSYNC with its replication id and offset), appending to
     /// -aof; exit 2 when the source cannot continue from there
     #[arg(long)]
     pub resume: bool,

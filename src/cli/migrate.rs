@@ -13,7 +13,7 @@ use crate::replica::{self, CaptureError};
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CutoverArg {
-    /// CLIENT PAUSE <timeout> WRITE on the source
+    /// CLIENT PAUSE … WRITE on the source, for --pause-timeout
     Pause,
     /// No pause: wait for a quiet period
     NoPause,
