@@ -71,6 +71,10 @@ pub struct Cutover {
 pub struct Report {
     pub capture: replica::Report,
     pub replay: replay::Report,
+    /// Of a cluster source: which master's migration (`slot<first slot>`).
+    pub shard: Option<String>,
+    /// Links to the source this run (more than one after a lost link).
+    pub source_links: u32,
     /// `--until-synced` saw the lag at zero after this long.
     pub synced_after: Option<Duration>,
     /// Log units handed to the engine.
@@ -87,12 +91,13 @@ pub struct Report {
 }
 
 impl Report {
-    /// 0 everything applied and the capture ended as asked; 1 the source went away or the
-    /// destination rejected commands; 2 the replay could not go on.
+    /// 0 everything applied and the capture ended as asked; 1 the source went away (and
+    /// did not come back), the destination rejected commands, or a cutover said no-go; 2
+    /// the replay or the capture could not go on (bad bytes, a file, a resharded source).
     pub fn exit_code(&self) -> i32 {
         let r = self.replay.exit_code();
         let no_go = self.verdict.as_ref().is_some_and(|v| v["verdict"] != "go");
-        if r == 2 || self.log_error.is_some() {
+        if r == 2 || self.log_error.is_some() || (self.capture.failed && !self.capture.lost_source) {
             2
         } else if r == 1 || self.capture.failed || no_go {
             1
@@ -105,6 +110,8 @@ impl Report {
         let mut v = self.replay.json();
         if let Some(o) = v.as_object_mut() {
             o.insert("source".into(), self.capture.to_json());
+            o.insert("shard".into(), self.shard.clone().into());
+            o.insert("source_links".into(), self.source_links.into());
             o.insert("log_units".into(), self.log_units.into());
             o.insert("synced_after_s".into(), self.synced_after.map(|d| d.as_secs_f64()).into());
             o.insert("log_error".into(), self.log_error.clone().into());
@@ -166,7 +173,94 @@ pub fn checkpoint_path(aof: &std::path::Path) -> PathBuf {
 }
 
 /// Runs a migration (see the module's documentation).
-pub fn run(cfg: &Config) -> Result<Report, Error> {
+pub fn run(cfg: &Config) -> Result<Vec<Report>, Error> {
+    match cluster_of(&cfg.capture.source, cfg.replay.timeout) {
+        Some(t) => run_cluster(cfg, &t),
+        None => run_shard(cfg, None, &AtomicBool::new(false)).map(|r| vec![r]),
+    }
+}
+
+/// A master of a source cluster, as one migration of its own.
+#[derive(Debug, Clone)]
+struct Shard {
+    /// How its files and lines are named: `slot<first slot>` (the shard's first slot
+    /// stays with it across failovers, where the master's id and address change).
+    name: String,
+    first_slot: u16,
+    /// Nodes to ask for the topology when its master is lost.
+    seeds: Vec<crate::net::Endpoint>,
+}
+
+/// The source's topology when it is a Redis Cluster (`CLUSTER SHARDS`/`SLOTS` answered
+/// with every slot served); `None` for a standalone server or a user without the right.
+fn cluster_of(source: &crate::net::Endpoint, timeout: Duration) -> Option<crate::net::cluster::Topology> {
+    crate::net::cluster::Topology::refresh(std::iter::once(source), timeout.max(Duration::from_secs(1))).ok()
+}
+
+/// `path` with `.tag` before its extension (`dump.rdb` → `dump.slot0.rdb`).
+fn tagged(path: &std::path::Path, tag: &str) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{tag}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{tag}"),
+    };
+    path.with_file_name(name)
+}
+
+/// A cluster source: one migration per master, in parallel, each with its own link,
+/// spool, state and checkpoint, into the one destination.
+fn run_cluster(cfg: &Config, t: &crate::net::cluster::Topology) -> Result<Vec<Report>, Error> {
+    if cfg.cutover.is_some() {
+        return Err(Error::Resume(
+            "--cutover of a Redis Cluster source is not supported yet (every master must be paused at once)".into(),
+        ));
+    }
+    let template = &cfg.capture.source;
+    let seeds: Vec<crate::net::Endpoint> = t.nodes().map(|n| n.endpoint(template)).collect();
+    let shards: Vec<(Config, Shard)> = (0..t.masters.len())
+        .map(|m| {
+            let first_slot = t.first_slot(m).unwrap_or(0);
+            let name = format!("slot{first_slot}");
+            let mut c = cfg.clone();
+            c.capture.source = t.masters[m].node.endpoint(template);
+            c.capture.rdb = tagged(&cfg.capture.rdb, &name);
+            c.capture.aof = tagged(&cfg.capture.aof, &name);
+            c.capture.cluster = true;
+            (c, Shard { name, first_slot, seeds: seeds.clone() })
+        })
+        .collect();
+    if cfg.progress {
+        let names: Vec<String> = shards.iter().map(|(c, s)| format!("{} ({})", s.name, c.capture.source)).collect();
+        eprintln!("migrate: a Redis Cluster of {} masters: {}", shards.len(), names.join(", "));
+    }
+    // One master's capture failing for good stops them all: half a cluster is no migration.
+    let abort = AtomicBool::new(false);
+    let results: Vec<Result<Report, Error>> = std::thread::scope(|s| {
+        let abort = &abort;
+        let handles: Vec<_> =
+            shards.iter().map(|(c, shard)| s.spawn(move || run_shard(c, Some(shard), abort))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(Err(Error::Panicked))).collect()
+    });
+    let mut reports = Vec::new();
+    for (r, (_, shard)) in results.into_iter().zip(&shards) {
+        match r {
+            Ok(mut r) => {
+                r.shard = Some(shard.name.clone());
+                reports.push(r);
+            }
+            Err(e) => return Err(Error::Resume(format!("{}: {e}", shard.name))),
+        }
+    }
+    Ok(reports)
+}
+
+/// How long a lost source (or, in a cluster, its shard's successor) is waited for.
+const SOURCE_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// One source (a standalone server, or one master of a cluster) migrated.
+/// `abort` is raised when this source's capture fails for good, and stops this one when
+/// another raises it.
+fn run_shard(cfg: &Config, shard: Option<&Shard>, abort: &AtomicBool) -> Result<Report, Error> {
     let started = Instant::now();
     let following = Arc::new(Following::default());
     let mut ccfg = cfg.capture.clone();
@@ -179,13 +273,18 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
     let stop_capture = AtomicBool::new(false);
     let capture_done = AtomicBool::new(false);
     let show = cfg.progress;
+    let prefix = shard.map_or("migrate".to_string(), |s| format!("migrate[{}]", s.name));
     let result = std::thread::scope(|s| {
         let capture = s.spawn(|| {
-            let r = replica::capture(&ccfg, &stop_capture, &mut |m| {
+            let mut progress = |m: &str| {
                 if show {
-                    eprintln!("migrate: capture: {m}");
+                    eprintln!("{prefix}: capture: {m}");
                 }
-            });
+            };
+            let r = capture_following(ccfg, shard, &stop_capture, &following, &mut progress);
+            if !matches!(&r, Ok((report, _)) if !report.failed) && !stop_capture.load(Ordering::Acquire) {
+                abort.store(true, Ordering::Release);
+            }
             capture_done.store(true, Ordering::Release);
             r
         });
@@ -194,7 +293,7 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
             std::thread::sleep(Duration::from_millis(5));
         }
         let replayed = if following.snapshot_ready.load(Ordering::Acquire) {
-            Some(apply(cfg, &rcfg, &checkpoint, &following, &capture_done, &stop_capture, started))
+            Some(apply(cfg, &rcfg, &checkpoint, &following, &capture_done, &stop_capture, started, &prefix, abort))
         } else {
             None
         };
@@ -206,9 +305,11 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
             (None, Ok(_)) => Err(Error::Capture(CaptureError::Stopped)),
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(_)), Err(e)) => Err(e.into()),
-            (Some(Ok((replay, f))), Ok(capture)) => Ok(Report {
+            (Some(Ok((replay, f))), Ok((capture, links))) => Ok(Report {
                 capture,
                 replay,
+                shard: None,
+                source_links: links,
                 synced_after: f.synced_after,
                 log_units: f.units,
                 log_error: f.error,
@@ -222,6 +323,64 @@ pub fn run(cfg: &Config) -> Result<Report, Error> {
     result
 }
 
+/// The capture, and again after a lost link once the snapshot is in: the same source
+/// (a restart, a network cut), or in a cluster the master serving the shard's first slot
+/// now (a failover), asked to continue (`PSYNC` with the old id: a promoted replica
+/// accepts it up to its offset), for up to [`SOURCE_RETRY_FOR`]. The report is the last
+/// link's, with the commands of all; the number of links comes with it.
+fn capture_following(
+    mut ccfg: replica::Config,
+    shard: Option<&Shard>,
+    stop: &AtomicBool,
+    following: &Following,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(replica::Report, u32), CaptureError> {
+    let mut links = 1;
+    let mut commands = 0;
+    let mut report = replica::capture(&ccfg, stop, progress)?;
+    let mut seeds: Vec<crate::net::Endpoint> = shard.map_or(Vec::new(), |s| s.seeds.clone());
+    while report.lost_source && following.snapshot_ready.load(Ordering::Acquire) {
+        commands += report.commands;
+        progress(&format!("lost the source ({}); asking it again to continue", report.stopped));
+        let deadline = Instant::now() + SOURCE_RETRY_FOR;
+        let next = loop {
+            if stop.load(Ordering::Acquire) || replica::STOP.load(Ordering::Relaxed) {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            if let Some(shard) = shard {
+                // The master serving the shard now, from any node that answers.
+                match crate::net::cluster::Topology::refresh(seeds.iter(), Duration::from_secs(2)) {
+                    Ok(t) => {
+                        if let Some(m) = t.master_of(shard.first_slot) {
+                            ccfg.source = t.masters[m].node.endpoint(&ccfg.source);
+                        }
+                        let template = ccfg.source.clone();
+                        seeds = t.nodes().map(|n| n.endpoint(&template)).collect();
+                    }
+                    Err(_) if Instant::now() < deadline => continue,
+                    Err(_) => break None,
+                }
+            }
+            ccfg.resume = true;
+            match replica::capture(&ccfg, stop, progress) {
+                Err(CaptureError::Connect { .. }) if Instant::now() < deadline => continue,
+                Err(CaptureError::Stopped) => break None,
+                r => break Some(r),
+            }
+        };
+        match next {
+            Some(r) => {
+                report = r?;
+                links += 1;
+            }
+            None => break,
+        }
+    }
+    report.commands += commands;
+    Ok((report, links))
+}
+
 /// The snapshot and the stream applied (the capture has the snapshot, or continued).
 fn apply<'a>(
     cfg: &Config,
@@ -231,6 +390,8 @@ fn apply<'a>(
     capture_done: &'a AtomicBool,
     stop_capture: &'a AtomicBool,
     started: Instant,
+    prefix: &str,
+    abort: &'a AtomicBool,
 ) -> Result<(replay::Report, Follower<'a>), Error> {
     if following.continued.load(Ordering::Acquire) {
         // The replay's checkpoint says what of the spool was applied; without it nothing
@@ -253,6 +414,8 @@ fn apply<'a>(
     let spec = Spec { rdb: vec![cfg.capture.rdb.clone()], ..Spec::default() };
     let inputs = Inputs::open(&spec).map_err(|e| Error::Input(e.to_string()))?;
     let mut follower = Follower::new(cfg, following, capture_done, stop_capture, started);
+    follower.prefix = prefix.to_string();
+    follower.abort = Some(abort);
     if cfg.resync && !following.continued.load(Ordering::Acquire) {
         follower.stale_deleted = Some(remove_stale(rcfg, &inputs)?);
     }
@@ -391,6 +554,10 @@ struct Follower<'a> {
     cutover: Option<Cutover>,
     verdict: Option<serde_json::Value>,
     after_pause_units: Option<u64>,
+    /// How its progress lines start (`migrate`, or `migrate[slot0]` for a cluster's master).
+    prefix: String,
+    /// Raised when another master's capture of the same cluster failed for good.
+    abort: Option<&'a AtomicBool>,
 }
 
 impl<'a> Follower<'a> {
@@ -422,6 +589,8 @@ impl<'a> Follower<'a> {
             cutover: cfg.cutover.clone(),
             verdict: None,
             after_pause_units: None,
+            prefix: "migrate".into(),
+            abort: None,
         }
     }
 
@@ -595,6 +764,9 @@ impl Follow for Follower<'_> {
                 continue;
             }
             last_check = Instant::now();
+            if self.abort.is_some_and(|a| a.load(Ordering::Acquire)) {
+                self.stop_capture.store(true, Ordering::Release);
+            }
             log.flush();
             let at = self.base + self.buf.len() as u64;
             if done && at >= upto {
@@ -638,8 +810,9 @@ impl Follow for Follower<'_> {
                 last_shown = Instant::now();
                 let source = source_offset.map_or(String::new(), |o| format!(", source at {o}"));
                 eprintln!(
-                    "migrate: {} log units, {} bytes spooled, {} not yet applied ({lag_s:.1} s); received to offset \
+                    "{}: {} log units, {} bytes spooled, {} not yet applied ({lag_s:.1} s); received to offset \
                      {received}{source}",
+                    self.prefix,
                     self.units,
                     written,
                     written.saturating_sub(applied)

@@ -626,3 +626,216 @@ fn the_demo_script_runs_the_whole_job() {
     assert!(text.contains("0 added, 0 removed, 0 type changed, 0 value changed, 0 TTL changed"), "{text}");
     assert!(text.contains("biggest keys"), "{text}");
 }
+
+/// A writer into a Redis Cluster that knows no cluster protocol: each command goes to the
+/// master serving its slot by a map read from the cluster, read again after any error
+/// (a failover, a moved slot); a failed command is left out (the source never had it).
+/// Strings, counters, lists, hashes, sets, expiries, and multi-key commands on hash-tagged
+/// keys (MSET, RENAME, SUNIONSTORE, MULTI blocks).
+fn cluster_writer(nodes: Vec<String>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    use redis_migration::aof::keys::slot;
+    std::thread::spawn(move || {
+        let map = || -> Option<Vec<(u16, u16, String)>> {
+            for url in &nodes {
+                let Ok(mut c) = redis::Client::open(url.as_str()).and_then(|c| c.get_connection()) else { continue };
+                let Ok(slots) = redis::cmd("CLUSTER").arg("SLOTS").query::<redis::Value>(&mut c) else { continue };
+                let mut out = Vec::new();
+                if let redis::Value::Array(ranges) = slots {
+                    for r in ranges {
+                        let redis::Value::Array(r) = r else { continue };
+                        let (redis::Value::Int(a), redis::Value::Int(b), redis::Value::Array(m)) =
+                            (&r[0], &r[1], &r[2])
+                        else {
+                            continue;
+                        };
+                        let port = match &m[1] {
+                            redis::Value::Int(p) => *p,
+                            _ => continue,
+                        };
+                        out.push((*a as u16, *b as u16, format!("redis://127.0.0.1:{port}")));
+                    }
+                }
+                return Some(out);
+            }
+            None
+        };
+        let mut ranges = map().unwrap();
+        let mut conns: std::collections::HashMap<String, redis::Connection> = std::collections::HashMap::new();
+        let mut i = 0u64;
+        while !stop.load(Ordering::Relaxed) || i < 300 {
+            let n = i % 40;
+            let tag = format!("{{u{}}}", i % 17);
+            let mut cmds: Vec<(String, redis::Pipeline)> = Vec::new();
+            let mut one = |key: &str, f: &dyn Fn(&mut redis::Pipeline)| {
+                let mut p = redis::pipe();
+                f(&mut p);
+                cmds.push((key.to_string(), p));
+            };
+            one(&format!("str:{n}"), &|p| {
+                p.cmd("SET").arg(format!("str:{n}")).arg(i).ignore();
+            });
+            one("counter", &|p| {
+                p.cmd("INCR").arg("counter").ignore();
+            });
+            one(&format!("list:{}", n % 4), &|p| {
+                p.cmd("RPUSH").arg(format!("list:{}", n % 4)).arg(i).ignore();
+            });
+            one(&format!("hash:{}", n % 6), &|p| {
+                p.cmd("HSET").arg(format!("hash:{}", n % 6)).arg(format!("f{n}")).arg(i).ignore();
+            });
+            one(&format!("ttl:{n}"), &|p| {
+                p.cmd("SET").arg(format!("ttl:{n}")).arg(i).arg("EX").arg(1000).ignore();
+            });
+            one(&format!("{tag}a"), &|p| {
+                p.cmd("MSET").arg(format!("{tag}a")).arg(i).arg(format!("{tag}b")).arg(i + 1).ignore();
+                p.cmd("SADD").arg(format!("{tag}s1")).arg(n).ignore();
+                p.cmd("SADD").arg(format!("{tag}s2")).arg(n + 100).ignore();
+                p.cmd("SUNIONSTORE").arg(format!("{tag}su")).arg(format!("{tag}s1")).arg(format!("{tag}s2")).ignore();
+                p.cmd("SET").arg(format!("{tag}from")).arg(i).ignore();
+                p.cmd("RENAME").arg(format!("{tag}from")).arg(format!("{tag}to")).ignore();
+            });
+            one(&format!("{tag}x"), &|p| {
+                p.atomic()
+                    .cmd("INCR")
+                    .arg(format!("{tag}x"))
+                    .ignore()
+                    .cmd("LPUSH")
+                    .arg(format!("{tag}y"))
+                    .arg(i)
+                    .ignore();
+            });
+            for (key, p) in cmds {
+                let s = slot(key.as_bytes());
+                let Some(url) = ranges.iter().find(|r| r.0 <= s && s <= r.1).map(|r| r.2.clone()) else { continue };
+                let ok = match conns.entry(url.clone()) {
+                    std::collections::hash_map::Entry::Occupied(mut c) => p.query::<()>(c.get_mut()).is_ok(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        match redis::Client::open(url.as_str()).and_then(|c| c.get_connection()) {
+                            Ok(c) => p.query::<()>(v.insert(c)).is_ok(),
+                            Err(_) => false,
+                        }
+                    }
+                };
+                if !ok {
+                    if std::env::var("DEBUG_WRITER").is_ok() {
+                        eprintln!("writer: {key} slot {s} to {url} failed");
+                    }
+                    conns.clear();
+                    std::thread::sleep(Duration::from_millis(50));
+                    if let Some(m) = map() {
+                        ranges = m;
+                    }
+                }
+            }
+            i += 1;
+            if i % 2 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        i
+    })
+}
+
+/// Every master's keys (by its own INFO role), as one map.
+fn union_of(cluster: &crate::util::RedisCluster) -> KeyMap {
+    let mut all = KeyMap::new();
+    for m in cluster.master_nodes() {
+        let mut c = m.conn();
+        let ver = server_version(&mut c);
+        let mut keys = crate::oracle::dump_dbs(&mut c, ver, 0..1);
+        keys.retain(|(_, k), _| !k.starts_with(b"redis-migration:"));
+        all.extend(keys);
+    }
+    all
+}
+
+/// Waits until every master's spool state names that master's offset.
+fn wait_cluster_spooled(cluster: &crate::util::RedisCluster, dir: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut behind = Vec::new();
+        let masters = cluster.master_nodes();
+        for m in masters {
+            let mut c = m.conn();
+            let offset: u64 = info_field(&mut c, "replication", "master_repl_offset").parse().unwrap();
+            // The shard's spool: named by the first slot this master serves.
+            let slots: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c).unwrap();
+            let port = m.port as i64;
+            let first = slots
+                .iter()
+                .filter(|r| matches!(&r[2], redis::Value::Array(n) if n[1] == redis::Value::Int(port)))
+                .filter_map(|r| if let redis::Value::Int(a) = r[0] { Some(a) } else { None })
+                .min()
+                .unwrap();
+            let aof = dir.join(format!("appendonly.slot{first}.aof"));
+            if spooled_offset(&aof) < Some(offset) {
+                behind.push((m.port, offset, spooled_offset(&aof)));
+            }
+        }
+        if behind.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "spools behind: {behind:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A 3-master cluster under a writer (hash-tagged multi-key commands too), one
+/// replication link per master, into `dest` (a server's URL): it ends holding the union
+/// of the masters. Returns migrate's JSON report.
+fn migrate_a_cluster(source: &crate::util::RedisCluster, dest_url: &str, dest: &dyn Fn() -> KeyMap) {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_args(dir.path());
+    let from = source.url();
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", dest_url, "--format", "json"];
+    args.extend(spool.iter().map(String::as_str));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = cluster_writer(source.nodes.iter().map(|n| n.url()).collect(), stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let mut m = start_migrate(&args);
+    // Every master's snapshot spooled (its state file written), then writes after it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().to_string_lossy().ends_with(".aof.state"))
+        .count()
+        < 3
+    {
+        if let Ok(Some(status)) = m.try_wait() {
+            panic!("migrate exited ({status}): {:?}", capture_output(&mut m));
+        }
+        assert!(Instant::now() < deadline, "the snapshots never came");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let offsets = |s: &crate::util::RedisCluster| -> Vec<String> {
+        s.master_nodes().iter().map(|m| info_field(&mut m.conn(), "replication", "master_repl_offset")).collect()
+    };
+    let before = offsets(source);
+    stop.store(true, Ordering::Relaxed);
+    let written = writing.join().unwrap();
+    eprintln!("written {written} rounds; offsets {before:?} then {:?}", offsets(source));
+    wait_cluster_spooled(source, dir.path());
+    terminate(&m);
+    let (code, report, text) = finish(m, 120);
+    assert_eq!(code, 0, "{text}");
+    let shards = report["shards"].as_array().unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(shards.len(), 3, "{report}");
+    assert!(shards.iter().all(|s| s["log_units"].as_u64().unwrap() > 0), "{report}");
+    assert_same(&dest(), &union_of(source), "a cluster source");
+}
+
+#[test]
+fn migrate_from_a_cluster_into_one_server() {
+    let source = crate::util::RedisCluster::start_version("7.0", 3, 0, &["--repl-diskless-sync-delay", "0"]);
+    let dest = RedisServer::start("7.0", None, &[]);
+    migrate_a_cluster(&source, &dest.url(), &|| dataset(&mut dest.conn(), (7, 0)));
+    assert!(dataset(&mut dest.conn(), (7, 0)).len() > 100);
+}
+
+#[test]
+fn migrate_from_a_cluster_into_a_cluster() {
+    let source = crate::util::RedisCluster::start_version("7.0", 3, 0, &["--repl-diskless-sync-delay", "0"]);
+    let dest = crate::util::RedisCluster::start(3, 0);
+    migrate_a_cluster(&source, &dest.url(), &|| union_of(&dest));
+}

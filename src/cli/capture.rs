@@ -174,6 +174,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         timeout: Duration::from_secs(args.timeout.max(1)),
         listening_port: args.listening_port,
         publish: false,
+        cluster: false,
         resume: args.resume,
         sync_every: Duration::from_secs(1),
         follow: None,

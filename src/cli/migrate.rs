@@ -168,6 +168,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             timeout: Duration::from_secs(args.source_timeout.max(1)),
             listening_port: args.listening_port,
             publish: args.publish,
+            cluster: false,
             resume: true,
             sync_every: Duration::from_millis(200),
             follow: None,
@@ -197,11 +198,22 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         }
         Err(e) => return Err(e.into()),
     };
-    let code = report.exit_code();
-    match args.format {
-        FormatArg::Json => println!("{}", report.json()),
-        FormatArg::Text if !args.quiet || code != 0 => eprintln!("{}", report.text()),
-        FormatArg::Text => {}
+    let code = report.iter().map(|r| r.exit_code()).max().unwrap_or(0);
+    match (args.format, report.as_slice()) {
+        (FormatArg::Json, [one]) => println!("{}", one.json()),
+        (FormatArg::Json, all) => {
+            let shards: Vec<serde_json::Value> = all.iter().map(|r| r.json()).collect();
+            println!("{}", serde_json::json!({"shards": shards, "exit_code": code}));
+        }
+        (FormatArg::Text, all) if !args.quiet || code != 0 => {
+            for r in all {
+                if let Some(name) = &r.shard {
+                    eprintln!("== {name}");
+                }
+                eprintln!("{}", r.text());
+            }
+        }
+        (FormatArg::Text, _) => {}
     }
     Ok(code)
 }

@@ -53,6 +53,9 @@ pub struct Config {
     pub listening_port: u16,
     /// Keep `PUBLISH`/`SPUBLISH` in the log (Sentinel's hellos never).
     pub publish: bool,
+    /// The source is a master of a Redis Cluster: a key migrating into it (a reshard)
+    /// stops the capture.
+    pub cluster: bool,
     /// Continue from the `-aof`'s state file when there is one (`PSYNC <replid>
     /// <offset+1>`); a source that cannot continue is [`CaptureError::CannotContinue`].
     pub resume: bool,
@@ -105,6 +108,9 @@ pub struct Report {
     pub failed: bool,
     /// The source continued from the state file's offset (`+CONTINUE`), with no snapshot.
     pub continued_from: Option<u64>,
+    /// The stream ended because the link to the source broke or went silent (it, or a
+    /// successor, may be asked to continue).
+    pub lost_source: bool,
 }
 
 impl Report {
@@ -123,6 +129,7 @@ impl Report {
             "stopped": self.stopped,
             "failed": self.failed,
             "continued_from": self.continued_from,
+            "lost_source": self.lost_source,
         })
     }
 }
@@ -338,6 +345,7 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
         stopped: String::new(),
         failed: false,
         continued_from: None,
+        lost_source: false,
     };
     if cfg.stop_after_snapshot {
         report.state = spool.finish().map_err(|error| CaptureError::File { path: cfg.aof.clone(), error })?;
@@ -355,6 +363,10 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
     if let Err(e) = ack(&mut link, offset) {
         report.stopped = format!("{endpoint}: {e}");
         report.failed = true;
+        report.lost_source = true;
+        if let Ok(state) = spool.finish() {
+            report.state = state;
+        }
         return Ok(report);
     }
 
@@ -390,6 +402,7 @@ fn continue_stream(
         stopped: String::new(),
         failed: false,
         continued_from: Some(state.offset),
+        lost_source: false,
     };
     follow_stream(cfg, link, spool, report, started, stop, progress)
 }
@@ -425,7 +438,12 @@ fn follow_stream(
             report.stopped = format!("{}: {e}", spool.path().display());
             report.failed = true;
         }
-        (Err(msg), _) => {
+        (Err(Ended::Lost(msg)), _) => {
+            report.stopped = msg;
+            report.failed = true;
+            report.lost_source = true;
+        }
+        (Err(Ended::Failed(msg)), _) => {
             report.stopped = msg;
             report.failed = true;
         }
@@ -433,7 +451,22 @@ fn follow_stream(
     Ok(report)
 }
 
-/// The stream into the spool until a stop (`Ok(why)`) or an error (`Err(message)`).
+/// How a stream ended that was not stopped.
+enum Ended {
+    /// The link to the source broke or went silent: the source may come back (or its
+    /// successor), and a resume may continue.
+    Lost(String),
+    /// Anything else: bad bytes, a file error, a resharded source.
+    Failed(String),
+}
+
+impl From<String> for Ended {
+    fn from(msg: String) -> Ended {
+        Ended::Failed(msg)
+    }
+}
+
+/// The stream into the spool until a stop (`Ok(why)`) or an error.
 #[allow(clippy::too_many_arguments)]
 fn stream_loop(
     link: &mut Link,
@@ -444,12 +477,13 @@ fn stream_loop(
     make_absolute: bool,
     report: &mut Report,
     progress: &mut dyn FnMut(&str),
-) -> Result<&'static str, String> {
+) -> Result<&'static str, Ended> {
     let endpoint = cfg.source.to_string();
     let file = |e: std::io::Error| format!("{}: {e}", spool_path(cfg));
-    let ack = |link: &mut Link, offset: u64| -> Result<(), String> {
+    let lost = |e: LinkError| Ended::Lost(format!("{endpoint}: {e}"));
+    let ack = |link: &mut Link, offset: u64| -> Result<(), Ended> {
         let o = offset.to_string();
-        link.send_command(&[b"REPLCONF", b"ACK", o.as_bytes()]).map_err(|e| format!("{endpoint}: {e}"))
+        link.send_command(&[b"REPLCONF", b"ACK", o.as_bytes()]).map_err(lost)
     };
     let mut buf: Vec<u8> = Vec::with_capacity(256 << 10);
     let mut start = 0usize;
@@ -466,7 +500,7 @@ fn stream_loop(
     // master's output buffer for us, which `client-output-buffer-limit replica` bounds.
     let first_ack = Instant::now();
     let mut streaming = false;
-    link.set_timeout(EARLY_ACK).map_err(|e| format!("{endpoint}: {e}"))?;
+    link.set_timeout(EARLY_ACK).map_err(lost)?;
     loop {
         // What a follower may read: every iteration (after each read, and at least every
         // TICK while nothing comes: an fsync completes on its own thread).
@@ -481,7 +515,7 @@ fn stream_loop(
         }
         if !streaming && first_ack.elapsed() >= EARLY_ACKS_FOR {
             streaming = true;
-            link.set_timeout(TICK).map_err(|e| format!("{endpoint}: {e}"))?;
+            link.set_timeout(TICK).map_err(lost)?;
         }
         if let Some(why) = stopping(cfg, started, stop) {
             return Ok(why);
@@ -501,7 +535,10 @@ fn stream_loop(
         }
         let len = buf.len();
         if len - start > MAX_COMMAND {
-            return Err(format!("a command of the stream longer than {} MB at offset {offset}", MAX_COMMAND >> 20));
+            return Err(Ended::Failed(format!(
+                "a command of the stream longer than {} MB at offset {offset}",
+                MAX_COMMAND >> 20
+            )));
         }
         buf.resize(len + (256 << 10), 0);
         match link.read_raw(&mut buf[len..]) {
@@ -510,7 +547,7 @@ fn stream_loop(
                 last_byte = Instant::now();
                 if !streaming {
                     streaming = true;
-                    link.set_timeout(TICK).map_err(|e| format!("{endpoint}: {e}"))?;
+                    link.set_timeout(TICK).map_err(lost)?;
                 }
             }
             Err(LinkError::Timeout) => {
@@ -519,21 +556,31 @@ fn stream_loop(
                     ack(link, spool.at.offset)?;
                 }
                 if last_byte.elapsed() >= cfg.timeout {
-                    return Err(format!("{endpoint}: nothing arrived for {} s", cfg.timeout.as_secs()));
+                    return Err(Ended::Lost(format!("{endpoint}: nothing arrived for {} s", cfg.timeout.as_secs())));
                 }
                 continue;
             }
             Err(e) => {
                 buf.truncate(len);
-                return Err(format!("{endpoint}: {e}"));
+                return Err(lost(e));
             }
         }
-        while let Some((item, n)) = next_item(&buf[start..], offset).map_err(|e| e.to_string())? {
+        while let Some((item, n)) = next_item(&buf[start..], offset).map_err(|e| Ended::Failed(e.to_string()))? {
             let raw = &buf[start..start + n];
             let end = offset + n as u64;
             match item {
                 Item::Keepalive => spool.skip(end),
                 Item::Command(argv) => {
+                    // cluster.c: a slot migrating into this master arrives as
+                    // RESTORE-ASKING (MIGRATE's other half is a DEL on the master it
+                    // leaves, on another link, in no order with this one).
+                    if cfg.cluster && argv[0].eq_ignore_ascii_case(b"RESTORE-ASKING") {
+                        return Err(Ended::Failed(format!(
+                            "the source cluster is being resharded (RESTORE-ASKING at offset {offset}: a key moving \
+                             into {endpoint}); resharding the source during a migration is not supported: finish or \
+                             cancel the resharding, then run again with --resync"
+                        )));
+                    }
                     let k = match kind(&argv) {
                         Kind::Publish if cfg.publish && argv.get(1).is_none_or(|c| c != b"__sentinel__:hello") => {
                             Kind::Data
