@@ -293,7 +293,9 @@ fn run_shard(cfg: &Config, shard: Option<&Shard>, abort: &AtomicBool) -> Result<
             std::thread::sleep(Duration::from_millis(5));
         }
         let replayed = if following.snapshot_ready.load(Ordering::Acquire) {
-            Some(apply(cfg, &rcfg, &checkpoint, &following, &capture_done, &stop_capture, started, &prefix, abort))
+            let flags =
+                Flags { following: &following, capture_done: &capture_done, stop_capture: &stop_capture, abort };
+            Some(apply(cfg, &rcfg, &checkpoint, flags, started, &prefix))
         } else {
             None
         };
@@ -381,18 +383,28 @@ fn capture_following(
     Ok((report, links))
 }
 
+/// What the capture and the follower of one source share.
+#[derive(Clone, Copy)]
+struct Flags<'a> {
+    following: &'a Following,
+    /// The capture has ended for good (its last link's report is on the way).
+    capture_done: &'a AtomicBool,
+    /// The follower asks the capture to stop.
+    stop_capture: &'a AtomicBool,
+    /// Another source of the same cluster failed for good.
+    abort: &'a AtomicBool,
+}
+
 /// The snapshot and the stream applied (the capture has the snapshot, or continued).
 fn apply<'a>(
     cfg: &Config,
     rcfg: &replay::Config,
     checkpoint: &std::path::Path,
-    following: &'a Following,
-    capture_done: &'a AtomicBool,
-    stop_capture: &'a AtomicBool,
+    flags: Flags<'a>,
     started: Instant,
     prefix: &str,
-    abort: &'a AtomicBool,
 ) -> Result<(replay::Report, Follower<'a>), Error> {
+    let Flags { following, capture_done, stop_capture, abort } = flags;
     if following.continued.load(Ordering::Acquire) {
         // The replay's checkpoint says what of the spool was applied; without it nothing
         // can be known, and going on could apply commands twice.

@@ -839,3 +839,133 @@ fn migrate_from_a_cluster_into_a_cluster() {
     let dest = crate::util::RedisCluster::start(3, 0);
     migrate_a_cluster(&source, &dest.url(), &|| union_of(&dest));
 }
+
+/// The node ids of a cluster's masters and the master serving slot 0, with its replica.
+fn node_id(s: &RedisServer) -> String {
+    redis::cmd("CLUSTER").arg("MYID").query(&mut s.conn()).unwrap()
+}
+
+/// A `CLUSTER FAILOVER` on one source shard while migrating: the link moves to the
+/// promoted replica and continues (no full sync of that shard), and the end is equal.
+#[test]
+fn migrate_follows_a_source_failover() {
+    let source = crate::util::RedisCluster::start_version("7.0", 3, 1, &["--repl-diskless-sync-delay", "0"]);
+    let dest = RedisServer::start("7.0", None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_args(dir.path());
+    let (from, to) = (source.url(), dest.url());
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json"];
+    args.extend(spool.iter().map(String::as_str));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = cluster_writer(source.nodes.iter().map(|n| n.url()).collect(), stop.clone());
+    let mut m = start_migrate(&args);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while spooled_offset(&dir.path().join("appendonly.slot0.aof")).is_none() {
+        assert!(Instant::now() < deadline && m.try_wait().unwrap().is_none(), "{:?}", capture_output(&mut m));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    // The replica of the master serving slot 0 takes over.
+    let masters: Vec<String> = source.master_nodes().iter().map(|s| node_id(s)).collect();
+    let replica = source
+        .nodes
+        .iter()
+        .find(|s| {
+            let repl: String = redis::cmd("INFO").arg("replication").query(&mut s.conn()).unwrap();
+            let slots: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut s.conn()).unwrap();
+            let owner_of_0 = slots.iter().find(|r| r[0] == redis::Value::Int(0)).map(|r| match &r[2] {
+                redis::Value::Array(n) => n[2].clone(),
+                _ => redis::Value::Nil,
+            });
+            let master_of_me: String = repl
+                .lines()
+                .find_map(|l| l.strip_prefix("master_port:"))
+                .map(|p| p.trim().to_string())
+                .unwrap_or_default();
+            repl.contains("role:slave")
+                && source.nodes.iter().any(|n| {
+                    n.port.to_string() == master_of_me
+                        && owner_of_0 == Some(redis::Value::BulkString(node_id(n).into_bytes()))
+                })
+        })
+        .expect("the replica of slot 0's master");
+    assert!(!masters.contains(&node_id(replica)));
+    let _: () = redis::cmd("CLUSTER").arg("FAILOVER").query(&mut replica.conn()).unwrap();
+    while !info_field(&mut replica.conn(), "replication", "role").contains("master") {
+        assert!(Instant::now() < deadline, "the failover did not happen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    source.wait_ok();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    writing.join().unwrap();
+    wait_cluster_spooled(&source, dir.path());
+    terminate(&m);
+    let (code, report, text) = finish(m, 120);
+    assert_eq!(code, 0, "{text}");
+    let slot0 = report["shards"].as_array().unwrap().iter().find(|s| s["shard"] == "slot0").unwrap().clone();
+    assert_eq!(slot0["source_links"], 2, "{slot0}");
+    assert!(slot0["source"]["continued_from"].as_u64().is_some(), "{slot0}");
+    // The promoted replica served no full synchronization: we, and its old master,
+    // continued.
+    let mut rc = replica.conn();
+    assert_eq!(info_field(&mut rc, "stats", "sync_full"), "0");
+    assert!(info_field(&mut rc, "stats", "sync_partial_ok").parse::<u32>().unwrap() >= 2);
+    assert_same(&dataset(&mut dest.conn(), (7, 0)), &union_of(&source), "after a source failover");
+}
+
+/// Slots moved on the source while migrating: every shard stops, exit 2, and says why.
+#[test]
+fn migrate_stops_when_the_source_is_resharded() {
+    let source = crate::util::RedisCluster::start_version("7.0", 3, 0, &["--repl-diskless-sync-delay", "0"]);
+    // A key for every 7th slot, each written to the master serving it.
+    let mut key_of = std::collections::HashMap::new();
+    let mut i = 0u64;
+    while key_of.len() < 16384 {
+        let k = format!("k{i}");
+        key_of.entry(redis_migration::aof::keys::slot(k.as_bytes())).or_insert(k);
+        i += 1;
+    }
+    for node in source.master_nodes() {
+        let mut c = node.conn();
+        let slots: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c).unwrap();
+        let port = redis::Value::Int(node.port as i64);
+        let mut p = redis::pipe();
+        for r in slots.iter().filter(|r| matches!(&r[2], redis::Value::Array(n) if n[1] == port)) {
+            let (redis::Value::Int(a), redis::Value::Int(b)) = (&r[0], &r[1]) else { continue };
+            for s in (*a as u16..=*b as u16).step_by(7) {
+                p.cmd("SET").arg(&key_of[&s]).arg(s).ignore();
+            }
+        }
+        p.query::<()>(&mut c).unwrap();
+    }
+    let dest = RedisServer::start("7.0", None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_args(dir.path());
+    let (from, to) = (source.url(), dest.url());
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json"];
+    args.extend(spool.iter().map(String::as_str));
+    let mut m = start_migrate(&args);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().to_string_lossy().ends_with(".aof.state"))
+        .count()
+        < 3
+    {
+        assert!(Instant::now() < deadline && m.try_wait().unwrap().is_none(), "{:?}", capture_output(&mut m));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let masters = source.master_nodes();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "reshard", &format!("127.0.0.1:{}", masters[0].port)])
+        .args(["--cluster-from", &node_id(masters[1]), "--cluster-to", &node_id(masters[0])])
+        .args(["--cluster-slots", "50", "--cluster-yes"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let (code, _, text) = finish(m, 60);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("resharded") && text.contains("not supported"), "{text}");
+}
