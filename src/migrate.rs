@@ -174,7 +174,7 @@ pub fn checkpoint_path(aof: &std::path::Path) -> PathBuf {
 
 /// Runs a migration (see the module's documentation).
 pub fn run(cfg: &Config) -> Result<Vec<Report>, Error> {
-    match cluster_of(&cfg.capture.source, cfg.replay.timeout) {
+    match replica::cluster_of(&cfg.capture.source, cfg.replay.timeout) {
         Some(t) => run_cluster(cfg, &t),
         None => run_shard(cfg, None, &AtomicBool::new(false)).map(|r| vec![r]),
     }
@@ -189,22 +189,6 @@ struct Shard {
     first_slot: u16,
     /// Nodes to ask for the topology when its master is lost.
     seeds: Vec<crate::net::Endpoint>,
-}
-
-/// The source's topology when it is a Redis Cluster (`CLUSTER SHARDS`/`SLOTS` answered
-/// with every slot served); `None` for a standalone server or a user without the right.
-fn cluster_of(source: &crate::net::Endpoint, timeout: Duration) -> Option<crate::net::cluster::Topology> {
-    crate::net::cluster::Topology::refresh(std::iter::once(source), timeout.max(Duration::from_secs(1))).ok()
-}
-
-/// `path` with `.tag` before its extension (`dump.rdb` → `dump.slot0.rdb`).
-fn tagged(path: &std::path::Path, tag: &str) -> PathBuf {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let name = match path.extension() {
-        Some(ext) => format!("{stem}.{tag}.{}", ext.to_string_lossy()),
-        None => format!("{stem}.{tag}"),
-    };
-    path.with_file_name(name)
 }
 
 /// A cluster source: one migration per master, in parallel, each with its own link,
@@ -223,8 +207,8 @@ fn run_cluster(cfg: &Config, t: &crate::net::cluster::Topology) -> Result<Vec<Re
             let name = format!("slot{first_slot}");
             let mut c = cfg.clone();
             c.capture.source = t.masters[m].node.endpoint(template);
-            c.capture.rdb = tagged(&cfg.capture.rdb, &name);
-            c.capture.aof = tagged(&cfg.capture.aof, &name);
+            c.capture.rdb = replica::tagged(&cfg.capture.rdb, &name);
+            c.capture.aof = replica::tagged(&cfg.capture.aof, &name);
             c.capture.cluster = true;
             (c, Shard { name, first_slot, seeds: seeds.clone() })
         })

@@ -969,3 +969,38 @@ fn migrate_stops_when_the_source_is_resharded() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("resharded") && text.contains("not supported"), "{text}");
 }
+
+/// `capture` of a cluster: one snapshot and log per master, named by its first slot,
+/// each a valid RDB holding that master's keys.
+#[test]
+fn capture_of_a_cluster_writes_a_pair_per_master() {
+    let source = crate::util::RedisCluster::start_version("7.0", 3, 0, &["--repl-diskless-sync-delay", "0"]);
+    let stop = Arc::new(AtomicBool::new(true));
+    cluster_writer(source.nodes.iter().map(|n| n.url()).collect(), stop).join().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_args(dir.path());
+    let out = bin()
+        .args(["capture", "--from", &source.url(), "--stop-after-snapshot", "--format", "json", "-q"])
+        .args(&spool)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", crate::replay::text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shards = report["shards"].as_array().unwrap();
+    assert_eq!(shards.len(), 3, "{report}");
+    let mut keys = 0;
+    for s in shards {
+        let rdb = s["rdb"].as_str().unwrap();
+        assert!(rdb.contains(&format!("dump.{}.rdb", s["shard"].as_str().unwrap())), "{s}");
+        let check = crate::util::run(&["check", rdb]);
+        let text = crate::replay::text(&check);
+        assert_eq!(check.status.code(), Some(0), "{text}");
+        keys += text
+            .lines()
+            .find_map(|l| l.strip_prefix("keys: ")?.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{text}"));
+    }
+    let want: u64 =
+        source.master_nodes().iter().map(|m| redis::cmd("DBSIZE").query::<u64>(&mut m.conn()).unwrap()).sum();
+    assert_eq!(keys, want);
+}

@@ -180,12 +180,81 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         follow: None,
     };
     let quiet = args.quiet;
-    let mut progress = |msg: &str| {
-        if !quiet {
-            eprintln!("capture: {msg}");
-        }
+    // A cluster: one capture per master, each to its own pair of files.
+    let shards: Vec<(Option<String>, Config)> = match replica::cluster_of(&cfg.source, Duration::from_secs(10)) {
+        Some(t) => (0..t.masters.len())
+            .map(|m| {
+                let name = format!("slot{}", t.first_slot(m).unwrap_or(0));
+                let mut c = cfg.clone();
+                c.source = t.masters[m].node.endpoint(&cfg.source);
+                c.rdb = replica::tagged(&cfg.rdb, &name);
+                c.aof = replica::tagged(&cfg.aof, &name);
+                c.cluster = true;
+                (Some(name), c)
+            })
+            .collect(),
+        None => vec![(None, cfg.clone())],
     };
-    let report = match replica::capture(&cfg, &AtomicBool::new(false), &mut progress) {
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = shards
+            .iter()
+            .map(|(name, c)| {
+                s.spawn(move || {
+                    let prefix = name.as_ref().map_or("capture".to_string(), |n| format!("capture[{n}]"));
+                    let mut progress = |msg: &str| {
+                        if !quiet {
+                            eprintln!("{prefix}: {msg}");
+                        }
+                    };
+                    replica::capture(c, &AtomicBool::new(false), &mut progress)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(Err(CaptureError::Stopped))).collect()
+    });
+    if shards.len() > 1 {
+        let mut all = Vec::new();
+        let mut code = super::EXIT_OK;
+        for ((name, c), r) in shards.iter().zip(results) {
+            match r {
+                Ok(r) => {
+                    if r.failed {
+                        code = code.max(super::EXIT_PROBLEMS);
+                    }
+                    let mut v = r.to_json();
+                    v["shard"] = name.clone().into();
+                    v["source"] = c.source.to_string().into();
+                    v["rdb"] = c.rdb.display().to_string().into();
+                    v["aof"] = c.aof.display().to_string().into();
+                    all.push(v);
+                }
+                Err(e) => {
+                    eprintln!("capture[{}]: {e}", name.as_deref().unwrap_or(""));
+                    code = super::EXIT_FAILED;
+                }
+            }
+        }
+        match args.format {
+            FormatArg::Json => println!("{}", serde_json::json!({"shards": all, "exit_code": code})),
+            FormatArg::Text => {
+                for v in &all {
+                    println!(
+                        "{} ({}): snapshot {} bytes in {}, {} commands to offset {} in {}; stopped: {}",
+                        v["shard"].as_str().unwrap_or(""),
+                        v["source"].as_str().unwrap_or(""),
+                        v["snapshot_bytes"],
+                        v["rdb"].as_str().unwrap_or(""),
+                        v["commands"],
+                        v["offset"],
+                        v["aof"].as_str().unwrap_or(""),
+                        v["stopped"].as_str().unwrap_or("")
+                    );
+                }
+            }
+        }
+        return Ok(code);
+    }
+    let report = match results.into_iter().next().unwrap_or(Err(CaptureError::Stopped)) {
         Ok(r) => r,
         Err(e @ CaptureError::Stopped) => {
             eprintln!("capture: {e}: {} is not a whole snapshot", cfg.rdb.display());

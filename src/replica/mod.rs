@@ -164,6 +164,23 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The source's topology when it is a Redis Cluster (`CLUSTER SHARDS`/`SLOTS` answered
+/// with every slot served); `None` for a standalone server or a user without the right.
+pub fn cluster_of(source: &Endpoint, timeout: Duration) -> Option<crate::net::cluster::Topology> {
+    crate::net::cluster::Topology::refresh(std::iter::once(source), timeout.max(Duration::from_secs(1))).ok()
+}
+
+/// `path` with `.tag` before its extension (`dump.rdb` → `dump.slot0.rdb`): the files of
+/// one master of a cluster source.
+pub fn tagged(path: &std::path::Path, tag: &str) -> PathBuf {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}.{tag}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{tag}"),
+    };
+    path.with_file_name(name)
+}
+
 /// Polling interval of reads: how soon a stop, an ACK or an fsync is seen to.
 const TICK: Duration = Duration::from_millis(100);
 /// The first ACK repeated this often, until the stream starts (see `stream_loop`).
