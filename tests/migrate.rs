@@ -1004,3 +1004,34 @@ fn capture_of_a_cluster_writes_a_pair_per_master() {
         source.master_nodes().iter().map(|m| redis::cmd("DBSIZE").query::<u64>(&mut m.conn()).unwrap()).sum();
     assert_eq!(keys, want);
 }
+
+/// `--cutover` of a cluster source under a writer: every master paused, every link
+/// drained, the whole cluster verified against the destination, one verdict; the
+/// writes the clients had queued are applied after the pause lifts.
+#[test]
+fn cutover_of_a_cluster_source() {
+    use std::io::BufRead;
+    let source = crate::util::RedisCluster::start_version("7.0", 3, 0, &["--repl-diskless-sync-delay", "0"]);
+    let dest = RedisServer::start("7.0", None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_args(dir.path());
+    let (from, to) = (source.url(), dest.url());
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json", "--cutover", "-q"];
+    args.extend(["--pause-timeout", "5000"]);
+    args.extend(spool.iter().map(String::as_str));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = cluster_writer(source.nodes.iter().map(|n| n.url()).collect(), stop.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let mut m = start_migrate(&args);
+    let mut lines = std::io::BufReader::new(m.stdout.take().unwrap()).lines();
+    let verdict: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(verdict["verdict"], "go", "{verdict}");
+    assert_eq!(verdict["offset"].as_array().map(Vec::len), Some(3), "one offset per master: {verdict}");
+    assert!(verdict["diff"]["compared"].as_u64().unwrap() > 100, "{verdict}");
+    let report: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(m.wait().unwrap().code(), Some(0), "{report}");
+    assert_eq!(report["shards"].as_array().unwrap().len(), 3, "{report}");
+    writing.join().unwrap();
+    assert_same(&dataset(&mut dest.conn(), (7, 0)), &union_of(&source), "a cluster after a go");
+}

@@ -203,7 +203,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         (FormatArg::Json, [one]) => println!("{}", one.json()),
         (FormatArg::Json, all) => {
             let shards: Vec<serde_json::Value> = all.iter().map(|r| r.json()).collect();
-            println!("{}", serde_json::json!({"shards": shards, "exit_code": code}));
+            let verdict = all.first().and_then(|r| r.verdict.clone());
+            println!("{}", serde_json::json!({"shards": shards, "verdict": verdict, "exit_code": code}));
         }
         (FormatArg::Text, all) if !args.quiet || code != 0 => {
             for r in all {

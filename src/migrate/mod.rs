@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub mod cutover;
+
 use crate::aof::LogReader;
 use crate::input::{Flow, Inputs, Spec};
 use crate::net::{Answer, Link};
@@ -174,10 +176,40 @@ pub fn checkpoint_path(aof: &std::path::Path) -> PathBuf {
 
 /// Runs a migration (see the module's documentation).
 pub fn run(cfg: &Config) -> Result<Vec<Report>, Error> {
-    match replica::cluster_of(&cfg.capture.source, cfg.replay.timeout) {
-        Some(t) => run_cluster(cfg, &t),
-        None => run_shard(cfg, None, &AtomicBool::new(false)).map(|r| vec![r]),
+    let topology = replica::cluster_of(&cfg.capture.source, cfg.replay.timeout);
+    let sources: Vec<crate::net::Endpoint> = match &topology {
+        Some(t) => t.masters.iter().map(|m| m.node.endpoint(&cfg.capture.source)).collect(),
+        None => vec![cfg.capture.source.clone()],
+    };
+    if let Some(c) = &cfg.cutover {
+        cutover::possible(c, &sources).map_err(Error::Resume)?;
     }
+    let board = cfg.cutover.clone().map(|c| cutover::Board::new(c, sources));
+    // One source failing for good stops them all: half a cluster is no migration.
+    let abort = AtomicBool::new(false);
+    let mut reports = std::thread::scope(|s| {
+        let coordinator = board.as_ref().map(|b| {
+            let stopped = || abort.load(Ordering::Acquire) || replica::STOP.load(Ordering::Relaxed);
+            s.spawn(move || cutover::coordinate(b, &stopped, cfg.progress))
+        });
+        let result = match &topology {
+            Some(t) => run_cluster(cfg, t, &abort, board.as_ref()),
+            None => run_shard(cfg, None, &abort, board.as_ref().map(|b| (b, 0))).map(|r| vec![r]),
+        };
+        if let Some(b) = &board {
+            b.gone.store(true, Ordering::Release);
+        }
+        if let Some(h) = coordinator {
+            let _ = h.join();
+        }
+        result
+    })?;
+    if let Some(v) = board.as_ref().and_then(|b| b.verdict()) {
+        for r in &mut reports {
+            r.verdict = Some(v.json.clone());
+        }
+    }
+    Ok(reports)
 }
 
 /// A master of a source cluster, as one migration of its own.
@@ -193,12 +225,12 @@ struct Shard {
 
 /// A cluster source: one migration per master, in parallel, each with its own link,
 /// spool, state and checkpoint, into the one destination.
-fn run_cluster(cfg: &Config, t: &crate::net::cluster::Topology) -> Result<Vec<Report>, Error> {
-    if cfg.cutover.is_some() {
-        return Err(Error::Resume(
-            "--cutover of a Redis Cluster source is not supported yet (every master must be paused at once)".into(),
-        ));
-    }
+fn run_cluster(
+    cfg: &Config,
+    t: &crate::net::cluster::Topology,
+    abort: &AtomicBool,
+    board: Option<&cutover::Board>,
+) -> Result<Vec<Report>, Error> {
     let template = &cfg.capture.source;
     let seeds: Vec<crate::net::Endpoint> = t.nodes().map(|n| n.endpoint(template)).collect();
     let shards: Vec<(Config, Shard)> = (0..t.masters.len())
@@ -217,12 +249,12 @@ fn run_cluster(cfg: &Config, t: &crate::net::cluster::Topology) -> Result<Vec<Re
         let names: Vec<String> = shards.iter().map(|(c, s)| format!("{} ({})", s.name, c.capture.source)).collect();
         eprintln!("migrate: a Redis Cluster of {} masters: {}", shards.len(), names.join(", "));
     }
-    // One master's capture failing for good stops them all: half a cluster is no migration.
-    let abort = AtomicBool::new(false);
     let results: Vec<Result<Report, Error>> = std::thread::scope(|s| {
-        let abort = &abort;
-        let handles: Vec<_> =
-            shards.iter().map(|(c, shard)| s.spawn(move || run_shard(c, Some(shard), abort))).collect();
+        let handles: Vec<_> = shards
+            .iter()
+            .enumerate()
+            .map(|(i, (c, shard))| s.spawn(move || run_shard(c, Some(shard), abort, board.map(|b| (b, i)))))
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap_or(Err(Error::Panicked))).collect()
     });
     let mut reports = Vec::new();
@@ -244,7 +276,12 @@ const SOURCE_RETRY_FOR: Duration = Duration::from_secs(60);
 /// One source (a standalone server, or one master of a cluster) migrated.
 /// `abort` is raised when this source's capture fails for good, and stops this one when
 /// another raises it.
-fn run_shard(cfg: &Config, shard: Option<&Shard>, abort: &AtomicBool) -> Result<Report, Error> {
+fn run_shard(
+    cfg: &Config,
+    shard: Option<&Shard>,
+    abort: &AtomicBool,
+    board: Option<(&cutover::Board, usize)>,
+) -> Result<Report, Error> {
     let started = Instant::now();
     let following = Arc::new(Following::default());
     let mut ccfg = cfg.capture.clone();
@@ -278,7 +315,7 @@ fn run_shard(cfg: &Config, shard: Option<&Shard>, abort: &AtomicBool) -> Result<
         }
         let replayed = if following.snapshot_ready.load(Ordering::Acquire) {
             let flags =
-                Flags { following: &following, capture_done: &capture_done, stop_capture: &stop_capture, abort };
+                Flags { following: &following, capture_done: &capture_done, stop_capture: &stop_capture, abort, board };
             Some(apply(cfg, &rcfg, &checkpoint, flags, started, &prefix))
         } else {
             None
@@ -300,7 +337,7 @@ fn run_shard(cfg: &Config, shard: Option<&Shard>, abort: &AtomicBool) -> Result<
                 log_units: f.units,
                 log_error: f.error,
                 stale_deleted: f.stale_deleted,
-                verdict: f.verdict,
+                verdict: None,
                 after_pause_units: f.after_pause_units,
                 wall: started.elapsed(),
             }),
@@ -377,6 +414,8 @@ struct Flags<'a> {
     stop_capture: &'a AtomicBool,
     /// Another source of the same cluster failed for good.
     abort: &'a AtomicBool,
+    /// `--cutover`: the board, and this source's lane on it.
+    board: Option<(&'a cutover::Board, usize)>,
 }
 
 /// The snapshot and the stream applied (the capture has the snapshot, or continued).
@@ -388,7 +427,7 @@ fn apply<'a>(
     started: Instant,
     prefix: &str,
 ) -> Result<(replay::Report, Follower<'a>), Error> {
-    let Flags { following, capture_done, stop_capture, abort } = flags;
+    let Flags { following, capture_done, stop_capture, abort, board } = flags;
     if following.continued.load(Ordering::Acquire) {
         // The replay's checkpoint says what of the spool was applied; without it nothing
         // can be known, and going on could apply commands twice.
@@ -412,6 +451,7 @@ fn apply<'a>(
     let mut follower = Follower::new(cfg, following, capture_done, stop_capture, started);
     follower.prefix = prefix.to_string();
     follower.abort = Some(abort);
+    follower.board = board;
     if cfg.resync && !following.continued.load(Ordering::Acquire) {
         follower.stale_deleted = Some(remove_stale(rcfg, &inputs)?);
     }
@@ -547,8 +587,8 @@ struct Follower<'a> {
     error: Option<String>,
     /// `--resync`: stale destination keys deleted before the new snapshot.
     stale_deleted: Option<u64>,
-    cutover: Option<Cutover>,
-    verdict: Option<serde_json::Value>,
+    /// `--cutover`: the board, and this source's lane on it.
+    board: Option<(&'a cutover::Board, usize)>,
     after_pause_units: Option<u64>,
     /// How its progress lines start (`migrate`, or `migrate[slot0]` for a cluster's master).
     prefix: String,
@@ -582,8 +622,7 @@ impl<'a> Follower<'a> {
             units: 0,
             error: None,
             stale_deleted: None,
-            cutover: cfg.cutover.clone(),
-            verdict: None,
+            board: None,
             after_pause_units: None,
             prefix: "migrate".into(),
             abort: None,
@@ -714,11 +753,6 @@ impl Follow for Follower<'_> {
             self.error = Some(e);
             return;
         }
-        if let Err(e) = self.cutover_possible() {
-            self.error = Some(e);
-            self.stop_capture.store(true, Ordering::Release);
-            return;
-        }
         let mut last_shown = Instant::now();
         let mut last_check = Instant::now();
         let mut last_info = Instant::now() - Duration::from_secs(1);
@@ -726,7 +760,7 @@ impl Follow for Follower<'_> {
         let mut info_allowed = true;
         // When each durable length was first seen: how old the oldest unapplied byte is.
         let mut seen: std::collections::VecDeque<(u64, Instant)> = std::collections::VecDeque::new();
-        let mut phase = Phase::Following { quiet_since: None };
+        let mut phase = Phase::Following;
         loop {
             // Read `done` first: once the capture has ended, the file is whole.
             let done = self.capture_done.load(Ordering::Acquire);
@@ -773,14 +807,14 @@ impl Follow for Follower<'_> {
                 seen.pop_front();
             }
             let lag_s = seen.front().map_or(0.0, |(_, t)| t.elapsed().as_secs_f64());
-            let info_every = if self.cutover.is_some() { CHECK_EVERY } else { Duration::from_secs(1) };
+            let info_every = if self.board.is_some() { CHECK_EVERY } else { Duration::from_secs(1) };
             let wants_info = (self.until_synced && self.synced_after.is_none())
                 || self.progress
-                || matches!(phase, Phase::Following { .. }) && self.cutover.is_some();
+                || matches!(phase, Phase::Following) && self.board.is_some();
             if wants_info && info_allowed && last_info.elapsed() >= info_every {
                 last_info = Instant::now();
                 source_offset = self.source_offset();
-                info_allowed = source_offset.is_some() || self.cutover.is_some();
+                info_allowed = source_offset.is_some() || self.board.is_some();
             }
             let received = self.following.received.load(Ordering::Acquire);
             let partial = self.following.partial.load(Ordering::Acquire);
@@ -792,14 +826,15 @@ impl Follow for Follower<'_> {
                 self.synced_after = Some(self.started.elapsed());
                 self.stop_capture.store(true, Ordering::Release);
             }
-            if self.cutover.is_some() {
-                let lag = behind_source + written.saturating_sub(applied);
-                match self.cutover_step(log, &mut phase, source_offset, lag, caught_up) {
-                    Ok(()) => {}
-                    Err(e) => {
-                        self.error = Some(e);
-                        self.stop_capture.store(true, Ordering::Release);
-                    }
+            if let Some((board, lane)) = self.board {
+                let lane = &board.lanes[lane];
+                let lag =
+                    if source_offset.is_some() { behind_source + written.saturating_sub(applied) } else { u64::MAX };
+                lane.lag.store(lag, Ordering::Release);
+                lane.quiet.store(source_offset.is_some() && caught_up && behind_source == 0, Ordering::Release);
+                if let Err(e) = self.cutover_step(log, board, lane, &mut phase, caught_up) {
+                    self.error = Some(e);
+                    self.stop_capture.store(true, Ordering::Release);
                 }
             }
             if self.progress && last_shown.elapsed() >= Duration::from_secs(5) {
@@ -822,176 +857,67 @@ impl Follow for Follower<'_> {
 /// How often the follower looks at the lag and the cutover while data keeps coming.
 const CHECK_EVERY: Duration = Duration::from_millis(50);
 
-/// Where a cutover stands.
+/// Where this source's follower stands in a cutover (the coordinator does the rest).
 enum Phase {
-    /// Following; with `--cutover=no-pause`, since when the lag has been zero.
-    Following { quiet_since: Option<Instant> },
-    /// The source is paused (or quiet) at `target`: waiting until it is applied.
-    Draining { target: u64, paused_at: Option<Instant>, link: Option<Link> },
+    Following,
+    /// The source is paused (or quiet) at `target`: applying up to it.
+    Draining {
+        target: u64,
+    },
+    /// Drained, marks removed: waiting for the verdict.
+    Waiting,
     /// Go, with the pause still on: following until it has lifted and a second passed.
-    Lifting { lifts_at: Instant, killed: bool, units_at_go: u64 },
+    Lifting {
+        lifts_at: Instant,
+        units_at_go: u64,
+    },
     /// The verdict is out; the rest is applied as the capture stops.
     Done,
 }
 
 impl Follower<'_> {
-    /// `--cutover`'s needs checked before the first write of the stream: `INFO` on the
-    /// source, and for the pause, a version with `CLIENT PAUSE … WRITE` (6.2).
-    fn cutover_possible(&mut self) -> Result<(), String> {
-        let Some(c) = &self.cutover else { return Ok(()) };
-        let pause = c.pause;
-        let mut link = Link::open(&self.source, Duration::from_secs(10)).map_err(|e| format!("--cutover: {e}"))?;
-        let info = match link.call(&[b"INFO", b"server"]) {
-            Ok(Answer::Bulk(Some(t))) => String::from_utf8_lossy(&t).into_owned(),
-            Ok(other) => {
-                return Err(format!(
-                    "--cutover needs INFO on the source (to read its offset), which answered {other:?}; give the user \
-                     +info"
-                ))
-            }
-            Err(e) => return Err(format!("--cutover: {e}")),
-        };
-        link.close();
-        if pause {
-            let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("").trim().to_string();
-            let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
-            let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-            if (major, minor) < (6, 2) {
-                return Err(format!(
-                    "the source is Redis {version}: CLIENT PAUSE … WRITE needs 6.2 or later; use --cutover=no-pause \
-                     (a quiet period instead of a pause)"
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// One look at the cutover (see [`Phase`]).
+    /// One look at the cutover (see [`Phase`] and [`cutover`]).
     fn cutover_step(
         &mut self,
         log: &mut dyn Followed,
+        board: &cutover::Board,
+        lane: &cutover::Lane,
         phase: &mut Phase,
-        source_offset: Option<u64>,
-        lag: u64,
         caught_up: bool,
     ) -> Result<(), String> {
-        let Some(c) = self.cutover.clone() else { return Ok(()) };
-        let received = self.following.durable_offset.load(Ordering::Acquire);
+        if let Some(e) = board.error() {
+            return Err(e);
+        }
         match phase {
-            Phase::Following { quiet_since } => {
-                let Some(source_offset) = source_offset else {
-                    return Err("--cutover: the source's offset cannot be read (INFO replication)".into());
-                };
-                if c.pause {
-                    if lag > c.lag_bytes {
-                        return Ok(());
-                    }
-                    let mut link =
-                        Link::open(&self.source, Duration::from_secs(10)).map_err(|e| format!("--cutover: {e}"))?;
-                    let ms = c.pause_ms.to_string();
-                    match link.call(&[b"CLIENT", b"PAUSE", ms.as_bytes(), b"WRITE"]) {
-                        Ok(Answer::Simple(_)) => {}
-                        Ok(Answer::Error(e)) => {
-                            return Err(format!(
-                                "the source refused CLIENT PAUSE ({e}): give the user +client|pause, or use \
-                                 --cutover=no-pause (a quiet period instead of a pause); nothing was paused"
-                            ))
-                        }
-                        Ok(other) => return Err(format!("CLIENT PAUSE answered {other:?}")),
-                        Err(e) => return Err(format!("--cutover: CLIENT PAUSE: {e}")),
-                    }
-                    let paused_at = Instant::now();
-                    // The offset read after pausing: later ones move with PINGs alone.
-                    let target = match link.call(&[b"INFO", b"replication"]) {
-                        Ok(Answer::Bulk(Some(t))) => String::from_utf8_lossy(&t)
-                            .lines()
-                            .find_map(|l| l.strip_prefix("master_repl_offset:")?.trim().parse::<u64>().ok()),
-                        _ => None,
-                    };
-                    let Some(target) = target else {
-                        let _ = link.call(&[b"CLIENT", b"UNPAUSE"]);
-                        return Err("--cutover: INFO replication after the pause gave no offset; unpaused".into());
-                    };
-                    if self.progress {
-                        eprintln!("migrate: cutover: the source's writes are paused at offset {target}; draining");
-                    }
-                    *phase = Phase::Draining { target, paused_at: Some(paused_at), link: Some(link) };
-                } else {
-                    // No pause: a quiet period, the lag zero all along.
-                    if lag == 0 && caught_up {
-                        let since = *quiet_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() >= Duration::from_millis(c.quiet_ms) {
-                            *phase = Phase::Draining { target: source_offset, paused_at: None, link: None };
-                        }
-                    } else {
-                        *quiet_since = None;
-                    }
+            Phase::Following => {
+                if board.targets_set.load(Ordering::Acquire) {
+                    *phase = Phase::Draining { target: lane.target.load(Ordering::Acquire) };
                 }
             }
-            Phase::Draining { target, paused_at, link } => {
-                if received < *target || !caught_up {
-                    if paused_at.is_some_and(|p| p.elapsed() >= Duration::from_millis(c.pause_ms)) {
-                        return Err(format!(
-                            "--cutover: offset {target} was not applied within the pause ({} ms); the pause has \
-                             lifted and the migration stopped: run again to try once more",
-                            c.pause_ms
-                        ));
-                    }
-                    return Ok(());
+            Phase::Draining { target } => {
+                let durable = self.following.durable_offset.load(Ordering::Acquire);
+                if durable >= *target && caught_up {
+                    log.remove_marks()?;
+                    log.keep_marks(false);
+                    lane.drained.store(true, Ordering::Release);
+                    *phase = Phase::Waiting;
                 }
-                let target = *target;
-                let paused_at = *paused_at;
-                let mut link = link.take();
-                log.remove_marks()?;
-                log.keep_marks(false);
-                let (summary, differing) = if c.verify { self.verify(&c)? } else { (None, Vec::new()) };
-                let go = summary.as_ref().is_none_or(|s| s.differences() == 0);
-                let remaining = paused_at.map(|p| (c.pause_ms as i64 - p.elapsed().as_millis() as i64).max(0));
-                if !go {
-                    if let Some(l) = &mut link {
-                        let _ = l.call(&[b"CLIENT", b"UNPAUSE"]);
-                    }
-                    // The migration is not done: its marks stay for the next run.
-                    log.keep_marks(true);
-                }
-                let v = serde_json::json!({
-                    "verdict": if go { "go" } else { "no-go" },
-                    "offset": target,
-                    "paused": paused_at.is_some(),
-                    "pause_remaining_ms": remaining,
-                    "verified": c.verify,
-                    "diff": summary.as_ref().map(|s| s.to_json()),
-                    "differing": differing,
-                });
-                print_verdict(&v, c.json);
-                self.verdict = Some(v);
-                *phase = match (go, paused_at) {
-                    (true, Some(p)) => Phase::Lifting {
-                        lifts_at: p + Duration::from_millis(c.pause_ms),
-                        killed: false,
-                        units_at_go: self.units,
-                    },
-                    _ => {
-                        self.stop_capture.store(true, Ordering::Release);
-                        Phase::Done
-                    }
-                };
             }
-            Phase::Lifting { lifts_at, killed, units_at_go } => {
-                let now = Instant::now();
-                if c.kill_clients && !*killed && now + Duration::from_millis(300) >= *lifts_at {
-                    *killed = true;
-                    let killed_n = Link::open(&self.source, Duration::from_secs(5)).ok().and_then(|mut l| {
-                        match l.call(&[b"CLIENT", b"KILL", b"TYPE", b"normal", b"SKIPME", b"yes"]) {
-                            Ok(Answer::Int(n)) => Some(n),
-                            _ => None,
+            Phase::Waiting => {
+                if let Some(v) = board.verdict() {
+                    *phase = match (v.go, v.lifts_at) {
+                        (true, Some(lifts_at)) => Phase::Lifting { lifts_at, units_at_go: self.units },
+                        (go, _) => {
+                            // No-go: the migration is not done, its marks stay for the next run.
+                            log.keep_marks(!go);
+                            self.stop_capture.store(true, Ordering::Release);
+                            Phase::Done
                         }
-                    });
-                    if let Some(v) = &mut self.verdict {
-                        v["clients_killed"] = killed_n.into();
-                    }
+                    };
                 }
-                if now >= *lifts_at + Duration::from_secs(1) {
+            }
+            Phase::Lifting { lifts_at, units_at_go } => {
+                if Instant::now() >= *lifts_at + Duration::from_secs(1) {
                     self.after_pause_units = Some(self.units - *units_at_go);
                     self.stop_capture.store(true, Ordering::Release);
                     *phase = Phase::Done;
@@ -1001,84 +927,4 @@ impl Follower<'_> {
         }
         Ok(())
     }
-
-    /// The destination against the source, live ↔ live, with the diff engine.
-    fn verify(&self, c: &Cutover) -> Result<(Option<crate::diff::Summary>, Vec<String>), String> {
-        let mut filter = c.filter.clone();
-        filter.keep_expired = false;
-        filter.now_ms = crate::filter::now_ms();
-        let job = crate::diff::Job {
-            a: crate::diff::SideSpec::Live(crate::live::LiveSpec::new(self.source.clone())),
-            b: crate::diff::SideSpec::Live(crate::live::LiveSpec::new(c.destination.clone())),
-            filter,
-            ttl_tolerance_ms: 2000,
-            rules: crate::diff::digest::StreamRules { strict: false },
-            rounds: 1,
-            interval: Duration::from_secs(1),
-            format: crate::diff::Format::Json,
-            show: 0,
-            patch: None,
-            patch_mode: crate::diff::PatchMode::Commands,
-            plan: c.plan,
-            side_budget: 32 << 20,
-            temp_dir: std::env::temp_dir(),
-            logical: false,
-        };
-        let mut out = Vec::new();
-        let summary = crate::diff::run(&job, &mut out, &mut |_| {}).map_err(|e| format!("--cutover: verify: {e}"))?;
-        let differing = String::from_utf8_lossy(&out)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v.get("key").is_some())
-            .take(10)
-            .map(|v| format!("{} ({})", v["key"].as_str().unwrap_or("?"), v["kind"].as_str().unwrap_or("?")))
-            .collect();
-        Ok((Some(summary), differing))
-    }
-}
-
-/// The verdict, on stdout at once (before the tool goes on following).
-fn print_verdict(v: &serde_json::Value, json: bool) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    if json {
-        let _ = writeln!(out, "{v}");
-    } else if v["verdict"] == "go" {
-        let remaining = v["pause_remaining_ms"].as_i64();
-        let verified = match v["diff"]["compared"].as_u64() {
-            Some(n) => format!(" equal ({n} keys compared)"),
-            None => " (not verified: --verify none)".to_string(),
-        };
-        let _ = writeln!(
-            out,
-            "cutover: GO — the source's offset {} is applied and the destination verified{verified}.",
-            v["offset"]
-        );
-        match remaining {
-            Some(ms) => {
-                let _ = writeln!(
-                    out,
-                    "The source's writes stay paused for another {ms} ms: point the clients at the destination now."
-                );
-            }
-            None => {
-                let _ = writeln!(out, "Point the clients at the destination now.");
-            }
-        }
-    } else {
-        let _ = writeln!(
-            out,
-            "cutover: NO-GO — {} differences (first: {}); the source was unpaused.",
-            v["diff"].get("added").map_or(0, |_| {
-                ["added", "removed", "type", "value", "ttl", "functions"]
-                    .iter()
-                    .map(|k| v["diff"][k].as_u64().unwrap_or(0))
-                    .sum::<u64>()
-            }),
-            v["differing"]
-                .as_array()
-                .map_or(String::new(), |a| { a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ") })
-        );
-    }
-    let _ = out.flush();
 }
