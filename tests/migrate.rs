@@ -512,7 +512,7 @@ fn cutover_goes_under_a_writer() {
     let spool = spool_args(dir.path());
     let (from, to) = (source.url(), dest.url());
     let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json", "--cutover"];
-    args.extend(["--pause-timeout", "4000", "-q"]);
+    args.extend(["--pause-timeout", "8000", "-q"]);
     args.extend(spool.iter().map(String::as_str));
     let stop = Arc::new(AtomicBool::new(false));
     let writing = writer(source.url(), stop.clone());
@@ -523,6 +523,16 @@ fn cutover_goes_under_a_writer() {
     // The verdict comes while the pause is on: the writer is held, and stops after it.
     stop.store(true, Ordering::Relaxed);
     assert_eq!(verdict["verdict"], "go", "{verdict}");
+    // Right after it, the source still paused, the two are equal key by key (but keys
+    // about to expire: a paused source expires nothing, the destination goes on).
+    let ver = server_version(&mut con);
+    let soon = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 + 1500;
+    let lasting = |mut m: KeyMap| {
+        m.retain(|_, (_, t)| t.is_none_or(|t| t > soon));
+        m
+    };
+    assert!(verdict["pause_remaining_ms"].as_i64().unwrap() > 1000, "{verdict}");
+    assert_same(&lasting(dataset(&mut dest.conn(), ver)), &lasting(dataset(&mut con, ver)), "during the pause");
     assert!(verdict["pause_remaining_ms"].as_i64().unwrap() > 0, "{verdict}");
     assert_eq!(verdict["diff"]["added"], 0, "{verdict}");
     assert!(verdict["diff"]["compared"].as_u64().unwrap() > 100, "{verdict}");
@@ -1034,4 +1044,34 @@ fn cutover_of_a_cluster_source() {
     assert_eq!(report["shards"].as_array().unwrap().len(), 3, "{report}");
     writing.join().unwrap();
     assert_same(&dataset(&mut dest.conn(), (7, 0)), &union_of(&source), "a cluster after a go");
+}
+
+/// The tool killed (SIGKILL) while the source is paused: the pause lifts by itself.
+#[test]
+fn cutover_pause_lifts_when_the_tool_dies() {
+    use std::io::BufRead;
+    let source = RedisServer::start("8.2", None, &["--repl-diskless-sync-delay", "0"]);
+    let mut con = source.conn();
+    let mut p = redis::pipe();
+    for k in 0..20_000 {
+        p.cmd("HSET").arg(format!("h:{k}")).arg("a").arg(k).arg("b").arg(k + 1).ignore();
+    }
+    p.query::<()>(&mut con).unwrap();
+    let dest = RedisServer::start("8.2", None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_args(dir.path());
+    let (from, to) = (source.url(), dest.url());
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--cutover", "--pause-timeout", "3000"];
+    args.extend(spool.iter().map(String::as_str));
+    let mut m = start_migrate(&args);
+    let mut err = std::io::BufReader::new(m.stderr.take().unwrap()).lines();
+    // Killed as soon as it says the source is paused (it is then draining or verifying).
+    let line = err.find(|l| l.as_ref().is_ok_and(|l| l.contains("paused at offset"))).expect("the pause").unwrap();
+    m.kill().unwrap();
+    m.wait().unwrap();
+    let t = Instant::now();
+    let _: () = redis::cmd("SET").arg("after").arg(1).query(&mut con).unwrap();
+    let waited = t.elapsed();
+    assert!(waited > Duration::from_millis(300), "the source was paused ({line}): the write waited {waited:?}");
+    assert!(waited < Duration::from_secs(5), "the pause lifted by itself: the write waited {waited:?}");
 }
