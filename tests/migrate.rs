@@ -523,6 +523,7 @@ fn cutover_goes_under_a_writer() {
     // The verdict comes while the pause is on: the writer is held, and stops after it.
     stop.store(true, Ordering::Relaxed);
     assert_eq!(verdict["verdict"], "go", "{verdict}");
+    assert_eq!(verdict["verified"], "touched", "{verdict}");
     // Right after it, the source still paused, the two are equal key by key (but keys
     // about to expire: a paused source expires nothing, the destination goes on).
     let ver = server_version(&mut con);
@@ -1027,7 +1028,7 @@ fn cutover_of_a_cluster_source() {
     let spool = spool_args(dir.path());
     let (from, to) = (source.url(), dest.url());
     let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json", "--cutover", "-q"];
-    args.extend(["--pause-timeout", "5000"]);
+    args.extend(["--pause-timeout", "5000", "--verify", "all"]);
     args.extend(spool.iter().map(String::as_str));
     let stop = Arc::new(AtomicBool::new(false));
     let writing = cluster_writer(source.nodes.iter().map(|n| n.url()).collect(), stop.clone());
@@ -1038,6 +1039,7 @@ fn cutover_of_a_cluster_source() {
     stop.store(true, Ordering::Relaxed);
     assert_eq!(verdict["verdict"], "go", "{verdict}");
     assert_eq!(verdict["offset"].as_array().map(Vec::len), Some(3), "one offset per master: {verdict}");
+    assert_eq!(verdict["verified"], "all", "{verdict}");
     assert!(verdict["diff"]["compared"].as_u64().unwrap() > 100, "{verdict}");
     let report: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
     assert_eq!(m.wait().unwrap().code(), Some(0), "{report}");

@@ -21,6 +21,8 @@ pub enum CutoverArg {
 
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VerifyArg {
+    /// The keys the stream touched during this run, and a sample of the rest
+    Touched,
     /// Every key the filters select, source against destination
     All,
     /// Nothing (the verdict says so)
@@ -95,9 +97,13 @@ pub struct Args {
     /// --cutover=no-pause: the lag must stay zero this long
     #[arg(long, value_name = "MS", default_value_t = 2000, help_heading = "Cutover")]
     pub quiet_ms: u64,
-    /// What is compared before the verdict: every key (the diff engine, live to live), or nothing
-    #[arg(long, value_enum, default_value = "all", help_heading = "Cutover")]
+    /// What is compared before the verdict: the keys the stream touched during this run and
+    /// --verify-sample keys more, every key (the diff engine, live to live), or nothing
+    #[arg(long, value_enum, default_value = "touched", help_heading = "Cutover")]
     pub verify: VerifyArg,
+    /// --verify touched: keys picked at random on the source (RANDOMKEY) compared too
+    #[arg(long, value_name = "N", default_value_t = 1000, help_heading = "Cutover")]
+    pub verify_sample: usize,
     /// Just before the pause lifts, disconnect the source's normal clients (CLIENT KILL TYPE
     /// normal SKIPME yes), so that nothing more is written there
     #[arg(long, help_heading = "Cutover")]
@@ -132,7 +138,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         );
     }
     let source = args.source.endpoint()?;
-    if args.cutover.is_some() && args.verify == VerifyArg::All && !args.dest.db_map.is_empty() {
+    if args.cutover.is_some() && args.verify != VerifyArg::None && !args.dest.db_map.is_empty() {
         anyhow::bail!("--cutover verifies db by db: with --db-map use --verify none (or diff the dbs yourself)");
     }
     if args.cutover.is_some() && args.until_synced {
@@ -181,7 +187,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             lag_bytes: args.cutover_lag,
             pause_ms: args.pause_timeout.max(100),
             quiet_ms: args.quiet_ms,
-            verify: args.verify == VerifyArg::All,
+            verify: match args.verify {
+                VerifyArg::All => migrate::Verify::All,
+                VerifyArg::Touched => migrate::Verify::Touched { sample: args.verify_sample },
+                VerifyArg::None => migrate::Verify::None,
+            },
             kill_clients: args.kill_clients,
             json: args.format == FormatArg::Json,
             filter,

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::Cutover;
+use super::{Cutover, Verify};
 use crate::net::{Answer, Endpoint, Link};
 
 /// One source's part of the board.
@@ -32,7 +32,17 @@ pub struct Lane {
     pub target: AtomicU64,
     /// The target is applied and the follower's marks are removed.
     pub drained: AtomicBool,
+    /// `--verify touched`: the keys this source's stream touched (set once drained);
+    /// `None`: too many, or unknown.
+    pub touched: Mutex<Option<Touched>>,
 }
+
+/// Keys a stream touched: (db, key).
+pub type Touched = std::collections::HashSet<(u64, Vec<u8>)>;
+
+/// Most keys a follower notes for `--verify touched` (about 100 bytes each); past it every
+/// key is compared.
+pub const MAX_TOUCHED: usize = 500_000;
 
 /// The verdict, once known.
 #[derive(Debug, Clone)]
@@ -69,6 +79,7 @@ impl Board {
                     quiet: AtomicBool::new(false),
                     target: AtomicU64::new(0),
                     drained: AtomicBool::new(false),
+                    touched: Mutex::new(None),
                 })
                 .collect(),
             targets_set: AtomicBool::new(false),
@@ -220,8 +231,10 @@ fn run(board: &Board, stopped: &dyn Fn() -> bool, progress: bool) -> Result<(), 
         std::thread::sleep(TICK);
     }
     // 4. Verify, and say it at once.
-    let (summary, differing) = if c.verify { verify(c, &board.lanes[0].source)? } else { (None, Vec::new()) };
-    let go = summary.as_ref().is_none_or(|s| s.differences() == 0);
+    let (summary, differing, verified) = verify(c, board)?;
+    // A verification that outlived the pause proves nothing: writes went on meanwhile.
+    let outlived = paused_at.is_some_and(|p| p.elapsed() >= Duration::from_millis(c.pause_ms));
+    let go = summary.as_ref().is_none_or(|s| s.differences() == 0) && !outlived;
     if !go {
         unpause(&mut links);
     }
@@ -232,9 +245,18 @@ fn run(board: &Board, stopped: &dyn Fn() -> bool, progress: bool) -> Result<(), 
         "offset": if offsets.len() == 1 { serde_json::json!(offsets[0]) } else { serde_json::json!(offsets) },
         "paused": paused_at.is_some(),
         "pause_remaining_ms": remaining,
-        "verified": c.verify,
+        "verified": verified,
         "diff": summary.as_ref().map(|s| s.to_json()),
         "differing": differing,
+        "why": if outlived {
+            serde_json::json!(format!(
+                "the pause ({} ms) lifted before the verification ended: use a longer --pause-timeout, or --verify \
+                 touched or none",
+                c.pause_ms
+            ))
+        } else {
+            serde_json::Value::Null
+        },
     });
     print_verdict(&json, c.json);
     let lifts_at = paused_at.filter(|_| go).map(|p| p + Duration::from_millis(c.pause_ms));
@@ -259,13 +281,21 @@ fn run(board: &Board, stopped: &dyn Fn() -> bool, progress: bool) -> Result<(), 
 }
 
 /// The destination against the source (a server, or a whole cluster from one of its
-/// nodes), live ↔ live, with the diff engine.
-fn verify(c: &Cutover, source: &Endpoint) -> Result<(Option<crate::diff::Summary>, Vec<String>), String> {
+/// nodes), live ↔ live, with the diff engine: every key, or the keys the followers saw
+/// touched plus a sample. The summary, the first differing keys, and what was verified
+/// (`all`, `touched`, `none`).
+#[allow(clippy::type_complexity)]
+fn verify(c: &Cutover, board: &Board) -> Result<(Option<crate::diff::Summary>, Vec<String>, &'static str), String> {
+    let sample = match c.verify {
+        Verify::None => return Ok((None, Vec::new(), "none")),
+        Verify::All => None,
+        Verify::Touched { sample } => Some(sample),
+    };
     let mut filter = c.filter.clone();
     filter.keep_expired = false;
     filter.now_ms = crate::filter::now_ms();
     let job = crate::diff::Job {
-        a: crate::diff::SideSpec::Live(crate::live::LiveSpec::new(source.clone())),
+        a: crate::diff::SideSpec::Live(crate::live::LiveSpec::new(board.lanes[0].source.clone())),
         b: crate::diff::SideSpec::Live(crate::live::LiveSpec::new(c.destination.clone())),
         filter,
         ttl_tolerance_ms: 2000,
@@ -281,16 +311,116 @@ fn verify(c: &Cutover, source: &Endpoint) -> Result<(Option<crate::diff::Summary
         temp_dir: std::env::temp_dir(),
         logical: false,
     };
-    let mut out = Vec::new();
-    let summary = crate::diff::run(&job, &mut out, &mut |_| {}).map_err(|e| format!("--cutover: verify: {e}"))?;
-    let differing = String::from_utf8_lossy(&out)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v.get("key").is_some())
+    // The keys touched, when every follower kept them.
+    let touched: Option<Vec<(u64, Vec<u8>)>> = sample.and_then(|_| {
+        let mut all = Vec::new();
+        for lane in &board.lanes {
+            all.extend(lane.touched.lock().unwrap_or_else(|p| p.into_inner()).take()?);
+        }
+        Some(all)
+    });
+    let err = |e: crate::diff::DiffError| format!("--cutover: verify: {e}");
+    let Some(mut keys) = touched else {
+        let mut out = Vec::new();
+        let summary = crate::diff::run(&job, &mut out, &mut |_| {}).map_err(err)?;
+        let differing = String::from_utf8_lossy(&out)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v.get("key").is_some())
+            .take(10)
+            .map(|v| format!("{} ({})", v["key"].as_str().unwrap_or("?"), v["kind"].as_str().unwrap_or("?")))
+            .collect();
+        return Ok((Some(summary), differing, "all"));
+    };
+    // A sample of both sides: a key only the destination has is found only there. A db
+    // no bigger than the sample is read whole.
+    let n = sample.unwrap_or(0);
+    for lane in &board.lanes {
+        keys.extend(random_keys(&lane.source, n)?);
+    }
+    let dest_nodes: Vec<Endpoint> = match crate::replica::cluster_of(&c.destination, Duration::from_secs(10)) {
+        Some(t) => t.masters.iter().map(|m| m.node.endpoint(&c.destination)).collect(),
+        None => vec![c.destination.clone()],
+    };
+    for node in &dest_nodes {
+        keys.extend(random_keys(node, n)?);
+    }
+    keys.retain(|(db, k)| job.filter.accepts_db(*db) && job.filter.accepts_key(k));
+    let (summary, differ) = crate::diff::compare_keys(&job, &keys).map_err(err)?;
+    let differing = differ
+        .iter()
         .take(10)
-        .map(|v| format!("{} ({})", v["key"].as_str().unwrap_or("?"), v["kind"].as_str().unwrap_or("?")))
+        .map(|(db, k, kind)| {
+            let db = if *db == 0 { String::new() } else { format!("db {db}: ") };
+            format!("{db}{} ({})", crate::rdb::escape_key(k), kind.name())
+        })
         .collect();
-    Ok((Some(summary), differing))
+    Ok((Some(summary), differing, "touched"))
+}
+
+/// About `n` keys of `source` picked at random (`RANDOMKEY`), over its dbs by their
+/// sizes; every key (`SCAN`) of a db no bigger than its share. The tool's own marks are
+/// left out.
+fn random_keys(source: &Endpoint, n: usize) -> Result<Vec<(u64, Vec<u8>)>, String> {
+    use crate::resp::reply::Reply;
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut link = Link::open(source, Duration::from_secs(10)).map_err(|e| format!("--cutover: {e}"))?;
+    let dbs: Vec<(u64, u64)> = match link.call(&[b"INFO", b"keyspace"]) {
+        Ok(Answer::Bulk(Some(t))) => String::from_utf8_lossy(&t)
+            .lines()
+            .filter_map(|l| {
+                let (db, rest) = l.strip_prefix("db")?.split_once(':')?;
+                let keys = rest.split(',').find_map(|f| f.strip_prefix("keys="))?.parse().ok()?;
+                Some((db.parse().ok()?, keys))
+            })
+            .collect(),
+        _ => vec![(0, n as u64)],
+    };
+    let total: u64 = dbs.iter().map(|d| d.1).sum::<u64>().max(1);
+    let mut out = Vec::new();
+    for (db, size) in dbs {
+        let want = ((n as u64 * size).div_ceil(total)).min(size) as usize;
+        if want == 0 {
+            continue;
+        }
+        let e = |e: crate::net::LinkError| format!("--cutover: {e}");
+        if db != 0 {
+            link.call(&[b"SELECT", db.to_string().as_bytes()]).map_err(e)?;
+        }
+        if want as u64 >= size {
+            let mut cursor = b"0".to_vec();
+            loop {
+                link.send_command(&[b"SCAN", &cursor, b"COUNT", b"1000"]).map_err(e)?;
+                let page = link.next_reply(crate::live::read_scan_reply).map_err(e)?;
+                let Ok((next, page)) = page else { return Err(format!("--cutover: SCAN on {source} failed")) };
+                out.extend(page.into_iter().map(|k| (db, k)));
+                if next == b"0" {
+                    break;
+                }
+                cursor = next;
+            }
+            continue;
+        }
+        let mut cmds = Vec::new();
+        for _ in 0..want {
+            crate::resp::encode::command(&mut cmds, &[b"RANDOMKEY"]);
+        }
+        link.send(&cmds).map_err(e)?;
+        for _ in 0..want {
+            let key = link
+                .next_reply(|r| match r {
+                    Reply::Bulk(Some(k)) => Some(k.to_vec()),
+                    _ => None,
+                })
+                .map_err(|e| format!("--cutover: {e}"))?;
+            out.extend(key.map(|k| (db, k)));
+        }
+    }
+    link.close();
+    out.retain(|(_, k)| !k.starts_with(b"redis-migration:"));
+    Ok(out)
 }
 
 /// The verdict, on stdout at once (before the tool goes on following).
@@ -300,9 +430,10 @@ fn print_verdict(v: &serde_json::Value, json: bool) {
     if json {
         let _ = writeln!(out, "{v}");
     } else if v["verdict"] == "go" {
-        let verified = match v["diff"]["compared"].as_u64() {
-            Some(n) => format!(" equal ({n} keys compared)"),
-            None => " (not verified: --verify none)".to_string(),
+        let verified = match (v["diff"]["compared"].as_u64(), v["verified"].as_str()) {
+            (Some(n), Some("touched")) => format!(" equal ({n} keys compared: those the stream touched and a sample)"),
+            (Some(n), _) => format!(" equal ({n} keys compared)"),
+            (None, _) => " (not verified: --verify none)".to_string(),
         };
         let _ = writeln!(
             out,
@@ -323,9 +454,10 @@ fn print_verdict(v: &serde_json::Value, json: bool) {
             .sum();
         let first: Vec<&str> =
             v["differing"].as_array().map_or(Vec::new(), |a| a.iter().filter_map(|x| x.as_str()).collect());
+        let why = v["why"].as_str().map_or(String::new(), |w| format!(" {w}."));
         let _ = writeln!(
             out,
-            "cutover: NO-GO — {differences} differences (first: {}); the source was unpaused.",
+            "cutover: NO-GO — {differences} differences (first: {}); the source was unpaused.{why}",
             first.join(", ")
         );
     }

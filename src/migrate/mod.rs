@@ -56,8 +56,8 @@ pub struct Cutover {
     pub lag_bytes: u64,
     pub pause_ms: u64,
     pub quiet_ms: u64,
-    /// Compare the destination with the source (the diff engine) before the verdict.
-    pub verify: bool,
+    /// What is compared before the verdict.
+    pub verify: Verify,
     /// `CLIENT KILL TYPE normal SKIPME yes` on the source just before the pause lifts.
     pub kill_clients: bool,
     /// The verdict as one JSON line.
@@ -66,6 +66,20 @@ pub struct Cutover {
     pub filter: crate::filter::Filter,
     pub plan: crate::pipeline::Plan,
     pub destination: crate::net::Endpoint,
+}
+
+/// What a cutover compares, destination against source, before its verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// Every key the filters select (the diff engine, live to live).
+    All,
+    /// The keys the stream touched during this run, and `sample` keys more picked at
+    /// random on the source (`RANDOMKEY`); every key when more were touched than
+    /// [`cutover::MAX_TOUCHED`] or a command's keys could not be known.
+    Touched {
+        sample: usize,
+    },
+    None,
 }
 
 /// What a migration did.
@@ -589,6 +603,9 @@ struct Follower<'a> {
     stale_deleted: Option<u64>,
     /// `--cutover`: the board, and this source's lane on it.
     board: Option<(&'a cutover::Board, usize)>,
+    /// `--verify touched`: the keys the units of this run touched (db, key); `None` once
+    /// there are too many or one command's keys are unknown.
+    touched: Option<cutover::Touched>,
     after_pause_units: Option<u64>,
     /// How its progress lines start (`migrate`, or `migrate[slot0]` for a cluster's master).
     prefix: String,
@@ -623,6 +640,10 @@ impl<'a> Follower<'a> {
             error: None,
             stale_deleted: None,
             board: None,
+            touched: match &cfg.cutover {
+                Some(c) if matches!(c.verify, Verify::Touched { .. }) => Some(std::collections::HashSet::new()),
+                _ => None,
+            },
             after_pause_units: None,
             prefix: "migrate".into(),
             abort: None,
@@ -663,6 +684,9 @@ impl<'a> Follower<'a> {
                 Ok(Some(unit)) => {
                     let end = self.base + self.reader.position() as u64;
                     self.units += 1;
+                    if self.touched.is_some() {
+                        touch(&mut self.touched, &unit);
+                    }
                     let flow = log.unit(&unit, self.base, end);
                     if let crate::aof::Unit::One(c) = unit {
                         argv = c.argv;
@@ -854,6 +878,35 @@ impl Follow for Follower<'_> {
     }
 }
 
+/// Notes the keys `unit` touches for `--verify touched`; gives up (every key will be
+/// compared) past [`cutover::MAX_TOUCHED`] keys or at a command whose keys are not
+/// known (FLUSHALL, FUNCTION, a module's).
+fn touch(touched: &mut Option<cutover::Touched>, unit: &crate::aof::Unit<'_>) {
+    use crate::aof::keys::{keys, Keys};
+    let commands: &[crate::aof::Command<'_>] = match unit {
+        crate::aof::Unit::One(c) => std::slice::from_ref(c),
+        crate::aof::Unit::Multi(block) => block,
+        crate::aof::Unit::Timestamp(_) => return,
+    };
+    let Some(set) = touched else { return };
+    for c in commands {
+        if c.is("MULTI") || c.is("EXEC") {
+            continue;
+        }
+        match keys(&c.argv) {
+            Keys::None => {}
+            Keys::Some(ks) => set.extend(ks.iter().map(|k| (c.db, k.to_vec()))),
+            Keys::Global | Keys::Unknown => {
+                *touched = None;
+                return;
+            }
+        }
+    }
+    if set.len() > cutover::MAX_TOUCHED {
+        *touched = None;
+    }
+}
+
 /// How often the follower looks at the lag and the cutover while data keeps coming.
 const CHECK_EVERY: Duration = Duration::from_millis(50);
 
@@ -899,6 +952,7 @@ impl Follower<'_> {
                 if durable >= *target && caught_up {
                     log.remove_marks()?;
                     log.keep_marks(false);
+                    *lane.touched.lock().unwrap_or_else(|p| p.into_inner()) = self.touched.take();
                     lane.drained.store(true, Ordering::Release);
                     *phase = Phase::Waiting;
                 }
