@@ -1077,3 +1077,65 @@ fn cutover_pause_lifts_when_the_tool_dies() {
     assert!(waited > Duration::from_millis(300), "the source was paused ({line}): the write waited {waited:?}");
     assert!(waited < Duration::from_secs(5), "the pause lifted by itself: the write waited {waited:?}");
 }
+
+/// The link to a standalone source cut (`CLIENT KILL TYPE replica`) under a writer: the
+/// source is asked again and continues, no second full sync, equal at the end.
+#[test]
+fn migrate_continues_after_the_source_drops_the_link() {
+    let source = RedisServer::start("7.0", None, &["--repl-diskless-sync-delay", "0", "--repl-backlog-size", "64mb"]);
+    let mut con = source.conn();
+    let dest = RedisServer::start("7.0", None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let aof = dir.path().join("appendonly.aof");
+    let spool = spool_args(dir.path());
+    let (from, to) = (source.url(), dest.url());
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json"];
+    args.extend(spool.iter().map(String::as_str));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = writer(source.url(), stop.clone());
+    let mut m = start_migrate(&args);
+    wait_stat(&mut con, "sync_full", "1", &mut m);
+    std::thread::sleep(Duration::from_millis(1000));
+    let killed: u64 = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("replica").query(&mut con).unwrap();
+    assert_eq!(killed, 1);
+    wait_stat(&mut con, "sync_partial_ok", "1", &mut m);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    writing.join().unwrap();
+    wait_spooled(&mut con, &aof);
+    terminate(&m);
+    let (code, report, text) = finish(m, 60);
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(report["source_links"], 2, "{report}");
+    assert_eq!(info_field(&mut con, "stats", "sync_full"), "1");
+    let ver = server_version(&mut con);
+    assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "after a dropped link");
+}
+
+/// `--kill-clients`: just before the pause lifts, the source's normal clients are
+/// disconnected (ours is not).
+#[test]
+fn cutover_kills_the_clients_before_the_pause_lifts() {
+    let source = RedisServer::start("8.2", None, &["--repl-diskless-sync-delay", "0"]);
+    let mut con = source.conn();
+    let mut p = redis::pipe();
+    for k in 0..300 {
+        p.cmd("SET").arg(format!("k:{k}")).arg(k).ignore();
+    }
+    p.query::<()>(&mut con).unwrap();
+    let dest = RedisServer::start("8.2", None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_args(dir.path());
+    let (from, to) = (source.url(), dest.url());
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json", "-q"];
+    args.extend(["--cutover", "--pause-timeout", "2000", "--kill-clients"]);
+    args.extend(spool.iter().map(String::as_str));
+    let out = bin().arg("migrate").args(&args).output().unwrap();
+    let text = crate::replay::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().last().unwrap()).unwrap();
+    assert!(report["verdict"]["clients_killed"].as_i64() >= Some(1), "{report}");
+    // This connection was one of them.
+    assert!(redis::cmd("PING").query::<String>(&mut con).is_err(), "the client is still connected");
+}

@@ -380,11 +380,15 @@ fn capture_following(
         commands += report.commands;
         progress(&format!("lost the source ({}); asking it again to continue", report.stopped));
         let deadline = Instant::now() + SOURCE_RETRY_FOR;
+        let mut first = true;
         let next = loop {
             if stop.load(Ordering::Acquire) || replica::STOP.load(Ordering::Relaxed) {
                 break None;
             }
-            std::thread::sleep(Duration::from_millis(500));
+            // At once the first time (the backlog keeps only so much), then every 500 ms.
+            if !std::mem::take(&mut first) {
+                std::thread::sleep(Duration::from_millis(500));
+            }
             if let Some(shard) = shard {
                 // The master serving the shard now, from any node that answers.
                 match crate::net::cluster::Topology::refresh(seeds.iter(), Duration::from_secs(2)) {
@@ -397,6 +401,12 @@ fn capture_following(
                     }
                     Err(_) if Instant::now() < deadline => continue,
                     Err(_) => break None,
+                }
+                // A node that has not heard of the failover yet names the old master,
+                // which now replicates the new one: it would serve us as a chained
+                // replica. Wait until the master named is one by its own account.
+                if is_replica(&ccfg.source) && Instant::now() < deadline {
+                    continue;
                 }
             }
             ccfg.resume = true;
@@ -430,6 +440,18 @@ struct Flags<'a> {
     abort: &'a AtomicBool,
     /// `--cutover`: the board, and this source's lane on it.
     board: Option<(&'a cutover::Board, usize)>,
+}
+
+/// Whether `node` says it is a replica (`INFO replication`; `false` when it cannot be
+/// asked).
+fn is_replica(node: &crate::net::Endpoint) -> bool {
+    let Ok(mut link) = Link::open(node, Duration::from_secs(2)) else { return false };
+    let role = match link.call(&[b"INFO", b"replication"]) {
+        Ok(Answer::Bulk(Some(t))) => String::from_utf8_lossy(&t).contains("role:slave"),
+        _ => false,
+    };
+    link.close();
+    role
 }
 
 /// The snapshot and the stream applied (the capture has the snapshot, or continued).
