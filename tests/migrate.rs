@@ -357,11 +357,13 @@ fn migrate_continues_after_sigterm_and_sigkill() {
     let mut con = source.conn();
     let dest = RedisServer::start("7.0", None, &[]);
     let dir = tempfile::tempdir().unwrap();
-    let aof = dir.path().join("appendonly.aof");
+    // The state in a file of its own (--state): `<state>` and `<state>.applied`.
+    let state = dir.path().join("mig.state");
     let spool = spool_args(dir.path());
     let (from, to) = (source.url(), dest.url());
     let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json"];
     args.extend(spool.iter().map(String::as_str));
+    args.extend(["--state", state.to_str().unwrap()]);
     let stop = Arc::new(AtomicBool::new(false));
     let writing = writer(source.url(), stop.clone());
 
@@ -373,6 +375,8 @@ fn migrate_continues_after_sigterm_and_sigkill() {
     assert_eq!(code, 0, "{text}");
     assert!(first["source"]["continued_from"].is_null(), "{first}");
     assert!(first["log_units"].as_u64().unwrap() > 0, "{first}");
+    assert!(state.exists() && dir.path().join("mig.state.applied").exists());
+    assert!(!dir.path().join("appendonly.aof.state").exists());
     std::thread::sleep(Duration::from_millis(500));
 
     let mut m = start_migrate(&args);
@@ -387,7 +391,7 @@ fn migrate_continues_after_sigterm_and_sigkill() {
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
     writing.join().unwrap();
-    wait_spooled(&mut con, &aof);
+    wait_spooled(&mut con, &dir.path().join("mig"));
     terminate(&m);
     let (code, last, text) = finish(m, 60);
     assert_eq!(code, 0, "{text}");

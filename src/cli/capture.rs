@@ -49,6 +49,10 @@ pub struct Args {
     /// Stop once the snapshot is spooled (the -aof stays empty)
     #[arg(long)]
     pub stop_after_snapshot: bool,
+    /// Keep the state (replication id, offset, db, log length) in FILE [default: the -aof
+    /// file's name with .state]
+    #[arg(long, value_name = "FILE")]
+    pub state: Option<PathBuf>,
     /// Continue where the -aof's state file says (PSYNC with its replication id and offset), appending to
     /// -aof; exit 2 when the source cannot continue from there
     #[arg(long)]
@@ -176,6 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         publish: false,
         cluster: false,
         resume: args.resume,
+        state: args.state.clone(),
         sync_every: Duration::from_secs(1),
         follow: None,
     };
@@ -189,6 +194,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 c.source = t.masters[m].node.endpoint(&cfg.source);
                 c.rdb = replica::tagged(&cfg.rdb, &name);
                 c.aof = replica::tagged(&cfg.aof, &name);
+                c.state = cfg.state.as_ref().map(|p| replica::tagged(p, &name));
                 c.cluster = true;
                 (Some(name), c)
             })

@@ -72,6 +72,10 @@ pub struct Args {
     /// the state directory]
     #[arg(long = "aof", value_name = "FILE", help_heading = "Spool")]
     pub aof: Option<PathBuf>,
+    /// Keep the capture's state in FILE and what was applied in FILE.applied [default: beside
+    /// the -aof, as FILE.state and FILE.applied]
+    #[arg(long, value_name = "FILE", help_heading = "Spool")]
+    pub state: Option<PathBuf>,
     /// Take a new snapshot even where the spool's state could continue
     #[arg(long)]
     pub resync: bool,
@@ -176,6 +180,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             publish: args.publish,
             cluster: false,
             resume: true,
+            state: args.state.clone(),
             sync_every: Duration::from_millis(200),
             follow: None,
         },

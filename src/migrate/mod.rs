@@ -180,10 +180,10 @@ pub enum Error {
     Panicked,
 }
 
-/// Where the replay's checkpoint of a migration lives: beside the `-aof` spool and its
-/// state (`<aof>.applied`).
-pub fn checkpoint_path(aof: &std::path::Path) -> PathBuf {
-    let mut s = aof.as_os_str().to_owned();
+/// Where the replay's checkpoint of a migration lives: `<state>.applied` with `--state`,
+/// else beside the `-aof` spool (`<aof>.applied`).
+pub fn checkpoint_path(capture: &replica::Config) -> PathBuf {
+    let mut s = capture.state.as_ref().unwrap_or(&capture.aof).as_os_str().to_owned();
     s.push(".applied");
     PathBuf::from(s)
 }
@@ -255,6 +255,7 @@ fn run_cluster(
             c.capture.source = t.masters[m].node.endpoint(template);
             c.capture.rdb = replica::tagged(&cfg.capture.rdb, &name);
             c.capture.aof = replica::tagged(&cfg.capture.aof, &name);
+            c.capture.state = cfg.capture.state.as_ref().map(|p| replica::tagged(p, &name));
             c.capture.cluster = true;
             (c, Shard { name, first_slot, seeds: seeds.clone() })
         })
@@ -301,7 +302,7 @@ fn run_shard(
     let mut ccfg = cfg.capture.clone();
     ccfg.follow = Some(following.clone());
     ccfg.resume = !cfg.resync;
-    let checkpoint = checkpoint_path(&cfg.capture.aof);
+    let checkpoint = checkpoint_path(&cfg.capture);
     let mut rcfg = cfg.replay.clone();
     rcfg.checkpoint = Some(checkpoint.clone());
     rcfg.keep_marks = true;

@@ -59,12 +59,21 @@ pub struct Config {
     /// Continue from the `-aof`'s state file when there is one (`PSYNC <replid>
     /// <offset+1>`); a source that cannot continue is [`CaptureError::CannotContinue`].
     pub resume: bool,
+    /// Where the state is kept (`None`: `<aof>.state`).
+    pub state: Option<PathBuf>,
     /// How often the log is fsynced, its state written and the durable offset
     /// acknowledged (Redis's replica: once a second).
     pub sync_every: Duration,
     /// A reader follows the files as they grow (`migrate`): every whole unit reaches the
     /// `-aof` file as soon as it is read, and what is there is published here.
     pub follow: Option<Arc<Following>>,
+}
+
+impl Config {
+    /// The state file: `state`, or `<aof>.state`.
+    pub fn state_file(&self) -> PathBuf {
+        self.state.clone().unwrap_or_else(|| spool::state_path(&self.aof))
+    }
 }
 
 /// What a reader following a capture sees of it (`migrate`).
@@ -227,7 +236,7 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
 
     // The state is read only now, once the source has taken our password: a wrong one
     // is reported as such, whatever the files hold.
-    let resume = if cfg.resume { spool::read_state(&cfg.aof).map_err(CaptureError::State)? } else { None };
+    let resume = if cfg.resume { spool::read_state(&cfg.state_file()).map_err(CaptureError::State)? } else { None };
     let (ask_id, ask_offset) = match &resume {
         Some(s) => (s.replid.clone(), (s.offset + 1).to_string()),
         None => ("?".to_string(), "-1".to_string()),
@@ -342,7 +351,7 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
     progress(&format!("snapshot: {snapshot_bytes} bytes in {}", cfg.rdb.display()));
 
     // The snapshot is made durable by the spool's fsync thread, before its first state.
-    let mut spool = Spool::create(&cfg.aof, &replid, offset, out)
+    let mut spool = Spool::create(&cfg.aof, &cfg.state_file(), &replid, offset, out)
         .map_err(|error| CaptureError::File { path: cfg.aof.clone(), error })?;
     if let Some(f) = &cfg.follow {
         f.received.store(offset, Ordering::Release);
@@ -400,7 +409,8 @@ fn continue_stream(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Report, CaptureError> {
     progress(&format!("continuing: replication id {}, from offset {}", state.replid, state.offset));
-    let spool = Spool::resume(&cfg.aof, &state).map_err(|error| CaptureError::File { path: cfg.aof.clone(), error })?;
+    let spool = Spool::resume(&cfg.aof, &cfg.state_file(), &state)
+        .map_err(|error| CaptureError::File { path: cfg.aof.clone(), error })?;
     if let Some(f) = &cfg.follow {
         f.received.store(state.offset, Ordering::Release);
         f.written.store(state.aof_bytes, Ordering::Release);

@@ -60,7 +60,7 @@ impl State {
     }
 }
 
-/// The state file of an `-aof` file: `<aof>.state`.
+/// The state file of an `-aof` file by default: `<aof>.state`.
 pub fn state_path(aof: &Path) -> PathBuf {
     let mut s = aof.as_os_str().to_owned();
     s.push(".state");
@@ -93,19 +93,20 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// Creates (truncates) the log at `path`; the stream starts at `offset` in db 0. The
-    /// fsync thread first makes `snapshot` (the `-rdb` file) durable, then the log, and
-    /// writes the first state file: once it exists, the snapshot is safe.
-    pub fn create(path: &Path, replid: &str, offset: u64, snapshot: File) -> std::io::Result<Spool> {
+    /// Creates (truncates) the log at `path`, its state kept in `state_file`; the stream
+    /// starts at `offset` in db 0. The fsync thread first makes `snapshot` (the `-rdb`
+    /// file) durable, then the log, and writes the first state file: once it exists, the
+    /// snapshot is safe.
+    pub fn create(path: &Path, state_file: &Path, replid: &str, offset: u64, snapshot: File) -> std::io::Result<Spool> {
         let file = File::create(path)?;
         let at = State { replid: replid.to_string(), snapshot_offset: offset, offset, db: 0, aof_bytes: 0 };
-        Spool::open(path, file, at, Some(snapshot))
+        Spool::open(path, state_file, file, at, Some(snapshot))
     }
 
     /// Continues the log at `path` from `state` (a `+CONTINUE`): anything past its
     /// `aof_bytes` (written after the last durable state) is cut off, and the stream goes
     /// on in its db.
-    pub fn resume(path: &Path, state: &State) -> std::io::Result<Spool> {
+    pub fn resume(path: &Path, state_file: &Path, state: &State) -> std::io::Result<Spool> {
         let file = std::fs::OpenOptions::new().write(true).open(path)?;
         let len = file.metadata()?.len();
         if len < state.aof_bytes {
@@ -116,19 +117,25 @@ impl Spool {
             )));
         }
         file.set_len(state.aof_bytes)?;
-        let mut spool = Spool::open(path, file, state.clone(), None)?;
+        let mut spool = Spool::open(path, state_file, file, state.clone(), None)?;
         spool.written = state.aof_bytes;
         Ok(spool)
     }
 
-    fn open(path: &Path, mut file: File, at: State, snapshot: Option<File>) -> std::io::Result<Spool> {
+    fn open(
+        path: &Path,
+        state_file: &Path,
+        mut file: File,
+        at: State,
+        snapshot: Option<File>,
+    ) -> std::io::Result<Spool> {
         use std::io::Seek;
         file.seek(std::io::SeekFrom::End(0))?;
         let durable = Arc::new(Mutex::new((at.clone(), None)));
         let (tx, rx) = mpsc::channel::<State>();
         let log = file.try_clone()?;
         let at_db = at.db;
-        let state_path = state_path(path);
+        let state_path = state_file.to_path_buf();
         let fsyncs = {
             let durable = durable.clone();
             let state_path = state_path.clone();
@@ -296,9 +303,8 @@ impl Spool {
     }
 }
 
-/// Reads the state file of `aof`; `Ok(None)` when there is none.
-pub fn read_state(aof: &Path) -> Result<Option<State>, String> {
-    let path = state_path(aof);
+/// Reads the state file at `path`; `Ok(None)` when there is none.
+pub fn read_state(path: &Path) -> Result<Option<State>, String> {
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -355,7 +361,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("appendonly.aof");
         let snapshot = File::create(dir.path().join("dump.rdb")).unwrap();
-        let mut spool = Spool::create(&path, "abc", 100, snapshot).unwrap();
+        let mut spool = Spool::create(&path, &state_path(&path), "abc", 100, snapshot).unwrap();
         let select = cmd(&[b"SELECT", b"2"]);
         let set = cmd(&[b"SET", b"a", b"1"]);
         let ping = cmd(&[b"PING"]);
