@@ -305,7 +305,7 @@ impl Spool {
 
 /// Reads the state file at `path`; `Ok(None)` when there is none.
 pub fn read_state(path: &Path) -> Result<Option<State>, String> {
-    let text = match std::fs::read_to_string(&path) {
+    let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("{}: {e}", path.display())),
