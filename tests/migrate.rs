@@ -396,6 +396,9 @@ fn migrate_continues_after_sigterm_and_sigkill() {
     let (code, last, text) = finish(m, 60);
     assert_eq!(code, 0, "{text}");
     assert!(last["source"]["continued_from"].as_u64().is_some(), "{last}");
+    // Resumed from the checkpoint the killed run left, the commands in doubt settled.
+    assert!(last["resumed_at"].is_string(), "{last}");
+    assert!(last["already_applied"].is_u64() && last["in_doubt_sent"].is_u64(), "{last}");
     assert_eq!(info_field(&mut con, "stats", "sync_full"), "1");
     assert_eq!(info_field(&mut con, "stats", "sync_partial_err"), "0");
     let ver = server_version(&mut con);

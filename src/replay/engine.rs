@@ -60,6 +60,8 @@ pub(super) struct Engine<'c> {
     /// Applied keys' prefix, and (resuming) the mark each connection's key held.
     pub(super) applied_prefix: String,
     pub(super) applied: Vec<Option<u64>>,
+    /// The furthest of them (units before it were in doubt).
+    pub(super) max_applied: Option<u64>,
     /// Applied keys written so far, with the node each lives on (deleted at the end).
     pub(super) applied_keys: std::collections::BTreeMap<Vec<u8>, usize>,
     checkpoint: Option<(std::path::PathBuf, checkpoint::Checkpoint)>,
@@ -103,6 +105,7 @@ impl<'c> Engine<'c> {
             applied_prefix: format!("redis-migration:applied:{run_id:016x}:"),
             // Into a cluster, applied keys are per slot.
             applied: vec![None; if dest.home_slot(0).is_some() { crate::net::cluster::SLOTS } else { n }],
+            max_applied: None,
             applied_keys: std::collections::BTreeMap::new(),
             checkpoint,
             last_checkpoint: Instant::now(),

@@ -54,6 +54,9 @@ pub struct Report {
     /// Where a resumed replay started, and log commands it found already applied.
     pub resumed_at: Option<String>,
     pub already_applied: u64,
+    /// Log commands of a resumed replay in doubt (between the checkpoint and the furthest
+    /// applied mark) that their connection's mark showed not applied: sent.
+    pub in_doubt_sent: u64,
     /// `--until`, as it ended.
     pub until: Option<aof::Until>,
     /// Each input file, in load order (a folder of shard snapshots: one per file).
@@ -129,8 +132,9 @@ impl Report {
         ));
         if let Some(r) = &self.resumed_at {
             o.push(format!(
-                "resumed from the checkpoint at {r}; {} AOF commands were already applied",
-                self.already_applied
+                "resumed from the checkpoint at {r}; of the log commands in doubt, {} were already applied \
+                 (skipped) and {} were not (sent)",
+                self.already_applied, self.in_doubt_sent
             ));
         }
         o.push(self.stats.report());
@@ -276,6 +280,7 @@ impl Report {
             "resumed_at": self.resumed_at,
             "until": self.until.map(|u| serde_json::json!({"unix": u.until_s, "reached": u.reached, "left_out": u.left_out})),
             "already_applied": self.already_applied,
+            "in_doubt_sent": self.in_doubt_sent,
             "files": self.files.iter().map(|f| serde_json::json!({"name": f.name, "bytes": f.bytes, "keys": f.keys, "left_out": f.left_out})).collect::<Vec<_>>(),
             "cluster": cluster,
             "failure": self.failure,

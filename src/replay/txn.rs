@@ -106,9 +106,12 @@ impl Engine<'_> {
     /// Resuming: what each connection's applied key says its transactions reached (into
     /// a cluster: each slot's, asked of the master serving the slot now).
     pub(super) fn read_applied(&mut self) -> Result<(), LinkError> {
-        if self.dest.home_slot(0).is_some() {
-            return self.read_applied_slots();
-        }
+        let read = if self.dest.home_slot(0).is_some() { self.read_applied_slots() } else { self.read_applied_conns() };
+        self.max_applied = self.applied.iter().flatten().max().copied();
+        read
+    }
+
+    fn read_applied_conns(&mut self) -> Result<(), LinkError> {
         let mut link = Link::open(&self.cfg.endpoint, self.cfg.timeout)?;
         for conn in 0..self.dest.connections() {
             let key = format!("{}{conn}", self.applied_prefix);
@@ -172,6 +175,10 @@ impl Engine<'_> {
         if self.applied.get(index).copied().flatten().is_some_and(|a| mark(pos) <= a) {
             self.report.already_applied += 1;
             return true;
+        }
+        // Before the furthest mark of any connection: it was in doubt, and is sent.
+        if self.max_applied.is_some_and(|a| mark(pos) <= a) {
+            self.report.in_doubt_sent += 1;
         }
         false
     }
