@@ -257,13 +257,7 @@ impl<'d> Sink<'d, Part> for Finder<'_> {
     }
 
     fn end(&mut self, _file: usize, _input: &'d Input, how: Result<LogEnd, InputError>) -> Flow {
-        match how {
-            Err(e) => {
-                self.failure.get_or_insert(e);
-                Flow::Stop
-            }
-            Ok(_) => Flow::Continue,
-        }
+        end_of_input(&mut self.failure, how)
     }
 }
 
@@ -310,13 +304,18 @@ impl<'d> Sink<'d, Part> for Collect {
     }
 
     fn end(&mut self, _file: usize, _input: &'d Input, how: Result<LogEnd, InputError>) -> Flow {
-        match how {
-            Err(e) => {
-                self.failure.get_or_insert(e);
-                Flow::Stop
-            }
-            Ok(_) => Flow::Continue,
+        end_of_input(&mut self.failure, how)
+    }
+}
+
+/// The end of an input: a damaged one stops the walk (its error kept).
+fn end_of_input(failure: &mut Option<InputError>, how: Result<LogEnd, InputError>) -> Flow {
+    match how {
+        Err(e) => {
+            failure.get_or_insert(e);
+            Flow::Stop
         }
+        Ok(_) => Flow::Continue,
     }
 }
 

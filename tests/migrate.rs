@@ -48,6 +48,25 @@ fn finish(mut m: Child, secs: u64) -> (i32, serde_json::Value, String) {
     (status.code().unwrap_or(-1), report, format!("{out}{err}"))
 }
 
+/// Waits until `n` spools in `dir` have their state file (their snapshot is spooled),
+/// failing with migrate's output if it exits first.
+fn wait_snapshots(m: &mut Child, dir: &std::path::Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let states = || {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().is_ok_and(|e| e.path().to_string_lossy().ends_with(".aof.state")))
+            .count()
+    };
+    while states() < n {
+        if let Ok(Some(status)) = m.try_wait() {
+            panic!("migrate exited early ({status}): {:?}", capture_output(m));
+        }
+        assert!(Instant::now() < deadline, "the snapshots never came");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn terminate(m: &Child) {
     assert!(Command::new("kill").arg("-TERM").arg(m.id().to_string()).status().unwrap().success());
 }
@@ -91,13 +110,7 @@ fn follows_a_busy_source(version: &str, diskless: &str) {
         "json",
     ]);
     let deadline = Instant::now() + Duration::from_secs(120);
-    while spooled_offset(&aof).is_none() {
-        if let Ok(Some(status)) = m.try_wait() {
-            panic!("{what}: migrate exited early ({status}): {:?}", capture_output(&mut m));
-        }
-        assert!(Instant::now() < deadline, "{what}: the snapshot never completed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_snapshots(&mut m, dir.path(), 1);
     // Writes after the snapshot, while it is being applied and after.
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, Ordering::Relaxed);
@@ -267,13 +280,7 @@ fn a_stalled_destination_never_stalls_the_source() {
         "json",
     ]);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while spooled_offset(&aof).is_none() {
-        if let Ok(Some(status)) = m.try_wait() {
-            panic!("migrate exited early ({status}): {:?}", capture_output(&mut m));
-        }
-        assert!(Instant::now() < deadline, "the snapshot never completed");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_snapshots(&mut m, dir.path(), 1);
     // After the snapshot: a replica more than 2 MB behind for 5 s, or 1 MB… is dropped.
     let _: () = redis::cmd("CONFIG")
         .arg("SET")
@@ -812,19 +819,7 @@ fn migrate_a_cluster(source: &crate::util::RedisCluster, dest_url: &str, dest: &
     std::thread::sleep(Duration::from_millis(300));
     let mut m = start_migrate(&args);
     // Every master's snapshot spooled (its state file written), then writes after it.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().to_string_lossy().ends_with(".aof.state"))
-        .count()
-        < 3
-    {
-        if let Ok(Some(status)) = m.try_wait() {
-            panic!("migrate exited ({status}): {:?}", capture_output(&mut m));
-        }
-        assert!(Instant::now() < deadline, "the snapshots never came");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_snapshots(&mut m, dir.path(), 3);
     std::thread::sleep(Duration::from_millis(1500));
     let offsets = |s: &crate::util::RedisCluster| -> Vec<String> {
         s.master_nodes().iter().map(|m| info_field(&mut m.conn(), "replication", "master_repl_offset")).collect()
@@ -878,10 +873,7 @@ fn migrate_follows_a_source_failover() {
     let writing = cluster_writer(source.nodes.iter().map(|n| n.url()).collect(), stop.clone());
     let mut m = start_migrate(&args);
     let deadline = Instant::now() + Duration::from_secs(60);
-    while spooled_offset(&dir.path().join("appendonly.slot0.aof")).is_none() {
-        assert!(Instant::now() < deadline && m.try_wait().unwrap().is_none(), "{:?}", capture_output(&mut m));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_snapshots(&mut m, dir.path(), 3);
     std::thread::sleep(Duration::from_millis(1000));
     // The replica of the master serving slot 0 takes over.
     let masters: Vec<String> = source.master_nodes().iter().map(|s| node_id(s)).collect();
@@ -964,16 +956,7 @@ fn migrate_stops_when_the_source_is_resharded() {
     let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json"];
     args.extend(spool.iter().map(String::as_str));
     let mut m = start_migrate(&args);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::read_dir(dir.path())
-        .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().to_string_lossy().ends_with(".aof.state"))
-        .count()
-        < 3
-    {
-        assert!(Instant::now() < deadline && m.try_wait().unwrap().is_none(), "{:?}", capture_output(&mut m));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_snapshots(&mut m, dir.path(), 3);
     let masters = source.master_nodes();
     let out = Command::new("redis-cli")
         .args(["--cluster", "reshard", &format!("127.0.0.1:{}", masters[0].port)])
