@@ -186,21 +186,22 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
     let quiet = args.quiet;
     // A cluster: one capture per master, each to its own pair of files.
-    let shards: Vec<(Option<String>, Config)> = match replica::cluster_of(&cfg.source, Duration::from_secs(10)) {
-        Some(t) => (0..t.masters.len())
-            .map(|m| {
-                let name = format!("slot{}", t.first_slot(m).unwrap_or(0));
-                let mut c = cfg.clone();
-                c.source = t.masters[m].node.endpoint(&cfg.source);
-                c.rdb = replica::tagged(&cfg.rdb, &name);
-                c.aof = replica::tagged(&cfg.aof, &name);
-                c.state = cfg.state.as_ref().map(|p| replica::tagged(p, &name));
-                c.cluster = true;
-                (Some(name), c)
-            })
-            .collect(),
-        None => vec![(None, cfg.clone())],
-    };
+    let shards: Vec<(Option<String>, Config)> =
+        match replica::cluster_of(&cfg.source, Duration::from_secs(10)).map_err(anyhow::Error::msg)? {
+            Some(t) => (0..t.masters.len())
+                .map(|m| {
+                    let name = format!("slot{}", t.first_slot(m).unwrap_or(0));
+                    let mut c = cfg.clone();
+                    c.source = t.masters[m].node.endpoint(&cfg.source);
+                    c.rdb = replica::tagged(&cfg.rdb, &name);
+                    c.aof = replica::tagged(&cfg.aof, &name);
+                    c.state = cfg.state.as_ref().map(|p| replica::tagged(p, &name));
+                    c.cluster = true;
+                    (Some(name), c)
+                })
+                .collect(),
+            None => vec![(None, cfg.clone())],
+        };
     let results: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = shards
             .iter()

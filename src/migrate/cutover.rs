@@ -22,7 +22,8 @@ use crate::net::{Answer, Endpoint, Link};
 /// One source's part of the board.
 #[derive(Debug)]
 pub struct Lane {
-    pub source: Endpoint,
+    /// The source now (its follower updates it after a failover).
+    source: Mutex<Endpoint>,
     /// Bytes behind the source (received but not applied, and not yet received); MAX
     /// until known.
     pub lag: AtomicU64,
@@ -43,6 +44,19 @@ pub type Touched = std::collections::HashSet<(u64, Vec<u8>)>;
 /// Most keys a follower notes for `--verify touched` (about 100 bytes each); past it every
 /// key is compared.
 pub const MAX_TOUCHED: usize = 500_000;
+
+impl Lane {
+    pub fn source(&self) -> Endpoint {
+        self.source.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_source(&self, to: &Endpoint) {
+        let mut s = self.source.lock().unwrap_or_else(|p| p.into_inner());
+        if s.host != to.host || s.port != to.port {
+            *s = to.clone();
+        }
+    }
+}
 
 /// The verdict, once known.
 #[derive(Debug, Clone)]
@@ -74,7 +88,7 @@ impl Board {
             lanes: sources
                 .into_iter()
                 .map(|source| Lane {
-                    source,
+                    source: Mutex::new(source),
                     lag: AtomicU64::new(u64::MAX),
                     quiet: AtomicBool::new(false),
                     target: AtomicU64::new(0),
@@ -172,7 +186,7 @@ fn run(board: &Board, stopped: &dyn Fn() -> bool, progress: bool) -> Result<(), 
     // alone (and a paused master sends none).
     let mut links = Vec::new();
     for lane in &board.lanes {
-        links.push(Link::open(&lane.source, Duration::from_secs(10)).map_err(|e| format!("--cutover: {e}"))?);
+        links.push(Link::open(&lane.source(), Duration::from_secs(10)).map_err(|e| format!("--cutover: {e}"))?);
     }
     let unpause = |links: &mut [Link]| {
         for l in links.iter_mut() {
@@ -194,7 +208,7 @@ fn run(board: &Board, stopped: &dyn Fn() -> bool, progress: bool) -> Result<(), 
                 return Err(format!(
                     "the source {} refused CLIENT PAUSE ({e}): give the user +client|pause, or use \
                      --cutover=no-pause (a quiet period instead of a pause); nothing is paused",
-                    board.lanes[i].source
+                    board.lanes[i].source()
                 ));
             }
         }
@@ -205,11 +219,12 @@ fn run(board: &Board, stopped: &dyn Fn() -> bool, progress: bool) -> Result<(), 
             info_field(link, b"replication", "master_repl_offset").ok().flatten().and_then(|o| o.parse::<u64>().ok());
         let Some(offset) = offset else {
             unpause(&mut links);
-            return Err(format!("--cutover: {} gave no offset (INFO replication); unpaused", lane.source));
+            return Err(format!("--cutover: {} gave no offset (INFO replication); unpaused", lane.source()));
         };
         lane.target.store(offset, Ordering::Release);
     }
     board.targets_set.store(true, Ordering::Release);
+    let targets_at = paused_at.unwrap_or_else(Instant::now);
     if progress {
         let what = if c.pause { "paused" } else { "quiet" };
         let targets: Vec<String> = board.lanes.iter().map(|l| l.target.load(Ordering::Acquire).to_string()).collect();
@@ -221,17 +236,22 @@ fn run(board: &Board, stopped: &dyn Fn() -> bool, progress: bool) -> Result<(), 
             unpause(&mut links);
             return Err("--cutover: the migration stopped while draining; unpaused".into());
         }
-        if paused_at.is_some_and(|p| p.elapsed() >= Duration::from_millis(c.pause_ms)) {
+        // Without a pause the wait is bounded the same way (the source stayed quiet).
+        if targets_at.elapsed() >= Duration::from_millis(c.pause_ms) {
             return Err(format!(
-                "--cutover: the offsets read after the pause were not applied within it ({} ms); the pause has \
-                 lifted and the migration stopped: run again to try once more",
+                "--cutover: the offsets read at the cutover were not applied within {} ms (any pause has \
+                 lifted); the migration stopped: run again to try once more",
                 c.pause_ms
             ));
         }
         std::thread::sleep(TICK);
     }
     // 4. Verify, and say it at once.
-    let (summary, differing, verified) = verify(c, board)?;
+    let checked = verify(c, board);
+    if checked.is_err() {
+        unpause(&mut links);
+    }
+    let (summary, differing, verified) = checked?;
     // A verification that outlived the pause proves nothing: writes went on meanwhile.
     let outlived = paused_at.is_some_and(|p| p.elapsed() >= Duration::from_millis(c.pause_ms));
     let go = summary.as_ref().is_none_or(|s| s.differences() == 0) && !outlived;
@@ -295,7 +315,7 @@ fn verify(c: &Cutover, board: &Board) -> Result<(Option<crate::diff::Summary>, V
     filter.keep_expired = false;
     filter.now_ms = crate::filter::now_ms();
     let job = crate::diff::Job {
-        a: crate::diff::SideSpec::Live(crate::live::LiveSpec::new(board.lanes[0].source.clone())),
+        a: crate::diff::SideSpec::Live(crate::live::LiveSpec::new(board.lanes[0].source())),
         b: crate::diff::SideSpec::Live(crate::live::LiveSpec::new(c.destination.clone())),
         filter,
         ttl_tolerance_ms: 2000,
@@ -336,9 +356,9 @@ fn verify(c: &Cutover, board: &Board) -> Result<(Option<crate::diff::Summary>, V
     // no bigger than the sample is read whole.
     let n = sample.unwrap_or(0);
     for lane in &board.lanes {
-        keys.extend(random_keys(&lane.source, n)?);
+        keys.extend(random_keys(&lane.source(), n)?);
     }
-    let dest_nodes: Vec<Endpoint> = match crate::replica::cluster_of(&c.destination, Duration::from_secs(10)) {
+    let dest_nodes: Vec<Endpoint> = match crate::replica::cluster_of(&c.destination, Duration::from_secs(10))? {
         Some(t) => t.masters.iter().map(|m| m.node.endpoint(&c.destination)).collect(),
         None => vec![c.destination.clone()],
     };
@@ -381,7 +401,7 @@ fn random_keys(source: &Endpoint, n: usize) -> Result<Vec<(u64, Vec<u8>)>, Strin
     let total: u64 = dbs.iter().map(|d| d.1).sum::<u64>().max(1);
     let mut out = Vec::new();
     for (db, size) in dbs {
-        let want = ((n as u64 * size).div_ceil(total)).min(size) as usize;
+        let want = (n as u64).saturating_mul(size).div_ceil(total).min(size) as usize;
         if want == 0 {
             continue;
         }

@@ -190,13 +190,17 @@ pub fn checkpoint_path(capture: &replica::Config) -> PathBuf {
 
 /// Runs a migration (see the module's documentation).
 pub fn run(cfg: &Config) -> Result<Vec<Report>, Error> {
-    let topology = replica::cluster_of(&cfg.capture.source, cfg.replay.timeout);
+    let topology = replica::cluster_of(&cfg.capture.source, cfg.replay.timeout).map_err(Error::Resume)?;
     let sources: Vec<crate::net::Endpoint> = match &topology {
         Some(t) => t.masters.iter().map(|m| m.node.endpoint(&cfg.capture.source)).collect(),
         None => vec![cfg.capture.source.clone()],
     };
     if let Some(c) = &cfg.cutover {
         cutover::possible(c, &sources).map_err(Error::Resume)?;
+    }
+    if cfg.resync {
+        // Before any source's new snapshot: the marks of earlier runs are of no use now.
+        remove_old_marks(&cfg.replay)?;
     }
     let board = cfg.cutover.clone().map(|c| cutover::Board::new(c, sources));
     // One source failing for good stops them all: half a cluster is no migration.
@@ -235,6 +239,8 @@ struct Shard {
     first_slot: u16,
     /// Nodes to ask for the topology when its master is lost.
     seeds: Vec<crate::net::Endpoint>,
+    /// The slots it served when the migration started, by slot.
+    owned: Vec<bool>,
 }
 
 /// A cluster source: one migration per master, in parallel, each with its own link,
@@ -257,7 +263,8 @@ fn run_cluster(
             c.capture.aof = replica::tagged(&cfg.capture.aof, &name);
             c.capture.state = cfg.capture.state.as_ref().map(|p| replica::tagged(p, &name));
             c.capture.cluster = true;
-            (c, Shard { name, first_slot, seeds: seeds.clone() })
+            let owned = (0..crate::net::cluster::SLOTS as u16).map(|s| t.master_of(s) == Some(m)).collect();
+            (c, Shard { name, first_slot, seeds: seeds.clone(), owned })
         })
         .collect();
     if cfg.progress {
@@ -329,8 +336,14 @@ fn run_shard(
             std::thread::sleep(Duration::from_millis(5));
         }
         let replayed = if following.snapshot_ready.load(Ordering::Acquire) {
-            let flags =
-                Flags { following: &following, capture_done: &capture_done, stop_capture: &stop_capture, abort, board };
+            let flags = Flags {
+                following: &following,
+                capture_done: &capture_done,
+                stop_capture: &stop_capture,
+                abort,
+                board,
+                owned: shard.map(|s| s.owned.as_slice()),
+            };
             Some(apply(cfg, &rcfg, &checkpoint, flags, started, &prefix))
         } else {
             None
@@ -375,18 +388,20 @@ fn capture_following(
 ) -> Result<(replica::Report, u32), CaptureError> {
     let mut links = 1;
     let mut commands = 0;
+    let mut linked_at = Instant::now();
     let mut report = replica::capture(&ccfg, stop, progress)?;
     let mut seeds: Vec<crate::net::Endpoint> = shard.map_or(Vec::new(), |s| s.seeds.clone());
     while report.lost_source && following.snapshot_ready.load(Ordering::Acquire) {
         commands += report.commands;
         progress(&format!("lost the source ({}); asking it again to continue", report.stopped));
         let deadline = Instant::now() + SOURCE_RETRY_FOR;
-        let mut first = true;
+        // At once the first time (the backlog keeps only so much), unless the link that
+        // broke had lasted only moments: a source that continues and drops us again.
+        let mut first = linked_at.elapsed() >= Duration::from_secs(5);
         let next = loop {
             if stop.load(Ordering::Acquire) || replica::STOP.load(Ordering::Relaxed) {
                 break None;
             }
-            // At once the first time (the backlog keeps only so much), then every 500 ms.
             if !std::mem::take(&mut first) {
                 std::thread::sleep(Duration::from_millis(500));
             }
@@ -411,6 +426,7 @@ fn capture_following(
                 }
             }
             ccfg.resume = true;
+            linked_at = Instant::now();
             match replica::capture(&ccfg, stop, progress) {
                 Err(CaptureError::Connect { .. }) if Instant::now() < deadline => continue,
                 Err(CaptureError::Stopped) => break None,
@@ -441,6 +457,8 @@ struct Flags<'a> {
     abort: &'a AtomicBool,
     /// `--cutover`: the board, and this source's lane on it.
     board: Option<(&'a cutover::Board, usize)>,
+    /// Of a cluster source: the slots this source serves (`--resync` looks at those only).
+    owned: Option<&'a [bool]>,
 }
 
 /// Whether `node` says it is a replica (`INFO replication`; `false` when it cannot be
@@ -464,7 +482,7 @@ fn apply<'a>(
     started: Instant,
     prefix: &str,
 ) -> Result<(replay::Report, Follower<'a>), Error> {
-    let Flags { following, capture_done, stop_capture, abort, board } = flags;
+    let Flags { following, capture_done, stop_capture, abort, board, owned } = flags;
     if following.continued.load(Ordering::Acquire) {
         // The replay's checkpoint says what of the spool was applied; without it nothing
         // can be known, and going on could apply commands twice.
@@ -490,21 +508,51 @@ fn apply<'a>(
     follower.abort = Some(abort);
     follower.board = board;
     if cfg.resync && !following.continued.load(Ordering::Acquire) {
-        follower.stale_deleted = Some(remove_stale(rcfg, &inputs)?);
+        follower.stale_deleted = Some(remove_stale(rcfg, &inputs, owned)?);
     }
     let report = replay::run_following(rcfg, &inputs, Some(&mut follower))?;
     Ok((report, follower))
 }
 
 /// `--resync`: the destination keys (of those the filters select) that the new snapshot
-/// no longer has, deleted before it is applied, so that nothing stale is left silently;
-/// and the applied marks of earlier runs (`redis-migration:applied:*`). Keys are found
-/// with `SCAN` on the destination (each master of a cluster) and looked up among the
-/// snapshot's key hashes ([`crate::duplicates::key_set`]); a destination db takes the
-/// keys of every source db `--db-map` sends to it.
-fn remove_stale(rcfg: &replay::Config, inputs: &Inputs) -> Result<u64, Error> {
-    use crate::resp::reply::Reply;
+/// no longer has, deleted before it is applied, so that nothing stale is left silently.
+/// Keys are found with `SCAN` on the destination (each master of a cluster) and looked up
+/// among the snapshot's key hashes ([`crate::duplicates::key_set`]); a destination db
+/// takes the keys of every source db `--db-map` sends to it. Of a cluster source, each
+/// master's migration looks only at the keys of the slots it serves (`owned`). The tool's
+/// own keys are left to [`remove_old_marks`].
+fn remove_stale(rcfg: &replay::Config, inputs: &Inputs, owned: Option<&[bool]>) -> Result<u64, Error> {
     let keys = crate::duplicates::key_set(inputs, &rcfg.plan, &rcfg.filter).map_err(|e| Error::Input(e.to_string()))?;
+    // The source dbs whose keys a destination db holds.
+    let sources_of = |db: u64| -> Vec<u64> {
+        let mut v: Vec<u64> = rcfg.db_map.iter().filter(|(_, &d)| d == db).map(|(&s, _)| s).collect();
+        if !rcfg.db_map.contains_key(&db) {
+            v.push(db);
+        }
+        v
+    };
+    scan_delete(rcfg, &|db, k| {
+        if k.starts_with(b"redis-migration:") || !rcfg.filter.accepts_key(k) {
+            return false;
+        }
+        if owned.is_some_and(|o| !o[crate::aof::keys::slot(k) as usize]) {
+            return false;
+        }
+        let sources: Vec<u64> = sources_of(db).into_iter().filter(|&s| rcfg.filter.accepts_db(s)).collect();
+        !sources.is_empty() && !sources.iter().any(|&s| keys.contains(&crate::duplicates::key_hash(s, k)))
+    })
+}
+
+/// `--resync`: the applied marks of earlier runs (`redis-migration:applied:*`), deleted
+/// before any source's new snapshot is applied.
+fn remove_old_marks(rcfg: &replay::Config) -> Result<u64, Error> {
+    scan_delete(rcfg, &|_, k| k.starts_with(b"redis-migration:applied:"))
+}
+
+/// Deletes the destination's keys that `pick(db, key)` picks: SCAN on each node (every
+/// master of a cluster), DEL pipelined page by page. Twemproxy has no SCAN: refused.
+fn scan_delete(rcfg: &replay::Config, pick: &dyn Fn(u64, &[u8]) -> bool) -> Result<u64, Error> {
+    use crate::resp::reply::Reply;
     let dest_err =
         |e: crate::net::LinkError| Error::Resume(format!("--resync, finding stale keys on {}: {e}", rcfg.endpoint));
     let probe = replay::probe(&rcfg.endpoint, rcfg.timeout, false, rcfg.kind).map_err(dest_err)?;
@@ -521,14 +569,6 @@ fn remove_stale(rcfg: &replay::Config, inputs: &Inputs) -> Result<u64, Error> {
             (t.map_or(Vec::new(), |t| t.masters.iter().map(|m| m.node.endpoint(&rcfg.endpoint)).collect()), false)
         }
         _ => (vec![rcfg.endpoint.clone()], true),
-    };
-    // The source dbs whose keys a destination db holds.
-    let sources_of = |db: u64| -> Vec<u64> {
-        let mut v: Vec<u64> = rcfg.db_map.iter().filter(|(_, &d)| d == db).map(|(&s, _)| s).collect();
-        if !rcfg.db_map.contains_key(&db) {
-            v.push(db);
-        }
-        v
     };
     let mut deleted = 0u64;
     for node in nodes {
@@ -548,7 +588,6 @@ fn remove_stale(rcfg: &replay::Config, inputs: &Inputs) -> Result<u64, Error> {
             if selects {
                 link.call(&[b"SELECT", db.to_string().as_bytes()]).map_err(dest_err)?;
             }
-            let sources: Vec<u64> = sources_of(db).into_iter().filter(|&s| rcfg.filter.accepts_db(s)).collect();
             let mut cursor = b"0".to_vec();
             loop {
                 link.send_command(&[b"SCAN", &cursor, b"COUNT", b"1000"]).map_err(dest_err)?;
@@ -560,31 +599,22 @@ fn remove_stale(rcfg: &replay::Config, inputs: &Inputs) -> Result<u64, Error> {
                     };
                     Error::Resume(format!("--resync: SCAN on {node} answered {msg}"))
                 })?;
-                let stale: Vec<&Vec<u8>> = page
-                    .iter()
-                    .filter(|k| {
-                        if k.starts_with(b"redis-migration:applied:") {
-                            return true;
-                        }
-                        let selected = !sources.is_empty() && rcfg.filter.accepts_key(k);
-                        selected && !sources.iter().any(|&s| keys.contains(&crate::duplicates::key_hash(s, k)))
-                    })
-                    .collect();
-                if !stale.is_empty() {
+                let doomed: Vec<&Vec<u8>> = page.iter().filter(|k| pick(db, k)).collect();
+                if !doomed.is_empty() {
                     let mut out = Vec::new();
-                    for k in &stale {
+                    for k in &doomed {
                         crate::resp::encode::command(&mut out, &[b"DEL", k]);
                     }
                     link.send(&out).map_err(dest_err)?;
-                    for _ in &stale {
-                        if let Some(e) = link
+                    for _ in &doomed {
+                        let answer = link
                             .next_reply(|r| r.first_error().map(|e| String::from_utf8_lossy(e).into_owned()))
-                            .map_err(dest_err)?
-                        {
+                            .map_err(dest_err)?;
+                        if let Some(e) = answer {
                             return Err(Error::Resume(format!("--resync: DEL on {node} answered {e}")));
                         }
                     }
-                    deleted += stale.len() as u64;
+                    deleted += doomed.len() as u64;
                 }
                 if next == b"0" {
                     break;
@@ -740,6 +770,9 @@ impl<'a> Follower<'a> {
     fn skip_to(&mut self, offset: u64) -> Result<(), String> {
         let mut argv = Vec::new();
         while self.base < offset {
+            if replica::STOP.load(Ordering::Relaxed) {
+                return Err("stopped while finding where to resume".into());
+            }
             let upto = offset.min(self.base + self.buf.len() as u64 + READ_BYTES as u64);
             if !self.read_more(upto)? && self.base + (self.buf.len() as u64) < offset {
                 return Err(format!("{} ends before byte {offset}, where the checkpoint resumes", self.path.display()));
@@ -755,6 +788,17 @@ impl<'a> Follower<'a> {
                         argv.clear();
                     }
                     Ok(Some(_)) => {}
+                    // The data reaches the checkpoint but the unit around it does not end
+                    // there: a MULTI block whose commands were applied one by one (into a
+                    // cluster, across slots). It is handed over again from its start; the
+                    // applied marks skip what already ran.
+                    Ok(None) if self.base + self.buf.len() as u64 >= offset => {
+                        let pos = self.reader.position();
+                        self.buf.drain(..pos);
+                        self.base += pos as u64;
+                        self.reader = LogReader::continuing_in(self.reader.db());
+                        return Ok(());
+                    }
                     Ok(None) => break,
                     Err(e) => {
                         return Err(format!("{} at byte {}: {}", self.path.display(), self.base + e.at as u64, e.msg))
@@ -778,18 +822,30 @@ impl<'a> Follower<'a> {
         Ok(())
     }
 
-    /// The source's replication offset, where `INFO replication` is allowed.
-    fn source_offset(&mut self) -> Option<u64> {
+    /// The source's replication offset, where `INFO replication` is allowed: `Ok(None)`
+    /// when the link failed (it is opened again next time), `Err` when the source refuses
+    /// INFO. The source is the one the capture is linked to now (after a failover, the
+    /// new master).
+    fn source_offset(&mut self) -> Result<Option<u64>, ()> {
+        let now = self.following.source.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(now) = now.filter(|n| n.host != self.source.host || n.port != self.source.port) {
+            self.source = now;
+            self.info = None;
+        }
         if self.info.is_none() {
             self.info = Link::open(&self.source, Duration::from_secs(5)).ok();
         }
-        let link = self.info.as_mut()?;
+        let Some(link) = self.info.as_mut() else { return Ok(None) };
         match link.call(&[b"INFO", b"replication"]) {
             Ok(Answer::Bulk(Some(text))) => {
                 let text = String::from_utf8_lossy(&text);
-                text.lines().find_map(|l| l.strip_prefix("master_repl_offset:")?.trim().parse().ok())
+                Ok(text.lines().find_map(|l| l.strip_prefix("master_repl_offset:")?.trim().parse().ok()))
             }
-            _ => None,
+            Ok(Answer::Error(_)) => Err(()),
+            _ => {
+                self.info = None;
+                Ok(None)
+            }
         }
     }
 }
@@ -833,6 +889,9 @@ impl Follow for Follower<'_> {
                     return;
                 }
             }
+            // What the reader walked over without a unit (a SELECT whose command was left
+            // out of the spool) is behind the engine too.
+            log.passed(self.base);
             if log.stopped() {
                 return;
             }
@@ -860,12 +919,20 @@ impl Follow for Follower<'_> {
                 || matches!(phase, Phase::Following) && self.board.is_some();
             if wants_info && info_allowed && last_info.elapsed() >= info_every {
                 last_info = Instant::now();
-                source_offset = self.source_offset();
-                info_allowed = source_offset.is_some() || self.board.is_some();
+                match self.source_offset() {
+                    Ok(o) => source_offset = o,
+                    Err(()) => {
+                        source_offset = None;
+                        info_allowed = false;
+                    }
+                }
             }
             let received = self.following.received.load(Ordering::Acquire);
             let partial = self.following.partial.load(Ordering::Acquire);
+            // The pair read in the order it is published (length, then offset, each
+            // Release): the offset first, then a length at least as new.
             let durable_offset = self.following.durable_offset.load(Ordering::Acquire);
+            let written = self.following.durable.load(Ordering::Acquire);
             let behind_source = source_offset.map_or(0, |o: u64| o.saturating_sub(durable_offset));
             // Everything received is durable, and everything durable applied.
             let caught_up = applied >= written && at >= written && !partial && durable_offset >= received;
@@ -875,6 +942,7 @@ impl Follow for Follower<'_> {
             }
             if let Some((board, lane)) = self.board {
                 let lane = &board.lanes[lane];
+                lane.set_source(&self.source);
                 let lag =
                     if source_offset.is_some() { behind_source + written.saturating_sub(applied) } else { u64::MAX };
                 lane.lag.store(lag, Ordering::Release);
@@ -974,7 +1042,6 @@ impl Follower<'_> {
                 let durable = self.following.durable_offset.load(Ordering::Acquire);
                 if durable >= *target && caught_up {
                     log.remove_marks()?;
-                    log.keep_marks(false);
                     *lane.touched.lock().unwrap_or_else(|p| p.into_inner()) = self.touched.take();
                     lane.drained.store(true, Ordering::Release);
                     *phase = Phase::Waiting;
@@ -982,11 +1049,12 @@ impl Follower<'_> {
             }
             Phase::Waiting => {
                 if let Some(v) = board.verdict() {
+                    // Go: the migration is done, its checkpoint and marks go at the end.
+                    // No-go (or no verdict): they stay for the next run.
+                    log.keep_marks(!v.go);
                     *phase = match (v.go, v.lifts_at) {
                         (true, Some(lifts_at)) => Phase::Lifting { lifts_at, units_at_go: self.units },
-                        (go, _) => {
-                            // No-go: the migration is not done, its marks stay for the next run.
-                            log.keep_marks(!go);
+                        _ => {
                             self.stop_capture.store(true, Ordering::Release);
                             Phase::Done
                         }

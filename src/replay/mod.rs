@@ -143,6 +143,9 @@ pub trait Followed {
     fn unit(&mut self, unit: &Unit<'_>, base: u64, end: u64) -> Flow;
     /// Sends what the connections hold unsent (a quiet log waits for nothing).
     fn flush(&mut self);
+    /// Everything of the followed log before `offset` has been handed over (the reader
+    /// walked over SELECTs with no unit after them): the engine's mark may pass it.
+    fn passed(&mut self, offset: u64);
     /// Everything before this log offset has its reply.
     fn applied(&mut self) -> u64;
     /// The replay has stopped (a failure, a lost connection).
@@ -170,6 +173,11 @@ impl Followed for Run<'_, '_> {
             self.engine.flush(c);
         }
         self.engine.write_checkpoint(false);
+    }
+
+    fn passed(&mut self, offset: u64) {
+        let at = Position { file: self.inputs.files.len(), offset };
+        self.engine.routed_to = self.engine.routed_to.max(at);
     }
 
     fn applied(&mut self) -> u64 {
@@ -202,6 +210,9 @@ impl Followed for Run<'_, '_> {
         // Everything is applied: the checkpoint says so before the marks go, so that a
         // restart from here has nothing in doubt.
         self.engine.write_checkpoint(true);
+        if self.engine.stopped() {
+            return Err("the checkpoint could not be written: the marks stay".into());
+        }
         if self.engine.cfg.dry_run || !self.engine.dest.caps().multi {
             return Ok(());
         }

@@ -93,6 +93,8 @@ pub struct Following {
     pub durable_offset: AtomicU64,
     /// The source continued from the state file (`+CONTINUE`): no new snapshot.
     pub continued: AtomicBool,
+    /// The source the capture is linked to now (after a failover, the new master).
+    pub source: std::sync::Mutex<Option<Endpoint>>,
 }
 
 /// What a capture did.
@@ -174,9 +176,27 @@ fn now_ms() -> i64 {
 }
 
 /// The source's topology when it is a Redis Cluster (`CLUSTER SHARDS`/`SLOTS` answered
-/// with every slot served); `None` for a standalone server or a user without the right.
-pub fn cluster_of(source: &Endpoint, timeout: Duration) -> Option<crate::net::cluster::Topology> {
-    crate::net::cluster::Topology::refresh(std::iter::once(source), timeout.max(Duration::from_secs(1))).ok()
+/// with every slot served); `Ok(None)` for a standalone server, or a user allowed neither
+/// `CLUSTER` nor `INFO` (then it cannot be told). A node that says `cluster_enabled:1`
+/// but whose topology cannot be read (slots not served during a failover, no right to
+/// `CLUSTER`) is an error: taking it for a standalone server would move one master only.
+pub fn cluster_of(source: &Endpoint, timeout: Duration) -> Result<Option<crate::net::cluster::Topology>, String> {
+    let timeout = timeout.max(Duration::from_secs(1));
+    let why = match crate::net::cluster::Topology::refresh(std::iter::once(source), timeout) {
+        Ok(t) => return Ok(Some(t)),
+        Err(e) => e,
+    };
+    let Ok(mut link) = Link::open(source, timeout) else { return Ok(None) };
+    let enabled = match link.call(&[b"INFO", b"cluster"]) {
+        Ok(Answer::Bulk(Some(t))) => String::from_utf8_lossy(&t).contains("cluster_enabled:1"),
+        _ => false,
+    };
+    link.close();
+    if enabled {
+        Err(format!("{source} is a Redis Cluster node, but its masters cannot be read: {why}"))
+    } else {
+        Ok(None)
+    }
 }
 
 /// `path` with `.tag` before its extension (`dump.rdb` → `dump.slot0.rdb`): the files of
@@ -219,6 +239,9 @@ fn stopping(cfg: &Config, started: Instant, external: &AtomicBool) -> Option<&'s
 pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) -> Result<Report, CaptureError> {
     let started = Instant::now();
     let endpoint = cfg.source.to_string();
+    if let Some(f) = &cfg.follow {
+        *f.source.lock().unwrap_or_else(|p| p.into_inner()) = Some(cfg.source.clone());
+    }
     let connect = |error| CaptureError::Connect { endpoint: endpoint.clone(), error };
     let mut link = Link::open(&cfg.source, Duration::from_secs(10)).map_err(connect)?;
 
