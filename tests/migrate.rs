@@ -1129,3 +1129,42 @@ fn cutover_kills_the_clients_before_the_pause_lifts() {
     // This connection was one of them.
     assert!(redis::cmd("PING").query::<String>(&mut con).is_err(), "the client is still connected");
 }
+
+/// A stream that ends with a SELECT whose command is left out of the spool (a PUBLISH in
+/// another db): `--until-synced` still sees everything applied and ends.
+#[test]
+fn until_synced_ends_after_a_select_with_nothing_after_it() {
+    let source = RedisServer::start("7.0", None, &["--repl-diskless-sync-delay", "0"]);
+    let mut con = source.conn();
+    let mut p = redis::pipe();
+    for k in 0..500 {
+        p.cmd("SET").arg(format!("k:{k}")).arg(k).ignore();
+    }
+    p.query::<()>(&mut con).unwrap();
+    // A snapshot slow enough for the writes below to follow it in the stream.
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("rdb-key-save-delay").arg("2000").query(&mut con).unwrap();
+    let dest = RedisServer::start("7.0", None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_args(dir.path());
+    let (from, to) = (source.url(), dest.url());
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json", "--until-synced"];
+    args.extend(spool.iter().map(String::as_str));
+    let mut m = start_migrate(&args);
+    wait_stat(&mut con, "sync_full", "1", &mut m);
+    let mut other = source.conn();
+    let _: () = redis::pipe().cmd("SELECT").arg(1).cmd("SET").arg("in-db1").arg(1).query(&mut other).unwrap();
+    let _: i64 = redis::cmd("PUBLISH").arg("news").arg("hello").query(&mut con).unwrap();
+    let (code, report, text) = finish(m, 60);
+    assert_eq!(code, 0, "{text}");
+    assert!(report["synced_after_s"].as_f64().is_some(), "{report}");
+    let got: Option<String> = redis::pipe()
+        .cmd("SELECT")
+        .arg(1)
+        .ignore()
+        .cmd("GET")
+        .arg("in-db1")
+        .query::<(Option<String>,)>(&mut dest.conn())
+        .unwrap()
+        .0;
+    assert_eq!(got.as_deref(), Some("1"));
+}
