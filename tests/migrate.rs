@@ -1168,3 +1168,65 @@ fn until_synced_ends_after_a_select_with_nothing_after_it() {
         .0;
     assert_eq!(got.as_deref(), Some("1"));
 }
+
+/// `--resync` of a cluster source whose backlogs were overrun: every master takes a new
+/// snapshot, each deletes only the stale keys of its own slots, and the destination ends
+/// equal to the union of the masters (no master's keys deleted by another's resync).
+#[test]
+fn resync_of_a_cluster_source() {
+    let source = crate::util::RedisCluster::start_version(
+        "7.0",
+        3,
+        0,
+        &["--repl-diskless-sync-delay", "0", "--repl-backlog-size", "16kb"],
+    );
+    let stop = Arc::new(AtomicBool::new(true));
+    cluster_writer(source.nodes.iter().map(|n| n.url()).collect(), stop.clone()).join().unwrap();
+    let dest = RedisServer::start("7.0", None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_args(dir.path());
+    let (from, to) = (source.url(), dest.url());
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--format", "json", "-q"];
+    args.extend(spool.iter().map(String::as_str));
+    let mut synced = args.clone();
+    synced.push("--until-synced");
+    let (code, _, text) = finish(start_migrate(&synced), 60);
+    assert_eq!(code, 0, "{text}");
+    // While stopped: a key deleted on its master, more than every backlog holds.
+    let stale = "str:7";
+    let owner = redis_migration::aof::keys::slot(stale.as_bytes());
+    for m in source.master_nodes() {
+        let mut c = m.conn();
+        let slots: Vec<Vec<redis::Value>> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut c).unwrap();
+        let port = redis::Value::Int(m.port as i64);
+        let mine = slots.iter().any(|r| {
+            matches!((&r[0], &r[1], &r[2]), (redis::Value::Int(a), redis::Value::Int(b), redis::Value::Array(n))
+                if *a <= owner as i64 && owner as i64 <= *b && n[1] == port)
+        });
+        if mine {
+            let _: i64 = redis::cmd("DEL").arg(stale).query(&mut c).unwrap();
+        }
+        // A key of this master's own slots, 64 KB: past its 16 KB backlog.
+        let tag: String = redis::cmd("CLUSTER").arg("MYID").query(&mut c).unwrap();
+        let key = (0..100_000)
+            .map(|i| format!("filler:{tag}:{i}"))
+            .find(|k| {
+                let s = redis_migration::aof::keys::slot(k.as_bytes()) as i64;
+                slots.iter().any(|r| {
+                    matches!((&r[0], &r[1], &r[2]), (redis::Value::Int(a), redis::Value::Int(b), redis::Value::Array(n))
+                        if *a <= s && s <= *b && n[1] == port)
+                })
+            })
+            .unwrap();
+        let _: () = redis::cmd("SET").arg(key).arg(vec![b'x'; 64 << 10]).query(&mut c).unwrap();
+    }
+    let (code, _, text) = finish(start_migrate(&synced), 60);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("cannot continue"), "{text}");
+    synced.push("--resync");
+    let (code, report, text) = finish(start_migrate(&synced), 60);
+    assert_eq!(code, 0, "{text}");
+    let deleted: u64 = report["shards"].as_array().unwrap().iter().map(|s| s["stale_deleted"].as_u64().unwrap()).sum();
+    assert_eq!(deleted, 1, "{report}");
+    assert_same(&dataset(&mut dest.conn(), (7, 0)), &union_of(&source), "a cluster after --resync");
+}
