@@ -178,3 +178,15 @@ fn multipart(manifest: &Path) -> std::io::Result<Vec<InputFile>> {
     }
     Ok(out)
 }
+
+/// Replaces `path` with `tmp` (written and synced by the caller) and syncs the directory,
+/// so that after a power loss the file is the new one, not the old (rename(2) alone is
+/// durable only once its directory is).
+pub fn replace_durably(tmp: &std::path::Path, path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::rename(tmp, path)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()
+}

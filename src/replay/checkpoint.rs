@@ -112,7 +112,7 @@ impl Checkpoint {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(format!("{v:#}\n").as_bytes())?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        crate::source::replace_durably(&tmp, path)
     }
 
     /// Why this checkpoint cannot resume a replay of `inputs` with `options` over

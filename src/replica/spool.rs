@@ -328,7 +328,7 @@ fn write_state(path: &Path, state: &State) -> std::io::Result<()> {
     f.write_all(state.to_json().to_string().as_bytes())?;
     f.write_all(b"\n")?;
     f.sync_data()?;
-    std::fs::rename(&tmp, path)
+    crate::source::replace_durably(&tmp, path)
 }
 
 #[cfg(test)]
