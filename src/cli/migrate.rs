@@ -181,7 +181,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             cluster: false,
             resume: true,
             state: args.state.clone(),
-            sync_every: Duration::from_millis(200),
+            sync_every: Duration::from_millis(50),
             follow: None,
         },
         replay,
