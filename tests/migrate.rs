@@ -1231,3 +1231,51 @@ fn resync_of_a_cluster_source() {
     assert_eq!(deleted, 1, "{report}");
     assert_same(&dataset(&mut dest.conn(), (7, 0)), &union_of(&source), "a cluster after --resync");
 }
+
+/// A source reached over TLS (its CA and a client certificate): the snapshot and the
+/// stream come through, the destination ends equal.
+#[test]
+fn migrate_from_a_source_over_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    crate::replay::make_certs(certs.path());
+    let p = |f: &str| certs.path().join(f).to_str().unwrap().to_string();
+    let tls_port = crate::util::free_port().to_string();
+    let (crt, key, ca) = (p("server.crt"), p("server.key"), p("ca.crt"));
+    let source = RedisServer::start(
+        "7.0",
+        Some(&crate::util::testdata("redis-7.0.rdb")),
+        &[
+            "--tls-port",
+            &tls_port,
+            "--tls-cert-file",
+            &crt,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            "yes",
+            "--repl-diskless-sync-delay",
+            "0",
+        ],
+    );
+    let mut con = source.conn();
+    let mut pipe = redis::pipe();
+    for k in 0..200 {
+        pipe.cmd("SET").arg(format!("k:{k}")).arg(k).ignore();
+    }
+    pipe.query::<()>(&mut con).unwrap();
+    let dest = RedisServer::start("7.0", None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let spool = spool_args(dir.path());
+    let from = format!("rediss://127.0.0.1:{tls_port}");
+    let to = dest.url();
+    let (ca, cert, key) = (p("ca.crt"), p("client.crt"), p("client.key"));
+    let mut args: Vec<&str> = vec!["--from", &from, "--to", &to, "--until-synced", "-q"];
+    args.extend(["--source-tls-ca", &ca, "--source-tls-cert", &cert, "--source-tls-key", &key]);
+    args.extend(spool.iter().map(String::as_str));
+    let out = bin().arg("migrate").args(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", crate::replay::text(&out));
+    let ver = server_version(&mut con);
+    assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "over TLS");
+}
