@@ -1279,3 +1279,55 @@ fn migrate_from_a_source_over_tls() {
     let ver = server_version(&mut con);
     assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "over TLS");
 }
+
+/// The tool's own spool (no -aof) is freed as it is applied: holes punched in the applied
+/// part, and a resume after SIGTERM starts from the recorded trim and continues.
+#[test]
+fn the_own_spool_is_trimmed_and_still_resumes() {
+    use std::os::unix::fs::MetadataExt;
+    let source = RedisServer::start("7.0", None, &["--repl-diskless-sync-delay", "0", "--repl-backlog-size", "64mb"]);
+    let mut con = source.conn();
+    let dest = RedisServer::start("7.0", None, &[]);
+    let state = tempfile::tempdir().unwrap();
+    let spool = state.path().join("redis-migration").join(format!("127.0.0.1_{}-127.0.0.1_{}", source.port, dest.port));
+    let aof = spool.join("appendonly.aof");
+    let (from, to) = (source.url(), dest.url());
+    let args = ["migrate", "--from", &from, "--to", &to, "--format", "json", "--trim-every", "65536"];
+    let start = || {
+        bin()
+            .args(args)
+            .env("XDG_STATE_HOME", state.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = writer(source.url(), stop.clone());
+    let mut m = start();
+    wait_stat(&mut con, "sync_full", "1", &mut m);
+    std::thread::sleep(Duration::from_millis(3000));
+    terminate(&m);
+    let (code, _, text) = finish(m, 60);
+    assert_eq!(code, 0, "{text}");
+    let meta = std::fs::metadata(&aof).unwrap();
+    let allocated = meta.blocks() * 512;
+    assert!(meta.len() > 1 << 20, "{} bytes spooled", meta.len());
+    assert!(allocated < meta.len() / 2, "{allocated} bytes allocated of {}", meta.len());
+    assert!(spool.join("appendonly.aof.trimmed").exists());
+    // Again: it continues from the trim.
+    let mut m = start();
+    wait_stat(&mut con, "sync_partial_ok", "1", &mut m);
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    writing.join().unwrap();
+    wait_spooled(&mut con, &aof);
+    terminate(&m);
+    let (code, report, text) = finish(m, 60);
+    assert_eq!(code, 0, "{text}");
+    assert!(report["source"]["continued_from"].as_u64().is_some(), "{report}");
+    assert_eq!(info_field(&mut con, "stats", "sync_full"), "1");
+    let ver = server_version(&mut con);
+    assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "a trimmed spool resumed");
+}

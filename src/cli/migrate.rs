@@ -76,6 +76,10 @@ pub struct Args {
     /// the -aof, as FILE.state and FILE.applied]
     #[arg(long, value_name = "FILE", help_heading = "Spool")]
     pub state: Option<PathBuf>,
+    /// With no -aof: free the applied part of the spool each time this many more bytes are
+    /// applied (tests make it small)
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, hide = true)]
+    pub trim_every: u64,
     /// Take a new snapshot even where the spool's state could continue
     #[arg(long)]
     pub resync: bool,
@@ -187,6 +191,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         replay,
         until_synced: args.until_synced,
         resync: args.resync,
+        // The tool's own spool is freed as it is applied; a file named by -aof is the user's.
+        trim_every: args.aof.is_none().then_some(args.trim_every.max(1 << 12)),
         cutover: cutover.map(|(how, filter, plan, destination)| migrate::Cutover {
             pause: how == CutoverArg::Pause,
             lag_bytes: args.cutover_lag,

@@ -43,6 +43,9 @@ pub struct Config {
     pub resync: bool,
     /// `--cutover`: pause, drain, verify, go/no-go.
     pub cutover: Option<Cutover>,
+    /// The spool is the tool's own (no `-aof` given): the applied part of it is freed
+    /// (a hole punched) each time this many more bytes are applied and checkpointed.
+    pub trim_every: Option<u64>,
     /// Progress lines on stderr.
     pub progress: bool,
 }
@@ -493,7 +496,8 @@ fn apply<'a>(
             )));
         }
     } else {
-        // A new snapshot: an older checkpoint is of other files.
+        // A new snapshot: an older checkpoint, or trim, is of other files.
+        let _ = std::fs::remove_file(trim_path(&cfg.capture.aof));
         match std::fs::remove_file(checkpoint) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(Error::Resume(format!("{}: {e}", checkpoint.display())))
@@ -664,6 +668,14 @@ struct Follower<'a> {
     prefix: String,
     /// Raised when another master's capture of the same cluster failed for good.
     abort: Option<&'a AtomicBool>,
+    /// See [`Config::trim_every`]; the spool is freed up to `trimmed`.
+    trim_every: Option<u64>,
+    trimmed: u64,
+    /// Unit boundaries passed and the db there, a few per `trim_every`: where a trim may
+    /// cut, and the db a resume starts in there.
+    boundaries: std::collections::VecDeque<(u64, u64)>,
+    /// The replay's checkpoint (what a resume starts from: nothing before it is freed).
+    checkpoint: PathBuf,
 }
 
 impl<'a> Follower<'a> {
@@ -700,6 +712,10 @@ impl<'a> Follower<'a> {
             after_pause_units: None,
             prefix: "migrate".into(),
             abort: None,
+            trim_every: cfg.trim_every,
+            trimmed: 0,
+            boundaries: std::collections::VecDeque::new(),
+            checkpoint: checkpoint_path(&cfg.capture),
         }
     }
 
@@ -768,6 +784,13 @@ impl<'a> Follower<'a> {
     /// Walks the log up to `offset` (a unit boundary a resumed run starts at) without
     /// applying it: the db selected there is the reader's.
     fn skip_to(&mut self, offset: u64) -> Result<(), String> {
+        // The part before a trim is holes: start at the trim's boundary, in its db.
+        if let Some((from, db)) = read_trim(&trim_path(&self.path)).filter(|&(from, _)| from <= offset) {
+            self.base = from;
+            self.trimmed = from;
+            self.buf.clear();
+            self.reader = LogReader::continuing_in(db);
+        }
         let mut argv = Vec::new();
         while self.base < offset {
             if replica::STOP.load(Ordering::Relaxed) {
@@ -820,6 +843,35 @@ impl<'a> Follower<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Frees the applied part of the tool's own spool (see [`Config::trim_every`]): up to
+    /// the last boundary passed that the replay's checkpoint is past, once that is
+    /// `trim_every` beyond the last trim. The boundary and its db are written first
+    /// (`<aof>.trimmed`), so that a resume starts there.
+    fn trim(&mut self) {
+        let Some(every) = self.trim_every else { return };
+        if self.boundaries.back().is_none_or(|&(b, _)| self.base >= b + (every / 4).max(1)) {
+            self.boundaries.push_back((self.base, self.reader.db()));
+        }
+        let Some(&(last, _)) = self.boundaries.back() else { return };
+        if last < self.trimmed + every {
+            return;
+        }
+        let Ok(Some(ck)) = crate::replay::checkpoint::Checkpoint::load(&self.checkpoint) else { return };
+        if ck.resume.file == 0 {
+            return;
+        }
+        let Some(&(cut, db)) = self.boundaries.iter().rev().find(|(b, _)| *b <= ck.resume.offset) else { return };
+        if cut < self.trimmed + every {
+            return;
+        }
+        if write_trim(&trim_path(&self.path), cut, db).is_ok() && replica::spool::punch_hole(&self.path, cut).is_ok() {
+            self.trimmed = cut;
+            while self.boundaries.front().is_some_and(|&(b, _)| b < cut) {
+                self.boundaries.pop_front();
+            }
+        }
     }
 
     /// The source's replication offset, where `INFO replication` is allowed: `Ok(None)`
@@ -904,6 +956,7 @@ impl Follow for Follower<'_> {
                 self.stop_capture.store(true, Ordering::Release);
             }
             log.flush();
+            self.trim();
             let at = self.base + self.buf.len() as u64;
             if done && at >= upto {
                 return;
@@ -967,6 +1020,31 @@ impl Follow for Follower<'_> {
             std::thread::sleep(IDLE);
         }
     }
+}
+
+/// Where a trim of the spool at `aof` is recorded: `<aof>.trimmed`.
+fn trim_path(aof: &std::path::Path) -> PathBuf {
+    let mut s = aof.as_os_str().to_owned();
+    s.push(".trimmed");
+    PathBuf::from(s)
+}
+
+/// A trim's boundary and the db there, if one was recorded.
+fn read_trim(path: &std::path::Path) -> Option<(u64, u64)> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    Some((v["from"].as_u64()?, v["db"].as_u64()?))
+}
+
+/// Records a trim durably, before the hole is punched.
+fn write_trim(path: &std::path::Path, from: u64, db: u64) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = File::create(&tmp)?;
+    f.write_all(serde_json::json!({"from": from, "db": db}).to_string().as_bytes())?;
+    f.sync_all()?;
+    crate::source::replace_durably(&tmp, path)
 }
 
 /// Notes the keys `unit` touches for `--verify touched`; gives up (every key will be

@@ -303,6 +303,34 @@ impl Spool {
     }
 }
 
+/// Frees the disk blocks of the first `len` bytes of the file at `path` (rounded down to
+/// 4 KB) while its size and offsets stay: the part of a spool that is applied and that
+/// no resume will read again. Linux (`fallocate` with `FALLOC_FL_PUNCH_HOLE`); elsewhere,
+/// or on a file system without holes, nothing is freed.
+pub fn punch_hole(path: &Path, len: u64) -> std::io::Result<()> {
+    let len = len & !4095;
+    if len == 0 {
+        return Ok(());
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::io::AsRawFd;
+        extern "C" {
+            fn fallocate(fd: i32, mode: i32, offset: i64, len: i64) -> i32;
+        }
+        const FALLOC_FL_KEEP_SIZE: i32 = 1;
+        const FALLOC_FL_PUNCH_HOLE: i32 = 2;
+        let file = std::fs::OpenOptions::new().write(true).open(path)?;
+        // SAFETY: fallocate takes the descriptor of a file that stays open for the call
+        // and two integers; no memory is passed.
+        let r = unsafe { fallocate(file.as_raw_fd(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0, len as i64) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Reads the state file at `path`; `Ok(None)` when there is none.
 pub fn read_state(path: &Path) -> Result<Option<State>, String> {
     let text = match std::fs::read_to_string(path) {
