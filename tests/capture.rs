@@ -212,19 +212,25 @@ pub(crate) fn assert_same(got: &KeyMap, want: &KeyMap, what: &str) {
     assert!(want.len() > 100, "{what}: the source holds {} keys", want.len());
 }
 
-/// The whole path: writer, capture, SIGTERM, check, replay, compare.
-fn round_trip(version: &str, diskless: &str) {
-    let what = format!("{version}, repl-diskless-sync {diskless}");
+/// A source with keys enough, each saved slowly, for writes to land during the snapshot.
+pub(crate) fn busy_source(version: &str, diskless: &str) -> RedisServer {
     let source = RedisServer::start(version, None, &["--repl-diskless-sync", diskless]);
     let mut con = source.conn();
     let _: () = redis::cmd("CONFIG").arg("SET").arg("repl-diskless-sync-delay").arg("0").query(&mut con).unwrap();
-    // Keys enough, each saved slowly, for writes to land during the snapshot.
     let mut p = redis::pipe();
     for k in 0..2000 {
         p.cmd("SET").arg(format!("pre:{k}")).arg(k).ignore();
     }
     p.query::<()>(&mut con).unwrap();
     let _: () = redis::cmd("CONFIG").arg("SET").arg("rdb-key-save-delay").arg("200").query(&mut con).unwrap();
+    source
+}
+
+/// The whole path: writer, capture, SIGTERM, check, replay, compare.
+fn round_trip(version: &str, diskless: &str) {
+    let what = format!("{version}, repl-diskless-sync {diskless}");
+    let source = busy_source(version, diskless);
+    let mut con = source.conn();
 
     let stop = Arc::new(AtomicBool::new(false));
     let writing = writer(source.url(), stop.clone());

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::capture::{
-    assert_same, capture_output, info_field, path, spooled_offset, without_consumer_times, writer, writer_with,
+    assert_same, busy_source, capture_output, info_field, path, spooled_offset, without_consumer_times, writer,
+    writer_with,
 };
 use crate::oracle::{dump_server, server_version, KeyMap, KeyView};
 use crate::util::{bin, RedisServer};
@@ -69,20 +70,6 @@ fn wait_snapshots(m: &mut Child, dir: &std::path::Path, n: usize) {
 
 fn terminate(m: &Child) {
     assert!(Command::new("kill").arg("-TERM").arg(m.id().to_string()).status().unwrap().success());
-}
-
-/// A source with keys enough, each saved slowly, for writes to land during the snapshot.
-fn busy_source(version: &str, diskless: &str) -> RedisServer {
-    let source = RedisServer::start(version, None, &["--repl-diskless-sync", diskless]);
-    let mut con = source.conn();
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("repl-diskless-sync-delay").arg("0").query(&mut con).unwrap();
-    let mut p = redis::pipe();
-    for k in 0..2000 {
-        p.cmd("SET").arg(format!("pre:{k}")).arg(k).ignore();
-    }
-    p.query::<()>(&mut con).unwrap();
-    let _: () = redis::cmd("CONFIG").arg("SET").arg("rdb-key-save-delay").arg("200").query(&mut con).unwrap();
-    source
 }
 
 /// The whole job: a writer before and during the snapshot and after it; migrate follows
