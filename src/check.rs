@@ -234,7 +234,7 @@ pub fn walk(data: &[u8], s: &mut Summary, plan: &Plan) -> rdb::Result<()> {
     pipeline::run(
         data,
         plan,
-        |header, span| map.snapshot(&Batch::new(0, header, data, span)),
+        |header, span| map.snapshot(&Batch::new(0, header, span)),
         |(part, r)| {
             s.merge(part);
             failure = r.err();

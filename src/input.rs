@@ -75,13 +75,29 @@ impl Input {
         Ok(Input { name, path: f.path, source, last_of_set: f.last_of_set, from_aof_flag: f.from_aof_flag })
     }
 
+    /// The file's bytes; of a file still being written, those written so far.
     pub fn data(&self) -> &[u8] {
         self.source.bytes()
     }
 
-    /// Starts with an RDB header (a snapshot, or an RDB-preamble AOF).
+    /// Starts with an RDB header (a snapshot, or an RDB-preamble AOF); a growing input
+    /// is a snapshot.
     pub fn is_snapshot(&self) -> bool {
-        aof::is_rdb(self.data())
+        self.growing() || aof::is_rdb(self.data())
+    }
+
+    /// A snapshot still being written (see [`Inputs::growing`]): nothing of it is whole
+    /// until [`pipeline::run_growing`] has read to its end.
+    pub fn growing(&self) -> bool {
+        self.source.growth().is_some_and(|g| !matches!(g.now(), crate::source::Grown::Whole(_)))
+    }
+
+    /// Where the input's log starts ([`aof::log_start`]); a growing input has none.
+    pub fn log_start(&self) -> Option<usize> {
+        if self.source.growth().is_some() {
+            return None;
+        }
+        aof::log_start(self.data())
     }
 }
 
@@ -197,6 +213,37 @@ impl Inputs {
         Ok(listed)
     }
 
+    /// A snapshot that another thread is writing and `growth` follows (`migrate`'s spool):
+    /// read as its bytes come, in one pass, by [`run`]. It has no log of its own.
+    pub fn growing(path: PathBuf, growth: std::sync::Arc<crate::source::Growth>) -> Result<Inputs, InputError> {
+        let name = display_name(&path);
+        let source = Source::growing(&path, growth).map_err(|e| InputError::Open { name: name.clone(), error: e })?;
+        let input = Input { name, path, source, last_of_set: true, from_aof_flag: false };
+        Ok(Inputs { files: vec![input], allow_truncated: false, until: None, on_duplicate: Default::default() })
+    }
+
+    /// Blocks until no input is still being written (a growing one is whole or broken).
+    pub fn wait_whole(&self) {
+        for f in &self.files {
+            if let Some(g) = f.source.growth() {
+                while matches!(g.now(), crate::source::Grown::To(_)) {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+            }
+        }
+    }
+
+    /// The bytes of all inputs once whole: of one still being written, as its writer
+    /// announced them (`None` when it did not).
+    pub fn expected_bytes(&self) -> Option<u64> {
+        self.files.iter().map(|f| f.source.growth().map_or(Some(f.data().len() as u64), |g| g.begun().flatten())).sum()
+    }
+
+    /// Whether an input is still being written.
+    pub fn any_growing(&self) -> bool {
+        self.files.iter().any(Input::growing)
+    }
+
     /// One file alone (`check` reads each file for itself).
     pub fn single(f: InputFile, no_mmap: bool) -> Result<Inputs, InputError> {
         Ok(Inputs {
@@ -249,9 +296,17 @@ impl Inputs {
         Ok(Some(Until::new(t)))
     }
 
-    /// The inputs' bytes in load order, with whether each log may end inside a command.
+    /// The inputs' bytes in load order, with whether each log may end inside a command
+    /// (a growing input, which has no log, as no bytes).
     pub fn logs_view(&self) -> Vec<(&[u8], bool)> {
-        (0..self.files.len()).map(|i| (self.files[i].data(), self.allow_truncated(i))).collect()
+        fn bytes(f: &Input) -> &[u8] {
+            if f.source.growth().is_some() {
+                &[]
+            } else {
+                f.data()
+            }
+        }
+        (0..self.files.len()).map(|i| (bytes(&self.files[i]), self.allow_truncated(i))).collect()
     }
 
     /// Bytes in all.
@@ -277,33 +332,32 @@ pub struct Batch<'d, 's> {
     /// Index of the input.
     pub file: usize,
     pub header: Header,
-    data: &'d [u8],
     span: &'s Span<'d>,
 }
 
 impl<'d, 's> Batch<'d, 's> {
-    /// A batch of `data` (input `file`), for code that drives [`pipeline`] itself.
-    pub fn new(file: usize, header: Header, data: &'d [u8], span: &'s Span<'d>) -> Batch<'d, 's> {
-        Batch { file, header, data, span }
+    /// A batch of input `file`, for code that drives [`pipeline`] itself.
+    pub fn new(file: usize, header: Header, span: &'s Span<'d>) -> Batch<'d, 's> {
+        Batch { file, header, span }
     }
 
     /// Decodes the batch, handing each item to `each` with the offset just after it; with
     /// `contents` false, some parts of values are validated but not kept (see
     /// [`rdb::Parser::contents`]). Stops at the first error, the decoder's or `each`'s.
     pub fn decode(&self, contents: bool, each: impl FnMut(Item<'d>, u64) -> rdb::Result<()>) -> rdb::Result<()> {
-        pipeline::decode_span_with(self.data, self.header, self.span, contents, each)
+        pipeline::decode_span_with(self.header, self.span, contents, each)
     }
 
     /// Reads the batch's records raw (`Item::Raw`: the values' stored bytes, not
     /// decoded); other items as `decode` gives them.
     pub fn decode_raw(&self, each: impl FnMut(Item<'d>, u64) -> rdb::Result<()>) -> rdb::Result<()> {
-        pipeline::decode_span_raw(self.data, self.header, self.span, true, true, each)
+        pipeline::decode_span_raw(self.header, self.span, true, true, each)
     }
 
     /// Steps over the batch's items by their length headers (no value decoded, no
     /// checksum), handing each one and the db it is in to `each`.
     pub fn skim(&self, mut each: impl FnMut(&Item<'d>, u64)) -> rdb::Result<()> {
-        let mut p = rdb::Parser::resume(self.data, self.header, self.span.start, self.span.state).skim(true);
+        let mut p = rdb::Parser::resume(self.span.data, self.header, self.span.start, self.span.state).skim(true);
         while (p.offset() as usize) < self.span.end {
             match p.next_item()? {
                 Some(item) => each(&item, p.state().db),
@@ -313,9 +367,11 @@ impl<'d, 's> Batch<'d, 's> {
         Ok(())
     }
 
-    /// The whole input file the batch is part of (records' slices point into it).
+    /// The input file the batch is part of, up to the batch's end at least (of a file
+    /// still being written, what was written when the batch was cut); records' slices
+    /// point into it.
     pub fn data(&self) -> &'d [u8] {
-        self.data
+        self.span.data
     }
 
     /// Where the batch starts in its file.
@@ -505,12 +561,49 @@ fn read_input<'d, M: Map<'d>, S: Sink<'d, M::Part>>(
     let input = &inputs.files[file];
     let data = input.data();
     let mut base = 0;
+    if let Some(growth) = input.source.growth() {
+        // A snapshot still being written: read once, as its bytes come.
+        if skip_to > 0 {
+            return Err(InputError::Usage(format!(
+                "{}: a snapshot still being written is read from its start",
+                input.name
+            )));
+        }
+        let full = input.source.reserved();
+        let more = |want: usize, wait: std::time::Duration| {
+            let grown = growth.wait(want.saturating_sub(1) as u64, wait);
+            use crate::source::Grown;
+            let (Grown::To(n) | Grown::Whole(n) | Grown::Broken(n)) = grown;
+            let d = &full[..(n as usize).min(full.len())];
+            match grown {
+                Grown::To(_) => pipeline::Grow::More(d),
+                Grown::Whole(_) => pipeline::Grow::Whole(d),
+                Grown::Broken(_) => pipeline::Grow::Broken(d),
+            }
+        };
+        let end = pipeline::run_growing(
+            &more,
+            &opts.plan,
+            |header, span| map.snapshot(&Batch { file, header, span }),
+            |part| {
+                *flow = sink.part(part);
+                *flow == Flow::Continue
+            },
+        );
+        let end = end.map_err(|error| InputError::Snapshot { name: input.name.clone(), error })?;
+        if *flow != Flow::Continue {
+            return Ok(LogEnd::None);
+        }
+        let Some((header, trailing)) = end else { return Ok(LogEnd::None) };
+        *flow = sink.snapshot_end(file, header, trailing);
+        return Ok(LogEnd::None);
+    }
     if input.is_snapshot() {
         let end = pipeline::run_from(
             data,
             skip_to,
             &opts.plan,
-            |header, span| map.snapshot(&Batch { file, header, data, span }),
+            |header, span| map.snapshot(&Batch { file, header, span }),
             |part| {
                 *flow = sink.part(part);
                 *flow == Flow::Continue

@@ -10,10 +10,15 @@
 //! Errors: when the skim fails, the rest of the file becomes one last span and the full
 //! decoder runs over it, so the error reported is the decoder's, exactly as a sequential
 //! read would report it.
+//!
+//! A snapshot still being written ([`run_growing`]) is skimmed as its bytes come: an item
+//! that does not end within what is written yet is waited for, and spans then follow the
+//! bytes' arrival as well as the batch size.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use crate::rdb::{self, Header, Item, Parser, State};
 
@@ -49,18 +54,81 @@ pub struct Span<'a> {
     pub start: usize,
     pub end: usize,
     pub state: State<'a>,
+    /// The file's bytes as the skim saw them (of a growing file, those written then).
+    pub data: &'a [u8],
     /// Where the skim stopped, if it failed inside this span (the last one).
     skim_error: Option<rdb::Error>,
 }
 
+/// How far a snapshot still being written has come (see [`run_growing`]): its bytes so
+/// far, and whether more may come.
+#[derive(Debug, Clone, Copy)]
+pub enum Grow<'a> {
+    /// What is written now; more may come.
+    More(&'a [u8]),
+    /// The file is whole.
+    Whole(&'a [u8]),
+    /// The writer gave up: nothing more comes, and the file is cut short.
+    Broken(&'a [u8]),
+}
+
+/// Waits until at least the given length is written (or the file has ended, or the time
+/// is up) and says how far it is.
+pub type MoreBytes<'m, 'a> = &'m (dyn Fn(usize, Duration) -> Grow<'a> + Sync);
+
+/// How long the skim of a growing file waits for bytes before it hands over an empty
+/// span, so that the batches decoded meanwhile are delivered.
+const GROW_WAIT: Duration = Duration::from_millis(20);
+
 /// Cuts an RDB into spans.
 struct Skimmer<'a, 'e> {
     parser: Parser<'a>,
-    len: usize,
+    header: Header,
+    /// The bytes skimmed over (of a growing file, those written so far).
+    data: &'a [u8],
     batch: usize,
     done: bool,
     /// Set when the skim reaches the EOF opcode: the bytes after the trailer.
     trailing: &'e std::cell::Cell<Option<usize>>,
+    /// Of a growing file: how to wait for more bytes, and the length the next try of an
+    /// item that did not fit needs (twice what the last try had past the item's start, so
+    /// that a huge item is skimmed a few times, not once per write).
+    more: Option<MoreBytes<'e, 'a>>,
+    want: usize,
+    /// The file behind `more` ended cut short.
+    broken: bool,
+}
+
+impl<'a> Skimmer<'a, '_> {
+    /// Of a growing file, before item `at` (parser state `state`), which may not end
+    /// within the bytes written so far: hands over the whole items before it, else waits
+    /// for more bytes. `Some(span)` to return; `None` to try the item again (from a fresh
+    /// parser over the longer bytes). Once the file is whole or broken, `more` is gone and
+    /// the item's outcome is final.
+    fn wait_for_item(&mut self, start: usize, state: State<'a>, at: usize, at_state: State<'a>) -> Option<Span<'a>> {
+        let more = self.more?;
+        // Back to the item's start: the next call tries it again.
+        self.parser = Parser::resume(self.data, self.header, at, at_state).skim(true);
+        if at > start {
+            return Some(Span { start, end: at, state, data: self.data, skim_error: None });
+        }
+        let have = self.data.len();
+        self.want = self.want.max(have + (have - at).max(256 << 10));
+        match more(self.want, GROW_WAIT) {
+            Grow::More(d) if d.len() < self.want => {
+                self.data = d;
+                // Nothing to try yet: an empty span, so that what the workers have done
+                // is delivered while the bytes come.
+                return Some(Span { start, end: start, state, data: self.data, skim_error: None });
+            }
+            Grow::More(d) => self.data = d,
+            Grow::Whole(d) => (self.data, self.more) = (d, None),
+            Grow::Broken(d) => (self.data, self.more, self.broken) = (d, None, true),
+        }
+        self.want = 0;
+        self.parser = Parser::resume(self.data, self.header, at, at_state).skim(true);
+        None
+    }
 }
 
 impl<'a> Iterator for Skimmer<'a, '_> {
@@ -73,63 +141,78 @@ impl<'a> Iterator for Skimmer<'a, '_> {
         let start = self.parser.offset() as usize;
         let state = self.parser.state();
         loop {
-            match self.parser.next_item() {
+            let (at, at_state) = (self.parser.offset() as usize, self.parser.state());
+            let item = self.parser.next_item();
+            // A growing file: an item that fails may only be cut by the end of what is
+            // written; the end of the snapshot is taken only once the file is whole.
+            if self.more.is_some() && matches!(item, Err(_) | Ok(None) | Ok(Some(Item::End { .. }))) {
+                match self.wait_for_item(start, state, at, at_state) {
+                    Some(span) => return Some(span),
+                    None => continue,
+                }
+            }
+            let len = self.data.len();
+            match item {
                 Ok(Some(Item::End { trailing, .. })) => {
                     self.trailing.set(Some(trailing));
                     self.done = true;
-                    return Some(Span { start, end: self.len, state, skim_error: None });
+                    return Some(Span { start, end: len, state, data: self.data, skim_error: None });
+                }
+                Ok(None) if self.broken => {
+                    // A file cut short between two items: the decoder finds no end.
+                    self.done = true;
+                    let e = rdb::Error::truncated(len as u64, "the next item (the snapshot's transfer stopped)");
+                    return Some(Span { start, end: len, state, data: self.data, skim_error: Some(e) });
                 }
                 Ok(None) => {
                     self.done = true;
-                    return Some(Span { start, end: self.len, state, skim_error: None });
+                    return Some(Span { start, end: len, state, data: self.data, skim_error: None });
                 }
                 Ok(Some(_)) => {
                     let at = self.parser.offset() as usize;
                     if at - start >= self.batch {
-                        return Some(Span { start, end: at, state, skim_error: None });
+                        return Some(Span { start, end: at, state, data: self.data, skim_error: None });
                     }
                 }
                 Err(e) => {
                     self.done = true;
-                    return Some(Span { start, end: self.len, state, skim_error: Some(e) });
+                    return Some(Span { start, end: len, state, data: self.data, skim_error: Some(e) });
                 }
             }
         }
     }
 }
 
-/// Decodes one span, handing each item to `each` with the offset just after it. Stops at
+/// Decodes one span (from the bytes the skim saw), handing each item to `each` with the offset just after it. Stops at
 /// the first error, the decoder's or one `each` returns.
 pub fn decode_span<'a>(
-    data: &'a [u8],
     header: Header,
     span: &Span<'a>,
     each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
 ) -> rdb::Result<()> {
-    decode_span_with(data, header, span, true, each)
+    decode_span_with(header, span, true, each)
 }
 
 /// [`decode_span`]; with `contents` false, values come as [`Parser::contents`] says
 /// (validated all the same, some parts not kept).
 pub fn decode_span_with<'a>(
-    data: &'a [u8],
     header: Header,
     span: &Span<'a>,
     contents: bool,
     each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
 ) -> rdb::Result<()> {
-    decode_span_raw(data, header, span, contents, false, each)
+    decode_span_raw(header, span, contents, false, each)
 }
 
 /// [`decode_span_with`], with records in raw mode when `raw` (see [`Parser::raw`]).
 pub fn decode_span_raw<'a>(
-    data: &'a [u8],
     header: Header,
     span: &Span<'a>,
     contents: bool,
     raw: bool,
     mut each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
 ) -> rdb::Result<()> {
+    let data = span.data;
     let mut parser = Parser::resume(data, header, span.start, span.state).contents(contents).raw(raw);
     while (parser.offset() as usize) < span.end {
         // Matched in place rather than with `?`, which moves the 160-byte item once more.
@@ -210,9 +293,63 @@ pub fn run_from<'a, T: Send>(
         }
     }
     let trailing = std::cell::Cell::new(None);
-    let skimmer = Skimmer { parser, len: data.len(), batch: plan.batch_bytes.max(1), done: false, trailing: &trailing };
+    let skimmer = Skimmer {
+        parser,
+        header,
+        data,
+        batch: plan.batch_bytes.max(1),
+        done: false,
+        trailing: &trailing,
+        more: None,
+        want: 0,
+        broken: false,
+    };
     let parallel = plan.threads > 1 && data.len() > plan.batch_bytes;
     ordered(skimmer, plan.threads, plan.in_flight, parallel, |span| work(header, &span), deliver);
+    Ok(trailing.get().map(|t| (header, t)))
+}
+
+/// [`run`] over a snapshot still being written: `more` gives its bytes as they come.
+/// Spans hold whole items only, each decoded from the bytes written when it was cut
+/// ([`Span::data`]), so nothing past what is written is ever read; an empty span now and
+/// then, while the bytes are slow, lets the parts decoded meanwhile be delivered. The
+/// snapshot's end (and its checksum, which the last span's decoder checks) is taken
+/// only once the file is whole; a file that ends cut short gives a truncation error in
+/// its last span. Returns what [`run`] returns.
+pub fn run_growing<'a, T: Send>(
+    more: MoreBytes<'_, 'a>,
+    plan: &Plan,
+    work: impl Fn(Header, &Span<'a>) -> T + Sync,
+    deliver: impl FnMut(T) -> bool,
+) -> rdb::Result<Option<(Header, usize)>> {
+    // The header first: wait until it is there (or the file has ended).
+    let mut want = 16;
+    let (parser, data, more, broken) = loop {
+        let (data, open, broken) = match more(want, Duration::from_secs(1)) {
+            Grow::More(d) => (d, true, false),
+            Grow::Whole(d) => (d, false, false),
+            Grow::Broken(d) => (d, false, true),
+        };
+        match Parser::new(data) {
+            Ok(p) => break (p, data, open.then_some(more), broken),
+            Err(e) if open && matches!(e.kind, rdb::ErrorKind::Truncated { .. }) => want = want.max(data.len() + 1),
+            Err(e) => return Err(e),
+        }
+    };
+    let header = parser.header();
+    let trailing = std::cell::Cell::new(None);
+    let mut skimmer = Skimmer {
+        parser: parser.skim(true),
+        header,
+        data,
+        batch: plan.batch_bytes.max(1),
+        done: false,
+        trailing: &trailing,
+        more,
+        want: 0,
+        broken,
+    };
+    ordered(&mut skimmer, plan.threads, plan.in_flight, plan.threads > 1, |span| work(header, &span), deliver);
     Ok(trailing.get().map(|t| (header, t)))
 }
 
@@ -284,4 +421,132 @@ pub fn ordered<S: Send, T: Send>(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// The keys of a span's records, up to its error if it has one (as replay applies
+    /// the records of a batch before its damage).
+    fn keys_of(header: Header, span: &Span<'_>) -> (Vec<Vec<u8>>, Option<rdb::Error>) {
+        let mut keys = Vec::new();
+        let r = decode_span(header, span, |item, _| {
+            if let Item::Record(r) = item {
+                keys.push(r.key.bytes().to_vec());
+            }
+            Ok(())
+        });
+        (keys, r.err())
+    }
+
+    fn plain(data: &[u8], plan: &Plan) -> (Vec<Vec<u8>>, Option<rdb::Error>) {
+        let (mut keys, mut err) = (Vec::new(), None);
+        let end = run(data, plan, keys_of, |(k, e)| {
+            keys.extend(k);
+            err = e;
+            err.is_none()
+        });
+        (keys, err.or(end.err()))
+    }
+
+    /// `data` written by another thread in pieces of `step` bytes, read by
+    /// `run_growing`; ends whole, or broken after `cut` bytes.
+    fn growing(data: &[u8], step: usize, cut: Option<usize>, plan: &Plan) -> (Vec<Vec<u8>>, Option<rdb::Error>) {
+        let written = AtomicUsize::new(0);
+        let ended = AtomicBool::new(false);
+        let last = cut.unwrap_or(data.len());
+        let more = |want: usize, wait: Duration| {
+            let until = std::time::Instant::now() + wait;
+            loop {
+                let ended = ended.load(Ordering::Acquire);
+                let n = written.load(Ordering::Acquire);
+                let d = &data[..n];
+                if ended && cut.is_some() {
+                    return Grow::Broken(d);
+                }
+                if ended {
+                    return Grow::Whole(d);
+                }
+                if n >= want || std::time::Instant::now() >= until {
+                    return Grow::More(d);
+                }
+                std::thread::yield_now();
+            }
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut n = 0;
+                while n < last {
+                    n = (n + step).min(last);
+                    written.store(n, Ordering::Release);
+                    std::thread::sleep(Duration::from_micros(20));
+                }
+                ended.store(true, Ordering::Release);
+            });
+            let (mut keys, mut err) = (Vec::new(), None);
+            let end = run_growing(&more, plan, keys_of, |(k, e)| {
+                keys.extend(k);
+                err = e;
+                err.is_none()
+            });
+            (keys, err.or(end.err()))
+        })
+    }
+
+    fn fixture() -> Vec<u8> {
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/redis-7.0.rdb")).unwrap()
+    }
+
+    #[test]
+    fn a_growing_snapshot_reads_as_the_whole_file() {
+        let data = fixture();
+        for threads in [1, 2] {
+            let plan = Plan { threads, batch_bytes: 512, in_flight: None };
+            let (want, err) = plain(&data, &plan);
+            assert!(err.is_none() && want.len() > 10, "{err:?}");
+            for step in [13, 301, 5000, data.len()] {
+                let (got, err) = growing(&data, step, None, &plan);
+                assert!(err.is_none(), "step {step}: {err:?}");
+                assert_eq!(got, want, "step {step}, threads {threads}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_growing_snapshot_cut_short_is_a_truncation_after_its_whole_records() {
+        let data = fixture();
+        let plan = Plan { threads: 2, batch_bytes: 256, in_flight: None };
+        let (all, _) = plain(&data, &plan);
+        for cut in [0, 5, 9, data.len() / 2, data.len() - 3] {
+            let (got, err) = growing(&data, 97, Some(cut), &plan);
+            let err = err.unwrap_or_else(|| panic!("cut at {cut}: no error"));
+            assert!(matches!(err.kind, rdb::ErrorKind::Truncated { .. }), "cut at {cut}: {err}");
+            assert!(err.offset as usize <= cut, "cut at {cut}: {err}");
+            // The records before the cut, in order, and none after it.
+            assert_eq!(got, all[..got.len()], "cut at {cut}");
+            // Exactly the records that end before the cut.
+            let mut whole = 0;
+            if let Ok(p) = Parser::new(&data[..cut]) {
+                let mut p = p;
+                while let Ok(Some(item)) = p.next_item() {
+                    whole += matches!(item, Item::Record(_)) as usize;
+                }
+            }
+            assert_eq!(got.len(), whole, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn damage_in_a_growing_snapshot_is_the_error_of_the_whole_file() {
+        let mut data = fixture();
+        // A bad checksum: found once the file is whole, by the last span's decoder.
+        let n = data.len();
+        data[n - 1] ^= 0xff;
+        let plan = Plan { threads: 2, batch_bytes: 256, in_flight: None };
+        let (_, want) = plain(&data, &plan);
+        let (_, got) = growing(&data, 33, None, &plan);
+        assert_eq!(got.map(|e| e.to_string()), want.map(|e| e.to_string()));
+    }
 }

@@ -4,10 +4,107 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub enum Source {
     Mapped(memmap2::Mmap),
     Buffer(Vec<u8>),
+    /// A file another thread is still writing (see [`Growth`]): mapped at the length it
+    /// will have, read only up to what is written.
+    Growing(memmap2::Mmap, Arc<Growth>),
+}
+
+/// A file that one thread writes front to back while another reads what is written so
+/// far (`migrate` applies a snapshot while its bytes arrive). The writer says how far it
+/// has written after each write, and at last whether the file is whole or never will be.
+#[derive(Debug)]
+pub struct Growth {
+    /// Bytes written so far; the reader may read below this.
+    written: AtomicU64,
+    /// The length announced up front (`u64::MAX`: unknown), once the writer has begun.
+    expected: AtomicU64,
+    /// [`Growth::GROWING`], [`Growth::WHOLE`] or [`Growth::BROKEN`]; `NOT_BEGUN` before.
+    end: AtomicU8,
+}
+
+/// What a reader waiting for more bytes of a [`Growth`] finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grown {
+    /// This many bytes are written, and more may come.
+    To(u64),
+    /// The file is whole at this length.
+    Whole(u64),
+    /// The writer gave up at this length: the rest never comes.
+    Broken(u64),
+}
+
+impl Default for Growth {
+    fn default() -> Growth {
+        Growth { written: AtomicU64::new(0), expected: AtomicU64::new(u64::MAX), end: AtomicU8::new(Growth::NOT_BEGUN) }
+    }
+}
+
+impl Growth {
+    const NOT_BEGUN: u8 = 0;
+    const GROWING: u8 = 1;
+    const WHOLE: u8 = 2;
+    const BROKEN: u8 = 3;
+
+    /// The writer has created the (empty) file; it will be `expected` bytes long when known.
+    pub fn begin(&self, expected: Option<u64>) {
+        self.written.store(0, Ordering::Release);
+        self.expected.store(expected.unwrap_or(u64::MAX), Ordering::Release);
+        self.end.store(Growth::GROWING, Ordering::Release);
+    }
+
+    /// The first `total` bytes are in the file (written with `write(2)`, so a mapping sees
+    /// them).
+    pub fn wrote(&self, total: u64) {
+        self.written.fetch_max(total, Ordering::AcqRel);
+    }
+
+    /// The file is whole.
+    pub fn whole(&self) {
+        self.end.store(Growth::WHOLE, Ordering::Release);
+    }
+
+    /// The writer gave up (unless the file is whole already).
+    pub fn broken(&self) {
+        let _ = self.end.compare_exchange(Growth::GROWING, Growth::BROKEN, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// Whether the writer has begun, and the length it announced.
+    pub fn begun(&self) -> Option<Option<u64>> {
+        (self.end.load(Ordering::Acquire) != Growth::NOT_BEGUN)
+            .then(|| Some(self.expected.load(Ordering::Acquire)).filter(|&e| e != u64::MAX))
+    }
+
+    /// How far the file is now.
+    pub fn now(&self) -> Grown {
+        // The end first: once it says whole, the length read after it is the last one.
+        let end = self.end.load(Ordering::Acquire);
+        let written = self.written.load(Ordering::Acquire);
+        match end {
+            Growth::WHOLE => Grown::Whole(written),
+            Growth::BROKEN => Grown::Broken(written),
+            _ => Grown::To(written),
+        }
+    }
+
+    /// Waits up to `timeout` until more than `beyond` bytes are written or the file has
+    /// ended, and says how far it is.
+    pub fn wait(&self, beyond: u64, timeout: Duration) -> Grown {
+        let until = Instant::now() + timeout;
+        loop {
+            let now = self.now();
+            match now {
+                Grown::To(n) if n <= beyond && Instant::now() < until => std::thread::sleep(Duration::from_millis(1)),
+                _ => return now,
+            }
+        }
+    }
 }
 
 impl Source {
@@ -41,13 +138,55 @@ impl Source {
         Ok(Source::Mapped(map))
     }
 
+    /// A file that `growth`'s writer has begun and is still writing, mapped at the length
+    /// it announced, or at [`GROWING_RESERVE`] when it gave none (a diskless transfer).
+    pub fn growing(path: &Path, growth: Arc<Growth>) -> std::io::Result<Source> {
+        let file = File::open(path)?;
+        let len = growth.begun().flatten().unwrap_or(GROWING_RESERVE);
+        let len = usize::try_from(len).map_err(|_| std::io::Error::other("too large to map"))?;
+        // SAFETY: as in `open`, and: pages past the file's end are never read, because
+        // `bytes` ends where the writer has written (a `write(2)` the mapping sees, as both
+        // are the page cache), and the writer only appends. A reservation past the end is
+        // address space only: nothing is allocated for it.
+        let map = unsafe { memmap2::MmapOptions::new().len(len.max(1)).map(&file)? };
+        Ok(Source::Growing(map, growth))
+    }
+
+    /// The bytes; of a growing file, those written so far.
     pub fn bytes(&self) -> &[u8] {
         match self {
             Source::Mapped(m) => m,
             Source::Buffer(b) => b,
+            Source::Growing(m, g) => {
+                let n = match g.now() {
+                    Grown::To(n) | Grown::Whole(n) | Grown::Broken(n) => n,
+                };
+                &m[..(n as usize).min(m.len())]
+            }
+        }
+    }
+
+    /// All the bytes mapped: of a growing file, past what is written too (never to be read
+    /// beyond what [`Growth`] says is written).
+    pub fn reserved(&self) -> &[u8] {
+        match self {
+            Source::Mapped(m) | Source::Growing(m, _) => m,
+            Source::Buffer(b) => b,
+        }
+    }
+
+    /// The growth of a file still being written, if it is one.
+    pub fn growth(&self) -> Option<&Growth> {
+        match self {
+            Source::Growing(_, g) => Some(g),
+            _ => None,
         }
     }
 }
+
+/// Address space reserved for a growing file of unknown length: 1 TiB (nothing is
+/// allocated for it; a longer file is read only up to it).
+pub const GROWING_RESERVE: u64 = 1 << 40;
 
 /// A display name for a path (`-` shows as `<stdin>`).
 pub fn display_name(path: &Path) -> String {

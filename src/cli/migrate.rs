@@ -217,6 +217,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             eprintln!("migrate: {e}; nothing was written to the destination");
             return Ok(super::EXIT_PROBLEMS);
         }
+        Err(e @ migrate::Error::SnapshotCut { cause: CaptureError::Stopped, .. }) => {
+            eprintln!("migrate: {e}");
+            return Ok(super::EXIT_PROBLEMS);
+        }
         Err(e) => return Err(e.into()),
     };
     let code = report.iter().map(|r| r.exit_code()).max().unwrap_or(0);

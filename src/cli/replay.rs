@@ -292,6 +292,7 @@ pub fn config(
         checkpoint: None,
         checkpoint_every: Duration::from_secs(1),
         keep_marks: false,
+        db0_only: false,
     };
     Ok(cfg)
 }

@@ -154,6 +154,9 @@ impl Report {
              stopped: {}\n",
             s.replid, s.snapshot_offset, s.offset, s.db, c.commands, c.stopped
         );
+        if self.replay.snapshot_streamed {
+            o.push_str("the snapshot was applied while it arrived\n");
+        }
         if let Some(n) = self.stale_deleted {
             o.push_str(&format!("--resync: {n} destination keys the new snapshot no longer has were deleted\n"));
         }
@@ -181,6 +184,12 @@ pub enum Error {
     Resume(String),
     #[error("the capture thread panicked")]
     Panicked,
+    /// The capture ended before the snapshot was whole, which was being applied as it came.
+    #[error(
+        "{cause}; {keys} keys of the snapshot, applied as it came, were already written to the destination \
+         (the next run takes a new snapshot; with --resync it also deletes what the source no longer has)"
+    )]
+    SnapshotCut { cause: CaptureError, keys: u64 },
 }
 
 /// Where the replay's checkpoint of a migration lives: `<state>.applied` with `--state`,
@@ -316,6 +325,8 @@ fn run_shard(
     let mut rcfg = cfg.replay.clone();
     rcfg.checkpoint = Some(checkpoint.clone());
     rcfg.keep_marks = true;
+    // A cluster node's snapshot holds db 0 only.
+    rcfg.db0_only = shard.is_some();
     let stop_capture = AtomicBool::new(false);
     let capture_done = AtomicBool::new(false);
     let show = cfg.progress;
@@ -334,11 +345,13 @@ fn run_shard(
             capture_done.store(true, Ordering::Release);
             r
         });
-        // The snapshot first, whole (its checksum is checked before anything is written).
-        while !following.snapshot_ready.load(Ordering::Acquire) && !capture.is_finished() {
+        // The snapshot as it comes (a full synchronization), or the spool as it was (the
+        // source continued).
+        let begun = || following.snapshot_ready.load(Ordering::Acquire) || following.snapshot.begun().is_some();
+        while !begun() && !capture.is_finished() {
             std::thread::sleep(Duration::from_millis(5));
         }
-        let replayed = if following.snapshot_ready.load(Ordering::Acquire) {
+        let replayed = if begun() {
             let flags = Flags {
                 following: &following,
                 capture_done: &capture_done,
@@ -358,6 +371,11 @@ fn run_shard(
             (None, Err(e)) => Err(e.into()),
             (None, Ok(_)) => Err(Error::Capture(CaptureError::Stopped)),
             (Some(Err(e)), _) => Err(e),
+            // The capture failed (or was stopped) while the snapshot came, after some of
+            // it was applied.
+            (Some(Ok((replay, _))), Err(e)) if replay.snapshot_streamed && replay.stats.keys > 0 => {
+                Err(Error::SnapshotCut { cause: e, keys: replay.stats.keys })
+            }
             (Some(Ok(_)), Err(e)) => Err(e.into()),
             (Some(Ok((replay, f))), Ok((capture, links))) => Ok(Report {
                 capture,
@@ -505,13 +523,23 @@ fn apply<'a>(
             _ => {}
         }
     }
-    let spec = Spec { rdb: vec![cfg.capture.rdb.clone()], ..Spec::default() };
-    let inputs = Inputs::open(&spec).map_err(|e| Error::Input(e.to_string()))?;
+    // A new snapshot is applied while its bytes arrive: its structure is checked as it
+    // comes and its checksum at its end (damage stops the run, and the report says how
+    // many keys came before it); a spool the source continues is read as a whole file.
+    let inputs = if following.continued.load(Ordering::Acquire) {
+        let spec = Spec { rdb: vec![cfg.capture.rdb.clone()], ..Spec::default() };
+        Inputs::open(&spec)
+    } else {
+        Inputs::growing(cfg.capture.rdb.clone(), following.snapshot.clone())
+    }
+    .map_err(|e| Error::Input(e.to_string()))?;
     let mut follower = Follower::new(cfg, following, capture_done, stop_capture, started);
     follower.prefix = prefix.to_string();
     follower.abort = Some(abort);
     follower.board = board;
     if cfg.resync && !following.continued.load(Ordering::Acquire) {
+        // The stale keys are those the whole new snapshot does not have.
+        inputs.wait_whole();
         follower.stale_deleted = Some(remove_stale(rcfg, &inputs, owned)?);
     }
     let report = replay::run_following(rcfg, &inputs, Some(&mut follower))?;
@@ -904,6 +932,13 @@ impl<'a> Follower<'a> {
 
 impl Follow for Follower<'_> {
     fn follow(&mut self, log: &mut dyn Followed) {
+        // The snapshot was applied as it came: the spool begins once it is whole.
+        while !self.following.snapshot_ready.load(Ordering::Acquire) {
+            if self.capture_done.load(Ordering::Acquire) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
         if let Err(e) = self.skip_to(log.start()) {
             self.error = Some(e);
             return;

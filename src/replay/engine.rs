@@ -66,6 +66,10 @@ pub(super) struct Engine<'c> {
     pub(super) applied_keys: std::collections::BTreeMap<Vec<u8>, usize>,
     checkpoint: Option<(std::path::PathBuf, checkpoint::Checkpoint)>,
     last_checkpoint: Instant,
+    /// No checkpoint is written while an input is still being written: it could not name
+    /// the input (its size and checksum), and until the input is whole nothing of the
+    /// run can be resumed anyway (see [`Engine::whole`]).
+    pub(super) checkpoint_held: bool,
     /// Keys sent with the expiry sentinel (see [`crate::expiry`]).
     pub(super) kept: Vec<Kept>,
     /// At a complete end, keep the applied keys and the checkpoint (`Config::keep_marks`,
@@ -109,6 +113,7 @@ impl<'c> Engine<'c> {
             applied_keys: std::collections::BTreeMap::new(),
             checkpoint,
             last_checkpoint: Instant::now(),
+            checkpoint_held: false,
             kept: Vec::new(),
             keep_marks: cfg.keep_marks,
         };
@@ -267,9 +272,22 @@ impl<'c> Engine<'c> {
         low
     }
 
+    /// Input `file`, which was still being written, is whole: named in the checkpoint by
+    /// what it holds now, and the checkpoint written again.
+    pub(super) fn whole(&mut self, file: usize, id: checkpoint::InputId) {
+        if let Some((_, ck)) = &mut self.checkpoint {
+            if let Some(slot) = ck.inputs.get_mut(file) {
+                *slot = id;
+            }
+        }
+        self.checkpoint_held = false;
+        self.write_checkpoint(true);
+    }
+
     /// Writes the checkpoint, at most once a second (`force`: now).
     pub(super) fn write_checkpoint(&mut self, force: bool) {
         if self.checkpoint.is_none()
+            || self.checkpoint_held
             || self.cfg.dry_run
             || (!force && self.last_checkpoint.elapsed() < self.cfg.checkpoint_every)
         {

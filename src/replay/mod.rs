@@ -105,6 +105,9 @@ pub struct Config {
     /// At the end of a complete run, keep the applied keys and the checkpoint (`migrate`:
     /// the next run goes on from them) instead of deleting them.
     pub keep_marks: bool,
+    /// The inputs hold db 0 only (a cluster node's snapshot): a snapshot still being
+    /// written can be applied as it comes into a destination with db 0 only.
+    pub db0_only: bool,
 }
 
 /// Why a replay did not start.
@@ -249,7 +252,7 @@ pub fn run_following(cfg: &Config, inputs: &Inputs, follow: Option<&mut dyn Foll
         ..Report::default()
     };
     if !cfg.filter.types.is_empty() {
-        if let Some(i) = inputs.files.iter().find(|i| crate::aof::log_start(i.data()).is_some()) {
+        if let Some(i) = inputs.files.iter().find(|i| i.log_start().is_some()) {
             return Err(Error::Refused(format!(
                 "{}: --type selects keys of snapshots; AOF commands can be selected by --db, --match and --regex; \
                  nothing was written",
@@ -257,8 +260,11 @@ pub fn run_following(cfg: &Config, inputs: &Inputs, follow: Option<&mut dyn Foll
             )));
         }
     }
-    // The inputs are verified before the probe, which writes (and deletes) a key.
-    let found = if cfg.precheck { Some(precheck::verify_inputs(cfg, inputs)?) } else { None };
+    // The inputs are verified before the probe, which writes (and deletes) a key; a
+    // snapshot still being written is verified as it comes (its checksum last), or, where
+    // it cannot be applied as it comes, once it is whole.
+    let growing = inputs.any_growing();
+    let mut found = if cfg.precheck && !growing { Some(precheck::verify_inputs(cfg, inputs)?) } else { None };
     let duplicates = precheck::duplicates(cfg, inputs, &mut report)?;
     let probe = probe(&cfg.endpoint, cfg.timeout, !cfg.dry_run, cfg.kind)
         .map_err(|e| Error::Destination(format!("cannot use {name}"), e))?;
@@ -287,6 +293,18 @@ pub fn run_following(cfg: &Config, inputs: &Inputs, follow: Option<&mut dyn Foll
     let n = dest.connections();
     report.connections = n;
 
+    if growing {
+        match streams(cfg, dest) {
+            Ok(()) => report.snapshot_streamed = true,
+            Err(why) => {
+                report.warnings.push(format!("the snapshot was applied once whole, not as it came: {why}"));
+                inputs.wait_whole();
+                if cfg.precheck {
+                    found = Some(precheck::verify_inputs(cfg, inputs)?);
+                }
+            }
+        }
+    }
     if let Some(found) = &found {
         precheck::refuse_up_front(cfg, found, dest, &mut report)?;
     }
@@ -309,7 +327,7 @@ pub fn run_following(cfg: &Config, inputs: &Inputs, follow: Option<&mut dyn Foll
                 "--checkpoint works with --on-existing replace only (a resumed run would find its own keys)".into(),
             ));
         }
-        if !dest.caps().multi && inputs.files.iter().any(|i| crate::aof::log_start(i.data()).is_some()) {
+        if !dest.caps().multi && inputs.files.iter().any(|i| i.log_start().is_some()) {
             return Err(Error::Refused(format!(
                 "--checkpoint through {} covers snapshots only: without MULTI, which AOF commands \
                  ran before a stop cannot be known",
@@ -350,9 +368,12 @@ pub fn run_following(cfg: &Config, inputs: &Inputs, follow: Option<&mut dyn Foll
 
     let log_keys = LogKeysOnce::new(inputs.logs_view(), &cfg.filter, inputs.until);
     let names = inputs.files.iter().map(|f| f.name.clone()).collect();
-    let progress = Progress::start(cfg.progress, report.input_bytes, names);
+    // A snapshot still arriving counts by the length its transfer announced, if any.
+    let total = if growing { inputs.expected_bytes().unwrap_or(0) } else { report.input_bytes };
+    let progress = Progress::start(cfg.progress, total, names);
     let mut engine = Engine::start(cfg, dest, window, report, run_id, ck)?;
     engine.sent_commands = progress.commands.clone();
+    engine.checkpoint_held = growing;
     // At once, before the first command of the input is sent: a replay stopped at any
     // moment can resume (or be refused) from it.
     engine.write_checkpoint(true);
@@ -393,9 +414,22 @@ pub fn run_following(cfg: &Config, inputs: &Inputs, follow: Option<&mut dyn Foll
         base: 0,
         done_before,
         from,
+        growing,
     };
     let opts = input::Options { plan: cfg.plan, from, reader: Reader::Replay { written: true } };
     let until = input::run(inputs, &opts, &map, &mut run);
+    run.whole();
+    let e = &mut run.engine;
+    if e.report.snapshot_streamed && e.report.stats.keys > 0 {
+        if let Some(f) = &mut e.report.failure {
+            // The snapshot was applied as it came: what came before the damage is written.
+            f.push_str(&format!(
+                "; {} keys of the snapshot, those before that point, were already written to the destination \
+                 (a new full synchronization with --resync replaces them and deletes what the source no longer has)",
+                e.report.stats.keys
+            ));
+        }
+    }
     if let Some(follow) = follow {
         if !run.engine.stopped() {
             follow.follow(&mut run);
@@ -427,6 +461,27 @@ struct Run<'c, 'r> {
     done_before: u64,
     /// Where this run started (a resumed run: its checkpoint).
     from: Position,
+    /// An input is still being written (the checkpoint waits until it is whole).
+    growing: bool,
+}
+
+impl Run<'_, '_> {
+    /// Once no input is still being written: the checkpoint names them as they are, and
+    /// is written from now on.
+    fn whole(&mut self) {
+        if !self.growing || self.inputs.any_growing() {
+            return;
+        }
+        self.growing = false;
+        for (file, i) in self.inputs.files.iter().enumerate() {
+            self.engine.whole(file, checkpoint::InputId::of(&i.name, i.data()));
+        }
+        // The files' sizes, now known.
+        self.engine.report.input_bytes = self.inputs.total_bytes();
+        for (f, i) in self.engine.report.files.iter_mut().zip(&self.inputs.files) {
+            f.bytes = i.data().len() as u64;
+        }
+    }
 }
 
 impl<'d> Sink<'d, SnapBatch> for Run<'_, '_> {
@@ -441,6 +496,7 @@ impl<'d> Sink<'d, SnapBatch> for Run<'_, '_> {
     }
 
     fn part(&mut self, part: SnapBatch) -> Flow {
+        self.whole();
         self.snapshot_part(part)
     }
 
@@ -500,6 +556,35 @@ impl Engine<'_> {
             self.route(conn, Some(db), &buf, 0, &ends, Origin { pos, resendable: true, slot: None });
         }
         self.drain_all();
+    }
+}
+
+/// Whether a snapshot still being written can be applied as its bytes come, or why not:
+/// what is otherwise found before the first write (the dbs a destination with db 0 only
+/// refuses, the keys it already has) would be found too late.
+fn streams(cfg: &Config, dest: &dyn dest::Destination) -> Result<(), String> {
+    if cfg.dry_run {
+        return Err("--dry-run".into());
+    }
+    if cfg.on_existing != OnExisting::Replace {
+        return Err(format!("--on-existing {:?} looks up the snapshot's keys first", cfg.on_existing).to_lowercase());
+    }
+    // Every db the snapshot may hold, as the filters leave them: db 0 only, the dbs
+    // selected, or any (the first few stand for all: a destination with db 0 only
+    // refuses every other db that --db-map leaves alone).
+    let dbs: Vec<u64> = if cfg.db0_only {
+        vec![0]
+    } else if !cfg.filter.dbs.is_empty() {
+        cfg.filter.dbs.clone()
+    } else {
+        (0..16).chain([u32::MAX as u64]).collect()
+    };
+    match dbs.iter().find(|&&d| dest.db(d).is_none()) {
+        Some(d) => Err(format!(
+            "{} has only db 0 and the source may have data in db {d} (--db or --db-map decides up front)",
+            dest.kind()
+        )),
+        None => Ok(()),
     }
 }
 

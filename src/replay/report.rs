@@ -63,6 +63,8 @@ pub struct Report {
     pub files: Vec<FileReport>,
     /// Into a Redis Cluster: its shape.
     pub cluster: Option<ClusterReport>,
+    /// A snapshot still being written was applied as its bytes came (`migrate`).
+    pub snapshot_streamed: bool,
 }
 
 /// What a replay did with one input file.
@@ -283,6 +285,7 @@ impl Report {
             "in_doubt_sent": self.in_doubt_sent,
             "files": self.files.iter().map(|f| serde_json::json!({"name": f.name, "bytes": f.bytes, "keys": f.keys, "left_out": f.left_out})).collect::<Vec<_>>(),
             "cluster": cluster,
+            "snapshot_streamed": self.snapshot_streamed,
             "failure": self.failure,
             "exit_code": self.exit_code(),
         })
@@ -326,12 +329,18 @@ impl Progress {
                         Some(name) if names.len() > 1 => format!("file {}/{} {name}, ", f + 1, names.len()),
                         _ => String::new(),
                     };
+                    let (k, rate) = (keys.load(Ordering::Relaxed), c as f64 / secs.max(1e-3));
+                    if total == 0 {
+                        // A snapshot still arriving, of a length not announced.
+                        eprint!(
+                            "\rreplay: {which}{:.1} MB, {k} keys, {c} commands ({rate:.0}/s), {secs:.0} s   ",
+                            d as f64 / 1e6
+                        );
+                        continue;
+                    }
                     eprint!(
-                        "\rreplay: {which}{pct:5.1}% of {:.1} MB, {} keys, {} commands ({:.0}/s), {secs:.0} s, about {eta:.0} s left   ",
+                        "\rreplay: {which}{pct:5.1}% of {:.1} MB, {k} keys, {c} commands ({rate:.0}/s), {secs:.0} s, about {eta:.0} s left   ",
                         total as f64 / 1e6,
-                        keys.load(Ordering::Relaxed),
-                        c,
-                        c as f64 / secs.max(1e-3),
                     );
                 }
                 eprint!("\r{:100}\r", "");

@@ -286,7 +286,7 @@ pub(super) fn kept_before(
         &cfg.plan,
         |header, span| {
             let mut found = Vec::new();
-            let _ = Batch::new(0, header, data, span).decode(true, |item, end| {
+            let _ = Batch::new(0, header, span).decode(true, |item, end| {
                 if let Item::Record(rec) = item {
                     if end as usize <= upto
                         && cfg.filter.selects(&rec)

@@ -121,6 +121,7 @@ fn config(port: u16) -> Config {
         checkpoint: None,
         checkpoint_every: Duration::from_secs(1),
         keep_marks: false,
+        db0_only: false,
     }
 }
 
@@ -233,7 +234,7 @@ fn a_twemproxy_batch_holds_no_command_of_the_keys_it_refuses() {
     crate::pipeline::run(
         &data,
         &Plan::sequential(),
-        |header, span| map.snapshot(&Batch::new(0, header, &data, span)),
+        |header, span| map.snapshot(&Batch::new(0, header, span)),
         |b| {
             let (buf, ends, stats) = b.parts();
             let mut at = 0;

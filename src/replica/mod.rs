@@ -79,8 +79,12 @@ impl Config {
 /// What a reader following a capture sees of it (`migrate`).
 #[derive(Debug, Default)]
 pub struct Following {
-    /// The snapshot is whole in the `-rdb` file.
+    /// The snapshot is whole in the `-rdb` file, and the `-aof` spool begun.
     pub snapshot_ready: AtomicBool,
+    /// The snapshot's bytes as they come into the `-rdb` file (the follower applies them
+    /// while they come): begun once the transfer's framing is read, whole once its last
+    /// byte is written, broken if the transfer fails.
+    pub snapshot: Arc<crate::source::Growth>,
     /// Bytes of whole units in the `-aof` file (written, maybe not yet durable).
     pub written: AtomicU64,
     /// The replication offset read and taken apart so far (housekeeping included).
@@ -338,6 +342,24 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
     let mut stopped_early = false;
     let mut quiet_since = Instant::now();
     let mut last_shown = Instant::now();
+    // The follower reads the file as it grows: told of every write, and of the end,
+    // whole or broken (the guard says broken on every way out before `whole`).
+    struct Broken<'g>(Option<&'g crate::source::Growth>);
+    impl Drop for Broken<'_> {
+        fn drop(&mut self) {
+            if let Some(g) = self.0 {
+                g.broken();
+            }
+        }
+    }
+    let growth = cfg.follow.as_ref().map(|f| &*f.snapshot);
+    if let Some(g) = growth {
+        g.begin(match framing {
+            Framing::Length(len) => Some(len),
+            Framing::EofMark(_) => None,
+        });
+    }
+    let _broken = Broken(growth);
     let bytes = copy_payload(
         |into| loop {
             match link.read_raw(into) {
@@ -360,6 +382,9 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
         framing,
         &mut out,
         |written| {
+            if let Some(g) = growth {
+                g.wrote(written);
+            }
             if last_shown.elapsed() >= Duration::from_secs(5) {
                 last_shown = Instant::now();
                 progress(&format!("snapshot: {} MB", written >> 20));
@@ -370,6 +395,9 @@ pub fn capture(cfg: &Config, stop: &AtomicBool, progress: &mut dyn FnMut(&str)) 
         return Err(CaptureError::Stopped);
     }
     let snapshot_bytes = bytes.map_err(snapshot_err)?;
+    if let Some(g) = growth {
+        g.whole();
+    }
     let rdb_version = rdb_version(&cfg.rdb);
     progress(&format!("snapshot: {snapshot_bytes} bytes in {}", cfg.rdb.display()));
 
