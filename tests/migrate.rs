@@ -97,6 +97,15 @@ fn follows_a_busy_source(version: &str, diskless: &str) {
         "json",
     ]);
     let deadline = Instant::now() + Duration::from_secs(120);
+    // Diskless, the source's fork writes the snapshot into the link as it goes (slowed
+    // here key by key): keys reach the destination while it is still being written.
+    let mut applied_while_saving = false;
+    let mut dest_con = dest.conn();
+    while diskless == "yes" && !applied_while_saving && !aof.with_extension("aof.state").exists() {
+        let keys: u64 = redis::cmd("DBSIZE").query(&mut dest_con).unwrap();
+        applied_while_saving = keys > 0 && info_field(&mut con, "persistence", "rdb_bgsave_in_progress") == "1";
+        std::thread::sleep(Duration::from_millis(10));
+    }
     wait_snapshots(&mut m, dir.path(), 1);
     // Writes after the snapshot, while it is being applied and after.
     std::thread::sleep(Duration::from_millis(1500));
@@ -116,6 +125,10 @@ fn follows_a_busy_source(version: &str, diskless: &str) {
     let framing = if diskless == "yes" { "eof-mark" } else { "length" };
     assert_eq!(report["source"]["framing"], framing, "{what}: {report}");
     assert!(report["log_units"].as_u64().unwrap() > 100, "{what}: log units applied: {report}");
+    assert_eq!(report["snapshot_streamed"], true, "{what}: {report}");
+    if diskless == "yes" {
+        assert!(applied_while_saving, "{what}: no key reached the destination before the source's snapshot ended");
+    }
     // (Keys of the writer still expiring send DELs after it stopped.)
     assert!(report["source"]["offset"].as_u64() >= Some(master), "{what}: {report}");
 
@@ -1317,4 +1330,154 @@ fn the_own_spool_is_trimmed_and_still_resumes() {
     assert_eq!(info_field(&mut con, "stats", "sync_full"), "1");
     let ver = server_version(&mut con);
     assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "a trimmed spool resumed");
+}
+
+/// What [`relay`] does to the snapshot it carries (`$<len>` framing).
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Flips the payload's last byte (the checksum's).
+    FlipChecksum,
+    /// Closes both ends once half the payload has passed.
+    CutHalfway,
+}
+
+/// A TCP relay on a free loopback port to the server on `port`, every connection relayed
+/// as it is, except that a snapshot transfer (the `$<len>` line after `+FULLRESYNC`) is
+/// slowed and meets `fault`: a slow network that damages or drops a transfer.
+fn relay(port: u16, fault: Fault) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let at = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(mut client) = client else { return };
+            let mut server = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut c2, &mut s2);
+                let _ = s2.shutdown(std::net::Shutdown::Both);
+            });
+            std::thread::spawn(move || {
+                // Lines until the snapshot's header, then the payload counted down.
+                let (mut line, mut after_fullresync, mut left, mut len) = (Vec::new(), false, None::<u64>, 0u64);
+                let mut buf = vec![0u8; 16 << 10];
+                loop {
+                    let n = match server.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let chunk = &mut buf[..n];
+                    let mut cut_at = None;
+                    for (i, b) in chunk.iter_mut().enumerate() {
+                        match left {
+                            Some(0) => {}
+                            Some(l) => {
+                                match fault {
+                                    Fault::FlipChecksum if l == 1 => *b ^= 0x5a,
+                                    Fault::CutHalfway if l == len / 2 => cut_at = cut_at.or(Some(i)),
+                                    _ => {}
+                                }
+                                left = Some(l - 1);
+                            }
+                            None => {
+                                line.push(*b);
+                                if *b == b'\n' {
+                                    let text = String::from_utf8_lossy(&line).trim().to_string();
+                                    if text.starts_with("+FULLRESYNC") {
+                                        after_fullresync = true;
+                                    } else if let (true, Some(n)) = (after_fullresync, text.strip_prefix('$')) {
+                                        len = n.parse().expect("a $<len> transfer");
+                                        left = Some(len);
+                                    }
+                                    line.clear();
+                                }
+                            }
+                        }
+                    }
+                    if let Some(i) = cut_at {
+                        let _ = client.write_all(&chunk[..i]);
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                        let _ = server.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                    if client.write_all(chunk).is_err() {
+                        break;
+                    }
+                    // A slow network while the snapshot passes (about 1.6 MB/s): the
+                    // tool begins to apply it before its end.
+                    if left.is_some_and(|l| l > 0) {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                let _ = client.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    at
+}
+
+/// A source of `keys` string keys, its snapshots sent with a length (disk-based).
+fn source_of(keys: u32) -> RedisServer {
+    let source = RedisServer::start("7.0", None, &["--repl-diskless-sync", "no"]);
+    let mut con = source.conn();
+    let mut p = redis::pipe();
+    for k in 0..keys {
+        p.cmd("SET").arg(format!("key:{k}")).arg(format!("value-{k}-{}", "x".repeat(40))).ignore();
+    }
+    p.query::<()>(&mut con).unwrap();
+    source
+}
+
+/// A snapshot whose checksum comes wrong, after its keys were applied as they came: exit
+/// 2, and the report says how many keys were written, which the destination holds.
+#[test]
+fn a_snapshot_with_a_bad_checksum_stops_and_says_what_was_written() {
+    let source = source_of(20_000);
+    let dest = RedisServer::start("7.0", None, &[]);
+    let port = relay(source.port, Fault::FlipChecksum);
+    let dir = tempfile::tempdir().unwrap();
+    let [a, b, c, d] = spool_args(dir.path());
+    let m = start_migrate(&[
+        "--from",
+        &format!("redis://127.0.0.1:{port}"),
+        "--to",
+        &dest.url(),
+        &a,
+        &b,
+        &c,
+        &d,
+        "--until-synced",
+        "--format",
+        "json",
+    ]);
+    let (code, report, text) = finish(m, 120);
+    assert_eq!(code, 2, "{text}");
+    let failure = report["failure"].as_str().unwrap_or_else(|| panic!("no failure: {text}"));
+    assert!(failure.contains("CRC-64 mismatch"), "{failure}");
+    assert!(failure.contains("keys of the snapshot") && failure.contains("already written"), "{failure}");
+    assert_eq!(report["snapshot_streamed"], true, "{report}");
+    // The keys the report counts as written are on the destination.
+    let written = report["keys"].as_u64().unwrap();
+    assert!(failure.contains(&format!("{written} keys")), "{failure}");
+    let on_dest: u64 = redis::cmd("DBSIZE").query(&mut dest.conn()).unwrap();
+    assert_eq!(on_dest, written, "{text}");
+    assert!(written > 0, "{text}");
+}
+
+/// A transfer that breaks halfway: exit 2, naming the keys already written, which are
+/// exactly those the destination holds; nothing after the cut.
+#[test]
+fn a_snapshot_cut_halfway_stops_and_says_what_was_written() {
+    let source = source_of(20_000);
+    let dest = RedisServer::start("7.0", None, &[]);
+    let port = relay(source.port, Fault::CutHalfway);
+    let dir = tempfile::tempdir().unwrap();
+    let [a, b, c, d] = spool_args(dir.path());
+    let m = start_migrate(&["--from", &format!("redis://127.0.0.1:{port}"), "--to", &dest.url(), &a, &b, &c, &d]);
+    let (code, _, text) = finish(m, 120);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("already written"), "{text}");
+    let on_dest: u64 = redis::cmd("DBSIZE").query(&mut dest.conn()).unwrap();
+    assert!(on_dest > 0 && on_dest < 20_000, "{on_dest} keys: {text}");
+    assert!(text.contains(&format!("{on_dest} keys of the snapshot")), "{on_dest} keys on the destination: {text}");
 }
