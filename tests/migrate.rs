@@ -11,7 +11,7 @@ use crate::capture::{
     writer_with,
 };
 use crate::oracle::{dump_server, server_version, KeyMap, KeyView};
-use crate::util::{bin, RedisServer};
+use crate::util::{bin, RedisServer, Twemproxy};
 
 /// The source's keys but the tool's own bookkeeping (`redis-migration:applied:*`).
 fn dataset(con: &mut redis::Connection, ver: (u32, u32)) -> KeyMap {
@@ -192,6 +192,60 @@ fn the_seed_command_line_migrates() {
     assert!(dir.path().join("dump.rdb").exists() && dir.path().join("appendonly.aof").exists());
     let v = bin().arg("-v").output().unwrap();
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("redis-migration "), "{:?}", v);
+}
+
+/// Into twemproxy, the original tool's usual destination, with its command line: the
+/// source's keys are all in db 0 (its `INFO keyspace` says so), so the snapshot is applied
+/// while it arrives; a source with a key in another db is refused before anything is
+/// written (twemproxy has db 0 only), its snapshot verified whole first.
+#[test]
+fn the_seed_command_line_into_twemproxy() {
+    let source = RedisServer::start("7.0", None, &["--repl-diskless-sync-delay", "0"]);
+    let mut con = source.conn();
+    let mut p = redis::pipe();
+    for k in 0..3000 {
+        p.cmd("SET").arg(format!("k:{k}")).arg(k).ignore();
+        p.cmd("HSET").arg(format!("h:{}", k % 10)).arg(k).arg(k).ignore();
+    }
+    p.query::<()>(&mut con).unwrap();
+    // A snapshot that takes a while to make (0.1 ms a key): it is applied while it comes.
+    let _: () = redis::cmd("CONFIG").arg("SET").arg("rdb-key-save-delay").arg("100").query(&mut con).unwrap();
+    let (b1, b2) = (RedisServer::start("7.0", None, &[]), RedisServer::start("7.0", None, &[]));
+    let proxy = Twemproxy::start(&[&b1, &b2]);
+    let run = |dir: &std::path::Path| {
+        bin()
+            .current_dir(dir)
+            .args(["-sip", "127.0.0.1", "-sport", &source.port.to_string()])
+            .args(["-dip", "127.0.0.1", "-dport", &proxy.port.to_string()])
+            .args(["-rdb", "dump.rdb", "-aof", "appendonly.aof", "-client", "4", "--until-synced", "--format", "json"])
+            .output()
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path());
+    let text = crate::replay::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["kind"], "twemproxy", "{report}");
+    assert_eq!(report["snapshot_streamed"], true, "{report}");
+    let ver = server_version(&mut con);
+    let mut got = KeyMap::new();
+    for b in [&b1, &b2] {
+        got.extend(dataset(&mut b.conn(), ver));
+    }
+    assert_same(&got, &dataset(&mut con, ver), "into twemproxy");
+
+    for b in [&b1, &b2] {
+        redis::cmd("FLUSHALL").query::<()>(&mut b.conn()).unwrap();
+    }
+    redis::pipe().cmd("SELECT").arg(2).cmd("SET").arg("elsewhere").arg(1).query::<()>(&mut con).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path());
+    let text = crate::replay::text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(text.contains("only db 0") && text.contains("nothing was written"), "{text}");
+    let written: u64 = [&b1, &b2].iter().map(|b| redis::cmd("DBSIZE").query::<u64>(&mut b.conn()).unwrap()).sum();
+    assert_eq!(written, 0, "{text}");
 }
 
 /// A user that may only replicate: no INFO, so in sync means nothing received is left.

@@ -292,7 +292,7 @@ pub fn config(
         checkpoint: None,
         checkpoint_every: Duration::from_secs(1),
         keep_marks: false,
-        db0_only: false,
+        source_dbs: None,
     };
     Ok(cfg)
 }

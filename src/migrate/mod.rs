@@ -325,8 +325,9 @@ fn run_shard(
     let mut rcfg = cfg.replay.clone();
     rcfg.checkpoint = Some(checkpoint.clone());
     rcfg.keep_marks = true;
-    // A cluster node's snapshot holds db 0 only.
-    rcfg.db0_only = shard.is_some();
+    // The dbs the snapshot will hold: of a cluster node, db 0; else as the source's
+    // `INFO keyspace` says now, where it may be asked (see `replay::Config::source_dbs`).
+    rcfg.source_dbs = if shard.is_some() { Some(vec![0]) } else { dbs_with_keys(&cfg.capture.source) };
     let stop_capture = AtomicBool::new(false);
     let capture_done = AtomicBool::new(false);
     let show = cfg.progress;
@@ -480,6 +481,19 @@ struct Flags<'a> {
     board: Option<(&'a cutover::Board, usize)>,
     /// Of a cluster source: the slots this source serves (`--resync` looks at those only).
     owned: Option<&'a [bool]>,
+}
+
+/// The dbs that hold keys on `node`, from `INFO keyspace` (`None` when it cannot be asked).
+/// A key written to another db before the snapshot is taken is refused as it comes
+/// (counted and reported), not up front.
+fn dbs_with_keys(node: &crate::net::Endpoint) -> Option<Vec<u64>> {
+    let mut link = Link::open(node, Duration::from_secs(2)).ok()?;
+    let answer = link.call(&[b"INFO", b"keyspace"]);
+    link.close();
+    let Ok(Answer::Bulk(Some(text))) = answer else { return None };
+    let text = String::from_utf8_lossy(&text);
+    // `db<N>:keys=…,expires=…,avg_ttl=…`
+    Some(text.lines().filter_map(|l| l.strip_prefix("db")?.split(':').next()?.parse().ok()).collect())
 }
 
 /// Whether `node` says it is a replica (`INFO replication`; `false` when it cannot be

@@ -105,9 +105,10 @@ pub struct Config {
     /// At the end of a complete run, keep the applied keys and the checkpoint (`migrate`:
     /// the next run goes on from them) instead of deleting them.
     pub keep_marks: bool,
-    /// The inputs hold db 0 only (a cluster node's snapshot): a snapshot still being
-    /// written can be applied as it comes into a destination with db 0 only.
-    pub db0_only: bool,
+    /// The dbs the inputs hold, when known before they are read (a cluster node's
+    /// snapshot: db 0; a live source's `INFO keyspace`): a snapshot still being written
+    /// can then be applied as it comes into a destination that takes those dbs.
+    pub source_dbs: Option<Vec<u64>>,
 }
 
 /// Why a replay did not start.
@@ -569,16 +570,16 @@ fn streams(cfg: &Config, dest: &dyn dest::Destination) -> Result<(), String> {
     if cfg.on_existing != OnExisting::Replace {
         return Err(format!("--on-existing {:?} looks up the snapshot's keys first", cfg.on_existing).to_lowercase());
     }
-    // Every db the snapshot may hold, as the filters leave them: db 0 only, the dbs
-    // selected, or any (the first few stand for all: a destination with db 0 only
-    // refuses every other db that --db-map leaves alone).
-    let dbs: Vec<u64> = if cfg.db0_only {
-        vec![0]
-    } else if !cfg.filter.dbs.is_empty() {
-        cfg.filter.dbs.clone()
-    } else {
-        (0..16).chain([u32::MAX as u64]).collect()
+    // Every db the snapshot may hold, as the filters leave them: those known up front,
+    // or any (the first few stand for all: a destination with db 0 only refuses every
+    // other db that --db-map leaves alone).
+    let mut dbs: Vec<u64> = match &cfg.source_dbs {
+        Some(dbs) => dbs.clone(),
+        None => (0..16).chain([u32::MAX as u64]).collect(),
     };
+    if !cfg.filter.dbs.is_empty() {
+        dbs.retain(|d| cfg.filter.dbs.contains(d));
+    }
     match dbs.iter().find(|&&d| dest.db(d).is_none()) {
         Some(d) => Err(format!(
             "{} has only db 0 and the source may have data in db {d} (--db or --db-map decides up front)",

@@ -121,7 +121,7 @@ fn config(port: u16) -> Config {
         checkpoint: None,
         checkpoint_every: Duration::from_secs(1),
         keep_marks: false,
-        db0_only: false,
+        source_dbs: None,
     }
 }
 
