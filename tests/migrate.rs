@@ -1384,6 +1384,47 @@ fn the_own_spool_is_trimmed_and_still_resumes() {
     assert_eq!(info_field(&mut con, "stats", "sync_full"), "1");
     let ver = server_version(&mut con);
     assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "a trimmed spool resumed");
+
+    // With --keep-spool, what this run spools stays allocated.
+    let before = std::fs::metadata(&aof).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = {
+        let (stop, mut w) = (stop.clone(), source.conn());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut p = redis::pipe();
+                for _ in 0..100 {
+                    p.cmd("SET").arg(format!("kept:{}", i % 5000)).arg(i).ignore();
+                    i += 1;
+                }
+                p.query::<()>(&mut w).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let mut m = bin()
+        .args(args)
+        .arg("--keep-spool")
+        .env("XDG_STATE_HOME", state.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_stat(&mut con, "sync_partial_ok", "2", &mut m);
+    std::thread::sleep(Duration::from_millis(2000));
+    stop.store(true, Ordering::Relaxed);
+    writing.join().unwrap();
+    wait_spooled(&mut con, &aof);
+    terminate(&m);
+    let (code, _, text) = finish(m, 60);
+    assert_eq!(code, 0, "{text}");
+    let after = std::fs::metadata(&aof).unwrap();
+    let (grew, kept) = (after.len() - before.len(), (after.blocks() - before.blocks()) * 512);
+    assert!(grew > 256 << 10, "{grew} bytes spooled");
+    assert!(kept + (64 << 10) >= grew, "{kept} bytes more allocated for {grew} more spooled");
+    assert_same(&dataset(&mut dest.conn(), ver), &dataset(&mut con, ver), "--keep-spool");
 }
 
 /// What [`relay`] does to the snapshot it carries (`$<len>` framing).

@@ -3,13 +3,64 @@
 //! Each input is also walked cut into one batch per item (the skim finding boundaries):
 //! the result must be the same as the sequential walk's. And the parser's raw mode (values
 //! stepped over, for `diff`) must never panic, and must find the same keys, in the same
-//! order, with the same stored bytes, wherever the full decode succeeds.
+//! order, with the same stored bytes, wherever the full decode succeeds. And the bytes
+//! read as a file still being written (`run_growing`, handed over a few bytes at a time)
+//! give the same keys and the same error as the whole file read at once.
 #![no_main]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use libfuzzer_sys::fuzz_target;
 use redis_migration::check::{walk, Summary};
-use redis_migration::pipeline::Plan;
+use redis_migration::pipeline::{self, decode_span, Grow, Plan};
 use redis_migration::rdb::{Item, Parser};
+
+/// The keys of a span's records, up to its error.
+fn span_keys(header: redis_migration::rdb::Header, span: &pipeline::Span<'_>) -> (Vec<Vec<u8>>, Option<String>) {
+    let mut keys = Vec::new();
+    let r = decode_span(header, span, |item, _| {
+        if let Item::Record(r) = item {
+            keys.push(r.key.bytes().into_owned());
+        }
+        Ok(())
+    });
+    (keys, r.err().map(|e| e.to_string()))
+}
+
+/// The records' keys and the first error, read whole or growing by `step` bytes a call.
+fn read(data: &[u8], step: Option<usize>) -> (Vec<Vec<u8>>, Option<String>) {
+    let plan = Plan { threads: 1, batch_bytes: 64, in_flight: None };
+    let (mut keys, mut err) = (Vec::new(), None);
+    let deliver = |(k, e): (Vec<Vec<u8>>, Option<String>)| {
+        keys.extend(k);
+        err = e;
+        err.is_none()
+    };
+    let end = match step {
+        None => pipeline::run(data, &plan, span_keys, deliver).map(|_| ()),
+        Some(step) => {
+            let shown = AtomicUsize::new(0);
+            let more = |_want: usize, _wait: std::time::Duration| {
+                let n = (shown.load(Ordering::Relaxed) + step).min(data.len());
+                shown.store(n, Ordering::Relaxed);
+                if n == data.len() {
+                    Grow::Whole(data)
+                } else {
+                    Grow::More(&data[..n])
+                }
+            };
+            pipeline::run_growing(&more, &plan, span_keys, deliver).map(|_| ())
+        }
+    };
+    (keys, err.or(end.err().map(|e| e.to_string())))
+}
+
+fn growing_agrees(data: &[u8]) {
+    let whole = read(data, None);
+    for step in [1, 7, 100] {
+        assert_eq!(read(data, Some(step)), whole, "read growing by {step} bytes");
+    }
+}
 
 /// (db, key, type byte, stored value bytes) of every key, as the parser in `raw` mode or
 /// not finds them; `None` on an error.
@@ -50,6 +101,7 @@ fn both_ways(data: &[u8]) {
     assert_eq!(a, b, "batched walk reports another error");
     assert_eq!(seq, batched, "batched walk found other things");
     raw_agrees(data);
+    growing_agrees(data);
 }
 
 fuzz_target!(|data: &[u8]| {

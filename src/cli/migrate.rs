@@ -80,6 +80,10 @@ pub struct Args {
     /// applied (tests make it small)
     #[arg(long, value_name = "BYTES", default_value_t = 64 << 20, hide = true)]
     pub trim_every: u64,
+    /// With no -aof: keep the whole spool (by default its applied part is freed as the
+    /// migration goes; a file named by -aof is always kept whole)
+    #[arg(long, help_heading = "Spool")]
+    pub keep_spool: bool,
     /// Take a new snapshot even where the spool's state could continue
     #[arg(long)]
     pub resync: bool,
@@ -192,7 +196,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         until_synced: args.until_synced,
         resync: args.resync,
         // The tool's own spool is freed as it is applied; a file named by -aof is the user's.
-        trim_every: args.aof.is_none().then_some(args.trim_every.max(1 << 12)),
+        trim_every: (args.aof.is_none() && !args.keep_spool).then_some(args.trim_every.max(1 << 12)),
         cutover: cutover.map(|(how, filter, plan, destination)| migrate::Cutover {
             pause: how == CutoverArg::Pause,
             lag_bytes: args.cutover_lag,
