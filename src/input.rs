@@ -86,8 +86,8 @@ impl Input {
         self.growing() || aof::is_rdb(self.data())
     }
 
-    /// A snapshot still being written (see [`Inputs::growing`]): nothing of it is whole
-    /// until [`pipeline::run_growing`] has read to its end.
+    /// A snapshot that is not whole (see [`Inputs::growing`]): still being written, or
+    /// cut short by its writer. Its length is not known, and `data()` holds part of it.
     pub fn growing(&self) -> bool {
         self.source.growth().is_some_and(|g| !matches!(g.now(), crate::source::Grown::Whole(_)))
     }
@@ -239,7 +239,7 @@ impl Inputs {
         self.files.iter().map(|f| f.source.growth().map_or(Some(f.data().len() as u64), |g| g.begun().flatten())).sum()
     }
 
-    /// Whether an input is still being written.
+    /// Whether an input is not whole (still being written, or cut short).
     pub fn any_growing(&self) -> bool {
         self.files.iter().any(Input::growing)
     }

@@ -90,42 +90,39 @@ struct Skimmer<'a, 'e> {
     done: bool,
     /// Set when the skim reaches the EOF opcode: the bytes after the trailer.
     trailing: &'e std::cell::Cell<Option<usize>>,
-    /// Of a growing file: how to wait for more bytes, and the length the next try of an
-    /// item that did not fit needs (twice what the last try had past the item's start, so
-    /// that a huge item is skimmed a few times, not once per write).
+    /// Of a growing file: how to wait for more bytes.
     more: Option<MoreBytes<'e, 'a>>,
+    /// Of a growing file, the item that did not fit in what was written (where it starts,
+    /// the parser state there), and the length its next try waits for: twice what the
+    /// last try had past the item's start (a byte more at least), so that a huge item is
+    /// skimmed a few times as it comes, not once per write.
+    pending: Option<(usize, State<'a>)>,
     want: usize,
-    /// The file behind `more` ended cut short.
-    broken: bool,
 }
 
 impl<'a> Skimmer<'a, '_> {
-    /// Of a growing file, before item `at` (parser state `state`), which may not end
-    /// within the bytes written so far: hands over the whole items before it, else waits
-    /// for more bytes. `Some(span)` to return; `None` to try the item again (from a fresh
-    /// parser over the longer bytes). Once the file is whole or broken, `more` is gone and
-    /// the item's outcome is final.
-    fn wait_for_item(&mut self, start: usize, state: State<'a>, at: usize, at_state: State<'a>) -> Option<Span<'a>> {
+    /// Waits for the bytes the pending item needs (see [`Skimmer::pending`]). `Some` (an
+    /// empty span, which lets the parts decoded meanwhile be delivered) when they are
+    /// not there yet; `None` once the item can be tried again, from a fresh parser over
+    /// the longer bytes. Once the file is whole or broken, `more` is gone and the item's
+    /// outcome is final.
+    fn wait_for_item(&mut self, at: usize, at_state: State<'a>) -> Option<Span<'a>> {
         let more = self.more?;
-        // Back to the item's start: the next call tries it again.
-        self.parser = Parser::resume(self.data, self.header, at, at_state).skim(true);
-        if at > start {
-            return Some(Span { start, end: at, state, data: self.data, skim_error: None });
+        if self.want == 0 {
+            let have = self.data.len();
+            self.want = have + (have - at).max(1);
         }
-        let have = self.data.len();
-        self.want = self.want.max(have + (have - at).max(256 << 10));
         match more(self.want, GROW_WAIT) {
             Grow::More(d) if d.len() < self.want => {
                 self.data = d;
-                // Nothing to try yet: an empty span, so that what the workers have done
-                // is delivered while the bytes come.
-                return Some(Span { start, end: start, state, data: self.data, skim_error: None });
+                return Some(Span { start: at, end: at, state: at_state, data: self.data, skim_error: None });
             }
             Grow::More(d) => self.data = d,
             Grow::Whole(d) => (self.data, self.more) = (d, None),
-            Grow::Broken(d) => (self.data, self.more, self.broken) = (d, None, true),
+            Grow::Broken(d) => (self.data, self.more) = (d, None),
         }
         self.want = 0;
+        self.pending = None;
         self.parser = Parser::resume(self.data, self.header, at, at_state).skim(true);
         None
     }
@@ -141,15 +138,24 @@ impl<'a> Iterator for Skimmer<'a, '_> {
         let start = self.parser.offset() as usize;
         let state = self.parser.state();
         loop {
+            if let Some((at, at_state)) = self.pending {
+                match self.wait_for_item(at, at_state) {
+                    Some(empty) => return Some(empty),
+                    None => continue,
+                }
+            }
             let (at, at_state) = (self.parser.offset() as usize, self.parser.state());
             let item = self.parser.next_item();
             // A growing file: an item that fails may only be cut by the end of what is
-            // written; the end of the snapshot is taken only once the file is whole.
+            // written; the end of the snapshot is taken only once the file is whole. The
+            // whole items before it are handed over first.
             if self.more.is_some() && matches!(item, Err(_) | Ok(None) | Ok(Some(Item::End { .. }))) {
-                match self.wait_for_item(start, state, at, at_state) {
-                    Some(span) => return Some(span),
-                    None => continue,
+                self.pending = Some((at, at_state));
+                self.parser = Parser::resume(self.data, self.header, at, at_state).skim(true);
+                if at > start {
+                    return Some(Span { start, end: at, state, data: self.data, skim_error: None });
                 }
+                continue;
             }
             let len = self.data.len();
             match item {
@@ -157,12 +163,6 @@ impl<'a> Iterator for Skimmer<'a, '_> {
                     self.trailing.set(Some(trailing));
                     self.done = true;
                     return Some(Span { start, end: len, state, data: self.data, skim_error: None });
-                }
-                Ok(None) if self.broken => {
-                    // A file cut short between two items: the decoder finds no end.
-                    self.done = true;
-                    let e = rdb::Error::truncated(len as u64, "the next item (the snapshot's transfer stopped)");
-                    return Some(Span { start, end: len, state, data: self.data, skim_error: Some(e) });
                 }
                 Ok(None) => {
                     self.done = true;
@@ -301,8 +301,8 @@ pub fn run_from<'a, T: Send>(
         done: false,
         trailing: &trailing,
         more: None,
+        pending: None,
         want: 0,
-        broken: false,
     };
     let parallel = plan.threads > 1 && data.len() > plan.batch_bytes;
     ordered(skimmer, plan.threads, plan.in_flight, parallel, |span| work(header, &span), deliver);
@@ -324,14 +324,13 @@ pub fn run_growing<'a, T: Send>(
 ) -> rdb::Result<Option<(Header, usize)>> {
     // The header first: wait until it is there (or the file has ended).
     let mut want = 16;
-    let (parser, data, more, broken) = loop {
-        let (data, open, broken) = match more(want, Duration::from_secs(1)) {
-            Grow::More(d) => (d, true, false),
-            Grow::Whole(d) => (d, false, false),
-            Grow::Broken(d) => (d, false, true),
+    let (parser, data, more) = loop {
+        let (data, open) = match more(want, Duration::from_secs(1)) {
+            Grow::More(d) => (d, true),
+            Grow::Whole(d) | Grow::Broken(d) => (d, false),
         };
         match Parser::new(data) {
-            Ok(p) => break (p, data, open.then_some(more), broken),
+            Ok(p) => break (p, data, open.then_some(more)),
             Err(e) if open && matches!(e.kind, rdb::ErrorKind::Truncated { .. }) => want = want.max(data.len() + 1),
             Err(e) => return Err(e),
         }
@@ -346,8 +345,8 @@ pub fn run_growing<'a, T: Send>(
         done: false,
         trailing: &trailing,
         more,
+        pending: None,
         want: 0,
-        broken,
     };
     ordered(&mut skimmer, plan.threads, plan.in_flight, plan.threads > 1, |span| work(header, &span), deliver);
     Ok(trailing.get().map(|t| (header, t)))
@@ -512,6 +511,34 @@ mod tests {
                 assert_eq!(got, want, "step {step}, threads {threads}");
             }
         }
+    }
+
+    /// Records are handed over as their bytes come, not once the file is whole: here the
+    /// file grows by 301 bytes each time the reader asks for more.
+    #[test]
+    fn a_growing_snapshot_is_delivered_before_it_is_whole() {
+        let data = fixture();
+        let shown = AtomicUsize::new(0);
+        let more = |_want: usize, _wait: Duration| {
+            let n = (shown.load(Ordering::Relaxed) + 301).min(data.len());
+            shown.store(n, Ordering::Relaxed);
+            if n == data.len() {
+                Grow::Whole(&data[..])
+            } else {
+                Grow::More(&data[..n])
+            }
+        };
+        let mut first = None;
+        let plan = Plan { threads: 1, batch_bytes: 1 << 20, in_flight: None };
+        let r = run_growing(&more, &plan, keys_of, |(k, e)| {
+            if !k.is_empty() && first.is_none() {
+                first = Some(shown.load(Ordering::Relaxed));
+            }
+            e.is_none()
+        });
+        assert!(r.is_ok(), "{r:?}");
+        let first = first.expect("no records");
+        assert!(first < data.len() / 4, "the first records came with {first} of {} bytes", data.len());
     }
 
     #[test]

@@ -125,8 +125,9 @@ fn follows_a_busy_source(version: &str, diskless: &str) {
     let framing = if diskless == "yes" { "eof-mark" } else { "length" };
     assert_eq!(report["source"]["framing"], framing, "{what}: {report}");
     assert!(report["log_units"].as_u64().unwrap() > 100, "{what}: log units applied: {report}");
-    assert_eq!(report["snapshot_streamed"], true, "{what}: {report}");
     if diskless == "yes" {
+        // (A disk-based transfer of this small snapshot is over before it is looked at.)
+        assert_eq!(report["snapshot_streamed"], true, "{what}: {report}");
         assert!(applied_while_saving, "{what}: no key reached the destination before the source's snapshot ended");
     }
     // (Keys of the writer still expiring send DELs after it stopped.)

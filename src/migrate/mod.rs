@@ -184,7 +184,12 @@ pub enum Error {
     Resume(String),
     #[error("the capture thread panicked")]
     Panicked,
-    /// The capture ended before the snapshot was whole, which was being applied as it came.
+    /// Applying the snapshot as it came failed (the message says how many keys were
+    /// written); the capture was stopped.
+    #[error("{0}")]
+    Applying(String),
+    /// The capture ended before the snapshot was whole, which was being applied as it
+    /// came: some of its keys are written.
     #[error(
         "{cause}; {keys} keys of the snapshot, applied as it came, were already written to the destination \
          (the next run takes a new snapshot; with --resync it also deletes what the source no longer has)"
@@ -372,9 +377,20 @@ fn run_shard(
             (None, Err(e)) => Err(e.into()),
             (None, Ok(_)) => Err(Error::Capture(CaptureError::Stopped)),
             (Some(Err(e)), _) => Err(e),
-            // The capture failed (or was stopped) while the snapshot came, after some of
-            // it was applied.
-            (Some(Ok((replay, _))), Err(e)) if replay.snapshot_streamed && replay.stats.keys > 0 => {
+            // The replay failed while the snapshot came (and so stopped the capture):
+            // its failure says why, and what was written.
+            (Some(Ok((replay, _))), Err(CaptureError::Stopped))
+                if replay.failure.is_some() && !replica::STOP.load(Ordering::Relaxed) =>
+            {
+                Err(Error::Applying(replay.failure.unwrap_or_default()))
+            }
+            // The capture failed (or a signal stopped it) while the snapshot came, after
+            // some of it was applied.
+            (Some(Ok((replay, _))), Err(e))
+                if replay.snapshot_streamed
+                    && replay.stats.keys > 0
+                    && matches!(following.snapshot.now(), crate::source::Grown::Broken(_)) =>
+            {
                 Err(Error::SnapshotCut { cause: e, keys: replay.stats.keys })
             }
             (Some(Ok(_)), Err(e)) => Err(e.into()),
@@ -540,11 +556,18 @@ fn apply<'a>(
     // A new snapshot is applied while its bytes arrive: its structure is checked as it
     // comes and its checksum at its end (damage stops the run, and the report says how
     // many keys came before it); a spool the source continues is read as a whole file.
+    let spec = Spec { rdb: vec![cfg.capture.rdb.clone()], ..Spec::default() };
     let inputs = if following.continued.load(Ordering::Acquire) {
-        let spec = Spec { rdb: vec![cfg.capture.rdb.clone()], ..Spec::default() };
         Inputs::open(&spec)
     } else {
-        Inputs::growing(cfg.capture.rdb.clone(), following.snapshot.clone())
+        // A file that cannot be mapped ahead of its bytes (address space limited, as
+        // under `ulimit -v`) is opened once whole.
+        Inputs::growing(cfg.capture.rdb.clone(), following.snapshot.clone()).or_else(|_| {
+            while matches!(following.snapshot.now(), crate::source::Grown::To(_)) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Inputs::open(&spec)
+        })
     }
     .map_err(|e| Error::Input(e.to_string()))?;
     let mut follower = Follower::new(cfg, following, capture_done, stop_capture, started);

@@ -573,13 +573,12 @@ fn streams(cfg: &Config, dest: &dyn dest::Destination) -> Result<(), String> {
     // Every db the snapshot may hold, as the filters leave them: those known up front,
     // or any (the first few stand for all: a destination with db 0 only refuses every
     // other db that --db-map leaves alone).
-    let mut dbs: Vec<u64> = match &cfg.source_dbs {
-        Some(dbs) => dbs.clone(),
+    let selected = |d: &u64| cfg.filter.dbs.is_empty() || cfg.filter.dbs.contains(d);
+    let dbs: Vec<u64> = match &cfg.source_dbs {
+        Some(dbs) => dbs.iter().copied().filter(selected).collect(),
+        None if !cfg.filter.dbs.is_empty() => cfg.filter.dbs.clone(),
         None => (0..16).chain([u32::MAX as u64]).collect(),
     };
-    if !cfg.filter.dbs.is_empty() {
-        dbs.retain(|d| cfg.filter.dbs.contains(d));
-    }
     match dbs.iter().find(|&&d| dest.db(d).is_none()) {
         Some(d) => Err(format!(
             "{} has only db 0 and the source may have data in db {d} (--db or --db-map decides up front)",

@@ -213,6 +213,13 @@ fn refused_command(dest: &dyn Destination, buf: &[u8], start: usize, ends: &[usi
 impl Run<'_, '_> {
     /// Joins one snapshot batch, in input order: its commands routed, its counts added.
     pub(super) fn snapshot_part(&mut self, mut b: SnapBatch) -> Flow {
+        if self.growing && b.pieces.is_empty() {
+            // A snapshot still arriving has stalled (an empty batch): what the
+            // connections hold goes now, not once a chunk is full.
+            for c in 0..self.engine.dest.connections() {
+                self.engine.flush(c);
+            }
+        }
         let e = &mut self.engine;
         self.progress.keys.fetch_add(b.stats.keys, Ordering::Relaxed);
         if let Some(f) = e.report.files.get_mut(self.file) {
