@@ -145,12 +145,21 @@ thread_local! {
 pub fn str(s: &Str<'_>, tag: u64) -> Digest {
     match s {
         Str::Int(i) => bytes(itoa::Buffer::new().format(*i).as_bytes(), tag),
-        Str::Lzf { .. } => SCRATCH.with(|scratch| {
+        Str::Lzf { data, len } => SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            scratch.clear();
-            s.append_to(&mut scratch);
-            let d = bytes(&scratch, tag);
-            if scratch.capacity() > 16 << 20 {
+            // The buffer only grows: expansion overwrites what it needs, so the bytes
+            // need not be cleared first.
+            if scratch.len() < *len {
+                scratch.resize(*len, 0);
+            }
+            let out = &mut scratch[..*len];
+            // Validated when read, so expansion succeeds; should it not, the digest is
+            // the empty string's, as `Str::append_to` would leave it.
+            let d = match crate::rdb::lzf::decompress_slice(data, out) {
+                Ok(()) => bytes(out, tag),
+                Err(_) => bytes(&[], tag),
+            };
+            if scratch.len() > 16 << 20 {
                 *scratch = Vec::new();
             }
             d
