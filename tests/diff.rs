@@ -357,6 +357,11 @@ fn damaged_input_and_aof_sides_are_refused_with_exit_2() {
     let out = run(&["diff", path(&good), path(&aof), "-q"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("AOF"), "{}", String::from_utf8_lossy(&out.stderr));
+    // An RDB-preamble AOF: found where its snapshot ends.
+    let preamble = testdata("aof").join("preamble-6.2").join("appendonly.aof");
+    let out = run(&["diff", path(&preamble), path(&good), "-q"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AOF"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -236,13 +236,15 @@ pub fn take_record(rec: &mut Record<'_>, filter: &Filter) -> Taken {
     Taken::Kept(crate::expiry::drop_expired_fields(rec, filter.now_ms))
 }
 
-/// What a kept record says: its logical digest and its stored bytes' digest.
-pub fn sum_of(rec: &Record<'_>, vendor: rdb::Vendor, rules: StreamRules, loc: u64) -> Sum {
+/// What a kept record says: its logical digest and, when `stored`, its stored bytes'
+/// digest (else left zero: only a side read raw is ever compared by stored bytes, and a
+/// value with a logical digest on both sides is compared by that alone).
+pub fn sum_of(rec: &Record<'_>, vendor: rdb::Vendor, rules: StreamRules, loc: u64, stored: bool) -> Sum {
     Sum {
         kind: kind_index(rec.value.value_type()),
         rdb_type: rec.rdb_type,
         logical: Some(digest::value(&rec.value, rules)),
-        raw: digest::raw(vendor, rec.rdb_type, rec.raw_value),
+        raw: if stored { digest::raw(vendor, rec.rdb_type, rec.raw_value) } else { Digest::default() },
         expire_at_ms: rec.expire_at_ms,
         loc,
     }
@@ -274,6 +276,9 @@ pub struct Part {
     pub expired_fields: u64,
     pub functions: Vec<Vec<u8>>,
     pub error: Option<rdb::Error>,
+    /// The stored bytes' digest is not needed: every value of the comparison is decoded
+    /// (no side read raw), so values are compared by their logical digests alone.
+    pub logical_only: bool,
 }
 
 impl Part {
@@ -293,7 +298,7 @@ impl Part {
             }
             Taken::Kept(f) => {
                 self.expired_fields += f;
-                let sum = sum_of(&rec, vendor, rules, at);
+                let sum = sum_of(&rec, vendor, rules, at, !self.logical_only);
                 self.keep(&rec, sum);
             }
         }
@@ -313,7 +318,7 @@ impl<'d> Map<'d> for DigestMap<'_> {
     type Part = Part;
 
     fn snapshot(&self, batch: &Batch<'d, '_>) -> Part {
-        let mut part = Part::default();
+        let mut part = Part { logical_only: !self.raw, ..Part::default() };
         let data = batch.data();
         let vendor = batch.header.vendor;
         let offset = |b: &[u8]| loc(batch.file, b.as_ptr() as usize - data.as_ptr() as usize);
@@ -395,19 +400,32 @@ struct DigestSink<'s> {
     name: String,
 }
 
+impl DigestSink<'_> {
+    fn refuse_log(&mut self, input: &Input) -> Flow {
+        self.error = Some(DiffError::Usage {
+            name: input.name.clone(),
+            msg: "holds AOF commands: diff compares snapshots and servers; load the AOF into a server \
+                  (replay) and compare that server (redis://host:port)"
+                .into(),
+        });
+        Flow::Stop
+    }
+}
+
 impl<'d> Sink<'d, Part> for DigestSink<'_> {
     fn begin(&mut self, _file: usize, input: &'d Input) -> Flow {
         self.name = input.name.clone();
-        if !input.is_snapshot() || crate::aof::log_start(input.data()).is_some() {
-            self.error = Some(DiffError::Usage {
-                name: input.name.clone(),
-                msg: "holds AOF commands: diff compares snapshots and servers; load the AOF into a server \
-                      (replay) and compare that server (redis://host:port)"
-                    .into(),
-            });
-            return Flow::Stop;
+        if !input.is_snapshot() {
+            return self.refuse_log(input);
         }
         Flow::Continue
+    }
+
+    /// Commands after a snapshot (an RDB-preamble AOF) are found where the read of the
+    /// snapshot ends, by the skim that cuts it into batches, rather than by a skim of
+    /// the whole file of its own before reading starts.
+    fn log_begin(&mut self, _file: usize, input: &'d Input, _base: usize) -> Flow {
+        self.refuse_log(input)
     }
 
     fn part(&mut self, part: Part) -> Flow {
@@ -486,7 +504,7 @@ impl Fetched<'_> {
     /// What it says now (`None`: expired, empty or no longer selected).
     pub fn sum(&self, filter: &Filter, rules: StreamRules, loc: u64) -> Option<Sum> {
         let rec = self.record(filter)?;
-        Some(sum_of(&rec, self.vendor, rules, loc))
+        Some(sum_of(&rec, self.vendor, rules, loc, true))
     }
 }
 
@@ -656,7 +674,8 @@ fn digest_live(
         let parts: Vec<Result<Part, DiffError>> = batch
             .par_chunks(64)
             .map(|keys| {
-                let mut part = Part::default();
+                // A server's values are always decoded, and a side read raw is files only.
+                let mut part = Part { logical_only: true, ..Part::default() };
                 for k in keys {
                     live_key(k, &job.filter, job.rules, &mut part).map_err(|error| DiffError::Payload {
                         server: server.clone(),
