@@ -49,14 +49,6 @@ pub fn partition(db: u64, key: &[u8]) -> usize {
     (digest::bytes(key, 0x1000 ^ db).0 >> 56) as usize % PARTITIONS
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
@@ -70,22 +62,45 @@ fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
+/// A varint into `buf` at `at`; returns where it ends.
+fn varint_into(buf: &mut [u8; 20], mut at: usize, mut v: u64) -> usize {
+    while v >= 0x80 {
+        buf[at] = v as u8 | 0x80;
+        v >>= 7;
+        at += 1;
+    }
+    buf[at] = v as u8;
+    at + 1
+}
+
 impl Entry<'_> {
     /// Appends the entry's serialized form.
     pub fn put(&self, out: &mut Vec<u8>) {
-        let e = &self.sum;
-        put_varint(out, self.db);
-        put_varint(out, self.key.len() as u64);
+        let (head, n, fixed) = self.parts();
+        out.reserve(n + self.key.len() + FIXED);
+        out.extend_from_slice(&head[..n]);
         out.extend_from_slice(self.key);
-        out.push(e.kind);
-        out.push(e.rdb_type);
-        out.push(e.logical.is_some() as u8);
+        out.extend_from_slice(&fixed);
+    }
+
+    /// The serialized form in three pieces, built on the stack: db and key length (the
+    /// first `n` bytes of the first), the key (not copied), and what follows it.
+    #[inline]
+    fn parts(&self) -> ([u8; 20], usize, [u8; FIXED]) {
+        let e = &self.sum;
+        let mut head = [0u8; 20];
+        let n = varint_into(&mut head, 0, self.db);
+        let n = varint_into(&mut head, n, self.key.len() as u64);
+        let mut fixed = [0u8; FIXED];
+        fixed[0] = e.kind;
+        fixed[1] = e.rdb_type;
+        fixed[2] = e.logical.is_some() as u8;
         let l = e.logical.unwrap_or_default();
-        for v in [l.0, l.1, e.raw.0, e.raw.1] {
-            out.extend_from_slice(&v.to_le_bytes());
+        let words = [l.0, l.1, e.raw.0, e.raw.1, e.expire_at_ms.unwrap_or(NO_EXPIRY) as u64, e.loc];
+        for (k, w) in words.iter().enumerate() {
+            fixed[3 + 8 * k..11 + 8 * k].copy_from_slice(&w.to_le_bytes());
         }
-        out.extend_from_slice(&e.expire_at_ms.unwrap_or(NO_EXPIRY).to_le_bytes());
-        out.extend_from_slice(&e.loc.to_le_bytes());
+        (head, n, fixed)
     }
 
     /// The entry at `pos` (our own bytes: `None` only if they were cut short).
@@ -241,12 +256,16 @@ impl Store {
 
 /// Appends `e` to `out` preceded by its partition byte and its length (4 bytes).
 pub fn put_tagged(out: &mut Vec<u8>, e: &Entry<'_>) {
-    out.push(partition(e.db, e.key) as u8);
-    let at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    e.put(out);
-    let len = (out.len() - at - 4) as u32;
-    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    let (head, n, fixed) = e.parts();
+    let len = n + e.key.len() + FIXED;
+    let mut tag = [0u8; 5];
+    tag[0] = partition(e.db, e.key) as u8;
+    tag[1..].copy_from_slice(&(len as u32).to_le_bytes());
+    out.reserve(5 + len);
+    out.extend_from_slice(&tag);
+    out.extend_from_slice(&head[..n]);
+    out.extend_from_slice(e.key);
+    out.extend_from_slice(&fixed);
 }
 
 /// A hasher for the join's maps: keys are digested with [`digest::bytes`] (much faster
