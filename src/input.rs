@@ -297,7 +297,14 @@ impl<'d, 's> Batch<'d, 's> {
     /// Reads the batch's records raw (`Item::Raw`: the values' stored bytes, not
     /// decoded); other items as `decode` gives them.
     pub fn decode_raw(&self, each: impl FnMut(Item<'d>, u64) -> rdb::Result<()>) -> rdb::Result<()> {
-        pipeline::decode_span_raw(self.data, self.header, self.span, true, true, each)
+        pipeline::decode_span_raw(self.data, self.header, self.span, true, true, false, each)
+    }
+
+    /// Decodes the batch's records whole, their LZF-compressed strings expanded as they
+    /// are read (see [`rdb::Parser::expand_strings`]): for a consumer that reads the bytes
+    /// of every string.
+    pub fn decode_expanded(&self, each: impl FnMut(Item<'d>, u64) -> rdb::Result<()>) -> rdb::Result<()> {
+        pipeline::decode_span_raw(self.data, self.header, self.span, true, false, true, each)
     }
 
     /// Steps over the batch's items by their length headers (no value decoded, no

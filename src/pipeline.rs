@@ -118,19 +118,22 @@ pub fn decode_span_with<'a>(
     contents: bool,
     each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
 ) -> rdb::Result<()> {
-    decode_span_raw(data, header, span, contents, false, each)
+    decode_span_raw(data, header, span, contents, false, false, each)
 }
 
-/// [`decode_span_with`], with records in raw mode when `raw` (see [`Parser::raw`]).
+/// [`decode_span_with`], with records in raw mode when `raw` (see [`Parser::raw`]), and
+/// LZF strings expanded as they are read when `expand` (see [`Parser::expand_strings`]).
 pub fn decode_span_raw<'a>(
     data: &'a [u8],
     header: Header,
     span: &Span<'a>,
     contents: bool,
     raw: bool,
+    expand: bool,
     mut each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
 ) -> rdb::Result<()> {
-    let mut parser = Parser::resume(data, header, span.start, span.state).contents(contents).raw(raw);
+    let mut parser =
+        Parser::resume(data, header, span.start, span.state).contents(contents).raw(raw).expand_strings(expand);
     while (parser.offset() as usize) < span.end {
         // Matched in place rather than with `?`, which moves the 160-byte item once more.
         match parser.next_item() {

@@ -376,7 +376,9 @@ impl<'d> Map<'d> for DigestMap<'_> {
             }
             Ok(())
         };
-        let r = if self.raw { batch.decode_raw(each) } else { batch.decode(true, each) };
+        // Every string of a decoded record is digested, its bytes read: compressed ones
+        // are expanded once, as they are read, rather than checked then expanded.
+        let r = if self.raw { batch.decode_raw(each) } else { batch.decode_expanded(each) };
         part.error = r.err();
         part
     }

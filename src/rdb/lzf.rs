@@ -167,15 +167,13 @@ fn copy_back(dst: &mut [u8], o: usize, back: usize, len: usize) {
     if back >= 16 {
         let mut k = 0;
         while k < len {
-            let (done, rest) = dst.split_at_mut(o + k);
-            rest[..16].copy_from_slice(&done[from + k..from + k + 16]);
+            dst.copy_within(from + k..from + k + 16, o + k);
             k += 16;
         }
     } else if back >= 8 {
         let mut k = 0;
         while k < len {
-            let (done, rest) = dst.split_at_mut(o + k);
-            rest[..8].copy_from_slice(&done[from + k..from + k + 8]);
+            dst.copy_within(from + k..from + k + 8, o + k);
             k += 8;
         }
     } else if back == 1 {

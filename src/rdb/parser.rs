@@ -150,6 +150,12 @@ impl<'a> Parser<'a> {
         self
     }
 
+    /// LZF-compressed strings expanded as they are read (see [`Cursor::expand_strings`]).
+    pub fn expand_strings(mut self, yes: bool) -> Self {
+        self.cur.expand_strings(yes);
+        self
+    }
+
     /// The state to resume from at the current position.
     pub fn state(&self) -> State<'a> {
         self.state
