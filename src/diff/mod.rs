@@ -982,8 +982,9 @@ type Index<'b> = HashMap<(u64, &'b [u8]), [Option<Sum>; 2], store::KeyHash>;
 /// and a side has no logical digest yet, it is worked out (in parallel) first.
 fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summary) -> Vec<Found> {
     // One map of both sides' entries by key (a key found twice on one side: the later
-    // one stands). Entries take at least 60 bytes: room for them all, no rehashing.
-    let mut idx: Index<'_> = Index::with_capacity_and_hasher((pa.len() + pb.len()) / 60, Default::default());
+    // one stands). Entries take about 40 bytes or more (a short key, one digest, where
+    // the value is): room for them all, no rehashing.
+    let mut idx: Index<'_> = Index::with_capacity_and_hasher((pa.len() + pb.len()) / 40, Default::default());
     for (s, part) in [pa, pb].into_iter().enumerate() {
         for e in Entry::all(part) {
             let both = idx.entry((e.db, e.key)).or_default();
