@@ -305,23 +305,43 @@ impl Part {
     }
 }
 
+/// How a side's files are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Every value decoded and digested logically.
+    Decoded,
+    /// Files of one RDB version on both sides: every record raw, the stored bytes'
+    /// digest only (but for hashes with field TTLs); values whose bytes differ are
+    /// decoded after the join.
+    Raw,
+    /// Files of different RDB versions of one vendor: strings (RDB type 0, stored alike
+    /// by every version) raw, everything else decoded.
+    RawStrings,
+}
+
 /// The workers' half over snapshots.
 struct DigestMap<'j> {
     filter: &'j Filter,
     rules: StreamRules,
     functions: bool,
-    /// Records read raw: the stored bytes' digest only (but for hashes with field TTLs).
-    raw: bool,
+    reading: Reading,
 }
 
 impl<'d> Map<'d> for DigestMap<'_> {
     type Part = Part;
 
     fn snapshot(&self, batch: &Batch<'d, '_>) -> Part {
-        let mut part = Part { logical_only: !self.raw, ..Part::default() };
+        // Decoded values are compared by their logical digests alone unless the other
+        // side may have read the same key raw.
+        let mut part = Part { logical_only: self.reading != Reading::Raw, ..Part::default() };
         let data = batch.data();
         let vendor = batch.header.vendor;
         let offset = |b: &[u8]| loc(batch.file, b.as_ptr() as usize - data.as_ptr() as usize);
+        // A string read raw is not expanded: damage in a compressed one is found by the
+        // file's CRC-64, verified at its end, when it has one (RDB 5 on, not disabled:
+        // `rdb.c`, `rdbLoadRioWithLoadingCtx`, the checksum after RDB_OPCODE_EOF; read
+        // here as the file's last 8 bytes).
+        let crc_covers = batch.header.version >= 5 && data.len() >= 8 && data[data.len() - 8..] != [0u8; 8];
         let each = |item: Item<'d>, _| {
             match item {
                 Item::Record(rec) => {
@@ -334,8 +354,15 @@ impl<'d> Map<'d> for DigestMap<'_> {
                     if !self.filter.selects_parts(r.db, t, &r.key) {
                         return Ok(());
                     }
-                    if has_field_ttls(vendor, r.rdb_type) {
-                        let mut cur = rdb::cursor::Cursor::new(r.raw_value);
+                    let decode = match self.reading {
+                        Reading::Raw => has_field_ttls(vendor, r.rdb_type),
+                        _ => r.rdb_type != rdb::RDB_TYPE_STRING,
+                    };
+                    if decode {
+                        // Over the whole file, so that an error gives the file's offset.
+                        let mut cur = rdb::cursor::Cursor::new(data);
+                        cur.skip((r.raw_value.as_ptr() as usize - data.as_ptr() as usize) as u64, "a value")?;
+                        cur.expand_strings(true);
                         let value = rdb::value::read_value(&mut cur, vendor, r.rdb_type, true)
                             .map_err(|e| e.with_key(&r.key.bytes()))?;
                         if let Some(value) = value {
@@ -360,6 +387,13 @@ impl<'d> Map<'d> for DigestMap<'_> {
                         part.expired += 1;
                         return Ok(());
                     }
+                    if self.reading == Reading::RawStrings && !crc_covers {
+                        // With no checksum to find damage, checked as a decoding read
+                        // checks it (a compressed string validated, not expanded).
+                        let mut cur = rdb::cursor::Cursor::new(data);
+                        cur.skip((r.raw_value.as_ptr() as usize - data.as_ptr() as usize) as u64, "a value")?;
+                        rdb::string::read_str(&mut cur).map_err(|e| e.with_key(&r.key.bytes()))?;
+                    }
                     let key = r.key.bytes();
                     let sum = Sum {
                         kind: kind_index(t),
@@ -378,7 +412,10 @@ impl<'d> Map<'d> for DigestMap<'_> {
         };
         // Every string of a decoded record is digested, its bytes read: compressed ones
         // are expanded once, as they are read, rather than checked then expanded.
-        let r = if self.raw { batch.decode_raw(each) } else { batch.decode_expanded(each) };
+        let r = match self.reading {
+            Reading::Decoded => batch.decode_expanded(each),
+            Reading::Raw | Reading::RawStrings => batch.decode_raw(each),
+        };
         part.error = r.err();
         part
     }
@@ -546,7 +583,7 @@ impl Side {
     fn digest(
         &self,
         job: &Job,
-        raw: bool,
+        reading: Reading,
         side: usize,
         store: &mut Store,
         summary: &mut Summary,
@@ -555,7 +592,7 @@ impl Side {
         let with_functions = job.filter.selects_everything();
         match self {
             Side::Files { inputs, .. } => {
-                let map = DigestMap { filter: &job.filter, rules: job.rules, functions: with_functions, raw };
+                let map = DigestMap { filter: &job.filter, rules: job.rules, functions: with_functions, reading };
                 let mut sink = DigestSink { store, side, summary, functions, error: None, name: String::new() };
                 let opts = crate::input::Options {
                     plan: job.plan,
@@ -895,12 +932,22 @@ pub fn run(job: &Job, out: &mut dyn Write, progress: &mut dyn FnMut(&str)) -> Re
     let b = Side::open(&job.b)?;
     // Files of one RDB version on both sides store equal values alike (but for the
     // choices a server makes by its thresholds): they are read raw, and only values whose
-    // stored bytes differ are decoded.
-    let raw = !job.logical
-        && match (a.versions(), b.versions()) {
-            (Some(x), Some(y)) => x.iter().chain(&y).all(|v| *v == x[0]),
-            _ => false,
-        };
+    // stored bytes differ are decoded. Files of different versions of one vendor still
+    // store strings alike (type 0 is read the same by every version, `rdb.c`,
+    // `rdbGenericLoadStringObject`): those are read raw, the rest decoded.
+    let reading = match (a.versions(), b.versions()) {
+        _ if job.logical => Reading::Decoded,
+        (Some(x), Some(y)) => {
+            let mut all = x.iter().chain(&y);
+            let first = all.clone().next().copied();
+            match first {
+                Some(f) if all.clone().all(|v| *v == f) => Reading::Raw,
+                Some(f) if all.all(|v| v.0 == f.0) => Reading::RawStrings,
+                _ => Reading::Decoded,
+            }
+        }
+        _ => Reading::Decoded,
+    };
     let tmp = TempDir::new(&job.temp_dir)
         .map_err(|error| DiffError::Temp { dir: job.temp_dir.display().to_string(), error })?;
     let mut summary = Summary::default();
@@ -913,8 +960,8 @@ pub fn run(job: &Job, out: &mut dyn Write, progress: &mut dyn FnMut(&str)) -> Re
     // workers serve both.
     let (mut ca, mut cb) = (Summary::default(), Summary::default());
     let (ra, rb) = std::thread::scope(|s| {
-        let ta = s.spawn(|| a.digest(job, raw, 0, &mut sa, &mut ca, &mut fa));
-        let rb = b.digest(job, raw, 1, &mut sb, &mut cb, &mut fb);
+        let ta = s.spawn(|| a.digest(job, reading, 0, &mut sa, &mut ca, &mut fa));
+        let rb = b.digest(job, reading, 1, &mut sb, &mut cb, &mut fb);
         (ta.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), rb)
     });
     ra?;
@@ -943,11 +990,11 @@ pub fn run(job: &Job, out: &mut dyn Write, progress: &mut dyn FnMut(&str)) -> Re
                 .par_iter()
                 .map(|(pa, pb)| {
                     let mut counts = Summary::default();
-                    let mut found = join(job, [&a, &b], pa, pb, &mut counts);
+                    let mut found = join(job, [&a, &b], pa, pb, &mut counts)?;
                     found.sort_by(|x, y| (x.db, &x.key).cmp(&(y.db, &y.key)));
-                    (found, counts)
+                    Ok((found, counts))
                 })
-                .collect()
+                .collect::<Result<_, DiffError>>()?
         };
         drop(loaded);
         for (mut found, counts) in joined {
@@ -980,7 +1027,7 @@ type Index<'b> = HashMap<(u64, &'b [u8]), [Option<Sum>; 2], store::KeyHash>;
 
 /// One partition of each side joined: the keys that differ. Where stored bytes differ
 /// and a side has no logical digest yet, it is worked out (in parallel) first.
-fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summary) -> Vec<Found> {
+fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summary) -> Result<Vec<Found>, DiffError> {
     // One map of both sides' entries by key (a key found twice on one side: the later
     // one stands). Entries take about 40 bytes or more (a short key, one digest, where
     // the value is): room for them all, no rehashing.
@@ -1012,13 +1059,11 @@ fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summar
         let done: Vec<Option<Sum>> = todo
             .par_iter()
             .map(|&(s, db, key, sum)| match sides[s] {
-                Side::Files { inputs, headers } => {
-                    file_value(inputs, headers, db, key, sum).and_then(|f| f.sum(&job.filter, job.rules, sum.loc))
-                }
+                Side::Files { inputs, headers } => late_sum(job, inputs, headers, db, key, sum),
                 // A server's entries always have their logical digest.
-                Side::Live(_) | Side::Cluster { .. } => Some(sum),
+                Side::Live(_) | Side::Cluster { .. } => Ok(Some(sum)),
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         for ((s, db, key, _), now) in todo.into_iter().zip(done) {
             // `None`: empty once decoded, which a server would not hold.
             if let Some(both) = idx.get_mut(&(db, key)) {
@@ -1038,7 +1083,45 @@ fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summar
             summary.same += 1;
         }
     }
-    found
+    Ok(found)
+}
+
+/// What a file's value says, decoded after the join because its stored bytes differed
+/// from the other side's (`None`: empty once decoded, expired or no longer selected). A
+/// value that does not decode is the file's damage, reported at its offset: read raw,
+/// it had been stepped over by its framing alone.
+fn late_sum(
+    job: &Job,
+    inputs: &Inputs,
+    headers: &[Option<Header>],
+    db: u64,
+    key: &[u8],
+    sum: Sum,
+) -> Result<Option<Sum>, DiffError> {
+    let (file, at) = unloc(sum.loc);
+    let (Some(input), Some(Some(header))) = (inputs.files.get(file), headers.get(file)) else { return Ok(None) };
+    let data = input.data();
+    let damage = |error: rdb::Error| DiffError::from(InputError::Snapshot { name: input.name.clone(), error });
+    let mut cur = rdb::cursor::Cursor::new(data);
+    cur.skip(at as u64, "a value").map_err(damage)?;
+    let value =
+        rdb::value::read_value(&mut cur, header.vendor, sum.rdb_type, true).map_err(|e| damage(e.with_key(key)))?;
+    let Some(value) = value else { return Ok(None) };
+    let mut rec = Record {
+        db,
+        key: Str::Borrowed(key),
+        expire_at_ms: sum.expire_at_ms,
+        idle_s: None,
+        freq: None,
+        rdb_type: sum.rdb_type,
+        value,
+        raw_value: &data[at..cur.pos()],
+        key_meta: None,
+    };
+    match take_record(&mut rec, &job.filter) {
+        Taken::Kept(_) => Ok(Some(sum_of(&rec, header.vendor, job.rules, sum.loc, true))),
+        _ => Ok(None),
+    }
 }
 
 /// Rounds: after `interval`, the differing keys are read again from the live sides. A
