@@ -233,7 +233,8 @@ pub fn take_record(rec: &mut Record<'_>, filter: &Filter) -> Taken {
     if expired.whole() {
         return Taken::Expired(expired.fields);
     }
-    Taken::Kept(crate::expiry::drop_expired_fields(rec, filter.now_ms))
+    // Hash fields are looked at again only when some have expired.
+    Taken::Kept(if expired.fields > 0 { crate::expiry::drop_expired_fields(rec, filter.now_ms) } else { 0 })
 }
 
 /// What a kept record says: its logical digest and, when `stored`, its stored bytes'
