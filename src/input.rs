@@ -307,6 +307,15 @@ impl<'d, 's> Batch<'d, 's> {
         pipeline::decode_span_raw(self.data, self.header, self.span, true, false, true, each)
     }
 
+    /// Reads the batch's string records raw (`Item::Raw`) and decodes every other record
+    /// whole, its compressed strings expanded as they are read.
+    pub fn decode_strings_raw(&self, each: impl FnMut(Item<'d>, u64) -> rdb::Result<()>) -> rdb::Result<()> {
+        let parser = rdb::Parser::resume(self.data, self.header, self.span.start, self.span.state)
+            .raw_strings(true)
+            .expand_strings(true);
+        pipeline::decode_span_by(parser, self.data, self.span, each)
+    }
+
     /// Steps over the batch's items by their length headers (no value decoded, no
     /// checksum), handing each one and the db it is in to `each`.
     pub fn skim(&self, mut each: impl FnMut(&Item<'d>, u64)) -> rdb::Result<()> {

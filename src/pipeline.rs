@@ -130,10 +130,21 @@ pub fn decode_span_raw<'a>(
     contents: bool,
     raw: bool,
     expand: bool,
+    each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
+) -> rdb::Result<()> {
+    let parser =
+        Parser::resume(data, header, span.start, span.state).contents(contents).raw(raw).expand_strings(expand);
+    decode_span_by(parser, data, span, each)
+}
+
+/// Decodes one span with `parser` (resumed at the span's start, set up as its caller
+/// needs), as [`decode_span`] does.
+pub fn decode_span_by<'a>(
+    mut parser: Parser<'a>,
+    data: &'a [u8],
+    span: &Span<'a>,
     mut each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
 ) -> rdb::Result<()> {
-    let mut parser =
-        Parser::resume(data, header, span.start, span.state).contents(contents).raw(raw).expand_strings(expand);
     while (parser.offset() as usize) < span.end {
         // Matched in place rather than with `?`, which moves the 160-byte item once more.
         match parser.next_item() {

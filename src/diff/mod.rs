@@ -415,7 +415,8 @@ impl<'d> Map<'d> for DigestMap<'_> {
         // are expanded once, as they are read, rather than checked then expanded.
         let r = match self.reading {
             Reading::Decoded => batch.decode_expanded(each),
-            Reading::Raw | Reading::RawStrings => batch.decode_raw(each),
+            Reading::Raw => batch.decode_raw(each),
+            Reading::RawStrings => batch.decode_strings_raw(each),
         };
         part.error = r.err();
         part
