@@ -351,7 +351,23 @@ impl<'d, 's> Batch<'d, 's> {
     /// Reads the batch's records raw (`Item::Raw`: the values' stored bytes, not
     /// decoded); other items as `decode` gives them.
     pub fn decode_raw(&self, each: impl FnMut(Item<'d>, u64) -> rdb::Result<()>) -> rdb::Result<()> {
-        pipeline::decode_span_raw(self.header, self.span, true, true, each)
+        pipeline::decode_span_raw(self.header, self.span, true, true, false, each)
+    }
+
+    /// Decodes the batch's records whole, their LZF-compressed strings expanded as they
+    /// are read (see [`rdb::Parser::expand_strings`]): for a consumer that reads the bytes
+    /// of every string.
+    pub fn decode_expanded(&self, each: impl FnMut(Item<'d>, u64) -> rdb::Result<()>) -> rdb::Result<()> {
+        pipeline::decode_span_raw(self.header, self.span, true, false, true, each)
+    }
+
+    /// Reads the batch's string records raw (`Item::Raw`) and decodes every other record
+    /// whole, its compressed strings expanded as they are read.
+    pub fn decode_strings_raw(&self, each: impl FnMut(Item<'d>, u64) -> rdb::Result<()>) -> rdb::Result<()> {
+        let parser = rdb::Parser::resume(self.span.data, self.header, self.span.start, self.span.state)
+            .raw_strings(true)
+            .expand_strings(true);
+        pipeline::decode_span_by(parser, self.span, each)
     }
 
     /// Steps over the batch's items by their length headers (no value decoded, no

@@ -201,19 +201,32 @@ pub fn decode_span_with<'a>(
     contents: bool,
     each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
 ) -> rdb::Result<()> {
-    decode_span_raw(header, span, contents, false, each)
+    decode_span_raw(header, span, contents, false, false, each)
 }
 
-/// [`decode_span_with`], with records in raw mode when `raw` (see [`Parser::raw`]).
+/// [`decode_span_with`], with records in raw mode when `raw` (see [`Parser::raw`]), and
+/// LZF strings expanded as they are read when `expand` (see [`Parser::expand_strings`]).
 pub fn decode_span_raw<'a>(
     header: Header,
     span: &Span<'a>,
     contents: bool,
     raw: bool,
+    expand: bool,
+    each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
+) -> rdb::Result<()> {
+    let parser =
+        Parser::resume(span.data, header, span.start, span.state).contents(contents).raw(raw).expand_strings(expand);
+    decode_span_by(parser, span, each)
+}
+
+/// Decodes one span with `parser` (resumed at the span's start, set up as its caller
+/// needs), as [`decode_span`] does.
+pub fn decode_span_by<'a>(
+    mut parser: Parser<'a>,
+    span: &Span<'a>,
     mut each: impl FnMut(Item<'a>, u64) -> rdb::Result<()>,
 ) -> rdb::Result<()> {
     let data = span.data;
-    let mut parser = Parser::resume(data, header, span.start, span.state).contents(contents).raw(raw);
     while (parser.offset() as usize) < span.end {
         // Matched in place rather than with `?`, which moves the 160-byte item once more.
         match parser.next_item() {

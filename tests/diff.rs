@@ -357,6 +357,11 @@ fn damaged_input_and_aof_sides_are_refused_with_exit_2() {
     let out = run(&["diff", path(&good), path(&aof), "-q"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("AOF"), "{}", String::from_utf8_lossy(&out.stderr));
+    // An RDB-preamble AOF: found where its snapshot ends.
+    let preamble = testdata("aof").join("preamble-6.2").join("appendonly.aof");
+    let out = run(&["diff", path(&preamble), path(&good), "-q"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AOF"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -515,4 +520,71 @@ fn a_whole_cluster_is_one_side_found_from_any_node() {
     assert_eq!(summary["value"], 1, "{summary}");
     assert_eq!(lines[0]["key"], String::from_utf8_lossy(&changed).as_ref());
     assert_eq!(lines[0]["value"]["b"], "changed in the cluster", "{}", lines[0]);
+}
+
+/// Where the LZF block of the string value of `key` starts in `rdb` (the value right
+/// after the key: encoding byte 0xC3, then the compressed and expanded lengths).
+fn lzf_block_of(rdb: &[u8], key: &[u8]) -> usize {
+    let at = rdb.windows(key.len()).position(|w| w == key).expect("the key is in the file") + key.len();
+    assert_eq!(rdb[at], 0xC3, "the value is stored compressed");
+    let len_bytes = |b: u8| if b >> 6 == 0 { 1 } else { 2 };
+    let clen_at = at + 1;
+    let ulen_at = clen_at + len_bytes(rdb[clen_at]);
+    ulen_at + len_bytes(rdb[ulen_at])
+}
+
+/// Files of two RDB versions: strings are compared by their stored bytes and decoded
+/// only where those differ; every other value is decoded. Equal data is equal, edits are
+/// found, and a damaged compressed string is an error (with no checksum to find it, as
+/// much as with one), on one side only or on both.
+#[test]
+fn files_of_two_versions_compare_strings_by_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = testdata("redis-6.2.rdb");
+    let server = RedisServer::start("8.2", Some(&old), &["--rdbchecksum", "no"]);
+    let same = dir.path().join("same.rdb");
+    save_to(&server, &same);
+    let out = run(&["diff", path(&old), path(&same), "--format", "json", "-q"]);
+    let (lines, summary) = json_lines(&out.stdout);
+    assert!(summary["same"].as_u64().unwrap() > 20, "{summary}");
+    // Only a stream group's entries-read, which 8.2 fills in on loading a v1 stream.
+    assert!(lines.iter().filter(|l| l.get("key").is_some()).all(|l| l["type"] == "stream"), "{lines:?}");
+
+    // A string edited in place (compressed, so its bytes differ) and one added.
+    let mut con = server.conn();
+    let long = "ab".repeat(200);
+    let string_key = "str:lzf".to_string();
+    q(&mut con, &["SET", &string_key, &long]);
+    q(&mut con, &["SET", "v:added", &long]);
+    let edited = dir.path().join("edited.rdb");
+    save_to(&server, &edited);
+    let out = run(&["diff", path(&old), path(&edited), "--format", "json", "-q"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+    let (lines, summary) = json_lines(&out.stdout);
+    let got = kinds(&lines);
+    assert_eq!(got.get(&string_key).map(String::as_str), Some("value"), "{got:?}");
+    assert_eq!(got.get("v:added").map(String::as_str), Some("added"), "{got:?}");
+    assert!(summary["decoded_late"].as_u64().unwrap() >= 2, "{summary}");
+
+    // The file with a compressed string's first instruction made a reference to before
+    // the start: damage the decoder finds, in a string both sides have and in one only
+    // B has, with no checksum; and the same damage in a file with its checksum.
+    let clean = std::fs::read(&edited).unwrap();
+    assert_eq!(&clean[clean.len() - 8..], &[0; 8], "saved without a checksum");
+    let with_checksum = RedisServer::start("8.2", Some(&edited), &[]);
+    let summed = dir.path().join("summed.rdb");
+    save_to(&with_checksum, &summed);
+    let summed = std::fs::read(&summed).unwrap();
+    let cases = [(&clean, string_key.as_bytes()), (&clean, b"v:added".as_slice()), (&summed, b"v:added".as_slice())];
+    for (n, (file, key)) in cases.into_iter().enumerate() {
+        let mut bytes = file.clone();
+        let block = lzf_block_of(&bytes, key);
+        bytes[block] = 0xE0;
+        let damaged = dir.path().join(format!("damaged-{n}.rdb"));
+        std::fs::write(&damaged, &bytes).unwrap();
+        let out = run(&["diff", path(&old), path(&damaged), "--format", "json", "-q"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{n}: {err} {}", String::from_utf8_lossy(&out.stdout));
+        assert!(err.contains(&format!("damaged-{n}.rdb")), "{err}");
+    }
 }

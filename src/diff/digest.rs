@@ -52,23 +52,50 @@ fn read_short(b: &[u8]) -> u64 {
 }
 
 /// The digest of a byte string, under a tag (what the bytes are: a key, a field, a
-/// member…), so that equal bytes in different roles differ.
+/// member…), so that equal bytes in different roles differ. Up to 16 bytes (most
+/// elements) take one multiply-fold per lane, inline; longer strings go through the
+/// block loop.
+#[inline]
 pub fn bytes(data: &[u8], tag: u64) -> Digest {
     let len = data.len() as u64;
-    let mut a = K0 ^ tag.wrapping_mul(K3) ^ len;
-    let mut b = K1 ^ tag ^ len.rotate_left(32);
-    let mut chunks = data.chunks_exact(16);
-    for c in &mut chunks {
-        let x = read8(c);
-        let y = read8(&c[8..]);
+    let a = K0 ^ tag.wrapping_mul(K3) ^ len;
+    let b = K1 ^ tag ^ len.rotate_left(32);
+    if data.len() <= 16 {
+        let (x, y) = if data.len() > 8 { (read8(data), read_short(&data[8..])) } else { (read_short(data), len) };
+        return Digest(fold(x ^ a ^ K2, y ^ K1 ^ len), fold(y ^ b ^ K4, x ^ K3 ^ len));
+    }
+    long(data, a, b)
+}
+
+/// [`bytes`] past 16 bytes: 32-byte blocks in four independent lanes (two per output
+/// lane, so that the multiplies of a block do not wait on each other), folded together
+/// at the end, then the last 1 to 32 bytes.
+#[inline(never)]
+fn long(data: &[u8], mut a: u64, mut b: u64) -> Digest {
+    let len = data.len() as u64;
+    let (mut c, mut d) = (a ^ K4, b ^ K2);
+    // Whole blocks, keeping at least one byte for the tail.
+    let mut blocks = data[..data.len() - 1].chunks_exact(32);
+    for w in &mut blocks {
+        let (x0, x1, x2, x3) = (read8(w), read8(&w[8..]), read8(&w[16..]), read8(&w[24..]));
+        a = fold(x0 ^ a ^ K2, x1 ^ K1);
+        b = fold(x1 ^ b ^ K4, x0 ^ K3);
+        c = fold(x2 ^ c ^ K2, x3 ^ K1);
+        d = fold(x3 ^ d ^ K4, x2 ^ K3);
+    }
+    a = fold(a ^ K0, c ^ K3);
+    b = fold(b ^ K1, d ^ K2);
+    // The rest (1 to 32 bytes): a 16-byte block if there are more than 16, then the
+    // last 16 bytes of the string (overlapping what came before: the length, mixed in
+    // at the start, tells the strings apart).
+    let rest = &data[data.len() - 1 - blocks.remainder().len()..];
+    if rest.len() > 16 {
+        let (x, y) = (read8(rest), read8(&rest[8..]));
         a = fold(x ^ a ^ K2, y ^ K1);
         b = fold(y ^ b ^ K4, x ^ K3);
     }
-    let rest = chunks.remainder();
-    let (x, y) =
-        if rest.len() > 8 { (read8(rest), read_short(&rest[8..])) } else { (read_short(rest), rest.len() as u64) };
-    // Each lane is a multiply-fold of every input word: two lanes, two independent
-    // 64-bit hashes.
+    let last = &data[data.len() - 16..];
+    let (x, y) = (read8(last), read8(&last[8..]));
     Digest(fold(x ^ a ^ K2, y ^ K1 ^ len), fold(y ^ b ^ K4, x ^ K3 ^ len))
 }
 
@@ -140,17 +167,37 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// The digest of a string's logical bytes (an integer as its decimal text).
-#[inline]
+/// The digest of a string's logical bytes (an integer as its decimal text). Bytes at
+/// hand (most elements) are digested inline, the tag a constant at each call site;
+/// integers and compressed strings go out of line.
+#[inline(always)]
 pub fn str(s: &Str<'_>, tag: u64) -> Digest {
     match s {
+        Str::Borrowed(b) => bytes(b, tag),
+        Str::Shared(v, r) => bytes(&v[r.clone()], tag),
+        _ => str_other(s, tag),
+    }
+}
+
+#[inline(never)]
+fn str_other(s: &Str<'_>, tag: u64) -> Digest {
+    match s {
         Str::Int(i) => bytes(itoa::Buffer::new().format(*i).as_bytes(), tag),
-        Str::Lzf { .. } => SCRATCH.with(|scratch| {
+        Str::Lzf { data, len } => SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            scratch.clear();
-            s.append_to(&mut scratch);
-            let d = bytes(&scratch, tag);
-            if scratch.capacity() > 16 << 20 {
+            // The buffer only grows: expansion overwrites what it needs, so the bytes
+            // need not be cleared first.
+            if scratch.len() < *len {
+                scratch.resize(*len, 0);
+            }
+            let out = &mut scratch[..*len];
+            // Validated when read, so expansion succeeds; should it not, the digest is
+            // the empty string's, as `Str::append_to` would leave it.
+            let d = match crate::rdb::lzf::decompress_slice(data, out) {
+                Ok(()) => bytes(out, tag),
+                Err(_) => bytes(&[], tag),
+            };
+            if scratch.len() > 16 << 20 {
                 *scratch = Vec::new();
             }
             d
@@ -301,8 +348,53 @@ mod tests {
     }
 
     #[test]
+    fn every_byte_counts_at_every_length() {
+        for n in [1usize, 8, 9, 16, 17, 31, 32, 33, 48, 49, 64, 65, 100, 1000] {
+            let base: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
+            let d = bytes(&base, 1);
+            for at in 0..n {
+                let mut changed = base.clone();
+                changed[at] ^= 1;
+                assert_ne!(bytes(&changed, 1), d, "length {n}, byte {at}");
+            }
+            // A longer string that starts with the same bytes differs too.
+            let mut longer = base.clone();
+            longer.push(0);
+            assert_ne!(bytes(&longer, 1), d, "length {n}");
+        }
+    }
+
+    #[test]
     fn integers_equal_their_text() {
         assert_eq!(str(&Str::Int(-42), 1), str(&s(b"-42"), 1));
+    }
+
+    /// Hash fields and zset members digest by their logical bytes whatever their form:
+    /// short or long, integer, compressed, borrowed.
+    #[test]
+    fn pairs_ignore_how_strings_are_stored() {
+        let r = StreamRules::default();
+        let lzf = Str::Lzf { data: &[2, b'a', b'b', b'c', 4 << 5, 2], len: 9 };
+        let long = b"-9223372036854775808";
+        let forms: [(Str<'_>, Str<'_>); 4] = [
+            (Str::Int(12345), s(b"12345")),
+            (Str::Int(i64::MIN), s(long)),
+            (lzf, s(b"abcabcabc")),
+            (Str::Owned(b"a field longer than sixteen".to_vec()), s(b"a field longer than sixteen")),
+        ];
+        let h = |f: &Str<'static>, v: &Str<'static>| {
+            Value::Hash(vec![HashField { field: f.clone(), value: v.clone(), expire_at_ms: None }])
+        };
+        for (x, y) in &forms {
+            for (a, b) in &forms {
+                assert_eq!(value(&h(x, a), r), value(&h(y, b), r));
+            }
+            assert_eq!(value(&Value::ZSet(vec![(x.clone(), 2.5)]), r), value(&Value::ZSet(vec![(y.clone(), 2.5)]), r));
+            assert_ne!(value(&Value::ZSet(vec![(x.clone(), 2.5)]), r), value(&Value::ZSet(vec![(y.clone(), 3.5)]), r));
+        }
+        // A field and value swapped, or moved between the two, differ.
+        assert_ne!(value(&h(&s(b"ab"), &s(b"c")), r), value(&h(&s(b"a"), &s(b"bc")), r));
+        assert_ne!(value(&h(&s(b"ab"), &s(b"c")), r), value(&h(&s(b"c"), &s(b"ab")), r));
     }
 
     #[test]

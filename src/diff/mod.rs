@@ -233,16 +233,19 @@ pub fn take_record(rec: &mut Record<'_>, filter: &Filter) -> Taken {
     if expired.whole() {
         return Taken::Expired(expired.fields);
     }
-    Taken::Kept(crate::expiry::drop_expired_fields(rec, filter.now_ms))
+    // Hash fields are looked at again only when some have expired.
+    Taken::Kept(if expired.fields > 0 { crate::expiry::drop_expired_fields(rec, filter.now_ms) } else { 0 })
 }
 
-/// What a kept record says: its logical digest and its stored bytes' digest.
-pub fn sum_of(rec: &Record<'_>, vendor: rdb::Vendor, rules: StreamRules, loc: u64) -> Sum {
+/// What a kept record says: its logical digest and, when `stored`, its stored bytes'
+/// digest (else left zero: only a side read raw is ever compared by stored bytes, and a
+/// value with a logical digest on both sides is compared by that alone).
+pub fn sum_of(rec: &Record<'_>, vendor: rdb::Vendor, rules: StreamRules, loc: u64, stored: bool) -> Sum {
     Sum {
         kind: kind_index(rec.value.value_type()),
         rdb_type: rec.rdb_type,
         logical: Some(digest::value(&rec.value, rules)),
-        raw: digest::raw(vendor, rec.rdb_type, rec.raw_value),
+        raw: if stored { digest::raw(vendor, rec.rdb_type, rec.raw_value) } else { Digest::default() },
         expire_at_ms: rec.expire_at_ms,
         loc,
     }
@@ -274,6 +277,9 @@ pub struct Part {
     pub expired_fields: u64,
     pub functions: Vec<Vec<u8>>,
     pub error: Option<rdb::Error>,
+    /// The stored bytes' digest is not needed: every value of the comparison is decoded
+    /// (no side read raw), so values are compared by their logical digests alone.
+    pub logical_only: bool,
 }
 
 impl Part {
@@ -293,11 +299,25 @@ impl Part {
             }
             Taken::Kept(f) => {
                 self.expired_fields += f;
-                let sum = sum_of(&rec, vendor, rules, at);
+                let sum = sum_of(&rec, vendor, rules, at, !self.logical_only);
                 self.keep(&rec, sum);
             }
         }
     }
+}
+
+/// How a side's files are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Every value decoded and digested logically.
+    Decoded,
+    /// Files of one RDB version on both sides: every record raw, the stored bytes'
+    /// digest only (but for hashes with field TTLs); values whose bytes differ are
+    /// decoded after the join.
+    Raw,
+    /// Files of different RDB versions of one vendor: strings (RDB type 0, stored alike
+    /// by every version) raw, everything else decoded.
+    RawStrings,
 }
 
 /// The workers' half over snapshots.
@@ -305,18 +325,24 @@ struct DigestMap<'j> {
     filter: &'j Filter,
     rules: StreamRules,
     functions: bool,
-    /// Records read raw: the stored bytes' digest only (but for hashes with field TTLs).
-    raw: bool,
+    reading: Reading,
 }
 
 impl<'d> Map<'d> for DigestMap<'_> {
     type Part = Part;
 
     fn snapshot(&self, batch: &Batch<'d, '_>) -> Part {
-        let mut part = Part::default();
+        // Decoded values are compared by their logical digests alone unless the other
+        // side may have read the same key raw.
+        let mut part = Part { logical_only: self.reading != Reading::Raw, ..Part::default() };
         let data = batch.data();
         let vendor = batch.header.vendor;
         let offset = |b: &[u8]| loc(batch.file, b.as_ptr() as usize - data.as_ptr() as usize);
+        // A string read raw is not expanded: damage in a compressed one is found by the
+        // file's CRC-64, verified at its end, when it has one (RDB 5 on, not disabled:
+        // `rdb.c`, `rdbLoadRioWithLoadingCtx`, the checksum after RDB_OPCODE_EOF; read
+        // here as the file's last 8 bytes).
+        let crc_covers = batch.header.version >= 5 && data.len() >= 8 && data[data.len() - 8..] != [0u8; 8];
         let each = |item: Item<'d>, _| {
             match item {
                 Item::Record(rec) => {
@@ -329,8 +355,15 @@ impl<'d> Map<'d> for DigestMap<'_> {
                     if !self.filter.selects_parts(r.db, t, &r.key) {
                         return Ok(());
                     }
-                    if has_field_ttls(vendor, r.rdb_type) {
-                        let mut cur = rdb::cursor::Cursor::new(r.raw_value);
+                    let decode = match self.reading {
+                        Reading::Raw => has_field_ttls(vendor, r.rdb_type),
+                        _ => r.rdb_type != rdb::RDB_TYPE_STRING,
+                    };
+                    if decode {
+                        // Over the whole file, so that an error gives the file's offset.
+                        let mut cur = rdb::cursor::Cursor::new(data);
+                        cur.skip((r.raw_value.as_ptr() as usize - data.as_ptr() as usize) as u64, "a value")?;
+                        cur.expand_strings(true);
                         let value = rdb::value::read_value(&mut cur, vendor, r.rdb_type, true)
                             .map_err(|e| e.with_key(&r.key.bytes()))?;
                         if let Some(value) = value {
@@ -355,6 +388,13 @@ impl<'d> Map<'d> for DigestMap<'_> {
                         part.expired += 1;
                         return Ok(());
                     }
+                    if self.reading == Reading::RawStrings && !crc_covers {
+                        // With no checksum to find damage, checked as a decoding read
+                        // checks it (a compressed string validated, not expanded).
+                        let mut cur = rdb::cursor::Cursor::new(data);
+                        cur.skip((r.raw_value.as_ptr() as usize - data.as_ptr() as usize) as u64, "a value")?;
+                        rdb::string::read_str(&mut cur).map_err(|e| e.with_key(&r.key.bytes()))?;
+                    }
                     let key = r.key.bytes();
                     let sum = Sum {
                         kind: kind_index(t),
@@ -371,7 +411,13 @@ impl<'d> Map<'d> for DigestMap<'_> {
             }
             Ok(())
         };
-        let r = if self.raw { batch.decode_raw(each) } else { batch.decode(true, each) };
+        // Every string of a decoded record is digested, its bytes read: compressed ones
+        // are expanded once, as they are read, rather than checked then expanded.
+        let r = match self.reading {
+            Reading::Decoded => batch.decode_expanded(each),
+            Reading::Raw => batch.decode_raw(each),
+            Reading::RawStrings => batch.decode_strings_raw(each),
+        };
         part.error = r.err();
         part
     }
@@ -395,19 +441,32 @@ struct DigestSink<'s> {
     name: String,
 }
 
+impl DigestSink<'_> {
+    fn refuse_log(&mut self, input: &Input) -> Flow {
+        self.error = Some(DiffError::Usage {
+            name: input.name.clone(),
+            msg: "holds AOF commands: diff compares snapshots and servers; load the AOF into a server \
+                  (replay) and compare that server (redis://host:port)"
+                .into(),
+        });
+        Flow::Stop
+    }
+}
+
 impl<'d> Sink<'d, Part> for DigestSink<'_> {
     fn begin(&mut self, _file: usize, input: &'d Input) -> Flow {
         self.name = input.name.clone();
-        if !input.is_snapshot() || crate::aof::log_start(input.data()).is_some() {
-            self.error = Some(DiffError::Usage {
-                name: input.name.clone(),
-                msg: "holds AOF commands: diff compares snapshots and servers; load the AOF into a server \
-                      (replay) and compare that server (redis://host:port)"
-                    .into(),
-            });
-            return Flow::Stop;
+        if !input.is_snapshot() {
+            return self.refuse_log(input);
         }
         Flow::Continue
+    }
+
+    /// Commands after a snapshot (an RDB-preamble AOF) are found where the read of the
+    /// snapshot ends, by the skim that cuts it into batches, rather than by a skim of
+    /// the whole file of its own before reading starts.
+    fn log_begin(&mut self, _file: usize, input: &'d Input, _base: usize) -> Flow {
+        self.refuse_log(input)
     }
 
     fn part(&mut self, part: Part) -> Flow {
@@ -486,7 +545,7 @@ impl Fetched<'_> {
     /// What it says now (`None`: expired, empty or no longer selected).
     pub fn sum(&self, filter: &Filter, rules: StreamRules, loc: u64) -> Option<Sum> {
         let rec = self.record(filter)?;
-        Some(sum_of(&rec, self.vendor, rules, loc))
+        Some(sum_of(&rec, self.vendor, rules, loc, true))
     }
 }
 
@@ -526,7 +585,7 @@ impl Side {
     fn digest(
         &self,
         job: &Job,
-        raw: bool,
+        reading: Reading,
         side: usize,
         store: &mut Store,
         summary: &mut Summary,
@@ -535,7 +594,7 @@ impl Side {
         let with_functions = job.filter.selects_everything();
         match self {
             Side::Files { inputs, .. } => {
-                let map = DigestMap { filter: &job.filter, rules: job.rules, functions: with_functions, raw };
+                let map = DigestMap { filter: &job.filter, rules: job.rules, functions: with_functions, reading };
                 let mut sink = DigestSink { store, side, summary, functions, error: None, name: String::new() };
                 let opts = crate::input::Options {
                     plan: job.plan,
@@ -656,7 +715,8 @@ fn digest_live(
         let parts: Vec<Result<Part, DiffError>> = batch
             .par_chunks(64)
             .map(|keys| {
-                let mut part = Part::default();
+                // A server's values are always decoded, and a side read raw is files only.
+                let mut part = Part { logical_only: true, ..Part::default() };
                 for k in keys {
                     live_key(k, &job.filter, job.rules, &mut part).map_err(|error| DiffError::Payload {
                         server: server.clone(),
@@ -874,12 +934,22 @@ pub fn run(job: &Job, out: &mut dyn Write, progress: &mut dyn FnMut(&str)) -> Re
     let b = Side::open(&job.b)?;
     // Files of one RDB version on both sides store equal values alike (but for the
     // choices a server makes by its thresholds): they are read raw, and only values whose
-    // stored bytes differ are decoded.
-    let raw = !job.logical
-        && match (a.versions(), b.versions()) {
-            (Some(x), Some(y)) => x.iter().chain(&y).all(|v| *v == x[0]),
-            _ => false,
-        };
+    // stored bytes differ are decoded. Files of different versions of one vendor still
+    // store strings alike (type 0 is read the same by every version, `rdb.c`,
+    // `rdbGenericLoadStringObject`): those are read raw, the rest decoded.
+    let reading = match (a.versions(), b.versions()) {
+        _ if job.logical => Reading::Decoded,
+        (Some(x), Some(y)) => {
+            let mut all = x.iter().chain(&y);
+            let first = all.clone().next().copied();
+            match first {
+                Some(f) if all.clone().all(|v| *v == f) => Reading::Raw,
+                Some(f) if all.all(|v| v.0 == f.0) => Reading::RawStrings,
+                _ => Reading::Decoded,
+            }
+        }
+        _ => Reading::Decoded,
+    };
     let tmp = TempDir::new(&job.temp_dir)
         .map_err(|error| DiffError::Temp { dir: job.temp_dir.display().to_string(), error })?;
     let mut summary = Summary::default();
@@ -892,8 +962,8 @@ pub fn run(job: &Job, out: &mut dyn Write, progress: &mut dyn FnMut(&str)) -> Re
     // workers serve both.
     let (mut ca, mut cb) = (Summary::default(), Summary::default());
     let (ra, rb) = std::thread::scope(|s| {
-        let ta = s.spawn(|| a.digest(job, raw, 0, &mut sa, &mut ca, &mut fa));
-        let rb = b.digest(job, raw, 1, &mut sb, &mut cb, &mut fb);
+        let ta = s.spawn(|| a.digest(job, reading, 0, &mut sa, &mut ca, &mut fa));
+        let rb = b.digest(job, reading, 1, &mut sb, &mut cb, &mut fb);
         (ta.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), rb)
     });
     ra?;
@@ -922,11 +992,11 @@ pub fn run(job: &Job, out: &mut dyn Write, progress: &mut dyn FnMut(&str)) -> Re
                 .par_iter()
                 .map(|(pa, pb)| {
                     let mut counts = Summary::default();
-                    let mut found = join(job, [&a, &b], pa, pb, &mut counts);
+                    let mut found = join(job, [&a, &b], pa, pb, &mut counts)?;
                     found.sort_by(|x, y| (x.db, &x.key).cmp(&(y.db, &y.key)));
-                    (found, counts)
+                    Ok((found, counts))
                 })
-                .collect()
+                .collect::<Result<_, DiffError>>()?
         };
         drop(loaded);
         for (mut found, counts) in joined {
@@ -959,10 +1029,11 @@ type Index<'b> = HashMap<(u64, &'b [u8]), [Option<Sum>; 2], store::KeyHash>;
 
 /// One partition of each side joined: the keys that differ. Where stored bytes differ
 /// and a side has no logical digest yet, it is worked out (in parallel) first.
-fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summary) -> Vec<Found> {
+fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summary) -> Result<Vec<Found>, DiffError> {
     // One map of both sides' entries by key (a key found twice on one side: the later
-    // one stands). Entries take at least 60 bytes: room for them all, no rehashing.
-    let mut idx: Index<'_> = Index::with_capacity_and_hasher((pa.len() + pb.len()) / 60, Default::default());
+    // one stands). Entries take about 40 bytes or more (a short key, one digest, where
+    // the value is): room for them all, no rehashing.
+    let mut idx: Index<'_> = Index::with_capacity_and_hasher((pa.len() + pb.len()) / 40, Default::default());
     for (s, part) in [pa, pb].into_iter().enumerate() {
         for e in Entry::all(part) {
             let both = idx.entry((e.db, e.key)).or_default();
@@ -990,13 +1061,11 @@ fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summar
         let done: Vec<Option<Sum>> = todo
             .par_iter()
             .map(|&(s, db, key, sum)| match sides[s] {
-                Side::Files { inputs, headers } => {
-                    file_value(inputs, headers, db, key, sum).and_then(|f| f.sum(&job.filter, job.rules, sum.loc))
-                }
+                Side::Files { inputs, headers } => late_sum(job, inputs, headers, db, key, sum),
                 // A server's entries always have their logical digest.
-                Side::Live(_) | Side::Cluster { .. } => Some(sum),
+                Side::Live(_) | Side::Cluster { .. } => Ok(Some(sum)),
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         for ((s, db, key, _), now) in todo.into_iter().zip(done) {
             // `None`: empty once decoded, which a server would not hold.
             if let Some(both) = idx.get_mut(&(db, key)) {
@@ -1016,7 +1085,45 @@ fn join(job: &Job, sides: [&Side; 2], pa: &[u8], pb: &[u8], summary: &mut Summar
             summary.same += 1;
         }
     }
-    found
+    Ok(found)
+}
+
+/// What a file's value says, decoded after the join because its stored bytes differed
+/// from the other side's (`None`: empty once decoded, expired or no longer selected). A
+/// value that does not decode is the file's damage, reported at its offset: read raw,
+/// it had been stepped over by its framing alone.
+fn late_sum(
+    job: &Job,
+    inputs: &Inputs,
+    headers: &[Option<Header>],
+    db: u64,
+    key: &[u8],
+    sum: Sum,
+) -> Result<Option<Sum>, DiffError> {
+    let (file, at) = unloc(sum.loc);
+    let (Some(input), Some(Some(header))) = (inputs.files.get(file), headers.get(file)) else { return Ok(None) };
+    let data = input.data();
+    let damage = |error: rdb::Error| DiffError::from(InputError::Snapshot { name: input.name.clone(), error });
+    let mut cur = rdb::cursor::Cursor::new(data);
+    cur.skip(at as u64, "a value").map_err(damage)?;
+    let value =
+        rdb::value::read_value(&mut cur, header.vendor, sum.rdb_type, true).map_err(|e| damage(e.with_key(key)))?;
+    let Some(value) = value else { return Ok(None) };
+    let mut rec = Record {
+        db,
+        key: Str::Borrowed(key),
+        expire_at_ms: sum.expire_at_ms,
+        idle_s: None,
+        freq: None,
+        rdb_type: sum.rdb_type,
+        value,
+        raw_value: &data[at..cur.pos()],
+        key_meta: None,
+    };
+    match take_record(&mut rec, &job.filter) {
+        Taken::Kept(_) => Ok(Some(sum_of(&rec, header.vendor, job.rules, sum.loc, true))),
+        _ => Ok(None),
+    }
 }
 
 /// Rounds: after `interval`, the differing keys are read again from the live sides. A

@@ -2,9 +2,10 @@
 //! budget: the join then holds one partition of each side at a time.
 //!
 //! An entry is serialized as it is kept (in memory and on disk alike): db and key length
-//! as varints, the key, the logical type, the RDB type byte, the 16-byte digest, the
-//! expiry (`i64::MIN` for none) and where the value can be read again (a file's index and
-//! offset; unused for a server, which is asked again).
+//! as varints, the key, the logical type, the RDB type byte, a byte saying which of the
+//! next three are there, the 16-byte logical digest, the 16-byte stored bytes' digest
+//! (left out when zero: not worked out), the expiry, and then where the value can be
+//! read again (a file's index and offset; unused for a server, which is asked again).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -14,8 +15,10 @@ use super::digest::{self, Digest};
 /// Partitions per side: a 1 GB snapshot's ~9 M keys make partitions of a few MB.
 pub const PARTITIONS: usize = 256;
 
-/// "No expiry" in the serialized form.
-const NO_EXPIRY: i64 = i64::MIN;
+/// Which optional parts an entry has (its flags byte).
+const HAS_LOGICAL: u8 = 1;
+const HAS_RAW: u8 = 2;
+const HAS_EXPIRY: u8 = 4;
 
 /// What a side says of a key's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,20 +44,12 @@ pub struct Entry<'b> {
     pub sum: Sum,
 }
 
-/// Bytes of an entry after its key.
-const FIXED: usize = 1 + 1 + 1 + 16 + 16 + 8 + 8;
+/// Most bytes of an entry after its key.
+const TAIL_MAX: usize = 1 + 1 + 1 + 16 + 16 + 8 + 8;
 
 /// Which partition a key falls in.
 pub fn partition(db: u64, key: &[u8]) -> usize {
     (digest::bytes(key, 0x1000 ^ db).0 >> 56) as usize % PARTITIONS
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
@@ -70,22 +65,62 @@ fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
+/// A varint into `buf` at `at`; returns where it ends.
+fn varint_into(buf: &mut [u8; 20], mut at: usize, mut v: u64) -> usize {
+    while v >= 0x80 {
+        buf[at] = v as u8 | 0x80;
+        v >>= 7;
+        at += 1;
+    }
+    buf[at] = v as u8;
+    at + 1
+}
+
 impl Entry<'_> {
     /// Appends the entry's serialized form.
     pub fn put(&self, out: &mut Vec<u8>) {
-        let e = &self.sum;
-        put_varint(out, self.db);
-        put_varint(out, self.key.len() as u64);
+        let (head, n, tail, t) = self.parts();
+        out.reserve(n + self.key.len() + t);
+        out.extend_from_slice(&head[..n]);
         out.extend_from_slice(self.key);
-        out.push(e.kind);
-        out.push(e.rdb_type);
-        out.push(e.logical.is_some() as u8);
-        let l = e.logical.unwrap_or_default();
-        for v in [l.0, l.1, e.raw.0, e.raw.1] {
-            out.extend_from_slice(&v.to_le_bytes());
+        out.extend_from_slice(&tail[..t]);
+    }
+
+    /// The serialized form in three pieces, built on the stack: db and key length (the
+    /// first `n` bytes of the first), the key (not copied), and what follows it (the
+    /// first `t` bytes of the last).
+    #[inline]
+    fn parts(&self) -> ([u8; 20], usize, [u8; TAIL_MAX], usize) {
+        let e = &self.sum;
+        let mut head = [0u8; 20];
+        let n = varint_into(&mut head, 0, self.db);
+        let n = varint_into(&mut head, n, self.key.len() as u64);
+        let mut tail = [0u8; TAIL_MAX];
+        tail[0] = e.kind;
+        tail[1] = e.rdb_type;
+        let mut flags = 0;
+        let mut t = 3;
+        let mut word = |w: u64, t: &mut usize| {
+            tail[*t..*t + 8].copy_from_slice(&w.to_le_bytes());
+            *t += 8;
+        };
+        if let Some(l) = e.logical {
+            flags |= HAS_LOGICAL;
+            word(l.0, &mut t);
+            word(l.1, &mut t);
         }
-        out.extend_from_slice(&e.expire_at_ms.unwrap_or(NO_EXPIRY).to_le_bytes());
-        out.extend_from_slice(&e.loc.to_le_bytes());
+        if e.raw != Digest::default() {
+            flags |= HAS_RAW;
+            word(e.raw.0, &mut t);
+            word(e.raw.1, &mut t);
+        }
+        if let Some(x) = e.expire_at_ms {
+            flags |= HAS_EXPIRY;
+            word(x as u64, &mut t);
+        }
+        word(e.loc, &mut t);
+        tail[2] = flags;
+        (head, n, tail, t)
     }
 
     /// The entry at `pos` (our own bytes: `None` only if they were cut short).
@@ -94,22 +129,19 @@ impl Entry<'_> {
         let len = get_varint(b, pos)? as usize;
         let key = b.get(*pos..pos.checked_add(len)?)?;
         *pos += len;
-        let f = b.get(*pos..*pos + FIXED)?;
-        *pos += FIXED;
-        let u = |i: usize| u64::from_le_bytes(f[i..i + 8].try_into().unwrap_or([0; 8]));
-        let expire = u(35) as i64;
-        Some(Entry {
-            db,
-            key,
-            sum: Sum {
-                kind: f[0],
-                rdb_type: f[1],
-                logical: (f[2] != 0).then(|| Digest(u(3), u(11))),
-                raw: Digest(u(19), u(27)),
-                expire_at_ms: (expire != NO_EXPIRY).then_some(expire),
-                loc: u(43),
-            },
-        })
+        let f = b.get(*pos..*pos + 3)?;
+        let (kind, rdb_type, flags) = (f[0], f[1], f[2]);
+        *pos += 3;
+        let mut word = || -> Option<u64> {
+            let w = b.get(*pos..*pos + 8)?;
+            *pos += 8;
+            Some(u64::from_le_bytes(w.try_into().ok()?))
+        };
+        let logical = if flags & HAS_LOGICAL != 0 { Some(Digest(word()?, word()?)) } else { None };
+        let raw = if flags & HAS_RAW != 0 { Digest(word()?, word()?) } else { Digest::default() };
+        let expire_at_ms = if flags & HAS_EXPIRY != 0 { Some(word()? as i64) } else { None };
+        let loc = word()?;
+        Some(Entry { db, key, sum: Sum { kind, rdb_type, logical, raw, expire_at_ms, loc } })
     }
 
     /// Every entry of `b`.
@@ -241,12 +273,16 @@ impl Store {
 
 /// Appends `e` to `out` preceded by its partition byte and its length (4 bytes).
 pub fn put_tagged(out: &mut Vec<u8>, e: &Entry<'_>) {
-    out.push(partition(e.db, e.key) as u8);
-    let at = out.len();
-    out.extend_from_slice(&[0; 4]);
-    e.put(out);
-    let len = (out.len() - at - 4) as u32;
-    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    let (head, n, tail, t) = e.parts();
+    let len = n + e.key.len() + t;
+    let mut tag = [0u8; 5];
+    tag[0] = partition(e.db, e.key) as u8;
+    tag[1..].copy_from_slice(&(len as u32).to_le_bytes());
+    out.reserve(5 + len);
+    out.extend_from_slice(&tag);
+    out.extend_from_slice(&head[..n]);
+    out.extend_from_slice(e.key);
+    out.extend_from_slice(&tail[..t]);
 }
 
 /// A hasher for the join's maps: keys are digested with [`digest::bytes`] (much faster
@@ -282,14 +318,22 @@ mod tests {
 
     fn entry(key: &[u8], db: u64, expire: Option<i64>) -> Entry<'_> {
         let logical = (db % 2 == 0).then_some(Digest(7, u64::MAX));
-        let sum = Sum { kind: 4, rdb_type: 16, logical, raw: Digest(9, 1), expire_at_ms: expire, loc: 1 << 41 | 5 };
+        // Without a stored bytes' digest (left zero) for a db divisible by 3.
+        let raw = if db % 3 == 0 { Digest::default() } else { Digest(9, 1) };
+        let sum = Sum { kind: 4, rdb_type: 16, logical, raw, expire_at_ms: expire, loc: 1 << 41 | 5 };
         Entry { db, key, sum }
     }
 
     #[test]
     fn entries_round_trip() {
         let mut b = Vec::new();
-        let es = [entry(b"a", 0, None), entry(&[0xff; 300], 70_000, Some(-5)), entry(b"", 3, Some(i64::MAX))];
+        let es = [
+            entry(b"a", 0, None),
+            entry(&[0xff; 300], 70_000, Some(-5)),
+            entry(b"", 3, Some(i64::MAX)),
+            entry(b"k", 2, None),
+            entry(b"m", 1, Some(i64::MIN)),
+        ];
         for e in &es {
             e.put(&mut b);
         }

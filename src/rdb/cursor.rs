@@ -10,11 +10,27 @@ use super::error::{Error, Result};
 pub struct Cursor<'a> {
     data: &'a [u8],
     pos: usize,
+    /// LZF-compressed strings are expanded as they are read (see
+    /// [`Cursor::expand_strings`]).
+    expand: bool,
 }
 
 impl<'a> Cursor<'a> {
     pub fn new(data: &'a [u8]) -> Cursor<'a> {
-        Cursor { data, pos: 0 }
+        Cursor { data, pos: 0, expand: false }
+    }
+
+    /// With `true`, an LZF-compressed string is expanded when it is read (checked as it
+    /// expands) and comes as `Str::Owned`, instead of being validated and kept
+    /// compressed: one pass over it for a caller that reads the bytes of every string,
+    /// where a check and a later expansion would be two.
+    pub fn expand_strings(&mut self, yes: bool) {
+        self.expand = yes;
+    }
+
+    #[inline]
+    pub fn expands_strings(&self) -> bool {
+        self.expand
     }
 
     #[inline]

@@ -63,13 +63,53 @@ pub fn decompress_append(input: &[u8], declared: usize, out: &mut Vec<u8>) -> Re
 /// Largest output sized before expanding.
 const PRESIZE_MAX: usize = 64 << 20;
 
+/// Expands `input` into `dst`, whose length is the declared length, checked as
+/// [`decompress_append`] checks (for a caller that keeps its own buffer: the bytes of
+/// `dst` are overwritten, never read first, so it need not be zeroed).
+pub fn decompress_slice(input: &[u8], dst: &mut [u8]) -> Result<(), LzfError> {
+    expand(input, dst)
+}
+
+/// Input bytes every instruction fits in: a control byte and a 32-byte literal, or a
+/// back-reference's 3 bytes.
+const FAST_IN: usize = 1 + 32;
+/// Output bytes every instruction fits in, with its copy rounded up to 16-byte moves: a
+/// literal of 32 bytes, a back-reference of 264 (7 + 255 + 2).
+const FAST_OUT: usize = 264 + 16;
+
 /// Expands `input` into `dst`, whose length is the declared length: the checks of
-/// [`walk`], in the same order with the same errors, with short copies done as fixed
-/// 32- or 16-byte moves where both sides have room (the bytes past a run are written
-/// again by what follows, or are past the end of the input and output, never read).
+/// [`walk`], in the same order with the same errors, with copies done as fixed 32-, 16-
+/// or 8-byte moves where both sides have room (the bytes past a run are written again by
+/// what follows, or are past the end of the input and output, never read).
 fn expand(input: &[u8], dst: &mut [u8]) -> Result<(), LzfError> {
     let (n, end) = (input.len(), dst.len());
     let (mut i, mut o) = (0usize, 0usize);
+    // Far from both ends no instruction can run past the input or the output: only a
+    // back-reference before the start of the output is left to check.
+    while i + FAST_IN < n && o + FAST_OUT <= end {
+        let ctrl = input[i] as usize;
+        if ctrl < 32 {
+            let run = ctrl + 1;
+            dst[o..o + 32].copy_from_slice(&input[i + 1..i + 33]);
+            i += 1 + run;
+            o += run;
+        } else {
+            let at = i;
+            let mut len = (ctrl >> 5) + 2;
+            i += 1;
+            if len == 9 {
+                len += input[i] as usize;
+                i += 1;
+            }
+            let back = ((ctrl & 0x1f) << 8) + input[i] as usize + 1;
+            i += 1;
+            if back > o {
+                return Err(LzfError::BadBackReference { at });
+            }
+            copy_back(dst, o, back, len);
+            o += len;
+        }
+    }
     while i < n {
         let ctrl = input[i] as usize;
         let at = i;
@@ -116,6 +156,34 @@ fn expand(input: &[u8], dst: &mut [u8]) -> Result<(), LzfError> {
         return Err(LzfError::LengthMismatch { produced: o, declared: end });
     }
     Ok(())
+}
+
+/// Copies `len` bytes from `back` bytes before `o` to `o`, where `dst` has room for the
+/// length rounded up to 16. Each move reads only bytes already written: a move of `w`
+/// bytes with `back >= w` reads bytes before its own start.
+#[inline(always)]
+fn copy_back(dst: &mut [u8], o: usize, back: usize, len: usize) {
+    let from = o - back;
+    if back >= 16 {
+        let mut k = 0;
+        while k < len {
+            dst.copy_within(from + k..from + k + 16, o + k);
+            k += 16;
+        }
+    } else if back >= 8 {
+        let mut k = 0;
+        while k < len {
+            dst.copy_within(from + k..from + k + 8, o + k);
+            k += 8;
+        }
+    } else if back == 1 {
+        let b = dst[from];
+        dst[o..o + len].fill(b);
+    } else {
+        for k in 0..len {
+            dst[o + k] = dst[from + k];
+        }
+    }
 }
 
 /// Checks that `input` expands to exactly `declared` bytes without producing them: the
@@ -240,6 +308,13 @@ mod tests {
         let mut text = Vec::new();
         for k in 0..400u32 {
             text.extend_from_slice(format!("field:{k}:value-{}|", k % 7).as_bytes());
+            // Runs with short periods (1 to 15 bytes): overlapping references, which
+            // copy bytes the same instruction wrote, far from the end and near it.
+            if k % 50 == 7 {
+                let period = 1 + (k as usize / 50 * 2) % 15;
+                let unit: Vec<u8> = (0..period).map(|b| b'a' + (b + k as usize) as u8 % 26).collect();
+                text.extend(unit.iter().cycle().take(40 + 37 * period));
+            }
         }
         // Compress by hand: literals of up to 32 bytes and references to earlier text.
         let mut block = Vec::new();

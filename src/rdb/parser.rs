@@ -94,6 +94,8 @@ pub struct Parser<'a> {
     skim: bool,
     /// Records come as `Item::Raw`.
     raw: bool,
+    /// String records (type 0) come as `Item::Raw`, the others decoded.
+    raw_strings: bool,
     /// Values come whole (off for `check`, see [`Parser::contents`]).
     contents: bool,
     done: bool,
@@ -111,6 +113,7 @@ impl<'a> Parser<'a> {
             verify_checksum: true,
             skim: false,
             raw: false,
+            raw_strings: false,
             contents: true,
             done: false,
         })
@@ -122,7 +125,17 @@ impl<'a> Parser<'a> {
         let mut cur = Cursor::new(data);
         // `pos` came from a parser over the same data, so it is in range.
         let _ = cur.skip(pos as u64, "a resume position");
-        Parser { cur, header, state, verify_checksum: true, skim: false, raw: false, contents: true, done: false }
+        Parser {
+            cur,
+            header,
+            state,
+            verify_checksum: true,
+            skim: false,
+            raw: false,
+            raw_strings: false,
+            contents: true,
+            done: false,
+        }
     }
 
     /// Skim mode: records are stepped over by their length headers and come back as
@@ -147,6 +160,19 @@ impl<'a> Parser<'a> {
     /// Set, zset and hash members are always kept: `check` looks for duplicates.
     pub fn contents(mut self, keep: bool) -> Self {
         self.contents = keep;
+        self
+    }
+
+    /// Raw mode for string records only (type 0): they come as `Item::Raw`, every other
+    /// record decoded.
+    pub fn raw_strings(mut self, yes: bool) -> Self {
+        self.raw_strings = yes;
+        self
+    }
+
+    /// LZF-compressed strings expanded as they are read (see [`Cursor::expand_strings`]).
+    pub fn expand_strings(mut self, yes: bool) -> Self {
+        self.cur.expand_strings(yes);
         self
     }
 
@@ -250,7 +276,7 @@ impl<'a> Parser<'a> {
                     self.state.key_meta = Some(&self.cur.data()[start..self.cur.pos()]);
                 }
                 t if self.skim => return self.skip_record(at, t).map(Some),
-                t if self.raw => return self.raw_record(at, t).map(Some),
+                t if self.raw || (self.raw_strings && t == RDB_TYPE_STRING) => return self.raw_record(at, t).map(Some),
                 t => return self.read_record(at, t),
             }
         }

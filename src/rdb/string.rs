@@ -75,6 +75,9 @@ fn read_any_str<'a>(cur: &mut Cursor<'a>) -> Result<Str<'a>> {
         Len::Encoded(RDB_ENC_INT16) => Ok(Str::Int(cur.read_u16_le("a 16-bit integer string")? as i16 as i64)),
         Len::Encoded(RDB_ENC_INT32) => Ok(Str::Int(cur.read_i32_le("a 32-bit integer string")? as i64)),
         Len::Encoded(RDB_ENC_LZF) => {
+            if cur.expands_strings() {
+                return Ok(Str::Owned(read_lzf(cur, at)?));
+            }
             let (data, ulen) = read_lzf_header(cur, at)?;
             lzf::validate(data, ulen).map_err(|e| Error::corrupt(at, e.to_string()))?;
             Ok(Str::Lzf { data, len: ulen })
@@ -223,4 +226,41 @@ pub fn parse_score(text: &[u8]) -> Option<f64> {
         _ => {}
     }
     s.parse::<f64>().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An LZF string (encoding byte 0xC3, compressed and expanded lengths, the block),
+    /// then a byte that must be left unread.
+    fn lzf_string(block: &[u8], expanded: u8) -> Vec<u8> {
+        let mut b = vec![0xC3, block.len() as u8, expanded];
+        b.extend_from_slice(block);
+        b.push(0x7f);
+        b
+    }
+
+    #[test]
+    fn expanding_as_read_gives_the_same_bytes_and_errors() {
+        let good = lzf_string(&[2, b'a', b'b', b'c', 4 << 5, 2], 9);
+        let bad = lzf_string(&[2, b'a', b'b', b'c', 4 << 5, 9], 9);
+        for expand in [false, true] {
+            let mut cur = Cursor::new(&good);
+            cur.expand_strings(expand);
+            let s = read_str(&mut cur).unwrap();
+            assert_eq!(matches!(s, Str::Owned(_)), expand);
+            assert_eq!(s.bytes().as_ref(), b"abcabcabc");
+            assert_eq!(cur.pos(), good.len() - 1);
+        }
+        let errors: Vec<String> = [false, true]
+            .into_iter()
+            .map(|expand| {
+                let mut cur = Cursor::new(&bad);
+                cur.expand_strings(expand);
+                read_str(&mut cur).unwrap_err().to_string()
+            })
+            .collect();
+        assert_eq!(errors[0], errors[1]);
+    }
 }
