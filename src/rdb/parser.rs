@@ -104,19 +104,8 @@ pub struct Parser<'a> {
 impl<'a> Parser<'a> {
     pub fn new(data: &'a [u8]) -> Result<Parser<'a>> {
         let header = parse_header(data)?;
-        let mut cur = Cursor::new(data);
-        cur.skip(Header::SIZE as u64, "header")?;
-        Ok(Parser {
-            cur,
-            header,
-            state: State::default(),
-            verify_checksum: true,
-            skim: false,
-            raw: false,
-            raw_strings: false,
-            contents: true,
-            done: false,
-        })
+        // The header is whole (`parse_header` read it): the items start after it.
+        Ok(Parser::resume(data, header, Header::SIZE, State::default()))
     }
 
     /// A parser that continues at `pos` (an item boundary some other parser reached,
