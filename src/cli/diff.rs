@@ -68,8 +68,9 @@ pub struct Args {
     /// How the patch rebuilds keys
     #[arg(long, value_enum, default_value = "commands")]
     pub patch_mode: PatchModeArg,
-    /// Memory for key digests, in MB; past it they are spilled to --temp-dir
-    #[arg(long, value_name = "MB", default_value_t = 32)]
+    /// Memory for key digests, in MB; past it they are spilled to --temp-dir (48: two
+    /// 100 MB snapshots are joined without spilling, two 1 GB ones within 128 MB in all)
+    #[arg(long, value_name = "MB", default_value_t = 48)]
     pub memory: usize,
     /// Where spilled digests go [default: the system's temporary folder]
     #[arg(long, value_name = "DIR")]

@@ -419,6 +419,9 @@ impl<'d> Map<'d> for DigestMap<'_> {
             Reading::RawStrings => batch.decode_strings_raw(each),
         };
         part.error = r.err();
+        // Grouped by partition here, on the worker, so that the joining thread appends
+        // each partition's share of the batch at once.
+        part.tagged = store::grouped(&part.tagged);
         part
     }
 }

@@ -271,6 +271,42 @@ impl Store {
     }
 }
 
+/// The tagged entries of `tagged` (see [`put_tagged`]) regrouped: one run per partition
+/// that has any, tagged as one entry is (partition byte, length), holding its entries one
+/// after the other as a partition holds them, in their order. [`Store::take`] then
+/// appends a partition's share at once instead of entry by entry.
+pub fn grouped(tagged: &[u8]) -> Vec<u8> {
+    let runs = || {
+        let mut pos = 0;
+        std::iter::from_fn(move || {
+            let p = *tagged.get(pos)? as usize;
+            let len = u32::from_le_bytes(tagged.get(pos + 1..pos + 5)?.try_into().ok()?) as usize;
+            let e = tagged.get(pos + 5..pos + 5 + len)?;
+            pos += 5 + len;
+            Some((p, e))
+        })
+    };
+    let mut sizes = [0usize; PARTITIONS];
+    for (p, e) in runs() {
+        sizes[p] += e.len();
+    }
+    let total: usize = sizes.iter().map(|&n| if n > 0 { 5 + n } else { 0 }).sum();
+    let mut out = vec![0u8; total];
+    let mut at = [0usize; PARTITIONS];
+    let mut o = 0;
+    for (p, &n) in sizes.iter().enumerate().filter(|(_, &n)| n > 0) {
+        out[o] = p as u8;
+        out[o + 1..o + 5].copy_from_slice(&(n as u32).to_le_bytes());
+        at[p] = o + 5;
+        o += 5 + n;
+    }
+    for (p, e) in runs() {
+        out[at[p]..at[p] + e.len()].copy_from_slice(e);
+        at[p] += e.len();
+    }
+    out
+}
+
 /// Appends `e` to `out` preceded by its partition byte and its length (4 bytes).
 pub fn put_tagged(out: &mut Vec<u8>, e: &Entry<'_>) {
     let (head, n, tail, t) = e.parts();
@@ -338,6 +374,31 @@ mod tests {
             e.put(&mut b);
         }
         assert_eq!(Entry::all(&b).collect::<Vec<_>>(), es);
+    }
+
+    /// A batch grouped by partition leaves every partition as the entries one by one do:
+    /// the same entries, in the same order.
+    #[test]
+    fn grouped_batches_fill_partitions_as_entries_do() {
+        let parent = std::env::temp_dir();
+        let dir = TempDir::new(&parent).unwrap();
+        let (mut one, mut batched) = (Store::new("a", 1 << 30, dir.path()), Store::new("b", 1 << 30, dir.path()));
+        let keys: Vec<Vec<u8>> = (0..3000u32).map(|i| format!("key:{i}").into_bytes()).collect();
+        for batch in keys.chunks(700) {
+            let mut t = Vec::new();
+            for (i, k) in batch.iter().enumerate() {
+                let mut single = Vec::new();
+                put_tagged(&mut single, &entry(k, i as u64 % 5, Some(i as i64)));
+                one.take(&single).unwrap();
+                t.extend_from_slice(&single);
+            }
+            let g = grouped(&t);
+            assert!(g.len() < t.len(), "one tag per partition, not per entry");
+            batched.take(&g).unwrap();
+        }
+        for p in 0..PARTITIONS {
+            assert_eq!(one.partition(p).unwrap(), batched.partition(p).unwrap(), "partition {p}");
+        }
     }
 
     #[test]
