@@ -226,9 +226,7 @@ impl Inputs {
     pub fn wait_whole(&self) {
         for f in &self.files {
             if let Some(g) = f.source.growth() {
-                while matches!(g.now(), crate::source::Grown::To(_)) {
-                    std::thread::sleep(std::time::Duration::from_millis(2));
-                }
+                g.wait_end();
             }
         }
     }

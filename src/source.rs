@@ -93,6 +93,13 @@ impl Growth {
         }
     }
 
+    /// Waits until the file has ended, whole or broken.
+    pub fn wait_end(&self) {
+        while matches!(self.now(), Grown::To(_)) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Waits up to `timeout` until more than `beyond` bytes are written or the file has
     /// ended, and says how far it is.
     pub fn wait(&self, beyond: u64, timeout: Duration) -> Grown {

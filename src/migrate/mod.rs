@@ -563,9 +563,7 @@ fn apply<'a>(
         // A file that cannot be mapped ahead of its bytes (address space limited, as
         // under `ulimit -v`) is opened once whole.
         Inputs::growing(cfg.capture.rdb.clone(), following.snapshot.clone()).or_else(|_| {
-            while matches!(following.snapshot.now(), crate::source::Grown::To(_)) {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            following.snapshot.wait_end();
             Inputs::open(&spec)
         })
     }
